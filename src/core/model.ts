@@ -68,6 +68,7 @@ export class Dest {
   /** Cleared when the real server is deleted; its connections then end. */
   available = true;
   readonly stats = new Stats();
+  rates: Rates = zeroRates();
 
   constructor(
     /** Index in the director's destination registry, referenced by connections. */
@@ -116,6 +117,7 @@ export class Service implements ServiceView {
   /** Newest first. */
   dests: Dest[] = [];
   readonly stats = new Stats();
+  rates: Rates = zeroRates();
 
   constructor(
     readonly id: number,
@@ -136,4 +138,8 @@ export class Service implements ServiceView {
   get flags(): number {
     return this.settings.flags;
   }
+}
+
+export function zeroRates(): Rates {
+  return { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what lvsd, its lab and its tests need on a fresh Debian machine, then builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # iproute2/nftables: the lab and the director's plumbing; nginx-light: the real servers;
+  # curl, wrk, socat: the clients of the demo and the end-to-end tests.
+  apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps
+else
+  echo "setup: not root, skipping Debian packages (the lab and end-to-end tests need root)" >&2
+fi
+
+npm ci --no-audit --no-fund
+npm run build

@@ -1,0 +1,201 @@
+// The virtual service table with IPVS's validation rules. Every operation checks everything
+// first and only then changes state, so a refused operation leaves the table as it was.
+
+import { ErrorCodes, LvsError } from './errors.js';
+import { addrEquals, addrKey, type Addr } from './inet.js';
+import {
+  Dest,
+  MAX_PERSISTENT_TIMEOUT,
+  Service,
+  SVC_F_ONEPACKET,
+  SVC_F_PERSISTENT,
+  type DestSettings,
+  type ServiceKey,
+  type ServiceSettings,
+} from './model.js';
+import { IPPROTO_UDP } from './inet.js';
+import { findScheduler } from './sched/registry.js';
+import type { Scheduler, SchedulerEnv } from './sched/types.js';
+
+export const MAX_WEIGHT = 65535;
+const PERSISTENCE_ENGINES = new Set(['sip']);
+
+export function serviceKeyString(key: ServiceKey): string {
+  return key.fwmark > 0
+    ? `f${key.af}:${key.fwmark}`
+    : `${key.protocol}:${addrKey(key.addr)}:${key.port}`;
+}
+
+/** What removing a service or a real server means for the connections bound to it. */
+export interface ServiceTableListener {
+  serviceRemoved(service: Service): void;
+  destRemoved(service: Service, dest: Dest): void;
+}
+
+export class ServiceTable {
+  private readonly byKey = new Map<string, Service>();
+  /** Insertion order, as the kernel's hash walk would give for a fresh table. */
+  private readonly ordered: Service[] = [];
+  private nextServiceId = 1;
+  private nextDestId = 1;
+
+  constructor(
+    private readonly env: SchedulerEnv,
+    private readonly listener: ServiceTableListener,
+  ) {}
+
+  get services(): readonly Service[] {
+    return this.ordered;
+  }
+
+  find(key: ServiceKey): Service | undefined {
+    return this.byKey.get(serviceKeyString(key));
+  }
+
+  /** ip_vs_service_find: the exact port first, then a port-zero (all ports) service. */
+  lookup(protocol: number, vaddr: Addr, vport: number): Service | undefined {
+    const exact = this.byKey.get(`${protocol}:${addrKey(vaddr)}:${vport}`);
+    return exact ?? (vport !== 0 ? this.byKey.get(`${protocol}:${addrKey(vaddr)}:0`) : undefined);
+  }
+
+  add(key: ServiceKey, settings: ServiceSettings): Service {
+    const scheduler = validateService(key, settings);
+    const id = serviceKeyString(key);
+    if (this.byKey.has(id)) throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
+    const service = new Service(this.nextServiceId++, key, { ...settings }, scheduler, undefined);
+    service.schedState = scheduler.initService(service, this.env);
+    this.byKey.set(id, service);
+    this.ordered.push(service);
+    return service;
+  }
+
+  edit(key: ServiceKey, settings: ServiceSettings): void {
+    const service = this.require(key);
+    const scheduler = validateService(key, settings);
+    const rebind = scheduler !== service.scheduler || settings.flags !== service.settings.flags;
+    service.settings = { ...settings };
+    if (rebind) {
+      service.scheduler = scheduler;
+      service.schedState = scheduler.initService(service, this.env);
+    }
+  }
+
+  delete(key: ServiceKey): void {
+    const service = this.require(key);
+    this.byKey.delete(serviceKeyString(key));
+    this.ordered.splice(this.ordered.indexOf(service), 1);
+    this.retire(service);
+  }
+
+  clear(): void {
+    const all = [...this.ordered];
+    this.byKey.clear();
+    this.ordered.length = 0;
+    for (const service of all) this.retire(service);
+  }
+
+  addDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): Dest {
+    const service = this.requireForDest(key);
+    validateDest(service, addr, port, settings);
+    if (findDest(service, addr, port)) throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
+    const dest = new Dest(this.nextDestId++, addr, port, { ...settings });
+    // list_add_rcu: the newest real server stands first.
+    service.dests.unshift(dest);
+    this.rescheduled(service);
+    return dest;
+  }
+
+  editDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): void {
+    const service = this.requireForDest(key);
+    validateDest(service, addr, port, settings);
+    const dest = findDest(service, addr, port);
+    if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
+    dest.method = settings.method;
+    dest.weight = settings.weight;
+    dest.uThreshold = settings.uThreshold;
+    dest.lThreshold = settings.lThreshold;
+    // __ip_vs_update_dest: new thresholds may lift the overload at once.
+    if (dest.uThreshold === 0 || dest.activeConns + dest.inactConns < dest.uThreshold) dest.overloaded = false;
+    this.rescheduled(service);
+  }
+
+  deleteDest(key: ServiceKey, addr: Addr, port: number): void {
+    const service = this.requireForDest(key);
+    const dest = findDest(service, addr, port);
+    if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
+    service.dests.splice(service.dests.indexOf(dest), 1);
+    dest.available = false;
+    this.rescheduled(service);
+    this.listener.destRemoved(service, dest);
+  }
+
+  private rescheduled(service: Service): void {
+    service.scheduler.updateService?.(service.schedState, service);
+  }
+
+  private retire(service: Service): void {
+    for (const dest of service.dests) dest.available = false;
+    this.listener.serviceRemoved(service);
+  }
+
+  private require(key: ServiceKey): Service {
+    const service = this.find(key);
+    if (!service) throw new LvsError(ErrorCodes.NO_SERVICE, 'No such service');
+    return service;
+  }
+
+  private requireForDest(key: ServiceKey): Service {
+    const service = this.find(key);
+    if (!service) throw new LvsError(ErrorCodes.SERVICE_NOT_DEFINED, 'Service not defined');
+    return service;
+  }
+}
+
+function findDest(service: Service, addr: Addr, port: number): Dest | undefined {
+  return service.dests.find((d) => d.port === port && addrEquals(d.addr, addr));
+}
+
+function invalid(why: string): LvsError {
+  return new LvsError(ErrorCodes.INVALID, `Invalid operation: ${why}`);
+}
+
+function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler {
+  if (key.fwmark > 0) {
+    if (key.protocol !== 0 || key.port !== 0) throw invalid('fwmark service with protocol or port');
+  } else if (key.protocol === 0) {
+    throw invalid('service without protocol or fwmark');
+  } else if (key.addr.af !== key.af) {
+    throw invalid('address family mismatch');
+  }
+  if (!Number.isInteger(key.port) || key.port < 0 || key.port > 65535) throw invalid('port out of range');
+  if (!Number.isInteger(key.fwmark) || key.fwmark < 0 || key.fwmark > 0xffffffff) throw invalid('bad fwmark');
+  if (settings.flags & SVC_F_PERSISTENT) {
+    const t = settings.timeout;
+    if (!Number.isInteger(t) || t < 1 || t > MAX_PERSISTENT_TIMEOUT) throw invalid('persistence timeout');
+  }
+  const maxPrefix = key.af === 4 ? 32 : 128;
+  const prefix = settings.netmaskPrefix;
+  if (!Number.isInteger(prefix) || prefix < 1 || prefix > maxPrefix) throw invalid('persistence netmask');
+  if (settings.flags & SVC_F_ONEPACKET && key.fwmark === 0 && key.protocol !== IPPROTO_UDP) {
+    throw invalid('one-packet scheduling is only for UDP');
+  }
+  if (settings.pe !== null && !PERSISTENCE_ENGINES.has(settings.pe)) {
+    throw new LvsError(ErrorCodes.NO_SCHEDULER, 'Scheduler or persistence engine not found');
+  }
+  const scheduler = findScheduler(settings.scheduler);
+  if (!scheduler) throw new LvsError(ErrorCodes.NO_SCHEDULER, 'Scheduler or persistence engine not found');
+  return scheduler;
+}
+
+function validateDest(service: Service, addr: Addr, port: number, settings: DestSettings): void {
+  const { weight, uThreshold, lThreshold } = settings;
+  if (!Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) throw invalid('weight');
+  if (!Number.isInteger(uThreshold) || uThreshold < 0 || !Number.isInteger(lThreshold) || lThreshold < 0) {
+    throw invalid('thresholds');
+  }
+  if (uThreshold !== 0 && lThreshold > uThreshold) throw invalid('lower threshold above upper');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid('port out of range');
+  if (addr.af !== service.af && settings.method !== 'tunnel') {
+    throw new LvsError(ErrorCodes.AF_NOT_SUPPORTED, 'Operation not supported with specified address family');
+  }
+}
