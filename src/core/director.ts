@@ -3,13 +3,73 @@
 
 import type { Clock } from './clock.js';
 import { ConnTable } from './conn/table.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
-import type { Dest, Service, Stats } from './model.js';
+import { addrMask, IPPROTO_TCP, type Addr } from './inet.js';
+import {
+  SVC_F_ONEPACKET,
+  SVC_F_PERSISTENT,
+  zeroRates,
+  type Dest,
+  type Service,
+  type Stats,
+} from './model.js';
 import type { ControlOp, DestSnapshot, ServiceSnapshot, Snapshot, StatsSnapshot } from './ops.js';
+import { FragmentTracker } from './packet/fragments.js';
+import {
+  buildPortUnreachable,
+  isIcmpError,
+  mayReplyWithIcmpError,
+  parseIcmpError,
+  rewriteIcmpErrorToClient,
+  rewriteIcmpErrorToRealServer,
+} from './packet/icmp.js';
+import { rewriteDestination, rewriteSource } from './packet/nat.js';
+import { hasPorts, parsePacket, type DropReason, type ParsedPacket } from './packet/parse.js';
+import {
+  readVnetHdr,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VNET_HDR_LEN,
+  vnetFlags,
+  writePlainVnetHdr,
+} from './packet/vnet.js';
 import { ServiceTable } from './services.js';
 import './sched/index.js';
+
+/** Why the data path dropped a packet: the parser's reasons and the director's own. */
+export type DirectorDrop =
+  | DropReason
+  | 'no-service'
+  | 'no-conn'
+  | 'no-dest'
+  | 'table-full'
+  | 'not-masq'
+  | 'not-rewritable'
+  | 'icmp-unmatched'
+  | 'fragment-unmatched';
+
+export interface DataPathCounters {
+  /** Packets forwarded towards the real servers (in) and back to the clients (out). */
+  forwardedIn: number;
+  forwardedOut: number;
+  /** ICMP errors the director sent itself (port unreachable when no real server is available). */
+  icmpSent: number;
+  drops: Partial<Record<DirectorDrop, number>>;
+}
+
+/** Where the later fragments of a datagram go: the rewrite its first fragment got. */
+interface FragmentDecision {
+  direction: Direction;
+  addr: Addr;
+  port: number;
+  service: Service;
+  dest: Dest;
+}
+
+const NO_DEST = -1;
+const TABLE_FULL = -2;
 
 export interface DirectorOptions {
   clock: Clock;
@@ -28,10 +88,15 @@ export class Director {
   readonly timeouts = new Timeouts();
   private readonly estimator = new Estimator();
   private readonly connHashBits: number;
+  private readonly fragments: FragmentTracker<FragmentDecision>;
+  /** Packets ready besides the one `process` returns (held fragments released): the caller sends them. */
+  readonly pending: Uint8Array[] = [];
+  readonly counters: DataPathCounters = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} };
 
   constructor(options: DirectorOptions) {
     this.clock = options.clock;
     this.connHashBits = options.connHashBits ?? 12;
+    this.fragments = new FragmentTracker(this.clock);
     const random = options.random ?? Math.random;
     this.conns = new ConnTable({
       capacity: options.connCapacity ?? 1 << 20,
@@ -101,13 +166,238 @@ export class Director {
   private zeroStats(stats: Stats, owner: Service | Dest): void {
     stats.reset();
     this.estimator.reset(stats);
-    owner.rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
+    owner.rates = zeroRates();
   }
 
   /** Housekeeping: expire connections due by now, sample the rate estimator. */
   tick(): void {
     this.conns.advance();
+    this.fragments.expire();
     this.estimator.tick(this.clock.now());
+  }
+
+  // ---- the packet path: never throws, every drop counted ----
+
+  /**
+   * Handles one packet read from the TUN: buf[offset, offset + length) is a virtio_net_hdr and an IP
+   * packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and returns
+   * the bytes from offset to send back to the TUN, or 0 to drop it. Check `pending` afterwards.
+   */
+  process(buf: Uint8Array, offset: number, length: number): number {
+    if (length <= VNET_HDR_LEN) return this.drop('truncated');
+    const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
+    if (!p.ok) return this.drop(p.reason);
+    const vflags = vnetFlags(buf, offset);
+    if (p.l4Offset < 0) return this.laterFragment(buf, offset, length, p, vflags);
+    if (isIcmpError(p)) return this.icmpError(buf, length, p, vflags);
+    if (!hasPorts(p.protocol)) return this.drop('unsupported');
+
+    let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
+    if (id >= 0 && this.isOnePacket(id)) {
+      // One-packet scheduling: every datagram is scheduled afresh.
+      this.conns.expire(id);
+      id = -1;
+    }
+    if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'in');
+    id = this.conns.findOut(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
+    if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'out');
+
+    const service = this.services.lookup(p.protocol, p.daddr, p.dport);
+    if (!service) return this.drop('no-service');
+    // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
+    if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {
+      return this.drop('no-conn');
+    }
+    id = this.schedule(service, p);
+    if (id === NO_DEST) return this.portUnreachable(buf, offset, p);
+    if (id === TABLE_FULL) return this.drop('table-full');
+    return this.forward(buf, offset, length, p, vflags, id, 'in');
+  }
+
+  private isOnePacket(id: number): boolean {
+    const service = this.services.byId(this.conns.serviceId(id));
+    return service !== undefined && (service.settings.flags & SVC_F_ONEPACKET) !== 0;
+  }
+
+  /** A new connection: persistence template first, else the scheduler. */
+  private schedule(service: Service, p: ParsedPacket): number {
+    const { settings, key } = service;
+    let template = -1;
+    let dest: Dest | null = null;
+    if (settings.flags & SVC_F_PERSISTENT) {
+      const caddr = addrMask(p.saddr, settings.netmaskPrefix);
+      // Port-0 and firewall-mark services key their templates on port 0: one template for all ports.
+      const vport = key.port === 0 || key.fwmark > 0 ? 0 : p.dport;
+      template = this.conns.findTemplate(p.af, p.protocol, caddr, p.daddr, vport, key.fwmark);
+      if (template >= 0) {
+        dest = this.conns.dest(template);
+      } else {
+        dest = service.scheduler.schedule(service.schedState, service, p);
+        if (!dest) return NO_DEST;
+        template = this.conns.createTemplate({
+          af: p.af,
+          protocol: p.protocol,
+          caddr,
+          vaddr: p.daddr,
+          vport,
+          fwmark: key.fwmark,
+          daddr: dest.addr,
+          dport: dest.port,
+          dest,
+          serviceId: service.id,
+          timeoutMs: settings.timeout * 1000,
+        });
+        if (template < 0) return TABLE_FULL;
+      }
+    } else {
+      dest = service.scheduler.schedule(service.schedState, service, p);
+      if (!dest) return NO_DEST;
+    }
+    const id = this.conns.create({
+      af: p.af,
+      protocol: p.protocol,
+      caddr: p.saddr,
+      cport: p.sport,
+      vaddr: p.daddr,
+      vport: p.dport,
+      daddr: dest.addr,
+      // A real server without a port (firewall-mark and port-0 services) keeps the client's.
+      dport: dest.port || p.dport,
+      dest,
+      serviceId: service.id,
+      template,
+    });
+    if (id < 0) return TABLE_FULL;
+    service.stats.conns++;
+    dest.stats.conns++;
+    return id;
+  }
+
+  private forward(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    p: ParsedPacket,
+    vflags: number,
+    id: number,
+    direction: Direction,
+  ): number {
+    const dest = this.conns.dest(id);
+    if (dest.method !== 'masq') return this.drop('not-masq');
+    const service = this.services.byId(this.conns.serviceId(id));
+    if (!service) return this.drop('no-service');
+    const inbound = direction === 'in';
+    const addr = inbound ? dest.addr : this.conns.vaddr(id);
+    const port = inbound ? this.conns.dport(id) : this.conns.vport(id);
+    const rewritten = inbound
+      ? rewriteDestination(buf, p, addr, port, vflags)
+      : rewriteSource(buf, p, addr, port, vflags);
+    if (!rewritten) return this.drop('not-rewritable');
+    this.conns.onPacket(id, direction, p.tcpFlags);
+    this.count(service, dest, inbound, buf, offset, p);
+    if (p.isFragment) {
+      for (const held of this.fragments.decide(p, { direction, addr, port, service, dest })) {
+        const heldLength = this.laterFragment(held, 0, held.length, null, vnetFlags(held, 0));
+        if (heldLength > 0) this.pending.push(held.subarray(0, heldLength));
+      }
+    }
+    return length;
+  }
+
+  /** A fragment without the L4 header follows the decision taken for its first fragment. */
+  private laterFragment(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    parsed: ParsedPacket | null,
+    vflags: number,
+  ): number {
+    let p = parsed;
+    if (!p) {
+      const reparsed = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
+      if (!reparsed.ok) return this.drop(reparsed.reason);
+      p = reparsed;
+    }
+    const decision = this.fragments.decisionFor(p);
+    if (!decision) {
+      if (parsed && this.fragments.hold(p, buf.slice(offset, offset + length))) return 0;
+      return this.drop('fragment-unmatched');
+    }
+    const inbound = decision.direction === 'in';
+    const rewritten = inbound
+      ? rewriteDestination(buf, p, decision.addr, decision.port, vflags)
+      : rewriteSource(buf, p, decision.addr, decision.port, vflags);
+    if (!rewritten) return this.drop('not-rewritable');
+    this.count(decision.service, decision.dest, inbound, buf, offset, p);
+    return length;
+  }
+
+  /** ICMP errors about a tracked connection are translated, outer and quoted headers both. */
+  private icmpError(buf: Uint8Array, length: number, p: ParsedPacket, vflags: number): number {
+    const inner = parseIcmpError(buf, p);
+    if (!inner) return this.drop('icmp-unmatched');
+    // About a client -> real server packet: on its way to the client.
+    let id = this.conns.findOut(inner.af, inner.protocol, inner.daddr, inner.dport, inner.saddr, inner.sport);
+    if (id >= 0) {
+      rewriteIcmpErrorToClient(buf, p, inner, this.conns.vaddr(id), this.conns.vport(id), vflags);
+      this.counters.forwardedOut++;
+      return length;
+    }
+    // About a VIP -> client reply: on its way to the real server.
+    id = this.conns.findIn(inner.af, inner.protocol, inner.daddr, inner.dport, inner.saddr, inner.sport);
+    if (id >= 0) {
+      rewriteIcmpErrorToRealServer(buf, p, inner, this.conns.daddr(id), this.conns.dport(id), vflags);
+      this.counters.forwardedIn++;
+      return length;
+    }
+    return this.drop('icmp-unmatched');
+  }
+
+  /** ip_vs_leave: no real server available, so the client hears "port unreachable" from the VIP. */
+  private portUnreachable(buf: Uint8Array, offset: number, p: ParsedPacket): number {
+    this.drop('no-dest');
+    if (!mayReplyWithIcmpError(p)) return 0;
+    const icmpLength = buildPortUnreachable(buf, offset + VNET_HDR_LEN, buf, p);
+    if (icmpLength === 0) return 0;
+    writePlainVnetHdr(buf, offset);
+    this.counters.icmpSent++;
+    return VNET_HDR_LEN + icmpLength;
+  }
+
+  /** Counts what the wire carries: a GSO super-packet is as many packets as it will be segmented into. */
+  private count(
+    service: Service,
+    dest: Dest,
+    inbound: boolean,
+    buf: Uint8Array,
+    offset: number,
+    p: ParsedPacket,
+  ) {
+    let packets = 1;
+    let bytes = p.end - p.l3Offset;
+    const vnet = readVnetHdr(buf, offset);
+    if (vnet.gsoType !== VIRTIO_NET_HDR_GSO_NONE && vnet.gsoSize > 0 && p.payloadLength > vnet.gsoSize) {
+      packets = Math.ceil(p.payloadLength / vnet.gsoSize);
+      bytes += (packets - 1) * (p.payloadOffset - p.l3Offset);
+    }
+    if (inbound) {
+      this.counters.forwardedIn++;
+      service.stats.inPkts += packets;
+      service.stats.inBytes += bytes;
+      dest.stats.inPkts += packets;
+      dest.stats.inBytes += bytes;
+    } else {
+      this.counters.forwardedOut++;
+      service.stats.outPkts += packets;
+      service.stats.outBytes += bytes;
+      dest.stats.outPkts += packets;
+      dest.stats.outBytes += bytes;
+    }
+  }
+
+  private drop(reason: DirectorDrop): 0 {
+    this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;
+    return 0;
   }
 
   snapshot(options: { connections: boolean }): Snapshot {

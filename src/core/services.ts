@@ -21,9 +21,7 @@ export const MAX_WEIGHT = 65535;
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
 export function serviceKeyString(key: ServiceKey): string {
-  return key.fwmark > 0
-    ? `f${key.af}:${key.fwmark}`
-    : `${key.protocol}:${addrKey(key.addr)}:${key.port}`;
+  return key.fwmark > 0 ? `f${key.af}:${key.fwmark}` : `${key.protocol}:${addrKey(key.addr)}:${key.port}`;
 }
 
 /** What removing a service or a real server means for the connections bound to it. */
@@ -34,6 +32,7 @@ export interface ServiceTableListener {
 
 export class ServiceTable {
   private readonly byKey = new Map<string, Service>();
+  private readonly byServiceId = new Map<number, Service>();
   /** Insertion order, as the kernel's hash walk would give for a fresh table. */
   private readonly ordered: Service[] = [];
   private nextServiceId = 1;
@@ -46,6 +45,10 @@ export class ServiceTable {
 
   get services(): readonly Service[] {
     return this.ordered;
+  }
+
+  byId(id: number): Service | undefined {
+    return this.byServiceId.get(id);
   }
 
   find(key: ServiceKey): Service | undefined {
@@ -65,6 +68,7 @@ export class ServiceTable {
     const service = new Service(this.nextServiceId++, key, { ...settings }, scheduler, undefined);
     service.schedState = scheduler.initService(service, this.env);
     this.byKey.set(id, service);
+    this.byServiceId.set(service.id, service);
     this.ordered.push(service);
     return service;
   }
@@ -83,6 +87,7 @@ export class ServiceTable {
   delete(key: ServiceKey): void {
     const service = this.require(key);
     this.byKey.delete(serviceKeyString(key));
+    this.byServiceId.delete(service.id);
     this.ordered.splice(this.ordered.indexOf(service), 1);
     this.retire(service);
   }
@@ -90,6 +95,7 @@ export class ServiceTable {
   clear(): void {
     const all = [...this.ordered];
     this.byKey.clear();
+    this.byServiceId.clear();
     this.ordered.length = 0;
     for (const service of all) this.retire(service);
   }
@@ -97,7 +103,8 @@ export class ServiceTable {
   addDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): Dest {
     const service = this.requireForDest(key);
     validateDest(service, addr, port, settings);
-    if (findDest(service, addr, port)) throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
+    if (findDest(service, addr, port))
+      throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
     const dest = new Dest(this.nextDestId++, addr, port, { ...settings });
     // list_add_rcu: the newest real server stands first.
     service.dests.unshift(dest);
@@ -115,7 +122,8 @@ export class ServiceTable {
     dest.uThreshold = settings.uThreshold;
     dest.lThreshold = settings.lThreshold;
     // __ip_vs_update_dest: new thresholds may lift the overload at once.
-    if (dest.uThreshold === 0 || dest.activeConns + dest.inactConns < dest.uThreshold) dest.overloaded = false;
+    if (dest.uThreshold === 0 || dest.activeConns + dest.inactConns < dest.uThreshold)
+      dest.overloaded = false;
     this.rescheduled(service);
   }
 

@@ -22,6 +22,8 @@ const DEFAULT_SECONDS = [
   300, // UDP
 ];
 
+const MAX_SECONDS = Math.floor(0x7fffffff / 1000);
+
 export class Timeouts {
   private readonly ms = new Float64Array(STATE_COUNT);
 
@@ -35,7 +37,7 @@ export class Timeouts {
   }
 
   /** ipvsadm --timeout: seconds for ESTABLISHED, FIN_WAIT and UDP. */
-  get(): IpvsTimeouts {
+  ipvs(): IpvsTimeouts {
     return {
       tcp: this.ms[S_ESTABLISHED]! / 1000,
       tcpfin: this.ms[S_FIN_WAIT]! / 1000,
@@ -44,14 +46,15 @@ export class Timeouts {
   }
 
   /** ipvsadm --set tcp tcpfin udp, in seconds; 0 leaves a value unchanged. */
-  set(timeouts: IpvsTimeouts): void {
-    for (const value of [timeouts.tcp, timeouts.tcpfin, timeouts.udp]) {
-      if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
-        throw new LvsError(ErrorCodes.INVALID, `invalid timeout value ${value}`);
+  setIpvs(tcp: number, tcpfin: number, udp: number): void {
+    for (const seconds of [tcp, tcpfin, udp]) {
+      // The table keeps milliseconds in 32 bits, as the kernel keeps jiffies in an int.
+      if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_SECONDS) {
+        throw new LvsError(ErrorCodes.INVALID, `invalid timeout value ${seconds}`);
       }
     }
-    if (timeouts.tcp) this.ms[S_ESTABLISHED] = timeouts.tcp * 1000;
-    if (timeouts.tcpfin) this.ms[S_FIN_WAIT] = timeouts.tcpfin * 1000;
-    if (timeouts.udp) this.ms[S_UDP] = timeouts.udp * 1000;
+    if (tcp) this.ms[S_ESTABLISHED] = tcp * 1000;
+    if (tcpfin) this.ms[S_FIN_WAIT] = tcpfin * 1000;
+    if (udp) this.ms[S_UDP] = udp * 1000;
   }
 }

@@ -1,0 +1,811 @@
+// ipvsadm 1.31's command line, as popt reads it and as ipvsadm.c validates it: the first option
+// must be a command, options are checked against a command x option matrix, and every refusal
+// has ipvsadm's text and exit status. Pure: host and service names come from an injected lookup.
+
+import type { SyncDaemonConfig, SyncState } from '../control/api.js';
+import { addr4, addr6, netmaskPrefix, parseIPv4, parseIPv6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
+import type { Addr, Family, Protocol } from '../core/inet.js';
+import {
+  DEFAULT_PERSISTENT_TIMEOUT,
+  DEFAULT_SCHEDULER,
+  MAX_PERSISTENT_TIMEOUT,
+  SVC_F_ONEPACKET,
+  SVC_F_PERSISTENT,
+  SVC_F_SCHED1,
+  SVC_F_SCHED2,
+  SVC_F_SCHED3,
+} from '../core/model.js';
+import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
+import type { ControlOp } from '../core/ops.js';
+
+/** Name lookups ipvsadm does through the C library (gethostbyname, getservbyname). */
+export interface NameLookup {
+  hostToAddr(name: string): Addr | null;
+  serviceToPort(name: string, protocol: Protocol): number | null;
+}
+
+export const NO_NAMES: NameLookup = { hostToAddr: () => null, serviceToPort: () => null };
+
+export interface ListFormat {
+  numeric: boolean;
+  stats: boolean;
+  rate: boolean;
+  thresholds: boolean;
+  persistentConn: boolean;
+  exact: boolean;
+  nosort: boolean;
+  tunInfo: boolean;
+  json: boolean;
+}
+
+export type Command =
+  | { kind: 'execute'; op: ControlOp }
+  | { kind: 'list'; what: 'services' | 'connections' | 'timeout' | 'daemon'; service?: ServiceKey; format: ListFormat }
+  | { kind: 'save'; format: ListFormat }
+  | { kind: 'restore' }
+  | { kind: 'start-daemon'; config: SyncDaemonConfig }
+  | { kind: 'stop-daemon'; state: SyncState }
+  | { kind: 'help'; long: boolean }
+  | { kind: 'version' };
+
+/** A refusal: the whole text for stderr (no trailing newline) and the exit status. */
+export interface UsageError {
+  kind: 'usage-error';
+  text: string;
+  exit: number;
+}
+
+export type ParseResult = Command | UsageError;
+
+// ipvsadm's commands, in its cmdnames[] order (the matrix rows).
+const COMMANDS = [
+  'add-service',
+  'edit-service',
+  'delete-service',
+  'flush',
+  'list',
+  'add-server',
+  'delete-server',
+  'edit-server',
+  'set',
+  'start-daemon',
+  'stop-daemon',
+  'restore',
+  'save',
+  'zero',
+] as const;
+type CommandName = (typeof COMMANDS)[number];
+
+// ipvsadm's options, in its optnames[] order (the matrix columns); 'json' is lvsadm's own.
+const OPTIONS = [
+  'numeric',
+  'connection',
+  'service-address',
+  'scheduler',
+  'persistent',
+  'netmask',
+  'real-server',
+  'forwarding-method',
+  'weight',
+  'u-threshold',
+  'l-threshold',
+  'mcast-interface',
+  'timeout',
+  'daemon',
+  'stats',
+  'rate',
+  'thresholds',
+  'persistent-conn',
+  'nosort',
+  'syncid',
+  'exact',
+  'ops',
+  'pe',
+  'sched-flags',
+  'mcast-group',
+  'mcast-port',
+  'mcast-ttl',
+  'sync-maxlen',
+  'tun-info',
+  'tun-type',
+  'tun-port',
+  'tun-nocsum',
+  'tun-csum',
+  'tun-remcsum',
+  'json',
+] as const;
+type OptionName = (typeof OPTIONS)[number];
+
+// ipvsadm's commands_v_options table, one row per command; unlisted options are illegal ('x').
+// '+' compulsory, '1' at most one of the '1's, ' ' optional.
+type Rule = '+' | '1' | ' ';
+const SERVICE_OPTIONS = { 'service-address': '+', scheduler: ' ', persistent: ' ', netmask: ' ', ops: ' ', pe: ' ', 'sched-flags': ' ' } as const;
+const SERVER_OPTIONS = {
+  'service-address': '+',
+  'real-server': '+',
+  'forwarding-method': ' ',
+  weight: ' ',
+  'u-threshold': ' ',
+  'l-threshold': ' ',
+  'tun-type': ' ',
+  'tun-port': ' ',
+  'tun-nocsum': ' ',
+  'tun-csum': ' ',
+  'tun-remcsum': ' ',
+} as const;
+const MATRIX: Record<CommandName, Partial<Record<OptionName, Rule>>> = {
+  'add-service': SERVICE_OPTIONS,
+  'edit-service': SERVICE_OPTIONS,
+  'delete-service': { 'service-address': '+' },
+  flush: {},
+  list: {
+    numeric: ' ',
+    connection: '1',
+    'service-address': '1',
+    timeout: '1',
+    daemon: '1',
+    stats: ' ',
+    rate: ' ',
+    thresholds: ' ',
+    'persistent-conn': ' ',
+    nosort: ' ',
+    syncid: ' ',
+    exact: ' ',
+    'tun-info': ' ',
+    json: ' ',
+  },
+  'add-server': SERVER_OPTIONS,
+  'delete-server': { 'service-address': '+', 'real-server': '+' },
+  'edit-server': SERVER_OPTIONS,
+  set: {},
+  'start-daemon': {
+    'mcast-interface': ' ',
+    syncid: ' ',
+    'mcast-group': ' ',
+    'mcast-port': ' ',
+    'mcast-ttl': ' ',
+    'sync-maxlen': ' ',
+  },
+  'stop-daemon': { syncid: ' ' },
+  restore: {},
+  save: { numeric: ' ', json: ' ' },
+  zero: { 'service-address': ' ' },
+};
+
+type ArgKind = 'none' | 'required' | 'optional';
+interface OptionSpec {
+  long: string | null;
+  short: string | null;
+  arg: ArgKind;
+  tag: string;
+}
+
+// The popt table: a command option's tag is a command name, any other's is its own.
+const SPECS: OptionSpec[] = [
+  { long: 'add-service', short: 'A', arg: 'none', tag: 'cmd:add-service' },
+  { long: 'edit-service', short: 'E', arg: 'none', tag: 'cmd:edit-service' },
+  { long: 'delete-service', short: 'D', arg: 'none', tag: 'cmd:delete-service' },
+  { long: 'clear', short: 'C', arg: 'none', tag: 'cmd:flush' },
+  { long: 'list', short: 'L', arg: 'none', tag: 'cmd:list' },
+  { long: null, short: 'l', arg: 'none', tag: 'cmd:list' },
+  { long: 'zero', short: 'Z', arg: 'none', tag: 'cmd:zero' },
+  { long: 'add-server', short: 'a', arg: 'none', tag: 'cmd:add-server' },
+  { long: 'edit-server', short: 'e', arg: 'none', tag: 'cmd:edit-server' },
+  { long: 'delete-server', short: 'd', arg: 'none', tag: 'cmd:delete-server' },
+  { long: 'set', short: null, arg: 'none', tag: 'cmd:set' },
+  { long: 'help', short: 'h', arg: 'none', tag: 'help' },
+  { long: 'version', short: 'v', arg: 'none', tag: 'version' },
+  { long: 'restore', short: 'R', arg: 'none', tag: 'cmd:restore' },
+  { long: 'save', short: 'S', arg: 'none', tag: 'cmd:save' },
+  { long: 'start-daemon', short: null, arg: 'required', tag: 'cmd:start-daemon' },
+  { long: 'stop-daemon', short: null, arg: 'required', tag: 'cmd:stop-daemon' },
+  { long: 'tcp-service', short: 't', arg: 'required', tag: 'tcp' },
+  { long: 'udp-service', short: 'u', arg: 'required', tag: 'udp' },
+  { long: 'sctp-service', short: null, arg: 'required', tag: 'sctp' },
+  { long: 'fwmark-service', short: 'f', arg: 'required', tag: 'fwmark' },
+  { long: 'scheduler', short: 's', arg: 'required', tag: 'scheduler' },
+  { long: 'persistent', short: 'p', arg: 'optional', tag: 'persistent' },
+  { long: 'netmask', short: 'M', arg: 'required', tag: 'netmask' },
+  { long: 'real-server', short: 'r', arg: 'required', tag: 'real-server' },
+  { long: 'masquerading', short: 'm', arg: 'none', tag: 'masq' },
+  { long: 'ipip', short: 'i', arg: 'none', tag: 'tunnel' },
+  { long: 'gatewaying', short: 'g', arg: 'none', tag: 'route' },
+  { long: 'weight', short: 'w', arg: 'required', tag: 'weight' },
+  { long: 'u-threshold', short: 'x', arg: 'required', tag: 'u-threshold' },
+  { long: 'l-threshold', short: 'y', arg: 'required', tag: 'l-threshold' },
+  { long: 'numeric', short: 'n', arg: 'none', tag: 'numeric' },
+  { long: 'connection', short: 'c', arg: 'none', tag: 'connection' },
+  { long: 'mcast-interface', short: null, arg: 'required', tag: 'mcast-interface' },
+  { long: 'syncid', short: null, arg: 'required', tag: 'syncid' },
+  { long: 'timeout', short: null, arg: 'none', tag: 'timeout' },
+  { long: 'daemon', short: null, arg: 'none', tag: 'daemon' },
+  { long: 'stats', short: null, arg: 'none', tag: 'stats' },
+  { long: 'rate', short: null, arg: 'none', tag: 'rate' },
+  { long: 'thresholds', short: null, arg: 'none', tag: 'thresholds' },
+  { long: 'persistent-conn', short: null, arg: 'none', tag: 'persistent-conn' },
+  { long: 'nosort', short: null, arg: 'none', tag: 'nosort' },
+  { long: 'sort', short: null, arg: 'none', tag: 'sort' },
+  { long: 'exact', short: 'X', arg: 'none', tag: 'exact' },
+  { long: 'ipv6', short: '6', arg: 'none', tag: 'ipv6' },
+  { long: 'ops', short: 'o', arg: 'none', tag: 'ops' },
+  { long: 'pe', short: null, arg: 'required', tag: 'pe' },
+  { long: 'sched-flags', short: 'b', arg: 'required', tag: 'sched-flags' },
+  { long: 'mcast-group', short: null, arg: 'required', tag: 'mcast-group' },
+  { long: 'mcast-port', short: null, arg: 'required', tag: 'mcast-port' },
+  { long: 'mcast-ttl', short: null, arg: 'required', tag: 'mcast-ttl' },
+  { long: 'sync-maxlen', short: null, arg: 'required', tag: 'sync-maxlen' },
+  { long: 'tun-info', short: null, arg: 'none', tag: 'tun-info' },
+  { long: 'tun-type', short: null, arg: 'required', tag: 'tun-type' },
+  { long: 'tun-port', short: null, arg: 'required', tag: 'tun-port' },
+  { long: 'tun-nocsum', short: null, arg: 'none', tag: 'tun-nocsum' },
+  { long: 'tun-csum', short: null, arg: 'none', tag: 'tun-csum' },
+  { long: 'tun-remcsum', short: null, arg: 'none', tag: 'tun-remcsum' },
+  { long: 'json', short: null, arg: 'none', tag: 'json' },
+];
+
+const MAX_TIMEOUT = 86400 * 31;
+/** The kernel's default sync message length for a 1500-byte MTU: 1500 - IP - UDP headers. */
+export const DEFAULT_SYNC_MAXLEN = 1472;
+export const DEFAULT_MCAST_GROUP = addr4(0xe0000051); // 224.0.0.81
+export const DEFAULT_MCAST_PORT = 8848;
+export const DEFAULT_MCAST_TTL = 1;
+const DEFAULT_MCAST_INTERFACE = 'eth0';
+
+/** Thrown inside the parser to unwind to parseArgs, which turns it into a UsageError. */
+class Refusal {
+  constructor(
+    readonly text: string,
+    readonly exit: number,
+  ) {}
+}
+
+function fail(text: string): never {
+  throw new Refusal(text, 2);
+}
+
+type Token =
+  | { type: 'option'; spec: OptionSpec; arg: string | null; argvElement: string }
+  | { type: 'error'; argvElement: string; reason: string };
+
+/** popt's option scanner: clustering, `--name=value`, optional arguments, `--` and leftover arguments. */
+class OptionScanner {
+  private index = 0;
+  private cluster: { element: string; rest: string } | null = null;
+  readonly leftovers: string[] = [];
+  private onlyArgs = false;
+
+  constructor(private readonly argv: readonly string[]) {}
+
+  next(): Token | null {
+    if (this.cluster) return this.shortOption(this.cluster.element, this.cluster.rest);
+    while (this.index < this.argv.length) {
+      const element = this.argv[this.index++]!;
+      if (this.onlyArgs || element === '-' || !element.startsWith('-')) {
+        this.leftovers.push(element);
+        continue;
+      }
+      if (element === '--') {
+        this.onlyArgs = true;
+        continue;
+      }
+      if (element.startsWith('--')) return this.longOption(element);
+      return this.shortOption(element, element.slice(1));
+    }
+    return null;
+  }
+
+  private longOption(element: string): Token {
+    const eq = element.indexOf('=');
+    const name = element.slice(2, eq < 0 ? undefined : eq);
+    const spec = SPECS.find((s) => s.long === name);
+    if (!spec) return { type: 'error', argvElement: element, reason: 'unknown option' };
+    if (eq >= 0) {
+      if (spec.arg === 'none')
+        return { type: 'error', argvElement: element, reason: 'option does not take an argument' };
+      return { type: 'option', spec, arg: element.slice(eq + 1), argvElement: element };
+    }
+    return this.withSeparateArg(spec, element);
+  }
+
+  private shortOption(element: string, chars: string): Token {
+    const ch = chars[0]!;
+    const rest = chars.slice(1);
+    this.cluster = null;
+    const spec = SPECS.find((s) => s.short === ch);
+    if (!spec) return { type: 'error', argvElement: element, reason: 'unknown option' };
+    if (spec.arg === 'none') {
+      if (rest !== '') this.cluster = { element, rest };
+      return { type: 'option', spec, arg: null, argvElement: element };
+    }
+    if (rest !== '') return { type: 'option', spec, arg: rest, argvElement: element };
+    return this.withSeparateArg(spec, element);
+  }
+
+  private withSeparateArg(spec: OptionSpec, element: string): Token {
+    if (spec.arg === 'none') return { type: 'option', spec, arg: null, argvElement: element };
+    const following = this.argv[this.index];
+    if (spec.arg === 'optional') {
+      if (following === undefined || following.startsWith('-'))
+        return { type: 'option', spec, arg: null, argvElement: element };
+    } else if (following === undefined) {
+      return { type: 'error', argvElement: element, reason: 'missing argument' };
+    }
+    this.index++;
+    return { type: 'option', spec, arg: following!, argvElement: following! };
+  }
+}
+
+/** strtol(s, &end, 10) accepting the whole string, within [min, max]; null otherwise. */
+export function stringToNumber(text: string, min: number, max: number): number | null {
+  if (!/^[ \t\n\v\f\r]*[+-]?[0-9]+$/.test(text)) return null;
+  const value = Number(text.trim());
+  return value >= min && value <= max ? value : null;
+}
+
+interface ParsedAddress {
+  addr: Addr;
+  port: number | null;
+}
+
+/** parse_service(): host[:port] or [v6]:port; null when the address part is not usable. */
+function parseAddressPort(text: string, protocol: Protocol, names: NameLookup): ParsedAddress | null | 'bad-port' {
+  if (text === '' || /^[0-9]+$/.test(text)) return null;
+  let host = text;
+  let portText: string | null = null;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0 || text[close + 1] !== ':') return null;
+    host = text.slice(1, close);
+    portText = text.slice(close + 2);
+    const v6 = parseIPv6(host);
+    if (!v6) return null;
+    return withPort(v6, portText, protocol, names);
+  }
+  const bare6 = parseIPv6(text);
+  if (bare6) return { addr: bare6, port: null };
+  const colon = text.lastIndexOf(':');
+  if (colon >= 0) {
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+  }
+  const v4 = parseIPv4(host) ?? names.hostToAddr(host);
+  if (!v4 || v4.af !== 4) return null;
+  return portText === null ? { addr: v4, port: null } : withPort(v4, portText, protocol, names);
+}
+
+function withPort(addr: Addr, portText: string, protocol: Protocol, names: NameLookup): ParsedAddress | 'bad-port' {
+  const port = stringToNumber(portText, 0, 65535) ?? names.serviceToPort(portText, protocol);
+  return port === null ? 'bad-port' : { addr, port };
+}
+
+function zeroAddr(af: Family): Addr {
+  return af === 4 ? addr4(0) : addr6(0, 0, 0, 0);
+}
+
+function parseTimeout(text: string, min: number, max: number): number {
+  const value = stringToNumber(text, min, max);
+  if (value === null) fail(`invalid timeout value \`${text}' specified`);
+  return value;
+}
+
+const SCHED_FLAG_BITS: Record<string, { bit: number; scheduler: string | null }> = {
+  'flag-1': { bit: SVC_F_SCHED1, scheduler: null },
+  'flag-2': { bit: SVC_F_SCHED2, scheduler: null },
+  'flag-3': { bit: SVC_F_SCHED3, scheduler: null },
+  'sh-fallback': { bit: SVC_F_SCHED1, scheduler: 'sh' },
+  'sh-port': { bit: SVC_F_SCHED2, scheduler: 'sh' },
+  'mh-fallback': { bit: SVC_F_SCHED1, scheduler: 'mh' },
+  'mh-port': { bit: SVC_F_SCHED2, scheduler: 'mh' },
+};
+
+function parseSchedFlags(text: string, scheduler: string): number {
+  let flags = 0;
+  for (const name of text.split(',').filter((f) => f !== '')) {
+    const known = SCHED_FLAG_BITS[name];
+    if (!known) fail(`invalid scheduler flag \`${name}'`);
+    if (known.scheduler !== null && known.scheduler !== scheduler) fail(`incompatible scheduler flag \`${name}'`);
+    flags |= known.bit;
+  }
+  return flags;
+}
+
+/** Everything ipvsadm's struct ipvs_command_entry collects, with its initial values. */
+interface Entry {
+  command: CommandName;
+  options: Set<OptionName>;
+  service: { af: Family; protocol: Protocol | 0; addr: Addr; port: number; fwmark: number };
+  scheduler: string;
+  flags: number;
+  persistTimeout: number;
+  netmaskPrefix: number | null;
+  pe: string | null;
+  schedFlagsText: string | null;
+  dest: { addr: Addr; port: number; af: Family; method: ForwardMethod; weight: number; uThreshold: number; lThreshold: number };
+  daemon: { state: SyncState; mcastInterface: string; syncId: number; syncMaxLen: number; group: Addr; port: number; ttl: number };
+  format: ListFormat;
+}
+
+function setOption(entry: Entry, option: OptionName): void {
+  if (entry.options.has(option)) fail(`multiple '${option}' options specified`);
+  entry.options.add(option);
+}
+
+function genericOptCheck(entry: Entry): void {
+  const row = MATRIX[entry.command];
+  let exclusive: OptionName | null = null;
+  OPTIONS.forEach((option) => {
+    const rule = row[option] ?? 'x';
+    if (!entry.options.has(option)) {
+      if (rule === '+') fail(`You need to supply the '${option}' option for the '${entry.command}' command`);
+      return;
+    }
+    if (rule === 'x') fail(`Illegal '${option}' option with the '${entry.command}' command`);
+    if (rule === '1') {
+      if (exclusive === null) exclusive = option;
+      else fail(`The option '${option}' conflicts with the '${exclusive}' option in the '${entry.command}' command`);
+    }
+  });
+}
+
+function parseSyncState(text: string, command: 'start-daemon' | 'stop-daemon'): SyncState {
+  if (text === 'master' || text === 'backup') return text;
+  return fail(command === 'start-daemon' ? 'illegal start-daemon parameter specified' : 'illegal stop_daemon specified');
+}
+
+function handleOption(entry: Entry, tag: string, arg: string | null, names: NameLookup): void {
+  const svc = entry.service;
+  switch (tag) {
+    case 'tcp':
+    case 'udp':
+    case 'sctp': {
+      setOption(entry, 'service-address');
+      svc.protocol = tag === 'tcp' ? IPPROTO_TCP : tag === 'udp' ? IPPROTO_UDP : IPPROTO_SCTP;
+      const parsed = parseAddressPort(arg!, svc.protocol, names);
+      if (parsed === null || parsed === 'bad-port') fail('illegal virtual server address[:port] specified');
+      svc.af = parsed.addr.af;
+      svc.addr = parsed.addr;
+      svc.port = parsed.port ?? 0;
+      if (svc.af === 6) entry.netmaskPrefix = 128;
+      return;
+    }
+    case 'fwmark': {
+      setOption(entry, 'service-address');
+      const mark = /^[ \t\n\v\f\r]*[+-]?[0-9]+$/.test(arg!) ? Number(arg!.trim()) : NaN;
+      if (!(mark > 0 && mark <= 0xffffffff)) fail(`invalid fwmark value \`${arg}' specified`);
+      svc.af = 4;
+      svc.protocol = 0;
+      svc.addr = zeroAddr(4);
+      svc.port = 0;
+      svc.fwmark = mark;
+      return;
+    }
+    case 'ipv6':
+      if (!svc.fwmark) fail('-6 used before -f\n');
+      svc.af = 6;
+      svc.addr = zeroAddr(6);
+      entry.netmaskPrefix = 128;
+      return;
+    case 'scheduler':
+      setOption(entry, 'scheduler');
+      entry.scheduler = arg!.slice(0, 15);
+      return;
+    case 'persistent':
+      setOption(entry, 'persistent');
+      entry.flags |= SVC_F_PERSISTENT;
+      entry.persistTimeout = arg === null ? DEFAULT_PERSISTENT_TIMEOUT : parseTimeout(arg, 1, MAX_PERSISTENT_TIMEOUT);
+      return;
+    case 'netmask': {
+      setOption(entry, 'netmask');
+      if (svc.af !== 6) {
+        const mask = parseIPv4(arg!);
+        const prefix = mask ? netmaskPrefix(mask) : -1;
+        if (prefix < 0) fail('illegal virtual server persistent mask specified');
+        entry.netmaskPrefix = prefix;
+      } else {
+        const prefix = stringToNumber(arg!, 1, 128);
+        if (prefix === null) fail('illegal ipv6 netmask specified');
+        entry.netmaskPrefix = prefix;
+      }
+      return;
+    }
+    case 'pe':
+      setOption(entry, 'pe');
+      entry.pe = arg!.slice(0, 15);
+      return;
+    case 'sched-flags':
+      setOption(entry, 'sched-flags');
+      entry.schedFlagsText = arg;
+      return;
+    case 'ops':
+      setOption(entry, 'ops');
+      entry.flags |= SVC_F_ONEPACKET;
+      return;
+    case 'real-server': {
+      setOption(entry, 'real-server');
+      const parsed = parseAddressPort(arg!, svc.protocol === 0 ? IPPROTO_TCP : svc.protocol, names);
+      if (parsed === null || parsed === 'bad-port') fail('illegal real server address[:port] specified');
+      entry.dest.addr = parsed.addr;
+      entry.dest.af = parsed.addr.af;
+      entry.dest.port = parsed.port ?? svc.port;
+      return;
+    }
+    case 'masq':
+    case 'tunnel':
+    case 'route':
+      setOption(entry, 'forwarding-method');
+      entry.dest.method = tag;
+      return;
+    case 'weight': {
+      setOption(entry, 'weight');
+      const weight = stringToNumber(arg!, 0, 65535);
+      if (weight === null) fail('illegal weight specified');
+      entry.dest.weight = weight;
+      return;
+    }
+    case 'u-threshold':
+    case 'l-threshold': {
+      setOption(entry, tag);
+      const value = stringToNumber(arg!, 0, 0x7fffffff);
+      if (value === null) fail(`illegal ${tag.replace('-', '_')} specified`);
+      if (tag === 'u-threshold') entry.dest.uThreshold = value;
+      else entry.dest.lThreshold = value;
+      return;
+    }
+    case 'mcast-interface':
+      setOption(entry, 'mcast-interface');
+      entry.daemon.mcastInterface = arg!.slice(0, 15);
+      return;
+    case 'syncid': {
+      setOption(entry, 'syncid');
+      const id = stringToNumber(arg!, 0, 255);
+      if (id === null) fail('illegal syncid specified');
+      entry.daemon.syncId = id;
+      return;
+    }
+    case 'sync-maxlen': {
+      setOption(entry, 'sync-maxlen');
+      const len = stringToNumber(arg!, 1, 65535 - 20 - 8);
+      if (len === null) fail('illegal sync-maxlen specified');
+      entry.daemon.syncMaxLen = len;
+      return;
+    }
+    case 'mcast-group': {
+      setOption(entry, 'mcast-group');
+      const group = parseIPv4(arg!) ?? parseIPv6(arg!);
+      if (!group) fail('illegal mcast-group specified');
+      entry.daemon.group = group;
+      return;
+    }
+    case 'mcast-port': {
+      setOption(entry, 'mcast-port');
+      const port = stringToNumber(arg!, 1, 65535);
+      if (port === null) fail('illegal mcast-port specified');
+      entry.daemon.port = port;
+      return;
+    }
+    case 'mcast-ttl': {
+      setOption(entry, 'mcast-ttl');
+      const ttl = stringToNumber(arg!, 1, 255);
+      if (ttl === null) fail('illegal mcast-ttl specified');
+      entry.daemon.ttl = ttl;
+      return;
+    }
+    case 'tun-type':
+      setOption(entry, 'tun-type');
+      if (!['ipip', 'gue', 'gre'].includes(arg!)) fail(`illegal tunnel type \`${arg}' specified`);
+      return;
+    case 'tun-port':
+      setOption(entry, 'tun-port');
+      if (stringToNumber(arg!, 1, 65535) === null) fail('illegal tunnel port specified');
+      return;
+    case 'sort':
+      // ipvsadm's no-op, kept for backwards compatibility.
+      return;
+    default:
+      // Flag-only options whose name is their matrix column (and list format switch).
+      setOption(entry, tag as OptionName);
+      setFormatFlag(entry.format, tag);
+  }
+}
+
+function setFormatFlag(format: ListFormat, tag: string): void {
+  const formatFlags: Record<string, keyof ListFormat> = {
+    numeric: 'numeric',
+    stats: 'stats',
+    rate: 'rate',
+    thresholds: 'thresholds',
+    'persistent-conn': 'persistentConn',
+    exact: 'exact',
+    nosort: 'nosort',
+    'tun-info': 'tunInfo',
+    json: 'json',
+  };
+  const key = formatFlags[tag];
+  if (key) format[key] = true;
+}
+
+export function emptyListFormat(): ListFormat {
+  return {
+    numeric: false,
+    stats: false,
+    rate: false,
+    thresholds: false,
+    persistentConn: false,
+    exact: false,
+    nosort: false,
+    tunInfo: false,
+    json: false,
+  };
+}
+
+function newEntry(command: CommandName): Entry {
+  return {
+    command,
+    options: new Set(),
+    service: { af: 4, protocol: 0, addr: zeroAddr(4), port: 0, fwmark: 0 },
+    scheduler: '',
+    flags: 0,
+    persistTimeout: 0,
+    netmaskPrefix: null,
+    pe: null,
+    schedFlagsText: null,
+    dest: { addr: zeroAddr(4), port: 0, af: 4, method: 'route', weight: 1, uThreshold: 0, lThreshold: 0 },
+    daemon: {
+      state: 'master',
+      mcastInterface: '',
+      syncId: 0,
+      syncMaxLen: DEFAULT_SYNC_MAXLEN,
+      group: DEFAULT_MCAST_GROUP,
+      port: DEFAULT_MCAST_PORT,
+      ttl: DEFAULT_MCAST_TTL,
+    },
+    format: emptyListFormat(),
+  };
+}
+
+export function tryHelpText(program: string): string {
+  return `Try \`${program} -h' or '${program} --help' for more information.`;
+}
+
+/**
+ * Parses one ipvsadm command line (without the program name). Never throws: a malformed line
+ * yields a UsageError with ipvsadm's text and exit status.
+ */
+export function parseArgs(argv: readonly string[], options: { program?: string; names?: NameLookup } = {}): ParseResult {
+  const program = options.program ?? 'lvsadm';
+  try {
+    return parseOrThrow(argv, program, options.names ?? NO_NAMES);
+  } catch (err) {
+    if (err instanceof Refusal) return { kind: 'usage-error', text: err.text, exit: err.exit };
+    throw err;
+  }
+}
+
+function parseOrThrow(argv: readonly string[], program: string, names: NameLookup): Command {
+  const scanner = new OptionScanner(argv);
+  const first = scanner.next();
+  if (!first || first.type === 'error') throw new Refusal(tryHelpText(program), 255);
+  const tag = first.spec.tag;
+  if (tag === 'help') return { kind: 'help', long: first.argvElement.startsWith('--') };
+  if (tag === 'version') return { kind: 'version' };
+  if (!tag.startsWith('cmd:')) throw new Refusal(tryHelpText(program), 255);
+  const entry = newEntry(tag.slice(4) as CommandName);
+  if (entry.command === 'start-daemon' || entry.command === 'stop-daemon')
+    entry.daemon.state = parseSyncState(first.arg!, entry.command);
+
+  for (let token = scanner.next(); token; token = scanner.next()) {
+    if (token.type === 'error') throw new Refusal(`${token.argvElement}: ${token.reason}`, 255);
+    const optTag = token.spec.tag;
+    if (optTag.startsWith('cmd:') || optTag === 'help' || optTag === 'version')
+      fail(`invalid option \`${token.argvElement}'`);
+    handleOption(entry, optTag, token.arg, names);
+  }
+
+  const leftovers = [...scanner.leftovers];
+  let timeouts: [number, number, number] | null = null;
+  if (entry.command === 'set') {
+    if (leftovers.length < 3) fail('--set option requires 3 timeout values');
+    const [tcp, tcpfin, udp] = leftovers.splice(0, 3) as [string, string, string];
+    timeouts = [parseTimeout(tcp, 0, MAX_TIMEOUT), parseTimeout(tcpfin, 0, MAX_TIMEOUT), parseTimeout(udp, 0, MAX_TIMEOUT)];
+  }
+  if (leftovers.length > 0) fail(`unexpected argument ${leftovers[0]}`);
+
+  genericOptCheck(entry);
+  return buildCommand(entry, timeouts);
+}
+
+function serviceKey(entry: Entry): ServiceKey {
+  const s = entry.service;
+  return { af: s.af, protocol: s.protocol, addr: s.addr, port: s.port, fwmark: s.fwmark };
+}
+
+function serviceSettings(entry: Entry): ServiceSettings {
+  const svc = entry.service;
+  if (!svc.fwmark && !svc.port && !(entry.flags & SVC_F_PERSISTENT)) fail('Zero port specified for non-persistent service');
+  if (entry.flags & SVC_F_ONEPACKET && !svc.fwmark && svc.protocol !== IPPROTO_UDP)
+    fail('One-Packet Scheduling is only for UDP virtual services');
+  const scheduler = entry.scheduler === '' ? DEFAULT_SCHEDULER : entry.scheduler;
+  const schedFlags = entry.schedFlagsText === null ? 0 : parseSchedFlags(entry.schedFlagsText, entry.scheduler || 'none');
+  return {
+    scheduler,
+    flags: entry.flags | schedFlags,
+    timeout: entry.persistTimeout,
+    netmaskPrefix: entry.netmaskPrefix ?? (svc.af === 6 ? 128 : 32),
+    pe: entry.pe,
+  };
+}
+
+function destSettings(entry: Entry): DestSettings {
+  const d = entry.dest;
+  return { method: d.method, weight: d.weight, uThreshold: d.uThreshold, lThreshold: d.lThreshold };
+}
+
+function destTarget(entry: Entry): { key: ServiceKey; addr: Addr; port: number } {
+  const svc = entry.service;
+  const d = entry.dest;
+  if (d.af !== svc.af && d.method !== 'tunnel') fail('Different address family is allowed only for tunneling servers');
+  // Direct routing and tunnels cannot change the port: the real server sees the VIP's.
+  const port = !svc.fwmark && (d.method === 'tunnel' || d.method === 'route') ? svc.port : d.port;
+  return { key: serviceKey(entry), addr: d.addr, port };
+}
+
+function buildCommand(entry: Entry, timeouts: [number, number, number] | null): Command {
+  switch (entry.command) {
+    case 'add-service':
+      return { kind: 'execute', op: { op: 'add-service', key: serviceKey(entry), settings: serviceSettings(entry) } };
+    case 'edit-service':
+      return { kind: 'execute', op: { op: 'edit-service', key: serviceKey(entry), settings: serviceSettings(entry) } };
+    case 'delete-service':
+      return { kind: 'execute', op: { op: 'delete-service', key: serviceKey(entry) } };
+    case 'flush':
+      return { kind: 'execute', op: { op: 'clear' } };
+    case 'add-server':
+      return { kind: 'execute', op: { op: 'add-dest', ...destTarget(entry), settings: destSettings(entry) } };
+    case 'edit-server':
+      return { kind: 'execute', op: { op: 'edit-dest', ...destTarget(entry), settings: destSettings(entry) } };
+    case 'delete-server':
+      return { kind: 'execute', op: { op: 'delete-dest', ...destTarget(entry) } };
+    case 'zero':
+      return entry.options.has('service-address')
+        ? { kind: 'execute', op: { op: 'zero', key: serviceKey(entry) } }
+        : { kind: 'execute', op: { op: 'zero' } };
+    case 'set': {
+      const [tcp, tcpfin, udp] = timeouts!;
+      return { kind: 'execute', op: { op: 'set-timeouts', timeouts: { tcp, tcpfin, udp } } };
+    }
+    case 'list':
+      return listCommand(entry);
+    case 'save':
+      return { kind: 'save', format: entry.format };
+    case 'restore':
+      return { kind: 'restore' };
+    case 'start-daemon': {
+      const d = entry.daemon;
+      return {
+        kind: 'start-daemon',
+        config: {
+          state: d.state,
+          mcastInterface: d.mcastInterface || DEFAULT_MCAST_INTERFACE,
+          syncId: d.syncId,
+          syncMaxLen: d.syncMaxLen,
+          mcastGroup: d.group,
+          mcastPort: d.port,
+          mcastTtl: d.ttl,
+        },
+      };
+    }
+    case 'stop-daemon':
+      return { kind: 'stop-daemon', state: entry.daemon.state };
+  }
+}
+
+function listCommand(entry: Entry): Command {
+  const o = entry.options;
+  const detail = o.has('stats') || o.has('persistent-conn') || o.has('rate') || o.has('thresholds');
+  if ((o.has('connection') || o.has('timeout') || o.has('daemon')) && detail) fail('options conflicts in the list command');
+  if (o.has('connection')) return { kind: 'list', what: 'connections', format: entry.format };
+  if (o.has('service-address')) return { kind: 'list', what: 'services', service: serviceKey(entry), format: entry.format };
+  if (o.has('timeout')) return { kind: 'list', what: 'timeout', format: entry.format };
+  if (o.has('daemon')) return { kind: 'list', what: 'daemon', format: entry.format };
+  return { kind: 'list', what: 'services', format: entry.format };
+}

@@ -1,0 +1,20 @@
+// An Engine that runs the Director in this thread: for lvsd without a data plane, and for
+// tests. The data-plane worker's engine takes its place in lvsd when packets are forwarded.
+
+import type { Director } from '../core/director.js';
+import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { Engine } from './engine.js';
+
+export class InProcessEngine implements Engine {
+  constructor(private readonly director: Director) {}
+
+  async execute(op: ControlOp): Promise<void> {
+    this.director.execute(op);
+  }
+
+  async snapshot(options: { connections: boolean }): Promise<Snapshot> {
+    return this.director.snapshot(options);
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,725 @@
+// The connection table, as ip_vs_conn.c's: every tracked flow, found from the client side
+// (client -> virtual address) and from the real server side (real server -> client), plus the
+// persistence templates. Entries live in parallel typed arrays indexed by a connection id, chained
+// into two hash tables and into a timer wheel, so a million connections cost no JS objects and
+// the packet path allocates nothing. The table is bounded: when full, new entries are refused and
+// counted; nothing is evicted.
+
+import type { Clock } from '../clock.js';
+import { ErrorCodes, LvsError } from '../errors.js';
+import { addr4, addr6, IPPROTO_TCP, IPPROTO_UDP, type Addr, type Family, type Protocol } from '../inet.js';
+import type { Dest } from '../model.js';
+import type { ConnSnapshot } from '../ops.js';
+import {
+  nextTcpState,
+  S_ESTABLISHED,
+  S_NONE,
+  S_UDP,
+  STATE_NAMES,
+  type ConnStateName,
+  type Direction,
+} from './tcp-state.js';
+import type { Timeouts } from './timeouts.js';
+import { TimerWheel } from './timer-wheel.js';
+
+const NIL = -1;
+
+// Entry flags. INACTIVE and TEMPLATE mirror IP_VS_CONN_F_*; LIVE marks a used slot.
+const F_LIVE = 0x01;
+const F_TEMPLATE = 0x02;
+const F_INACTIVE = 0x04;
+/** A template removed while connections still name it: unfindable, kept until they end. */
+const F_ORPHAN = 0x08;
+
+// Address words per entry: caddr, vaddr, daddr, four u32 each.
+const ADDR_WORDS = 12;
+const CADDR = 0;
+const VADDR = 4;
+const DADDR = 8;
+// Ports per entry: cport, vport, dport.
+const PORTS = 3;
+
+const WHEEL_TICK_MS = 250;
+/** 8192 ticks of 250 ms: 34 minutes before a slot comes round again. */
+const WHEEL_SLOTS = 8192;
+const MAX_CAPACITY = 1 << 26;
+
+export interface ConnTableOptions {
+  /** Most entries (connections and templates) held at once. */
+  capacity: number;
+  clock: Clock;
+  timeouts: Timeouts;
+  /** Mixed into the hashes; pass a random value so clients cannot aim at one bucket. */
+  hashSeed?: number;
+}
+
+export interface ConnSpec {
+  af: Family;
+  protocol: number;
+  caddr: Addr;
+  cport: number;
+  vaddr: Addr;
+  vport: number;
+  daddr: Addr;
+  dport: number;
+  dest: Dest;
+  serviceId: number;
+  /** The persistence template controlling this connection, or -1. */
+  template: number;
+}
+
+export interface TemplateSpec {
+  af: Family;
+  /** The service's protocol; ignored for firewall-mark services, whose templates use 0. */
+  protocol: number;
+  /** The client address already masked with the service's persistence netmask. */
+  caddr: Addr;
+  /** Ignored for firewall-mark services, which key on the mark. */
+  vaddr: Addr;
+  /** 0 for port-0 and firewall-mark services. */
+  vport: number;
+  /** The service's firewall mark, or 0. */
+  fwmark: number;
+  daddr: Addr;
+  dport: number;
+  dest: Dest;
+  serviceId: number;
+  timeoutMs: number;
+}
+
+function mix(hash: number, word: number): number {
+  const h = Math.imul(hash ^ word, 0x85ebca6b);
+  return h ^ (h >>> 13);
+}
+
+/** One hash for both lookup directions: (family, protocol, address, port, address, port). */
+// prettier-ignore
+function keyHash(
+  seed: number, af: number, protocol: number,
+  a0: number, a1: number, a2: number, a3: number, aPort: number,
+  b0: number, b1: number, b2: number, b3: number, bPort: number,
+): number {
+  let h = mix(seed, (af << 8) | protocol);
+  h = mix(h, a0);
+  h = mix(h, b0);
+  h = mix(h, (aPort << 16) | bPort);
+  if (af === 6) {
+    h = mix(mix(mix(h, a1), a2), a3);
+    h = mix(mix(mix(h, b1), b2), b3);
+  }
+  h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
+  return h ^ (h >>> 15);
+}
+
+export class ConnTable {
+  readonly capacity: number;
+  /** Live connections and templates. */
+  size = 0;
+  /** Creates refused because the table was full. */
+  refusedFull = 0;
+
+  private readonly clock: Clock;
+  private readonly timeouts: Timeouts;
+  private readonly seed: number;
+
+  private readonly afs: Uint8Array;
+  private readonly protocols: Uint8Array;
+  private readonly states: Uint8Array;
+  private readonly flags: Uint8Array;
+  private readonly addrs: Uint32Array;
+  private readonly ports: Uint16Array;
+  private readonly timeoutMs: Uint32Array;
+  private readonly expiry: Float64Array;
+  private readonly dests: (Dest | null)[];
+  private readonly serviceIds: Int32Array;
+  private readonly controllers: Int32Array;
+  private readonly controlled: Uint32Array;
+
+  private readonly bucketMask: number;
+  private readonly inBuckets: Int32Array;
+  private readonly outBuckets: Int32Array;
+  /** In-hash chain; also the free list's links. */
+  private readonly inNext: Int32Array;
+  private readonly outNext: Int32Array;
+  /** Released slots, reused first. */
+  private freeHead = NIL;
+  /** Slots at and above this were never used: left untouched, their pages are never faulted in. */
+  private unused = 0;
+
+  private readonly wheel: TimerWheel;
+  private advanceNow = 0;
+  private advanceExpired = 0;
+  private readonly visitDue = (id: number): void => this.settle(id);
+
+  constructor(options: ConnTableOptions) {
+    const { capacity } = options;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_CAPACITY) {
+      throw new LvsError(ErrorCodes.INVALID, `connection table capacity must be 1..${MAX_CAPACITY}`);
+    }
+    this.capacity = capacity;
+    this.clock = options.clock;
+    this.timeouts = options.timeouts;
+    this.seed = (options.hashSeed ?? 0x9e3779b9) | 0;
+
+    this.afs = new Uint8Array(capacity);
+    this.protocols = new Uint8Array(capacity);
+    this.states = new Uint8Array(capacity);
+    this.flags = new Uint8Array(capacity);
+    this.addrs = new Uint32Array(capacity * ADDR_WORDS);
+    this.ports = new Uint16Array(capacity * PORTS);
+    this.timeoutMs = new Uint32Array(capacity);
+    this.expiry = new Float64Array(capacity);
+    this.dests = new Array<Dest | null>(capacity).fill(null);
+    this.serviceIds = new Int32Array(capacity);
+    this.controllers = new Int32Array(capacity);
+    this.controlled = new Uint32Array(capacity);
+
+    // Load factor at most 1: chains stay short without a resize.
+    const buckets = 2 ** Math.ceil(Math.log2(capacity));
+    this.bucketMask = buckets - 1;
+    this.inBuckets = new Int32Array(buckets).fill(NIL);
+    this.outBuckets = new Int32Array(buckets).fill(NIL);
+    this.inNext = new Int32Array(capacity);
+    this.outNext = new Int32Array(capacity);
+
+    this.wheel = new TimerWheel(capacity, WHEEL_TICK_MS, WHEEL_SLOTS, this.clock.now());
+  }
+
+  /** Hash buckets per direction (ipvsadm's "size="). */
+  get buckets(): number {
+    return this.bucketMask + 1;
+  }
+
+  // ---- lookups (packet path: no allocation) ----
+
+  /** The connection a client -> virtual address packet belongs to, or -1. */
+  findIn(af: Family, protocol: number, caddr: Addr, cport: number, vaddr: Addr, vport: number): number {
+    // prettier-ignore
+    return this.findInWords(af, protocol, caddr.a, caddr.b, caddr.c, caddr.d, cport, vaddr.a, vaddr.b, vaddr.c, vaddr.d, vport);
+  }
+
+  /** findIn on address words, for callers that read them straight from the packet. */
+  // prettier-ignore
+  findInWords(
+    af: number, protocol: number,
+    c0: number, c1: number, c2: number, c3: number, cport: number,
+    v0: number, v1: number, v2: number, v3: number, vport: number,
+  ): number {
+    return this.lookupIn(af, protocol, c0, c1, c2, c3, cport, v0, v1, v2, v3, vport, 0);
+  }
+
+  /** The connection a real server -> client reply belongs to, or -1. */
+  findOut(af: Family, protocol: number, daddr: Addr, dport: number, caddr: Addr, cport: number): number {
+    // prettier-ignore
+    return this.findOutWords(af, protocol, daddr.a, daddr.b, daddr.c, daddr.d, dport, caddr.a, caddr.b, caddr.c, caddr.d, cport);
+  }
+
+  // prettier-ignore
+  findOutWords(
+    af: number, protocol: number,
+    d0: number, d1: number, d2: number, d3: number, dport: number,
+    c0: number, c1: number, c2: number, c3: number, cport: number,
+  ): number {
+    const { addrs, ports } = this;
+    let id = this.outBuckets[keyHash(this.seed, af, protocol, d0, d1, d2, d3, dport, c0, c1, c2, c3, cport) & this.bucketMask]!;
+    while (id !== NIL) {
+      const a = id * ADDR_WORDS;
+      const p = id * PORTS;
+      if (
+        addrs[a + DADDR] === d0 && addrs[a + CADDR] === c0 &&
+        ports[p + 2] === dport && ports[p] === cport &&
+        this.protocols[id] === protocol && this.afs[id] === af &&
+        addrs[a + DADDR + 1] === d1 && addrs[a + DADDR + 2] === d2 && addrs[a + DADDR + 3] === d3 &&
+        addrs[a + CADDR + 1] === c1 && addrs[a + CADDR + 2] === c2 && addrs[a + CADDR + 3] === c3
+      ) {
+        return id;
+      }
+      id = this.outNext[id]!;
+    }
+    return NIL;
+  }
+
+  /**
+   * The persistence template for a client (address already masked) on a service, or -1. Keyed as
+   * IPVS keys it: <protocol, caddr, cport 0, vaddr, vport>, with protocol 0 and the mark in place
+   * of vaddr for firewall-mark services.
+   */
+  findTemplate(
+    af: Family,
+    protocol: number,
+    caddr: Addr,
+    vaddr: Addr,
+    vport: number,
+    fwmark: number,
+  ): number {
+    // prettier-ignore
+    return fwmark
+      ? this.lookupIn(af, 0, caddr.a, caddr.b, caddr.c, caddr.d, 0, fwmark >>> 0, 0, 0, 0, vport, F_TEMPLATE)
+      : this.lookupIn(af, protocol, caddr.a, caddr.b, caddr.c, caddr.d, 0, vaddr.a, vaddr.b, vaddr.c, vaddr.d, vport, F_TEMPLATE);
+  }
+
+  // prettier-ignore
+  private lookupIn(
+    af: number, protocol: number,
+    c0: number, c1: number, c2: number, c3: number, cport: number,
+    v0: number, v1: number, v2: number, v3: number, vport: number,
+    templateFlag: number,
+  ): number {
+    const { addrs, ports } = this;
+    let id = this.inBuckets[keyHash(this.seed, af, protocol, c0, c1, c2, c3, cport, v0, v1, v2, v3, vport) & this.bucketMask]!;
+    while (id !== NIL) {
+      const a = id * ADDR_WORDS;
+      const p = id * PORTS;
+      if (
+        addrs[a + CADDR] === c0 && addrs[a + VADDR] === v0 &&
+        ports[p] === cport && ports[p + 1] === vport &&
+        this.protocols[id] === protocol && this.afs[id] === af &&
+        (this.flags[id]! & F_TEMPLATE) === templateFlag &&
+        addrs[a + CADDR + 1] === c1 && addrs[a + CADDR + 2] === c2 && addrs[a + CADDR + 3] === c3 &&
+        addrs[a + VADDR + 1] === v1 && addrs[a + VADDR + 2] === v2 && addrs[a + VADDR + 3] === v3
+      ) {
+        return id;
+      }
+      id = this.inNext[id]!;
+    }
+    return NIL;
+  }
+
+  // ---- creation ----
+
+  /**
+   * A new connection in state NONE (UDP: UDP), inactive, bound to `spec.dest`; -1 when the table is
+   * full (counted in refusedFull). The caller has looked it up first: duplicates are not checked.
+   * The destination's stats are the caller's to count.
+   */
+  create(spec: ConnSpec): number {
+    const id = this.allocate();
+    if (id === NIL) return NIL;
+    const state = spec.protocol === IPPROTO_TCP ? S_NONE : S_UDP;
+    this.fill(id, spec.af, spec.protocol, spec.caddr, spec.cport, spec.vaddr.a, spec.vaddr, spec.vport);
+    this.setDaddr(id, spec.daddr, spec.dport);
+    this.states[id] = state;
+    this.flags[id] = F_LIVE | F_INACTIVE;
+    this.serviceIds[id] = spec.serviceId;
+    this.controllers[id] = spec.template;
+    this.controlled[id] = 0;
+    this.hashIn(id);
+    this.hashOut(id);
+    this.arm(id, this.timeouts.stateMs(state));
+    this.bind(id, spec.dest);
+    if (spec.template !== NIL) {
+      this.controlled[spec.template]!++;
+      this.rearm(spec.template);
+    }
+    return id;
+  }
+
+  /** A persistence template (counted in the destination's PersistConn), or -1 when full. */
+  createTemplate(spec: TemplateSpec): number {
+    const id = this.allocate();
+    if (id === NIL) return NIL;
+    if (spec.fwmark) {
+      this.fill(id, spec.af, 0, spec.caddr, 0, spec.fwmark >>> 0, null, spec.vport);
+    } else {
+      this.fill(id, spec.af, spec.protocol, spec.caddr, 0, spec.vaddr.a, spec.vaddr, spec.vport);
+    }
+    this.setDaddr(id, spec.daddr, spec.dport);
+    this.states[id] = S_NONE;
+    this.flags[id] = F_LIVE | F_TEMPLATE;
+    this.serviceIds[id] = spec.serviceId;
+    this.controllers[id] = NIL;
+    this.controlled[id] = 0;
+    this.hashIn(id);
+    this.arm(id, spec.timeoutMs);
+    this.bind(id, spec.dest);
+    return id;
+  }
+
+  private allocate(): number {
+    let id = this.freeHead;
+    if (id !== NIL) {
+      this.freeHead = this.inNext[id]!;
+    } else if (this.unused < this.capacity) {
+      id = this.unused++;
+    } else {
+      this.refusedFull++;
+      return NIL;
+    }
+    this.size++;
+    return id;
+  }
+
+  /** Key fields; `v0` is vaddr's first word (or the mark), the rest come from `vaddr` if given. */
+  private fill(
+    id: number,
+    af: Family,
+    protocol: number,
+    caddr: Addr,
+    cport: number,
+    v0: number,
+    vaddr: Addr | null,
+    vport: number,
+  ): void {
+    const a = id * ADDR_WORDS;
+    this.afs[id] = af;
+    this.protocols[id] = protocol;
+    this.addrs[a + CADDR] = caddr.a;
+    this.addrs[a + CADDR + 1] = caddr.b;
+    this.addrs[a + CADDR + 2] = caddr.c;
+    this.addrs[a + CADDR + 3] = caddr.d;
+    this.addrs[a + VADDR] = v0;
+    this.addrs[a + VADDR + 1] = vaddr ? vaddr.b : 0;
+    this.addrs[a + VADDR + 2] = vaddr ? vaddr.c : 0;
+    this.addrs[a + VADDR + 3] = vaddr ? vaddr.d : 0;
+    this.ports[id * PORTS] = cport;
+    this.ports[id * PORTS + 1] = vport;
+  }
+
+  private setDaddr(id: number, daddr: Addr, dport: number): void {
+    const a = id * ADDR_WORDS + DADDR;
+    this.addrs[a] = daddr.a;
+    this.addrs[a + 1] = daddr.b;
+    this.addrs[a + 2] = daddr.c;
+    this.addrs[a + 3] = daddr.d;
+    this.ports[id * PORTS + 2] = dport;
+  }
+
+  private inBucket(id: number): number {
+    const a = id * ADDR_WORDS;
+    const { addrs, ports } = this;
+    // prettier-ignore
+    return keyHash(
+      this.seed, this.afs[id]!, this.protocols[id]!,
+      addrs[a + CADDR]!, addrs[a + CADDR + 1]!, addrs[a + CADDR + 2]!, addrs[a + CADDR + 3]!, ports[id * PORTS]!,
+      addrs[a + VADDR]!, addrs[a + VADDR + 1]!, addrs[a + VADDR + 2]!, addrs[a + VADDR + 3]!, ports[id * PORTS + 1]!,
+    ) & this.bucketMask;
+  }
+
+  private outBucket(id: number): number {
+    const a = id * ADDR_WORDS;
+    const { addrs, ports } = this;
+    // prettier-ignore
+    return keyHash(
+      this.seed, this.afs[id]!, this.protocols[id]!,
+      addrs[a + DADDR]!, addrs[a + DADDR + 1]!, addrs[a + DADDR + 2]!, addrs[a + DADDR + 3]!, ports[id * PORTS + 2]!,
+      addrs[a + CADDR]!, addrs[a + CADDR + 1]!, addrs[a + CADDR + 2]!, addrs[a + CADDR + 3]!, ports[id * PORTS]!,
+    ) & this.bucketMask;
+  }
+
+  private hashIn(id: number): void {
+    const bucket = this.inBucket(id);
+    this.inNext[id] = this.inBuckets[bucket]!;
+    this.inBuckets[bucket] = id;
+  }
+
+  private hashOut(id: number): void {
+    const bucket = this.outBucket(id);
+    this.outNext[id] = this.outBuckets[bucket]!;
+    this.outBuckets[bucket] = id;
+  }
+
+  private unhash(buckets: Int32Array, next: Int32Array, bucket: number, id: number): void {
+    let at = buckets[bucket]!;
+    if (at === id) {
+      buckets[bucket] = next[id]!;
+      return;
+    }
+    while (at !== NIL) {
+      const following = next[at]!;
+      if (following === id) {
+        next[at] = next[id]!;
+        return;
+      }
+      at = following;
+    }
+  }
+
+  // ---- state and timers ----
+
+  /**
+   * A packet of connection `id` crossed the director. TCP moves through the IPVS state table and
+   * between the destination's active and inactive counts; every protocol re-arms its timeout and
+   * that of its controlling template.
+   */
+  onPacket(id: number, direction: Direction, tcpFlags: number): void {
+    const flags = this.flags[id]!;
+    if (flags & F_TEMPLATE) {
+      this.rearm(id);
+      return;
+    }
+    let state = S_UDP;
+    if (this.protocols[id] === IPPROTO_TCP) {
+      const old = this.states[id]!;
+      state = nextTcpState(old, direction, tcpFlags);
+      if (state !== old) this.moveState(id, flags, state);
+    }
+    this.timeoutMs[id] = this.timeouts.stateMs(state);
+    this.rearm(id);
+    const template = this.controllers[id]!;
+    if (template !== NIL && !(this.flags[template]! & F_ORPHAN)) this.rearm(template);
+  }
+
+  private moveState(id: number, flags: number, state: number): void {
+    this.states[id] = state;
+    const dest = this.dests[id]!;
+    if (state === S_ESTABLISHED) {
+      if (flags & F_INACTIVE) {
+        this.flags[id] = flags & ~F_INACTIVE;
+        dest.inactConns--;
+        dest.activeConns++;
+      }
+    } else if (!(flags & F_INACTIVE)) {
+      this.flags[id] = flags | F_INACTIVE;
+      dest.activeConns--;
+      dest.inactConns++;
+    }
+  }
+
+  private arm(id: number, timeoutMs: number): void {
+    this.timeoutMs[id] = timeoutMs;
+    const expiry = this.clock.now() + timeoutMs;
+    this.expiry[id] = expiry;
+    this.wheel.insert(id, expiry);
+  }
+
+  /** Restarts the entry's timeout. Filed at an earlier expiry, it is refiled only when shortened. */
+  private rearm(id: number): void {
+    const expiry = this.clock.now() + this.timeoutMs[id]!;
+    if (expiry < this.expiry[id]!) {
+      this.wheel.remove(id);
+      this.wheel.insert(id, expiry);
+    }
+    this.expiry[id] = expiry;
+  }
+
+  /** Expires every entry due now; returns how many were removed. Call it every tick or so. */
+  advance(): number {
+    this.advanceNow = this.clock.now();
+    this.advanceExpired = 0;
+    this.wheel.advance(this.advanceNow, this.visitDue);
+    return this.advanceExpired;
+  }
+
+  /** A wheel entry whose slot came round: refile it, re-arm a busy template, or remove it. */
+  private settle(id: number): void {
+    const now = this.advanceNow;
+    if (this.expiry[id]! > now) {
+      this.wheel.insert(id, this.expiry[id]!);
+    } else if (this.controlled[id]! > 0) {
+      // A template never expires while it controls connections (IPVS re-arms it).
+      this.expiry[id] = now + this.timeoutMs[id]!;
+      this.wheel.insert(id, this.expiry[id]!);
+    } else {
+      this.release(id, false);
+      this.advanceExpired++;
+    }
+  }
+
+  // ---- removal ----
+
+  /** Removes a live entry now; false if `id` is not one. */
+  expire(id: number): boolean {
+    if (!this.isLive(id)) return false;
+    this.release(id, true);
+    return true;
+  }
+
+  /** Ends every connection and template bound to `dest` (a deleted real server). */
+  dropDest(dest: Dest): number {
+    return this.removeWhere((id) => this.dests[id] === dest);
+  }
+
+  /** Ends every connection and template of a service. */
+  dropService(serviceId: number): number {
+    return this.removeWhere((id) => this.serviceIds[id] === serviceId);
+  }
+
+  flush(): number {
+    return this.removeWhere(() => true);
+  }
+
+  /** Connections before templates, so the templates they name go at once rather than orphaned. */
+  private removeWhere(matches: (id: number) => boolean): number {
+    let removed = 0;
+    for (const templates of [false, true]) {
+      for (let id = 0; id < this.unused; id++) {
+        if (this.isLive(id) && this.isTemplate(id) === templates && matches(id)) {
+          this.release(id, true);
+          removed++;
+        }
+      }
+    }
+    return removed;
+  }
+
+  /** Unhashes, unbinds and frees a live entry; `filed` when it is still on the wheel. */
+  private release(id: number, filed: boolean): void {
+    const flags = this.flags[id]!;
+    const template = (flags & F_TEMPLATE) !== 0;
+    this.unhash(this.inBuckets, this.inNext, this.inBucket(id), id);
+    if (!template) this.unhash(this.outBuckets, this.outNext, this.outBucket(id), id);
+    if (filed) this.wheel.remove(id);
+    this.unbind(id);
+    this.size--;
+    if (template) {
+      if (this.controlled[id]! > 0) {
+        this.flags[id] = flags | F_ORPHAN;
+        return;
+      }
+    } else {
+      const controller = this.controllers[id]!;
+      if (controller !== NIL && --this.controlled[controller]! === 0 && this.flags[controller]! & F_ORPHAN) {
+        this.free(controller);
+      }
+    }
+    this.free(id);
+  }
+
+  private free(id: number): void {
+    this.flags[id] = 0;
+    this.dests[id] = null;
+    this.inNext[id] = this.freeHead;
+    this.freeHead = id;
+  }
+
+  // ---- destination counters (ip_vs_bind_dest / ip_vs_unbind_dest) ----
+
+  private bind(id: number, dest: Dest): void {
+    this.dests[id] = dest;
+    if (this.flags[id]! & F_TEMPLATE) dest.persistConns++;
+    else dest.inactConns++;
+    if (dest.uThreshold && dest.activeConns + dest.inactConns >= dest.uThreshold) dest.overloaded = true;
+  }
+
+  private unbind(id: number): void {
+    const dest = this.dests[id]!;
+    const flags = this.flags[id]!;
+    if (flags & F_TEMPLATE) dest.persistConns--;
+    else if (flags & F_INACTIVE) dest.inactConns--;
+    else dest.activeConns--;
+    this.dests[id] = null;
+    const total = dest.activeConns + dest.inactConns;
+    if (dest.lThreshold) {
+      if (total < dest.lThreshold) dest.overloaded = false;
+    } else if (dest.uThreshold) {
+      if (total * 4 < dest.uThreshold * 3) dest.overloaded = false;
+    } else {
+      dest.overloaded = false;
+    }
+  }
+
+  // ---- accessors ----
+
+  /** A connection or template that can be found and used. */
+  isLive(id: number): boolean {
+    return id >= 0 && id < this.capacity && (this.flags[id]! & (F_LIVE | F_ORPHAN)) === F_LIVE;
+  }
+
+  isTemplate(id: number): boolean {
+    return (this.flags[id]! & F_TEMPLATE) !== 0;
+  }
+
+  dest(id: number): Dest {
+    return this.dests[id]!;
+  }
+
+  serviceId(id: number): number {
+    return this.serviceIds[id]!;
+  }
+
+  /** The controlling template, or -1. */
+  template(id: number): number {
+    return this.controllers[id]!;
+  }
+
+  /** Connections a template controls. */
+  controlledCount(id: number): number {
+    return this.controlled[id]!;
+  }
+
+  state(id: number): ConnStateName {
+    if (this.protocols[id] !== IPPROTO_TCP && !(this.flags[id]! & F_TEMPLATE)) {
+      return this.protocols[id] === IPPROTO_UDP ? 'UDP' : 'NONE';
+    }
+    return STATE_NAMES[this.states[id]!]!;
+  }
+
+  af(id: number): Family {
+    return this.afs[id] as Family;
+  }
+
+  protocol(id: number): number {
+    return this.protocols[id]!;
+  }
+
+  cport(id: number): number {
+    return this.ports[id * PORTS]!;
+  }
+
+  vport(id: number): number {
+    return this.ports[id * PORTS + 1]!;
+  }
+
+  dport(id: number): number {
+    return this.ports[id * PORTS + 2]!;
+  }
+
+  /** Word `word` (0..3) of the client address. */
+  caddrWord(id: number, word: number): number {
+    return this.addrs[id * ADDR_WORDS + CADDR + word]!;
+  }
+
+  /** Word `word` of the virtual address (the mark, in word 0, for firewall-mark templates). */
+  vaddrWord(id: number, word: number): number {
+    return this.addrs[id * ADDR_WORDS + VADDR + word]!;
+  }
+
+  daddrWord(id: number, word: number): number {
+    return this.addrs[id * ADDR_WORDS + DADDR + word]!;
+  }
+
+  caddr(id: number): Addr {
+    return this.addrAt(id, CADDR);
+  }
+
+  vaddr(id: number): Addr {
+    return this.addrAt(id, VADDR);
+  }
+
+  daddr(id: number): Addr {
+    return this.addrAt(id, DADDR);
+  }
+
+  private addrAt(id: number, field: number): Addr {
+    const a = id * ADDR_WORDS + field;
+    const { addrs } = this;
+    return this.afs[id] === 4
+      ? addr4(addrs[a]!)
+      : addr6(addrs[a]!, addrs[a + 1]!, addrs[a + 2]!, addrs[a + 3]!);
+  }
+
+  /** Milliseconds until the entry expires if nothing refreshes it. */
+  expiresIn(id: number): number {
+    return Math.max(0, this.expiry[id]! - this.clock.now());
+  }
+
+  /** The live entries, as ipvsadm -Lnc lists them. */
+  *entries(): IterableIterator<ConnSnapshot> {
+    for (let id = 0; id < this.unused; id++) {
+      if (!this.isLive(id)) continue;
+      yield {
+        af: this.af(id),
+        protocol: this.protocols[id] as Protocol | 0,
+        caddr: this.caddr(id),
+        cport: this.cport(id),
+        vaddr: this.vaddr(id),
+        vport: this.vport(id),
+        daddr: this.daddr(id),
+        dport: this.dport(id),
+        state: this.state(id),
+        expiresMs: this.expiresIn(id),
+        template: this.isTemplate(id),
+      };
+    }
+  }
+}

@@ -1,0 +1,83 @@
+// What crosses the boundary between the WorkerEngine and the data-plane worker thread:
+// plain, structured-clone-safe data only.
+
+import type { MessagePort } from 'node:worker_threads';
+import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { ErrorCode } from '../core/errors.js';
+
+/** What the worker needs of the director (src/core/director.ts): control and the packet entry point. */
+export interface PacketDirector {
+  execute(op: ControlOp): void;
+  snapshot(options: { connections: boolean }): Snapshot;
+  /** Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. */
+  process(buf: Uint8Array, offset: number, length: number): number;
+  tick(): void;
+}
+
+export interface WorkerSettings {
+  /** The control channel; the worker reads it between packet batches. */
+  port: MessagePort;
+  /** null: no device, the worker only serves control (tests, a director without root). */
+  tun: { name: string; mtu: number } | null;
+  /** URL of a module exporting `Director`, constructed as `new Director({ clock, connCapacity })`. */
+  directorModule: string;
+  connCapacity?: number;
+  /** How long poll() waits when no packet is queued; bounds control latency when idle. */
+  idlePollMs: number;
+  tickMs: number;
+}
+
+/** Per-worker packet counters. Packets are TUN frames: a GSO super-packet counts once. */
+export interface DataplaneStats {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  drops: {
+    /** The director's verdict was drop (no service, no real server, bad packet, ...). */
+    verdict: number;
+    /** The kernel refused the rewritten frame (write error, queue full). */
+    writeFailed: number;
+    /** The director threw: a bug, counted rather than allowed to stop the packet loop. */
+    exception: number;
+  };
+}
+
+export type RequestBody =
+  | { kind: 'execute'; op: ControlOp }
+  | { kind: 'snapshot'; connections: boolean }
+  | { kind: 'stats' }
+  | { kind: 'stop' };
+
+export type Request = RequestBody & { id: number };
+
+export interface SerializedError {
+  message: string;
+  code?: ErrorCode;
+}
+
+export type Reply =
+  { id: number; ok: true; value: unknown } | { id: number; ok: false; error: SerializedError };
+
+/** The worker's first message: the device is open (with the name the kernel gave it), or it failed. */
+export type Startup = { kind: 'ready'; tunName: string | null } | { kind: 'failed'; error: SerializedError };
+
+export function zeroDataplaneStats(): DataplaneStats {
+  return {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    drops: { verdict: 0, writeFailed: 0, exception: 0 },
+  };
+}
+
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' && code.startsWith('LVS_ERR_')
+      ? { message: error.message, code: code as ErrorCode }
+      : { message: error.message };
+  }
+  return { message: String(error) };
+}

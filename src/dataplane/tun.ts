@@ -1,0 +1,128 @@
+// A TUN device read and written through libc by koffi: synchronous calls (no libuv threadpool),
+// a non-blocking fd, and the virtio_net_hdr with TSO offloads so the kernel hands over 64 KB
+// GSO super-packets instead of one syscall pair per wire packet.
+
+import { execFileSync } from 'node:child_process';
+import koffi from 'koffi';
+
+const TUNSETIFF = 0x400454ca;
+const TUNSETOFFLOAD = 0x400454d0;
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
+const TUN_F_TSO_ECN = 0x08;
+
+const O_RDWR = 0o2;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const EAGAIN = 11;
+const EINTR = 4;
+const POLLIN = 0x1;
+const IFNAMSIZ = 16;
+
+/** virtio_net_hdr: precedes every packet read from or written to the device. */
+export const VNET_HDR_LEN = 10;
+/**
+ * The device's default MTU: large, so that datagrams the kernel reassembled (UDP larger than the
+ * wire MTU) pass whole; the egress interfaces fragment or segment as their own MTU requires.
+ */
+export const DEFAULT_TUN_MTU = 65535;
+export const DEFAULT_TUN_NAME = 'lvs0';
+
+/** The largest GSO super-packet plus its header. */
+export const TUN_FRAME_MAX = 65536 + VNET_HDR_LEN;
+
+const libc = koffi.load('libc.so.6');
+const c = {
+  open: libc.func('int open(const char *path, int flags)'),
+  close: libc.func('int close(int fd)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  read: libc.func('long read(int fd, void *buf, unsigned long count)'),
+  write: libc.func('long write(int fd, void *buf, unsigned long count)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  strerror: libc.func('const char *strerror(int errnum)'),
+};
+
+function osError(what: string, errno = koffi.errno()): Error & { errno: number } {
+  return Object.assign(new Error(`${what}: ${c.strerror(errno) as string}`), { errno });
+}
+
+/** Sleeps in poll() with no descriptors: how an fd-less worker waits without an event loop. */
+export function sleepMs(timeoutMs: number): void {
+  c.poll(null, 0, timeoutMs);
+}
+
+export interface TunOptions {
+  /** Interface name, up to 15 bytes; the kernel picks tunN when empty. */
+  name: string;
+  mtu: number;
+}
+
+export class TunDevice {
+  readonly name: string;
+  private fd: number;
+  private readonly pollfd = Buffer.alloc(8);
+
+  private constructor(fd: number, name: string) {
+    this.fd = fd;
+    this.name = name;
+    this.pollfd.writeInt32LE(fd, 0);
+    this.pollfd.writeInt16LE(POLLIN, 4);
+  }
+
+  /** Creates the device, enables offloads, sets its MTU and brings it up. */
+  static open(options: TunOptions): TunDevice {
+    if (Buffer.byteLength(options.name) >= IFNAMSIZ)
+      throw new Error(`interface name too long: ${options.name}`);
+    const fd = c.open('/dev/net/tun', O_RDWR | O_NONBLOCK | O_CLOEXEC) as number;
+    if (fd < 0) throw osError('open /dev/net/tun');
+    try {
+      const ifreq = Buffer.alloc(40);
+      ifreq.write(options.name, 0, 'latin1');
+      ifreq.writeUInt16LE(IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, 16);
+      if ((c.ioctl(fd, TUNSETIFF, 'void *', ifreq) as number) < 0) throw osError('TUNSETIFF');
+      const name = ifreq.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '');
+      const offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+      // TSO_ECN is optional: older kernels refuse it, and CWR-marked segments then arrive unsegmented.
+      if ((c.ioctl(fd, TUNSETOFFLOAD, 'unsigned long', offloads | TUN_F_TSO_ECN) as number) < 0) {
+        if ((c.ioctl(fd, TUNSETOFFLOAD, 'unsigned long', offloads) as number) < 0)
+          throw osError('TUNSETOFFLOAD');
+      }
+      execFileSync('ip', ['link', 'set', 'dev', name, 'mtu', String(options.mtu), 'up'], { stdio: 'pipe' });
+      return new TunDevice(fd, name);
+    } catch (error) {
+      c.close(fd);
+      throw error;
+    }
+  }
+
+  /** One frame into `buf` (vnet header first); 0 when nothing is queued. Throws on real errors. */
+  read(buf: Uint8Array): number {
+    const n = c.read(this.fd, buf, buf.byteLength) as number;
+    if (n >= 0) return n;
+    const errno = koffi.errno();
+    if (errno === EAGAIN || errno === EINTR) return 0;
+    throw osError(`read ${this.name}`, errno);
+  }
+
+  /** Writes buf[0..length) as one frame; false when the kernel refused it (the caller counts a drop). */
+  write(buf: Uint8Array, length: number): boolean {
+    return (c.write(this.fd, buf, length) as number) === length;
+  }
+
+  /** Waits until a frame is readable or the timeout passes; true when readable. */
+  poll(timeoutMs: number): boolean {
+    const n = c.poll(this.pollfd, 1, timeoutMs) as number;
+    return n > 0 && (this.pollfd.readInt16LE(6) & POLLIN) !== 0;
+  }
+
+  /** Closing the last fd of a non-persistent TUN removes the interface and its routes. */
+  close(): void {
+    if (this.fd < 0) return;
+    c.close(this.fd);
+    this.fd = -1;
+  }
+}

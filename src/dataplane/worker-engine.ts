@@ -1,0 +1,142 @@
+// An Engine whose director lives in the data-plane worker thread. Control operations travel as
+// messages; after each one that changes which traffic must be steered, the host's kernel
+// plumbing is reconciled with the director's services.
+
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { Engine } from '../control/engine.js';
+import { LvsError } from '../core/errors.js';
+import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { HostSteering } from './host.js';
+import type {
+  DataplaneStats,
+  Reply,
+  RequestBody,
+  SerializedError,
+  Startup,
+  WorkerSettings,
+} from './messages.js';
+
+export interface WorkerEngineOptions {
+  /** The TUN device to create, or null for a worker without packets (no root needed). */
+  tun: { name: string; mtu: number } | null;
+  /** Kernel plumbing to keep in step with the services; null leaves the host alone. */
+  host: HostSteering | null;
+  connCapacity?: number;
+  /** Defaults to the real director; tests point it at a module of their own. */
+  directorModule?: string;
+  idlePollMs?: number;
+  tickMs?: number;
+}
+
+const STEERING_OPS = new Set<ControlOp['op']>([
+  'add-service',
+  'delete-service',
+  'clear',
+  'add-dest',
+  'delete-dest',
+]);
+
+function toError(error: SerializedError): Error {
+  return error.code ? new LvsError(error.code, error.message) : new Error(error.message);
+}
+
+export class WorkerEngine implements Engine {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  private exited: Error | null = null;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly port: MessagePort,
+    private readonly host: HostSteering | null,
+    /** The device's name as the kernel gave it, or null without a device. */
+    readonly tunName: string | null,
+  ) {
+    port.on('message', (reply: Reply) => {
+      const waiter = this.pending.get(reply.id);
+      if (!waiter) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) waiter.resolve(reply.value);
+      else waiter.reject(toError(reply.error));
+    });
+    worker.on('exit', (code) => {
+      this.exited = new Error(`data-plane worker exited (code ${code})`);
+      for (const waiter of this.pending.values()) waiter.reject(this.exited);
+      this.pending.clear();
+      port.close();
+    });
+  }
+
+  /** Starts the worker and waits until its device is up (or rejects with why it is not). */
+  static async start(options: WorkerEngineOptions): Promise<WorkerEngine> {
+    const channel = new MessageChannel();
+    const settings: WorkerSettings = {
+      port: channel.port2,
+      tun: options.tun,
+      directorModule: options.directorModule ?? new URL('../core/director.js', import.meta.url).href,
+      connCapacity: options.connCapacity,
+      idlePollMs: options.idlePollMs ?? 20,
+      tickMs: options.tickMs ?? 100,
+    };
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: settings,
+      transferList: [channel.port2],
+    });
+    const startup = await new Promise<Startup>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.once('exit', (code) =>
+        reject(new Error(`data-plane worker exited during startup (code ${code})`)),
+      );
+    });
+    if (startup.kind === 'failed') {
+      await worker.terminate();
+      throw toError(startup.error);
+    }
+    worker.removeAllListeners('error');
+    worker.on('error', () => {
+      // The 'exit' listener reports it to every waiter; a worker error must not crash the daemon.
+    });
+    return new WorkerEngine(worker, channel.port1, options.host, startup.tunName);
+  }
+
+  private request<T>(request: RequestBody): Promise<T> {
+    if (this.exited) return Promise.reject(this.exited);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.port.postMessage({ ...request, id });
+    });
+  }
+
+  async execute(op: ControlOp): Promise<void> {
+    await this.request<void>({ kind: 'execute', op });
+    if (this.host && STEERING_OPS.has(op.op)) {
+      const { services } = await this.snapshot({ connections: false });
+      this.host.sync(services);
+    }
+  }
+
+  snapshot(options: { connections: boolean }): Promise<Snapshot> {
+    return this.request<Snapshot>({ kind: 'snapshot', connections: options.connections });
+  }
+
+  /** The worker's packet and drop counters. */
+  stats(): Promise<DataplaneStats> {
+    return this.request<DataplaneStats>({ kind: 'stats' });
+  }
+
+  /** Stops the packet loop (removing the device), then undoes the host plumbing. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.exited) {
+        const exit = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+        await this.request<void>({ kind: 'stop' }).catch(() => undefined);
+        await exit;
+      }
+      this.host?.stop();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,227 @@
+// A network-namespace lab for the demo, the end-to-end tests and the benchmark:
+//
+//   client 198.18.0.2 --- pub0 198.18.0.1 [director] br0 198.18.1.1 --- rs1 198.18.1.11, rs2 198.18.1.12
+//
+// Each real server runs nginx answering "This is Real Server N, you are <client>". Namespaces
+// are named <prefix><pid>-<role>, so leftovers of a dead run can be recognised and removed.
+
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface LabOptions {
+  /** Namespace name prefix; the pid follows it. */
+  prefix?: string;
+  realServers?: number;
+  /** Size of /files/bulk.bin on every real server, in MB; 0 for none. */
+  bulkFileMb?: number;
+}
+
+export interface Lab {
+  readonly prefix: string;
+  readonly ns: { client: string; director: string; realServers: string[] };
+  readonly addr: { client: string; vip: string; dip: string; realServers: string[] };
+  /** Director interfaces: towards the client and towards the real servers. */
+  readonly dev: { public: string; internal: string };
+  readonly tmpDir: string;
+  /** Path of the bulk file served as /files/bulk.bin, when one was made. */
+  readonly bulkFile: string | null;
+  /** Runs a command in a namespace; returns its stdout, throws with its stderr on failure. */
+  run(ns: string, argv: readonly string[], options?: { input?: string | Buffer; timeoutMs?: number }): string;
+  spawn(ns: string, argv: readonly string[], options?: SpawnOptions): ChildProcess;
+  /** The access log of real server i (0-based): one "<client address> <uri> <status>" line per request. */
+  accessLog(i: number): string[];
+  teardown(): void;
+}
+
+function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000): string {
+  try {
+    return execFileSync(argv[0]!, argv.slice(1), { input, encoding: 'utf8', stdio: 'pipe', timeout: timeoutMs });
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    throw new Error(`${argv.join(' ')}: ${stderr || (error as Error).message}`, { cause: error });
+  }
+}
+
+function nsExec(ns: string, argv: readonly string[]): string[] {
+  return ['ip', 'netns', 'exec', ns, ...argv];
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Kills what runs in a namespace, then deletes it. */
+function removeNamespace(ns: string): void {
+  const pids = sh(['ip', 'netns', 'pids', ns]).split(/\s+/).filter(Boolean).map(Number);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  sh(['ip', 'netns', 'del', ns]);
+}
+
+/** Removes namespaces of earlier runs with this prefix whose process is dead; returns their names. */
+export function cleanupStaleLabs(prefix: string): string[] {
+  const pattern = new RegExp(`^${prefix.replace(/[^\w-]/g, '\\$&')}(\\d+)-`);
+  const removed: string[] = [];
+  for (const line of sh(['ip', 'netns', 'list']).split('\n')) {
+    const name = line.split(' ')[0]!;
+    const m = pattern.exec(name);
+    if (!m || pidAlive(Number(m[1]))) continue;
+    try {
+      removeNamespace(name);
+      removed.push(name);
+    } catch {
+      // Another cleaner got it first.
+    }
+  }
+  return removed;
+}
+
+function nginxConfig(dir: string, index: number): string {
+  return `worker_processes 1;
+user root;
+daemon on;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 8192; }
+http {
+  log_format addr '$remote_addr $request_uri $status';
+  access_log ${dir}/access.log addr;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 100000;
+  server {
+    listen 80 backlog=8192;
+    location = / {
+      default_type text/plain;
+      return 200 "This is Real Server ${index}, you are $remote_addr\\n";
+    }
+    location /files/ {
+      alias ${dir}/www/;
+    }
+  }
+}
+`;
+}
+
+export function buildLab(options: LabOptions = {}): Lab {
+  const prefix = options.prefix ?? 'lvslab';
+  cleanupStaleLabs(prefix);
+  const base = `${prefix}${process.pid}`;
+  const count = options.realServers ?? 2;
+  const ns = {
+    client: `${base}-client`,
+    director: `${base}-director`,
+    realServers: Array.from({ length: count }, (_, i) => `${base}-rs${i + 1}`),
+  };
+  const addr = {
+    client: '198.18.0.2',
+    vip: '198.18.0.1',
+    dip: '198.18.1.1',
+    realServers: Array.from({ length: count }, (_, i) => `198.18.1.${11 + i}`),
+  };
+  const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
+  chmodSync(tmpDir, 0o755);
+  const created: string[] = [];
+  let bulkFile: string | null = null;
+
+  const teardown = (): void => {
+    for (const name of created.splice(0).reverse()) {
+      try {
+        removeNamespace(name);
+      } catch {
+        // Keep tearing down the rest.
+      }
+    }
+    rmSync(tmpDir, { recursive: true, force: true });
+  };
+
+  try {
+    for (const name of [ns.client, ns.director, ...ns.realServers]) {
+      sh(['ip', 'netns', 'add', name]);
+      created.push(name);
+      sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+    }
+    const d = ns.director;
+    sh(['ip', '-n', d, 'link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.client]);
+    sh(['ip', '-n', d, 'addr', 'add', `${addr.vip}/24`, 'dev', 'pub0']);
+    sh(['ip', '-n', d, 'link', 'set', 'pub0', 'up']);
+    sh(['ip', '-n', ns.client, 'addr', 'add', `${addr.client}/24`, 'dev', 'eth0']);
+    sh(['ip', '-n', ns.client, 'link', 'set', 'eth0', 'up']);
+    sh(['ip', '-n', ns.client, 'route', 'add', 'default', 'via', addr.vip]);
+
+    sh(['ip', '-n', d, 'link', 'add', 'br0', 'type', 'bridge']);
+    sh(['ip', '-n', d, 'addr', 'add', `${addr.dip}/24`, 'dev', 'br0']);
+    sh(['ip', '-n', d, 'link', 'set', 'br0', 'up']);
+    if (options.bulkFileMb) {
+      bulkFile = join(tmpDir, 'bulk.bin');
+      execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
+    }
+    ns.realServers.forEach((rs, i) => {
+      const port = `rs${i + 1}`;
+      sh(['ip', '-n', d, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', rs]);
+      sh(['ip', '-n', d, 'link', 'set', port, 'master', 'br0', 'up']);
+      sh(['ip', '-n', rs, 'addr', 'add', `${addr.realServers[i]}/24`, 'dev', 'eth0']);
+      sh(['ip', '-n', rs, 'link', 'set', 'eth0', 'up']);
+      sh(['ip', '-n', rs, 'route', 'add', 'default', 'via', addr.dip]);
+      const dir = join(tmpDir, `rs${i + 1}`);
+      mkdirSync(join(dir, 'www'), { recursive: true });
+      if (bulkFile) copyFileSync(bulkFile, join(dir, 'www', 'bulk.bin'));
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, i + 1));
+      sh(nsExec(rs, ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')]));
+    });
+  } catch (error) {
+    teardown();
+    throw error;
+  }
+
+  return {
+    prefix,
+    ns,
+    addr,
+    dev: { public: 'pub0', internal: 'br0' },
+    tmpDir,
+    bulkFile,
+    run: (name, argv, opts) => sh(nsExec(name, argv), opts?.input, opts?.timeoutMs),
+    spawn: (name, argv, opts) => spawn('ip', nsExec(name, argv).slice(1), opts ?? { stdio: 'ignore' }),
+    accessLog: (i) => {
+      try {
+        return readFileSync(join(tmpDir, `rs${i + 1}`, 'access.log'), 'utf8')
+          .split('\n')
+          .filter(Boolean);
+      } catch {
+        return [];
+      }
+    },
+    teardown,
+  };
+}
+
+/** Tears the lab down when the process is interrupted or terminated, then exits as the signal would. */
+export function teardownOnSignals(lab: Lab): () => void {
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((signal) => {
+    const handler = (): void => {
+      lab.teardown();
+      process.exit(128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const)[signal]);
+    };
+    process.once(signal, handler);
+    return [signal, handler] as const;
+  });
+  return () => {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  };
+}

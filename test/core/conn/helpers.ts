@@ -1,0 +1,44 @@
+// Shared fixtures for the connection-table tests.
+import { ManualClock } from '../../../src/core/clock.js';
+import { ConnTable, type ConnSpec } from '../../../src/core/conn/table.js';
+import { Timeouts } from '../../../src/core/conn/timeouts.js';
+import { addr4, IPPROTO_TCP, parseAddr, type Addr } from '../../../src/core/inet.js';
+import { Dest } from '../../../src/core/model.js';
+
+export const ip = (text: string): Addr => parseAddr(text)!;
+
+export const VIP = ip('198.18.0.1');
+
+export function makeDest(
+  id: number,
+  text: string,
+  thresholds = { uThreshold: 0, lThreshold: 0 },
+  port = 80,
+): Dest {
+  return new Dest(id, ip(text), port, { method: 'masq', weight: 1, ...thresholds });
+}
+
+export function makeTable(capacity = 64, start = 1_000_000) {
+  const clock = new ManualClock(start);
+  const timeouts = new Timeouts();
+  const table = new ConnTable({ capacity, clock, timeouts });
+  return { clock, timeouts, table };
+}
+
+/** A TCP connection from 10.0.0.<n>:(40000 + n) to VIP:80, bound to `dest`. */
+export function connSpec(n: number, dest: Dest, overrides: Partial<ConnSpec> = {}): ConnSpec {
+  return {
+    af: 4,
+    protocol: IPPROTO_TCP,
+    caddr: addr4(0x0a000000 + n),
+    cport: 40000 + (n % 20000),
+    vaddr: VIP,
+    vport: 80,
+    daddr: dest.addr,
+    dport: dest.port,
+    dest,
+    serviceId: 1,
+    template: -1,
+    ...overrides,
+  };
+}

@@ -1,0 +1,356 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { ManualClock } from '../../src/core/clock.js';
+import { Director } from '../../src/core/director.js';
+import { LvsError } from '../../src/core/errors.js';
+import { IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
+import {
+  DEFAULT_PERSISTENT_TIMEOUT,
+  SVC_F_ONEPACKET,
+  SVC_F_PERSISTENT,
+  type DestSettings,
+  type ServiceKey,
+  type ServiceSettings,
+} from '../../src/core/model.js';
+import { parsePacket, type ParsedPacket } from '../../src/core/packet/parse.js';
+import { VNET_HDR_LEN } from '../../src/core/packet/vnet.js';
+import {
+  buildPacket,
+  fragmentPacket,
+  ipv4HeaderValid,
+  l4ChecksumValid,
+  withVnet,
+  type PacketSpec,
+} from '../helpers/packets.js';
+
+const SYN = 0x02;
+const ACK = 0x10;
+const FIN = 0x01;
+
+const ip = (text: string): Addr => parseAddr(text)!;
+const VIP = '198.18.0.1';
+const CLIENT = '198.18.0.100';
+const RS1 = '198.18.1.11';
+const RS2 = '198.18.1.12';
+
+function tcpService(addr = VIP, port = 80): ServiceKey {
+  return { af: 4, protocol: IPPROTO_TCP, addr: ip(addr), port, fwmark: 0 };
+}
+
+function settings(scheduler: string, extra: Partial<ServiceSettings> = {}): ServiceSettings {
+  return { scheduler, flags: 0, timeout: 0, netmaskPrefix: 32, pe: null, ...extra };
+}
+
+const masq = (weight = 1): DestSettings => ({ method: 'masq', weight, uThreshold: 0, lThreshold: 0 });
+
+function director(clock = new ManualClock(1000)): Director {
+  return new Director({ clock, random: () => 0.5, connCapacity: 1024 });
+}
+
+function setup(
+  d: Director,
+  scheduler = 'rr',
+  extra: Partial<ServiceSettings> = {},
+  key = tcpService(),
+): void {
+  d.execute({ op: 'add-service', key, settings: settings(scheduler, extra) });
+  d.execute({ op: 'add-dest', key, addr: ip(RS1), port: 8080, settings: masq() });
+  d.execute({ op: 'add-dest', key, addr: ip(RS2), port: 8080, settings: masq() });
+}
+
+/** Sends a packet through the director; returns the packet it put back on the wire, or null. */
+function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null {
+  const input = withVnet(buildPacket(spec));
+  // Room to spare, as the data plane's read buffer has: the director may answer with a longer packet.
+  const buf = new Uint8Array(input.length + 1500);
+  buf.set(input);
+  const length = d.process(buf, 0, input.length);
+  if (length === 0) return null;
+  const packet = buf.slice(VNET_HDR_LEN, length);
+  const parsed = parsePacket(packet, 0, packet.length);
+  assert.ok(parsed.ok, 'the director emits parseable packets');
+  return { packet, parsed };
+}
+
+const tcp = (src: string, sport: number, dst: string, dport: number, tcpFlags: number): PacketSpec => ({
+  src,
+  dst,
+  protocol: 'tcp',
+  sport,
+  dport,
+  tcpFlags,
+});
+
+test('LVS-NAT: only the destination is rewritten on the way in, only the source on the way out', () => {
+  const d = director();
+  setup(d);
+  const fwd = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  assert.equal(fwd.parsed.saddr.a, ip(CLIENT).a, 'the real server sees the client address');
+  assert.equal(fwd.parsed.sport, 40000);
+  assert.equal(fwd.parsed.daddr.a, ip(RS2).a, 'rr picks the newest real server first');
+  assert.equal(fwd.parsed.dport, 8080);
+  assert.ok(ipv4HeaderValid(fwd.packet) && l4ChecksumValid(fwd.packet));
+
+  const reply = send(d, tcp(RS2, 8080, CLIENT, 40000, SYN | ACK))!;
+  assert.equal(reply.parsed.saddr.a, ip(VIP).a);
+  assert.equal(reply.parsed.sport, 80);
+  assert.equal(reply.parsed.daddr.a, ip(CLIENT).a);
+  assert.ok(ipv4HeaderValid(reply.packet) && l4ChecksumValid(reply.packet));
+
+  send(d, tcp(CLIENT, 40000, VIP, 80, ACK));
+  const snap = d.snapshot({ connections: true });
+  const rs2 = snap.services[0]!.dests[0]!;
+  assert.equal(rs2.activeConns, 1);
+  assert.equal(rs2.stats.conns, 1);
+  assert.equal(rs2.stats.inPkts, 2);
+  assert.equal(rs2.stats.outPkts, 1);
+  assert.equal(snap.connections![0]!.state, 'ESTABLISHED');
+
+  // The next client goes to the other real server.
+  assert.equal(send(d, tcp(CLIENT, 40001, VIP, 80, SYN))!.parsed.daddr.a, ip(RS1).a);
+});
+
+test('connections close and expire, moving ActiveConn and InActConn', () => {
+  const clock = new ManualClock(1000);
+  const d = director(clock);
+  setup(d);
+  send(d, tcp(CLIENT, 40000, VIP, 80, SYN));
+  send(d, tcp(RS2, 8080, CLIENT, 40000, SYN | ACK));
+  send(d, tcp(CLIENT, 40000, VIP, 80, ACK));
+  send(d, tcp(CLIENT, 40000, VIP, 80, FIN | ACK));
+  let dest = d.snapshot({ connections: false }).services[0]!.dests[0]!;
+  assert.deepEqual([dest.activeConns, dest.inactConns], [0, 1]);
+  send(d, tcp(RS2, 8080, CLIENT, 40000, FIN | ACK));
+  clock.advance(121_000);
+  d.tick();
+  dest = d.snapshot({ connections: false }).services[0]!.dests[0]!;
+  assert.deepEqual([dest.activeConns, dest.inactConns], [0, 0]);
+  assert.equal(d.snapshot({ connections: true }).connections!.length, 0);
+});
+
+test('only a SYN opens a TCP connection; traffic for no service is not ours', () => {
+  const d = director();
+  setup(d);
+  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), null);
+  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 22, SYN)), null);
+  assert.equal(d.counters.drops['no-conn'], 1);
+  assert.equal(d.counters.drops['no-service'], 1);
+});
+
+test('persistence keeps a client on one real server, across ports of a port-0 service and netmasks', () => {
+  const d = director();
+  setup(d, 'rr', { flags: SVC_F_PERSISTENT, timeout: 300, netmaskPrefix: 24 });
+  const first = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!.parsed.daddr.a;
+  for (let port = 40001; port < 40010; port++) {
+    assert.equal(send(d, tcp(CLIENT, port, VIP, 80, SYN))!.parsed.daddr.a, first);
+  }
+  // Same /24: same real server.
+  assert.equal(send(d, tcp('198.18.0.200', 40000, VIP, 80, SYN))!.parsed.daddr.a, first);
+  const snap = d.snapshot({ connections: true });
+  assert.equal(snap.connections!.filter((c) => c.template).length, 1);
+  const persist = snap.services[0]!.dests.reduce((n, dest) => n + dest.persistConns, 0);
+  assert.equal(persist, 1);
+  assert.equal(DEFAULT_PERSISTENT_TIMEOUT, 360);
+});
+
+test('weight 0 takes no new connections; existing ones continue; deleting a real server ends them', () => {
+  const d = director();
+  const key = tcpService();
+  setup(d);
+  const open = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  assert.equal(open.parsed.daddr.a, ip(RS2).a);
+  d.execute({ op: 'edit-dest', key, addr: ip(RS2), port: 8080, settings: masq(0) });
+  for (let port = 40001; port < 40005; port++) {
+    assert.equal(send(d, tcp(CLIENT, port, VIP, 80, SYN))!.parsed.daddr.a, ip(RS1).a);
+  }
+  assert.equal(
+    send(d, tcp(CLIENT, 40000, VIP, 80, ACK))!.parsed.daddr.a,
+    ip(RS2).a,
+    'the open one continues',
+  );
+  d.execute({ op: 'delete-dest', key, addr: ip(RS2), port: 8080 });
+  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), null, 'its connection is gone');
+});
+
+test('no real server available: ICMP port unreachable from the VIP, counted', () => {
+  const d = director();
+  const key = tcpService();
+  d.execute({ op: 'add-service', key, settings: settings('wlc') });
+  const out = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  assert.equal(out.parsed.protocol, 1);
+  assert.equal(out.parsed.icmpType, 3);
+  assert.equal(out.parsed.icmpCode, 3);
+  assert.equal(out.parsed.saddr.a, ip(VIP).a);
+  assert.equal(out.parsed.daddr.a, ip(CLIENT).a);
+  assert.equal(d.counters.drops['no-dest'], 1);
+  assert.equal(d.counters.icmpSent, 1);
+});
+
+test('ICMP errors about a tracked connection are translated both ways', () => {
+  const d = director();
+  setup(d);
+  const syn = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  const icmp = (src: string, dst: string, quote: Uint8Array): PacketSpec => ({
+    src,
+    dst,
+    protocol: 'icmp',
+    icmpType: 3,
+    icmpCode: 4,
+    icmpRest: 1400,
+    payload: quote.subarray(0, 28),
+  });
+  const quotedFlow = (packet: Uint8Array) => {
+    const view = new DataView(packet.buffer, packet.byteOffset);
+    return {
+      saddr: view.getUint32(28 + 12),
+      daddr: view.getUint32(28 + 16),
+      sport: view.getUint16(48),
+      dport: view.getUint16(50),
+    };
+  };
+
+  // A router on the client side says the VIP's reply was too big: it goes to the real server.
+  const toServer = send(d, icmp('198.18.0.254', VIP, buildPacket(tcp(VIP, 80, CLIENT, 40000, ACK))))!;
+  assert.equal(toServer.parsed.daddr.a, ip(RS2).a);
+  assert.deepEqual(quotedFlow(toServer.packet), {
+    saddr: ip(RS2).a,
+    daddr: ip(CLIENT).a,
+    sport: 8080,
+    dport: 40000,
+  });
+  assert.ok(ipv4HeaderValid(toServer.packet) && l4ChecksumValid(toServer.packet));
+
+  // A router on the server side rejects the forwarded SYN: the client hears it from the VIP.
+  const toClient = send(d, icmp('198.18.1.254', CLIENT, syn.packet))!;
+  assert.equal(toClient.parsed.saddr.a, ip(VIP).a);
+  assert.equal(toClient.parsed.daddr.a, ip(CLIENT).a);
+  assert.deepEqual(quotedFlow(toClient.packet), {
+    saddr: ip(CLIENT).a,
+    daddr: ip(VIP).a,
+    sport: 40000,
+    dport: 80,
+  });
+  assert.ok(ipv4HeaderValid(toClient.packet) && l4ChecksumValid(toClient.packet));
+
+  // About nothing we track: dropped.
+  assert.equal(send(d, icmp('198.18.1.254', CLIENT, buildPacket(tcp(CLIENT, 1, RS1, 2, SYN)))), null);
+  assert.equal(d.counters.drops['icmp-unmatched'], 1);
+});
+
+test('a UDP datagram in fragments reaches the real server its first fragment went to', () => {
+  const d = director();
+  const key: ServiceKey = { af: 4, protocol: IPPROTO_UDP, addr: ip(VIP), port: 53, fwmark: 0 };
+  d.execute({ op: 'add-service', key, settings: settings('rr') });
+  d.execute({ op: 'add-dest', key, addr: ip(RS1), port: 53, settings: masq() });
+  d.execute({ op: 'add-dest', key, addr: ip(RS2), port: 53, settings: masq() });
+  const datagram = buildPacket({
+    src: CLIENT,
+    dst: VIP,
+    protocol: 'udp',
+    sport: 5353,
+    dport: 53,
+    payload: new Uint8Array(3000).fill(7),
+  });
+  const [first, ...rest] = fragmentPacket(datagram, 1480, 4242);
+  // The last fragment overtakes the first: held, then released with it.
+  const last = withVnet(rest.pop()!);
+  assert.equal(d.process(last, 0, last.length), 0);
+  const firstBuf = withVnet(first!);
+  assert.ok(d.process(firstBuf, 0, firstBuf.length) > 0);
+  const firstParsed = parsePacket(firstBuf, VNET_HDR_LEN, firstBuf.length - VNET_HDR_LEN);
+  assert.ok(firstParsed.ok);
+  const target = firstParsed.daddr.a;
+  assert.equal(d.pending.length, 1);
+  for (const middle of rest) {
+    const buf = withVnet(middle);
+    assert.ok(d.process(buf, 0, buf.length) > 0);
+    const parsed = parsePacket(buf, VNET_HDR_LEN, buf.length - VNET_HDR_LEN);
+    assert.ok(parsed.ok && parsed.daddr.a === target);
+  }
+  const released = parsePacket(d.pending[0]!, VNET_HDR_LEN, d.pending[0]!.length - VNET_HDR_LEN);
+  assert.ok(released.ok && released.daddr.a === target && ipv4HeaderValid(d.pending[0]!, VNET_HDR_LEN));
+});
+
+test('one-packet scheduling schedules every datagram afresh', () => {
+  const d = director();
+  const key: ServiceKey = { af: 4, protocol: IPPROTO_UDP, addr: ip(VIP), port: 53, fwmark: 0 };
+  setup(d, 'rr', { flags: SVC_F_ONEPACKET }, key);
+  const udp = (): PacketSpec => ({ src: CLIENT, dst: VIP, protocol: 'udp', sport: 5000, dport: 53 });
+  const picks = [send(d, udp())!, send(d, udp())!, send(d, udp())!].map((x) => x.parsed.daddr.a);
+  assert.deepEqual(picks, [ip(RS2).a, ip(RS1).a, ip(RS2).a]);
+});
+
+test('refused control operations change nothing and carry codes', () => {
+  const d = director();
+  setup(d);
+  const before = JSON.stringify(d.snapshot({ connections: true }));
+  const attempts: [() => void, string][] = [
+    [
+      () => d.execute({ op: 'add-service', key: tcpService(), settings: settings('rr') }),
+      'LVS_ERR_SERVICE_EXISTS',
+    ],
+    [
+      () => d.execute({ op: 'add-service', key: tcpService(VIP, 81), settings: settings('nope') }),
+      'LVS_ERR_NO_SCHEDULER',
+    ],
+    [
+      () => d.execute({ op: 'edit-service', key: tcpService(VIP, 81), settings: settings('rr') }),
+      'LVS_ERR_NO_SERVICE',
+    ],
+    [() => d.execute({ op: 'delete-service', key: tcpService(VIP, 81) }), 'LVS_ERR_NO_SERVICE'],
+    [
+      () =>
+        d.execute({ op: 'add-dest', key: tcpService(VIP, 81), addr: ip(RS1), port: 80, settings: masq() }),
+      'LVS_ERR_SERVICE_NOT_DEFINED',
+    ],
+    [
+      () => d.execute({ op: 'add-dest', key: tcpService(), addr: ip(RS1), port: 8080, settings: masq() }),
+      'LVS_ERR_DEST_EXISTS',
+    ],
+    [
+      () => d.execute({ op: 'edit-dest', key: tcpService(), addr: ip(RS1), port: 9, settings: masq() }),
+      'LVS_ERR_NO_DEST',
+    ],
+    [() => d.execute({ op: 'delete-dest', key: tcpService(), addr: ip(RS1), port: 9 }), 'LVS_ERR_NO_DEST'],
+    [
+      () =>
+        d.execute({
+          op: 'add-dest',
+          key: tcpService(),
+          addr: ip('198.18.1.13'),
+          port: 80,
+          settings: masq(70000),
+        }),
+      'LVS_ERR_INVALID',
+    ],
+    [() => d.execute({ op: 'zero', key: tcpService(VIP, 81) }), 'LVS_ERR_NO_SERVICE'],
+    [
+      () =>
+        d.execute({
+          op: 'add-service',
+          key: tcpService(VIP, 82),
+          settings: settings('rr', { flags: SVC_F_ONEPACKET }),
+        }),
+      'LVS_ERR_INVALID',
+    ],
+  ];
+  for (const [attempt, code] of attempts) {
+    assert.throws(attempt, (e: unknown) => e instanceof LvsError && e.code === code, code);
+  }
+  assert.equal(JSON.stringify(d.snapshot({ connections: true })), before);
+});
+
+test('the packet path never throws and never emits an unparseable packet on garbage (fuzz)', () => {
+  const d = director();
+  setup(d);
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), (bytes) => {
+      const buf = new Uint8Array(bytes.length + 1500);
+      buf.set(bytes);
+      const length = d.process(buf, 0, bytes.length);
+      assert.ok(length >= 0 && length <= buf.length);
+    }),
+    { numRuns: 3000 },
+  );
+});

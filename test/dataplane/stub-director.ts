@@ -1,0 +1,56 @@
+// A stand-in for the core director behind the worker: a service list for the control path and a
+// UDP reflector for the packet path (swapping addresses and ports leaves every checksum valid).
+
+import { ErrorCodes, LvsError } from '../../src/core/errors.js';
+import type { ControlOp, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+import type { PacketDirector } from '../../src/dataplane/messages.js';
+
+const VNET = 10;
+
+export class Director implements PacketDirector {
+  private readonly services: ServiceSnapshot[] = [];
+  private ticks = 0;
+
+  execute(op: ControlOp): void {
+    if (op.op === 'add-service') {
+      if (this.services.some((s) => s.key.port === op.key.port)) {
+        throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
+      }
+      const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
+      const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
+      this.services.push({ key: op.key, settings: op.settings, stats: zero, rates, dests: [] });
+    } else if (op.op === 'delete-service') {
+      const i = this.services.findIndex((s) => s.key.port === op.key.port);
+      if (i < 0) throw new LvsError(ErrorCodes.NO_SERVICE, 'No such service');
+      this.services.splice(i, 1);
+    } else {
+      throw new Error(`stub director: ${op.op} unsupported`);
+    }
+  }
+
+  snapshot(): Snapshot {
+    // The tick count rides in connTableBuckets so a test can see housekeeping happen.
+    return { connTableBuckets: this.ticks, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services: this.services };
+  }
+
+  process(buf: Uint8Array, offset: number, length: number): number {
+    const ip = offset + VNET;
+    if (length < VNET + 28 || buf[ip]! >> 4 !== 4 || buf[ip + 9] !== 17) return 0;
+    const l4 = ip + (buf[ip]! & 15) * 4;
+    swap(buf, ip + 12, ip + 16, 4);
+    swap(buf, l4, l4 + 2, 2);
+    return length;
+  }
+
+  tick(): void {
+    this.ticks++;
+  }
+}
+
+function swap(buf: Uint8Array, a: number, b: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const t = buf[a + i]!;
+    buf[a + i] = buf[b + i]!;
+    buf[b + i] = t;
+  }
+}

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ErrorCodes, LvsError } from '../../src/core/errors.js';
+import { addr4, IPPROTO_TCP } from '../../src/core/inet.js';
+import type { ServiceSnapshot } from '../../src/core/ops.js';
+import type { HostSteering } from '../../src/dataplane/host.js';
+import { WorkerEngine } from '../../src/dataplane/worker-engine.js';
+
+const stub = new URL('./stub-director.js', import.meta.url).href;
+const key = (port: number) => ({ af: 4 as const, protocol: IPPROTO_TCP as 6, addr: addr4(0xc6120001), port, fwmark: 0 });
+const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null };
+
+class RecordingHost implements HostSteering {
+  readonly syncs: number[][] = [];
+  stopped = 0;
+  sync(services: readonly ServiceSnapshot[]): void {
+    this.syncs.push(services.map((s) => s.key.port));
+  }
+  stop(): void {
+    this.stopped++;
+  }
+}
+
+describe('WorkerEngine (no device)', () => {
+  it('runs control operations in the worker, errors keep their LvsError code', async () => {
+    const host = new RecordingHost();
+    const engine = await WorkerEngine.start({ tun: null, host, directorModule: stub, idlePollMs: 5, tickMs: 10 });
+    try {
+      await engine.execute({ op: 'add-service', key: key(80), settings });
+      await assert.rejects(engine.execute({ op: 'add-service', key: key(80), settings }), (error: unknown) => {
+        assert.ok(error instanceof LvsError);
+        assert.equal(error.code, ErrorCodes.SERVICE_EXISTS);
+        return true;
+      });
+      await assert.rejects(engine.execute({ op: 'zero' }), (error: unknown) => {
+        assert.ok(!(error instanceof LvsError));
+        assert.match((error as Error).message, /unsupported/);
+        return true;
+      });
+      await engine.execute({ op: 'add-service', key: key(443), settings });
+      await engine.execute({ op: 'delete-service', key: key(80) });
+      const snapshot = await engine.snapshot({ connections: false });
+      assert.deepEqual(
+        snapshot.services.map((s) => s.key.port),
+        [443],
+      );
+      // The host follows each accepted change that alters steering, and only those.
+      assert.deepEqual(host.syncs, [[80], [80, 443], [443]]);
+      const stats = await engine.stats();
+      assert.equal(stats.rxPackets, 0);
+      // Housekeeping runs while idle.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok((await engine.snapshot({ connections: false })).connTableBuckets >= 3);
+    } finally {
+      await engine.close();
+    }
+    assert.equal(host.stopped, 1);
+    await engine.close();
+    assert.equal(host.stopped, 1, 'close is idempotent');
+    await assert.rejects(engine.snapshot({ connections: false }), /exited/);
+  });
+
+  it('reports a director module that cannot load as a startup failure', async () => {
+    await assert.rejects(
+      WorkerEngine.start({ tun: null, host: null, directorModule: new URL('./missing.js', import.meta.url).href }),
+      /missing\.js|Cannot find module/,
+    );
+  });
+});
