@@ -6,7 +6,16 @@ import type { ControlOp, Snapshot } from '../core/ops.js';
 import type { Engine } from './engine.js';
 
 export class InProcessEngine implements Engine {
-  constructor(private readonly director: Director) {}
+  private readonly ticker: NodeJS.Timeout | null;
+
+  /** With tickIntervalMs, runs the director's housekeeping (expiry, rate estimator) that often. */
+  constructor(
+    private readonly director: Director,
+    options: { tickIntervalMs?: number } = {},
+  ) {
+    this.ticker = options.tickIntervalMs ? setInterval(() => director.tick(), options.tickIntervalMs) : null;
+    this.ticker?.unref();
+  }
 
   async execute(op: ControlOp): Promise<void> {
     this.director.execute(op);
@@ -16,5 +25,7 @@ export class InProcessEngine implements Engine {
     return this.director.snapshot(options);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+  }
 }

@@ -45,7 +45,8 @@ export const lblcScheduler: Scheduler<LblcState> = {
       entry.dest = dest;
       state.cache.add(flow.daddr, entry);
     } else {
-      state.cache.add(flow.daddr, { dest, lastUse: 0 }); // add stamps the time
+      // The cache stamps lastUse when it stores the entry.
+      state.cache.add(flow.daddr, { dest, lastUse: 0 });
     }
     return dest;
   },
