@@ -98,7 +98,8 @@ function l4Header(spec: PacketSpec, protocol: number): Uint8Array {
   if (protocol === PROTO.udp) {
     return Uint8Array.from([...be16(sport), ...be16(dport), ...be16(8 + (spec.payload?.length ?? 0)), 0, 0]);
   }
-  if (protocol === PROTO.sctp) return Uint8Array.from([...be16(sport), ...be16(dport), ...be32(0x1234567), 0, 0, 0, 0]);
+  if (protocol === PROTO.sctp)
+    return Uint8Array.from([...be16(sport), ...be16(dport), ...be32(0x1234567), 0, 0, 0, 0]);
   if (protocol === PROTO.icmp || protocol === PROTO.icmpv6) {
     return Uint8Array.from([spec.icmpType ?? 8, spec.icmpCode ?? 0, 0, 0, ...be32(spec.icmpRest ?? 0)]);
   }

@@ -31,13 +31,25 @@ const F_INACTIVE = 0x04;
 /** A template removed while connections still name it: unfindable, kept until they end. */
 const F_ORPHAN = 0x08;
 
-// Address words per entry: caddr, vaddr, daddr, four u32 each.
-const ADDR_WORDS = 12;
+// The key fields of an entry share one 64-byte line of 16 words, so a lookup touches one bucket
+// word and then one line per chained entry:
+// caddr 0..3, vaddr 4..7, daddr 8..11 (four words each, IPv4 in the first), PORTS = cport << 16 |
+// vport, META = protocol << 24 | (af | template bit) << 16 | dport, then the two hash-chain links.
+const ENTRY_WORDS = 16;
 const CADDR = 0;
 const VADDR = 4;
 const DADDR = 8;
-// Ports per entry: cport, vport, dport.
-const PORTS = 3;
+const PORTS = 12;
+const META = 13;
+/** In-hash chain; also the free list's link. */
+const IN_NEXT = 14;
+const OUT_NEXT = 15;
+const META_TEMPLATE = 0x08;
+
+const portsWord = (cport: number, vport: number) => ((cport << 16) | vport) >>> 0;
+const metaWord = (protocol: number, afAndTemplate: number, dport: number) =>
+  ((protocol << 24) | (afAndTemplate << 16) | dport) >>> 0;
+const META_KEY_MASK = 0xffff0000;
 
 const WHEEL_TICK_MS = 250;
 /** 8192 ticks of 250 ms: 34 minutes before a slot comes round again. */
@@ -122,12 +134,11 @@ export class ConnTable {
   private readonly timeouts: Timeouts;
   private readonly seed: number;
 
-  private readonly afs: Uint8Array;
-  private readonly protocols: Uint8Array;
+  /** Key lines, ENTRY_WORDS per entry; `links` views the same memory for the signed chain words. */
+  private readonly keys: Uint32Array;
+  private readonly links: Int32Array;
   private readonly states: Uint8Array;
   private readonly flags: Uint8Array;
-  private readonly addrs: Uint32Array;
-  private readonly ports: Uint16Array;
   private readonly timeoutMs: Uint32Array;
   private readonly expiry: Float64Array;
   private readonly dests: (Dest | null)[];
@@ -138,9 +149,6 @@ export class ConnTable {
   private readonly bucketMask: number;
   private readonly inBuckets: Int32Array;
   private readonly outBuckets: Int32Array;
-  /** In-hash chain; also the free list's links. */
-  private readonly inNext: Int32Array;
-  private readonly outNext: Int32Array;
   /** Released slots, reused first. */
   private freeHead = NIL;
   /** Slots at and above this were never used: left untouched, their pages are never faulted in. */
@@ -161,12 +169,10 @@ export class ConnTable {
     this.timeouts = options.timeouts;
     this.seed = (options.hashSeed ?? 0x9e3779b9) | 0;
 
-    this.afs = new Uint8Array(capacity);
-    this.protocols = new Uint8Array(capacity);
+    this.keys = new Uint32Array(capacity * ENTRY_WORDS);
+    this.links = new Int32Array(this.keys.buffer);
     this.states = new Uint8Array(capacity);
     this.flags = new Uint8Array(capacity);
-    this.addrs = new Uint32Array(capacity * ADDR_WORDS);
-    this.ports = new Uint16Array(capacity * PORTS);
     this.timeoutMs = new Uint32Array(capacity);
     this.expiry = new Float64Array(capacity);
     this.dests = new Array<Dest | null>(capacity).fill(null);
@@ -179,8 +185,6 @@ export class ConnTable {
     this.bucketMask = buckets - 1;
     this.inBuckets = new Int32Array(buckets).fill(NIL);
     this.outBuckets = new Int32Array(buckets).fill(NIL);
-    this.inNext = new Int32Array(capacity);
-    this.outNext = new Int32Array(capacity);
 
     this.wheel = new TimerWheel(capacity, WHEEL_TICK_MS, WHEEL_SLOTS, this.clock.now());
   }
@@ -220,21 +224,21 @@ export class ConnTable {
     d0: number, d1: number, d2: number, d3: number, dport: number,
     c0: number, c1: number, c2: number, c3: number, cport: number,
   ): number {
-    const { addrs, ports } = this;
+    const { keys } = this;
+    const ports = cport << 16;
+    const meta = metaWord(protocol, af, dport);
     let id = this.outBuckets[keyHash(this.seed, af, protocol, d0, d1, d2, d3, dport, c0, c1, c2, c3, cport) & this.bucketMask]!;
     while (id !== NIL) {
-      const a = id * ADDR_WORDS;
-      const p = id * PORTS;
+      const k = id * ENTRY_WORDS;
       if (
-        addrs[a + DADDR] === d0 && addrs[a + CADDR] === c0 &&
-        ports[p + 2] === dport && ports[p] === cport &&
-        this.protocols[id] === protocol && this.afs[id] === af &&
-        addrs[a + DADDR + 1] === d1 && addrs[a + DADDR + 2] === d2 && addrs[a + DADDR + 3] === d3 &&
-        addrs[a + CADDR + 1] === c1 && addrs[a + CADDR + 2] === c2 && addrs[a + CADDR + 3] === c3
+        keys[k + DADDR] === d0 && keys[k + CADDR] === c0 &&
+        keys[k + META] === meta && (keys[k + PORTS]! & 0xffff0000) === ports &&
+        keys[k + DADDR + 1] === d1 && keys[k + DADDR + 2] === d2 && keys[k + DADDR + 3] === d3 &&
+        keys[k + CADDR + 1] === c1 && keys[k + CADDR + 2] === c2 && keys[k + CADDR + 3] === c3
       ) {
         return id;
       }
-      id = this.outNext[id]!;
+      id = this.links[k + OUT_NEXT]!;
     }
     return NIL;
   }
@@ -254,8 +258,8 @@ export class ConnTable {
   ): number {
     // prettier-ignore
     return fwmark
-      ? this.lookupIn(af, 0, caddr.a, caddr.b, caddr.c, caddr.d, 0, fwmark >>> 0, 0, 0, 0, vport, F_TEMPLATE)
-      : this.lookupIn(af, protocol, caddr.a, caddr.b, caddr.c, caddr.d, 0, vaddr.a, vaddr.b, vaddr.c, vaddr.d, vport, F_TEMPLATE);
+      ? this.lookupIn(af, 0, caddr.a, caddr.b, caddr.c, caddr.d, 0, fwmark >>> 0, 0, 0, 0, vport, META_TEMPLATE)
+      : this.lookupIn(af, protocol, caddr.a, caddr.b, caddr.c, caddr.d, 0, vaddr.a, vaddr.b, vaddr.c, vaddr.d, vport, META_TEMPLATE);
   }
 
   // prettier-ignore
@@ -265,22 +269,21 @@ export class ConnTable {
     v0: number, v1: number, v2: number, v3: number, vport: number,
     templateFlag: number,
   ): number {
-    const { addrs, ports } = this;
+    const { keys } = this;
+    const ports = portsWord(cport, vport);
+    const meta = metaWord(protocol, af | templateFlag, 0);
     let id = this.inBuckets[keyHash(this.seed, af, protocol, c0, c1, c2, c3, cport, v0, v1, v2, v3, vport) & this.bucketMask]!;
     while (id !== NIL) {
-      const a = id * ADDR_WORDS;
-      const p = id * PORTS;
+      const k = id * ENTRY_WORDS;
       if (
-        addrs[a + CADDR] === c0 && addrs[a + VADDR] === v0 &&
-        ports[p] === cport && ports[p + 1] === vport &&
-        this.protocols[id] === protocol && this.afs[id] === af &&
-        (this.flags[id]! & F_TEMPLATE) === templateFlag &&
-        addrs[a + CADDR + 1] === c1 && addrs[a + CADDR + 2] === c2 && addrs[a + CADDR + 3] === c3 &&
-        addrs[a + VADDR + 1] === v1 && addrs[a + VADDR + 2] === v2 && addrs[a + VADDR + 3] === v3
+        keys[k + CADDR] === c0 && keys[k + VADDR] === v0 &&
+        keys[k + PORTS] === ports && (keys[k + META]! & META_KEY_MASK) === meta &&
+        keys[k + CADDR + 1] === c1 && keys[k + CADDR + 2] === c2 && keys[k + CADDR + 3] === c3 &&
+        keys[k + VADDR + 1] === v1 && keys[k + VADDR + 2] === v2 && keys[k + VADDR + 3] === v3
       ) {
         return id;
       }
-      id = this.inNext[id]!;
+      id = this.links[k + IN_NEXT]!;
     }
     return NIL;
   }

@@ -146,7 +146,12 @@ export function l4Checksum(
  * (the field holding the pseudo-header seed) and stores the complement, 0 stored as 0xffff.
  * Offsets are absolute in `buf`.
  */
-export function completePartialChecksum(buf: Uint8Array, csumStart: number, checkOffset: number, end: number): void {
+export function completePartialChecksum(
+  buf: Uint8Array,
+  csumStart: number,
+  checkOffset: number,
+  end: number,
+): void {
   const check = finish(onesSum(buf, csumStart, end));
   writeU16(buf, checkOffset, check === 0 ? 0xffff : check);
 }

@@ -107,7 +107,12 @@ export class FragmentTracker<T> {
     let datagram = this.lookup(key);
     if (datagram?.decided) return false;
     if (!datagram) {
-      datagram = { expiresAt: this.clock.now() + this.timeoutMs, decided: false, decision: undefined, held: [] };
+      datagram = {
+        expiresAt: this.clock.now() + this.timeoutMs,
+        decided: false,
+        decision: undefined,
+        held: [],
+      };
       this.insert(key, datagram);
     }
     datagram.held.push(packet);

@@ -50,7 +50,9 @@ export function isIcmpError(p: ParsedPacket): boolean {
   if (p.af === 4) {
     return (
       p.protocol === IPPROTO_ICMP &&
-      (p.icmpType === ICMP_DEST_UNREACH || p.icmpType === ICMP_TIME_EXCEEDED || p.icmpType === ICMP_PARAMETERPROB)
+      (p.icmpType === ICMP_DEST_UNREACH ||
+        p.icmpType === ICMP_TIME_EXCEEDED ||
+        p.icmpType === ICMP_PARAMETERPROB)
     );
   }
   return (
@@ -184,7 +186,9 @@ export function mayReplyWithIcmpError(p: ParsedPacket): boolean {
   if (p.af === 4) {
     const dst = p.daddr.a;
     const src = p.saddr.a;
-    return !isIPv4Multicast(dst) && dst !== 0xffffffff && src !== 0 && !isIPv4Multicast(src) && src !== 0xffffffff;
+    return (
+      !isIPv4Multicast(dst) && dst !== 0xffffffff && src !== 0 && !isIPv4Multicast(src) && src !== 0xffffffff
+    );
   }
   const unspecified = (p.saddr.a | p.saddr.b | p.saddr.c | p.saddr.d) === 0;
   return p.daddr.a >>> 24 !== 0xff && p.saddr.a >>> 24 !== 0xff && !unspecified;
@@ -197,7 +201,12 @@ export function mayReplyWithIcmpError(p: ParsedPacket): boolean {
  * packet as fits in 1280 bytes (RFC 4443). Returns the packet's length, 0 if `out` is too small.
  * Check mayReplyWithIcmpError first.
  */
-export function buildPortUnreachable(out: Uint8Array, outOffset: number, src: Uint8Array, p: ParsedPacket): number {
+export function buildPortUnreachable(
+  out: Uint8Array,
+  outOffset: number,
+  src: Uint8Array,
+  p: ParsedPacket,
+): number {
   const packetLength = p.end - p.l3Offset;
   const v4 = p.af === 4;
   const ipHeader = v4 ? IPV4_HEADER : IPV6_HEADER;
@@ -234,7 +243,15 @@ export function buildPortUnreachable(out: Uint8Array, outOffset: number, src: Ui
     out[outOffset + 7] = ERROR_TTL;
     out[icmpOffset] = ICMPV6_DEST_UNREACH;
     out[icmpOffset + 1] = ICMPV6_PORT_UNREACH;
-    const check = l4Checksum(out, outOffset, 6, IPPROTO_ICMPV6, icmpOffset, icmpOffset + icmpLength, icmpOffset + 2);
+    const check = l4Checksum(
+      out,
+      outOffset,
+      6,
+      IPPROTO_ICMPV6,
+      icmpOffset,
+      icmpOffset + icmpLength,
+      icmpOffset + 2,
+    );
     writeU16(out, icmpOffset + 2, check);
   }
   return total;

@@ -2,7 +2,15 @@
 // offset it reports lies inside the bytes it was given; on bad input it returns a drop reason and
 // never throws. Offsets are absolute in `buf`, so the NAT rewrite works in place on the same buffer.
 
-import { addr4, addr6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../inet.js';
+import {
+  addr4,
+  addr6,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_SCTP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+} from '../inet.js';
 import type { Addr, Family } from '../inet.js';
 import { readU16, readU32 } from './checksum.js';
 

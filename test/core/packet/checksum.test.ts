@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  completePartialChecksum,
   crc32c,
   csumReplace16,
   csumReplace32,
@@ -11,7 +12,7 @@ import {
   readU16,
   readU32,
 } from '../../../src/core/packet/checksum.js';
-import { buildPacket } from '../../helpers/packets.js';
+import { buildPacket, completeAsKernel, hex, l4ChecksumValid } from '../../helpers/packets.js';
 
 test('onesSum and finish match the RFC 1071 worked example', () => {
   const bytes = Uint8Array.from([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
@@ -30,7 +31,11 @@ test('a 64 KB buffer of 0xff sums without losing carries', () => {
 });
 
 test('ipv4HeaderChecksum reproduces the checksum of a built header, options included', () => {
-  const packet = buildPacket({ src: '10.1.2.3', dst: '198.18.0.1', ipOptions: Uint8Array.from([1, 1, 1, 1]) });
+  const packet = buildPacket({
+    src: '10.1.2.3',
+    dst: '198.18.0.1',
+    ipOptions: Uint8Array.from([1, 1, 1, 1]),
+  });
   assert.equal(ipv4HeaderChecksum(packet, 0, 24), readU16(packet, 10));
 });
 
@@ -61,4 +66,23 @@ test('RFC 1624 updates equal a recomputation, for 16- and 32-bit fields', () => 
 
 test('crc32c matches the standard check value', () => {
   assert.equal(crc32c(new TextEncoder().encode('123456789'), 0, 9), 0xe3069283);
+});
+
+test('completePartialChecksum finishes a NEEDS_CSUM seed into a valid checksum, as the kernel does', () => {
+  for (const [src, dst] of [
+    ['10.0.0.1', '10.0.0.2'],
+    ['fd00::1', 'fd00::2'],
+  ] as const) {
+    const packet = buildPacket({
+      src,
+      dst,
+      payload: Uint8Array.from({ length: 999 }, (_, i) => i),
+      partial: true,
+    });
+    const l4 = src.includes(':') ? 40 : 20;
+    const expected = completeAsKernel(packet, l4, 16);
+    completePartialChecksum(packet, l4, l4 + 16, packet.length);
+    assert.equal(hex(packet), hex(expected));
+    assert.ok(l4ChecksumValid(packet));
+  }
 });

@@ -45,7 +45,10 @@ test('fragments ahead of the first are held and released to it, in arrival order
   const [first, second, third] = datagram(9);
   assert.equal(tracker.hold(third!.p, third!.packet), true);
   assert.equal(tracker.hold(second!.p, second!.packet), true);
-  assert.deepEqual([tracker.heldPackets, tracker.heldBytes], [2, third!.packet.length + second!.packet.length]);
+  assert.deepEqual(
+    [tracker.heldPackets, tracker.heldBytes],
+    [2, third!.packet.length + second!.packet.length],
+  );
   const released = tracker.decide(first!.p, 'rs-b');
   assert.deepEqual(released, [third!.packet, second!.packet]);
   assert.deepEqual([tracker.heldPackets, tracker.heldBytes], [0, 0]);

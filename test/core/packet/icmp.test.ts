@@ -127,7 +127,13 @@ test('property: an error to the VIP about VIP->client becomes one to the RIP abo
 test('ICMPv6 error with a NEEDS_CSUM checksum: completing it as the kernel does verifies', () => {
   const h = hosts[6];
   const forwarded = buildPacket({ src: h.client, dst: h.rip, sport: 1000, dport: 8080 });
-  const spec: PacketSpec = { src: h.router, dst: h.client, protocol: 'icmp', icmpType: 1, payload: forwarded };
+  const spec: PacketSpec = {
+    src: h.router,
+    dst: h.client,
+    protocol: 'icmp',
+    icmpType: 1,
+    payload: forwarded,
+  };
   const buf = buildPacket({ ...spec, partial: true });
   const outer = parseOk(buf);
   const inner = parseIcmpError(buf, outer);
@@ -144,7 +150,10 @@ test('UDP quoted without a checksum keeps 0 in the quote', () => {
   const buf = icmpError(4, h.router, h.client, forwarded, forwarded.length);
   const outer = parseOk(buf);
   rewriteIcmpErrorToClient(buf, outer, parseIcmpError(buf, outer)!, addr(h.vip), 53, 0);
-  assert.equal(hex(buf), hex(icmpError(4, h.vip, h.client, buildPacket({ ...flow, dst: h.vip, dport: 53 }), 28)));
+  assert.equal(
+    hex(buf),
+    hex(icmpError(4, h.vip, h.client, buildPacket({ ...flow, dst: h.vip, dport: 53 }), 28)),
+  );
 });
 
 test('parseIcmpError refuses what it cannot translate', () => {
@@ -201,7 +210,12 @@ for (const af of [4, 6] as const) {
 
 test('IPv6 port unreachable is cut to 1280 bytes; a too small buffer yields 0', () => {
   const h = hosts[6];
-  const offending = buildPacket({ src: h.client, dst: h.vip, protocol: 'udp', payload: new Uint8Array(3000) });
+  const offending = buildPacket({
+    src: h.client,
+    dst: h.vip,
+    protocol: 'udp',
+    payload: new Uint8Array(3000),
+  });
   const p = parseOk(offending);
   const out = new Uint8Array(2000);
   const length = buildPortUnreachable(out, 0, offending, p);
@@ -232,7 +246,11 @@ test('mayReplyWithIcmpError: not to multicast, broadcast or unspecified, not abo
   assert.equal(may({ src: '::', dst: 'fd00::1', protocol: 'udp' }), false);
   assert.equal(may({ src: 'fd00::2', dst: 'ff02::1', protocol: 'udp' }), false);
   assert.equal(may({ src: 'fd00::2', dst: 'fd00::1', protocol: 'udp' }), true);
-  const fragments = fragmentPacket(buildPacket({ src: '10.0.0.1', dst: '10.0.0.2', payload: new Uint8Array(64) }), 32, 1);
+  const fragments = fragmentPacket(
+    buildPacket({ src: '10.0.0.1', dst: '10.0.0.2', payload: new Uint8Array(64) }),
+    32,
+    1,
+  );
   assert.equal(mayReplyWithIcmpError(parseOk(fragments[0]!)), true);
   assert.equal(mayReplyWithIcmpError(parseOk(fragments[1]!)), false);
 });

@@ -130,7 +130,8 @@ test('UDP over IPv4 without a checksum keeps 0', () => {
 
 for (const af of [4, 6] as const) {
   test(`IPv${af} UDP: a checksum that computes to 0 is sent as 0xffff`, () => {
-    const [client, vip, rip] = af === 4 ? ['10.0.0.1', '10.0.0.2', '10.0.0.3'] : ['fd00::1', 'fd00::2', 'fd00::3'];
+    const [client, vip, rip] =
+      af === 4 ? ['10.0.0.1', '10.0.0.2', '10.0.0.3'] : ['fd00::1', 'fd00::2', 'fd00::3'];
     const after = { src: client, dst: rip, protocol: 'udp' as const, sport: 1111, dport: 53 };
     // Choose the payload word that makes the rewritten packet's sum all ones (checksum 0).
     const probe = buildPacket({ ...after, payload: new Uint8Array(2) });
@@ -148,7 +149,8 @@ for (const af of [4, 6] as const) {
 
 for (const af of [4, 6] as const) {
   test(`IPv${af} fragments: the first has its L4 header rewritten, later ones only addresses`, () => {
-    const [client, vip, rip] = af === 4 ? ['10.0.0.1', '10.0.0.2', '10.0.0.3'] : ['fd00::1', 'fd00::2', 'fd00::3'];
+    const [client, vip, rip] =
+      af === 4 ? ['10.0.0.1', '10.0.0.2', '10.0.0.3'] : ['fd00::1', 'fd00::2', 'fd00::3'];
     const payload = Uint8Array.from({ length: 300 }, (_, i) => i);
     const spec = { src: client, protocol: 'udp' as const, sport: 7000, payload };
     const fragments = fragmentPacket(buildPacket({ ...spec, dst: vip, dport: 53 }), 128, 42);
@@ -162,20 +164,39 @@ for (const af of [4, 6] as const) {
 }
 
 test('ICMP echo: addresses rewritten, the ICMPv4 checksum (no pseudo-header) untouched', () => {
-  const buf = buildPacket({ src: '10.0.0.1', dst: '10.0.0.2', protocol: 'icmp', icmpType: 8, icmpRest: 0x10001 });
+  const buf = buildPacket({
+    src: '10.0.0.1',
+    dst: '10.0.0.2',
+    protocol: 'icmp',
+    icmpType: 8,
+    icmpRest: 0x10001,
+  });
   rewriteDestination(buf, parseAt(buf), addr('10.0.0.3'), 0, 0);
-  assert.equal(hex(buf), hex(buildPacket({ src: '10.0.0.1', dst: '10.0.0.3', protocol: 'icmp', icmpType: 8, icmpRest: 0x10001 })));
+  assert.equal(
+    hex(buf),
+    hex(buildPacket({ src: '10.0.0.1', dst: '10.0.0.3', protocol: 'icmp', icmpType: 8, icmpRest: 0x10001 })),
+  );
 });
 
 test('ICMPv6 echo: the checksum follows the pseudo-header change', () => {
-  const spec = { src: 'fd00::1', protocol: 'icmp' as const, icmpType: 128, payload: new Uint8Array(10).fill(3) };
+  const spec = {
+    src: 'fd00::1',
+    protocol: 'icmp' as const,
+    icmpType: 128,
+    payload: new Uint8Array(10).fill(3),
+  };
   const buf = buildPacket({ ...spec, dst: 'fd00::2' });
   rewriteDestination(buf, parseAt(buf), addr('fd00::3'), 0, 0);
   assert.equal(hex(buf), hex(buildPacket({ ...spec, dst: 'fd00::3' })));
 });
 
 test('SCTP: the CRC32c is recomputed after a port change', () => {
-  const spec = { src: '10.0.0.1', protocol: 'sctp' as const, sport: 5000, payload: new Uint8Array(16).fill(9) };
+  const spec = {
+    src: '10.0.0.1',
+    protocol: 'sctp' as const,
+    sport: 5000,
+    payload: new Uint8Array(16).fill(9),
+  };
   const buf = buildPacket({ ...spec, dst: '10.0.0.2', dport: 3868 });
   assert.ok(rewriteDestination(buf, parseAt(buf), addr('10.0.0.3'), 3869, 0));
   assert.equal(hex(buf), hex(buildPacket({ ...spec, dst: '10.0.0.3', dport: 3869 })));

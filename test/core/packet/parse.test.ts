@@ -82,7 +82,14 @@ for (const af of [4, 6] as const) {
   test(`IPv${af} fragments: the first carries ports, later ones have no L4 header`, () => {
     const src = af === 4 ? '10.0.0.1' : '2001:db8::1';
     const dst = af === 4 ? '10.0.0.2' : '2001:db8::2';
-    const packet = buildPacket({ src, dst, protocol: 'udp', sport: 5000, dport: 6000, payload: new Uint8Array(100) });
+    const packet = buildPacket({
+      src,
+      dst,
+      protocol: 'udp',
+      sport: 5000,
+      dport: 6000,
+      payload: new Uint8Array(100),
+    });
     const [first, second, last] = fragmentPacket(packet, 48, 0xbeef).map(parseOk);
     assert.deepEqual(
       [first!.isFragment, first!.fragmentOffset, first!.moreFragments, first!.fragmentId, first!.sport],
@@ -107,7 +114,12 @@ test('an IPv6 atomic fragment (offset 0, no more) is not a fragment', () => {
 });
 
 test('a GSO super-packet longer than any MTU parses', () => {
-  const packet = buildPacket({ src: '10.0.0.1', dst: '10.0.0.2', payload: new Uint8Array(65000), partial: true });
+  const packet = buildPacket({
+    src: '10.0.0.1',
+    dst: '10.0.0.2',
+    payload: new Uint8Array(65000),
+    partial: true,
+  });
   const p = parseOk(packet);
   assert.equal(p.payloadLength, 65000);
 });
@@ -161,7 +173,12 @@ test('an ext-header chain longer than 8 is refused, 8 is accepted', () => {
 // ---- fuzzing -------------------------------------------------------------------------------------
 
 const specs: PacketSpec[] = [
-  { src: '10.0.0.1', dst: '10.0.0.2', tcpOptions: Uint8Array.from([2, 4, 5, 0xb4]), payload: new Uint8Array(20) },
+  {
+    src: '10.0.0.1',
+    dst: '10.0.0.2',
+    tcpOptions: Uint8Array.from([2, 4, 5, 0xb4]),
+    payload: new Uint8Array(20),
+  },
   { src: '10.0.0.1', dst: '10.0.0.2', protocol: 'udp', ipOptions: Uint8Array.from([1, 1, 1, 1]) },
   { src: '2001:db8::1', dst: '2001:db8::2', extHeaders: [0, 43, 60], payload: new Uint8Array(9) },
   { src: '2001:db8::1', dst: '2001:db8::2', protocol: 'sctp' },
@@ -194,7 +211,8 @@ function checkBounded(buf: Uint8Array, offset: number, length: number): void {
   assert.ok(result.payloadOffset + result.payloadLength <= result.end);
   assert.ok(result.sport >= 0 && result.sport <= 0xffff && result.dport >= 0 && result.dport <= 0xffff);
   const inner = parseIcmpError(buf, result);
-  if (inner) assert.ok(inner.l3Offset > result.l4Offset && inner.end <= result.end && inner.l4Offset < inner.end);
+  if (inner)
+    assert.ok(inner.l3Offset > result.l4Offset && inner.end <= result.end && inner.l4Offset < inner.end);
 }
 
 test('fuzz: random bytes never throw and never yield offsets outside the input', () => {

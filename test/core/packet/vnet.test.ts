@@ -45,5 +45,12 @@ test('writeVnetHdr writes back exactly what was read, at an offset', () => {
   assert.equal(out[2], 0xaa);
   assert.equal(out[13], 0xaa);
   writePlainVnetHdr(out, 3);
-  assert.deepEqual(readVnetHdr(out, 3), { flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 });
+  assert.deepEqual(readVnetHdr(out, 3), {
+    flags: 0,
+    gsoType: 0,
+    hdrLen: 0,
+    gsoSize: 0,
+    csumStart: 0,
+    csumOffset: 0,
+  });
 });
