@@ -1,7 +1,7 @@
 // Shared by the e2e tests: a lab with the real data plane running in its director namespace,
 // controlled with ipvsadm-style argument lists.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,8 +78,24 @@ export class DirectorProcess {
   }
 }
 
+/** What lvsd may change in the director namespace, as text to compare before and after. */
+export function hostState(lab: Lab): string {
+  const script = [
+    'ip -4 rule',
+    'ip -6 rule',
+    'ip -4 route show table all',
+    'ip -6 route show table all',
+    'ip neigh show proxy',
+    'nft list ruleset',
+    "sysctl -a 2>/dev/null | grep -E 'ip_forward|conf.all.forwarding|send_redirects|accept_local|rp_filter|proxy_ndp'",
+  ].join('; ');
+  return lab.run(lab.ns.director, ['sh', '-c', script]);
+}
+
 export interface Setup {
   lab: Lab;
+  /** hostState() before the data plane started. */
+  stateBefore: string;
   director: DirectorProcess;
   stateDir: string;
   /** curl from the client; returns the body. */
@@ -90,6 +106,7 @@ export interface Setup {
 export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<Setup> {
   const lab = buildLab({ prefix: 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
   const stateDir = mkdtempSync(join(tmpdir(), 'lvse2e-state-'));
+  const stateBefore = hostState(lab);
   const director = new DirectorProcess(lab, stateDir);
   try {
     await director.ready;
@@ -99,6 +116,7 @@ export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<S
   }
   return {
     lab,
+    stateBefore,
     director,
     stateDir,
     curl: (url, extra = []) => lab.run(lab.ns.client, ['curl', '-sS', '--max-time', '10', ...extra, url]),

@@ -299,15 +299,16 @@ export class ConnTable {
     const id = this.allocate();
     if (id === NIL) return NIL;
     const state = spec.protocol === IPPROTO_TCP ? S_NONE : S_UDP;
-    this.fill(id, spec.af, spec.protocol, spec.caddr, spec.cport, spec.vaddr.a, spec.vaddr, spec.vport);
-    this.setDaddr(id, spec.daddr, spec.dport);
+    const { af, caddr, vaddr } = spec;
+    this.fill(id, spec.protocol, af, caddr, spec.cport, vaddr.a, vaddr.b, vaddr.c, vaddr.d, spec.vport);
+    this.fillDest(id, spec.daddr, spec.dport);
     this.states[id] = state;
     this.flags[id] = F_LIVE | F_INACTIVE;
     this.serviceIds[id] = spec.serviceId;
     this.controllers[id] = spec.template;
     this.controlled[id] = 0;
-    this.hashIn(id);
-    this.hashOut(id);
+    this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
+    this.hash(this.outBuckets, OUT_NEXT, this.outBucket(id), id);
     this.arm(id, this.timeouts.stateMs(state));
     this.bind(id, spec.dest);
     if (spec.template !== NIL) {
@@ -321,18 +322,18 @@ export class ConnTable {
   createTemplate(spec: TemplateSpec): number {
     const id = this.allocate();
     if (id === NIL) return NIL;
-    if (spec.fwmark) {
-      this.fill(id, spec.af, 0, spec.caddr, 0, spec.fwmark >>> 0, null, spec.vport);
-    } else {
-      this.fill(id, spec.af, spec.protocol, spec.caddr, 0, spec.vaddr.a, spec.vaddr, spec.vport);
-    }
-    this.setDaddr(id, spec.daddr, spec.dport);
+    const { af, caddr, vaddr } = spec;
+    const keyedAf = af | META_TEMPLATE;
+    if (spec.fwmark) this.fill(id, 0, keyedAf, caddr, 0, spec.fwmark >>> 0, 0, 0, 0, spec.vport);
+    else this.fill(id, spec.protocol, keyedAf, caddr, 0, vaddr.a, vaddr.b, vaddr.c, vaddr.d, spec.vport);
+    this.fillDest(id, spec.daddr, spec.dport);
     this.states[id] = S_NONE;
     this.flags[id] = F_LIVE | F_TEMPLATE;
     this.serviceIds[id] = spec.serviceId;
     this.controllers[id] = NIL;
     this.controlled[id] = 0;
-    this.hashIn(id);
+    // Templates are looked up from the client side only.
+    this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
     this.arm(id, spec.timeoutMs);
     this.bind(id, spec.dest);
     return id;
@@ -341,7 +342,7 @@ export class ConnTable {
   private allocate(): number {
     let id = this.freeHead;
     if (id !== NIL) {
-      this.freeHead = this.inNext[id]!;
+      this.freeHead = this.links[id * ENTRY_WORDS + IN_NEXT]!;
     } else if (this.unused < this.capacity) {
       id = this.unused++;
     } else {
@@ -352,85 +353,77 @@ export class ConnTable {
     return id;
   }
 
-  /** Key fields; `v0` is vaddr's first word (or the mark), the rest come from `vaddr` if given. */
+  /** The client-side key: `afAndTemplate` is the family, with META_TEMPLATE for templates. */
+  // prettier-ignore
   private fill(
-    id: number,
-    af: Family,
-    protocol: number,
-    caddr: Addr,
-    cport: number,
-    v0: number,
-    vaddr: Addr | null,
-    vport: number,
+    id: number, protocol: number, afAndTemplate: number, caddr: Addr, cport: number,
+    v0: number, v1: number, v2: number, v3: number, vport: number,
   ): void {
-    const a = id * ADDR_WORDS;
-    this.afs[id] = af;
-    this.protocols[id] = protocol;
-    this.addrs[a + CADDR] = caddr.a;
-    this.addrs[a + CADDR + 1] = caddr.b;
-    this.addrs[a + CADDR + 2] = caddr.c;
-    this.addrs[a + CADDR + 3] = caddr.d;
-    this.addrs[a + VADDR] = v0;
-    this.addrs[a + VADDR + 1] = vaddr ? vaddr.b : 0;
-    this.addrs[a + VADDR + 2] = vaddr ? vaddr.c : 0;
-    this.addrs[a + VADDR + 3] = vaddr ? vaddr.d : 0;
-    this.ports[id * PORTS] = cport;
-    this.ports[id * PORTS + 1] = vport;
+    const { keys } = this;
+    const k = id * ENTRY_WORDS;
+    keys[k + CADDR] = caddr.a;
+    keys[k + CADDR + 1] = caddr.b;
+    keys[k + CADDR + 2] = caddr.c;
+    keys[k + CADDR + 3] = caddr.d;
+    keys[k + VADDR] = v0;
+    keys[k + VADDR + 1] = v1;
+    keys[k + VADDR + 2] = v2;
+    keys[k + VADDR + 3] = v3;
+    keys[k + PORTS] = portsWord(cport, vport);
+    keys[k + META] = metaWord(protocol, afAndTemplate, 0);
   }
 
-  private setDaddr(id: number, daddr: Addr, dport: number): void {
-    const a = id * ADDR_WORDS + DADDR;
-    this.addrs[a] = daddr.a;
-    this.addrs[a + 1] = daddr.b;
-    this.addrs[a + 2] = daddr.c;
-    this.addrs[a + 3] = daddr.d;
-    this.ports[id * PORTS + 2] = dport;
+  private fillDest(id: number, daddr: Addr, dport: number): void {
+    const { keys } = this;
+    const k = id * ENTRY_WORDS;
+    keys[k + DADDR] = daddr.a;
+    keys[k + DADDR + 1] = daddr.b;
+    keys[k + DADDR + 2] = daddr.c;
+    keys[k + DADDR + 3] = daddr.d;
+    keys[k + META] = (keys[k + META]! | dport) >>> 0;
   }
 
   private inBucket(id: number): number {
-    const a = id * ADDR_WORDS;
-    const { addrs, ports } = this;
+    const { keys } = this;
+    const k = id * ENTRY_WORDS;
+    const ports = keys[k + PORTS]!;
     // prettier-ignore
     return keyHash(
-      this.seed, this.afs[id]!, this.protocols[id]!,
-      addrs[a + CADDR]!, addrs[a + CADDR + 1]!, addrs[a + CADDR + 2]!, addrs[a + CADDR + 3]!, ports[id * PORTS]!,
-      addrs[a + VADDR]!, addrs[a + VADDR + 1]!, addrs[a + VADDR + 2]!, addrs[a + VADDR + 3]!, ports[id * PORTS + 1]!,
+      this.seed, this.af(id), this.protocol(id),
+      keys[k + CADDR]!, keys[k + CADDR + 1]!, keys[k + CADDR + 2]!, keys[k + CADDR + 3]!, ports >>> 16,
+      keys[k + VADDR]!, keys[k + VADDR + 1]!, keys[k + VADDR + 2]!, keys[k + VADDR + 3]!, ports & 0xffff,
     ) & this.bucketMask;
   }
 
   private outBucket(id: number): number {
-    const a = id * ADDR_WORDS;
-    const { addrs, ports } = this;
+    const { keys } = this;
+    const k = id * ENTRY_WORDS;
     // prettier-ignore
     return keyHash(
-      this.seed, this.afs[id]!, this.protocols[id]!,
-      addrs[a + DADDR]!, addrs[a + DADDR + 1]!, addrs[a + DADDR + 2]!, addrs[a + DADDR + 3]!, ports[id * PORTS + 2]!,
-      addrs[a + CADDR]!, addrs[a + CADDR + 1]!, addrs[a + CADDR + 2]!, addrs[a + CADDR + 3]!, ports[id * PORTS]!,
+      this.seed, this.af(id), this.protocol(id),
+      keys[k + DADDR]!, keys[k + DADDR + 1]!, keys[k + DADDR + 2]!, keys[k + DADDR + 3]!, this.dport(id),
+      keys[k + CADDR]!, keys[k + CADDR + 1]!, keys[k + CADDR + 2]!, keys[k + CADDR + 3]!, this.cport(id),
     ) & this.bucketMask;
   }
 
-  private hashIn(id: number): void {
-    const bucket = this.inBucket(id);
-    this.inNext[id] = this.inBuckets[bucket]!;
-    this.inBuckets[bucket] = id;
+  /** Pushes `id` on a bucket's chain; `link` is the entry word (IN_NEXT or OUT_NEXT) that chains it. */
+  private hash(buckets: Int32Array, link: number, bucket: number, id: number): void {
+    this.links[id * ENTRY_WORDS + link] = buckets[bucket]!;
+    buckets[bucket] = id;
   }
 
-  private hashOut(id: number): void {
-    const bucket = this.outBucket(id);
-    this.outNext[id] = this.outBuckets[bucket]!;
-    this.outBuckets[bucket] = id;
-  }
-
-  private unhash(buckets: Int32Array, next: Int32Array, bucket: number, id: number): void {
+  private unhash(buckets: Int32Array, link: number, bucket: number, id: number): void {
+    const { links } = this;
+    const next = links[id * ENTRY_WORDS + link]!;
     let at = buckets[bucket]!;
     if (at === id) {
-      buckets[bucket] = next[id]!;
+      buckets[bucket] = next;
       return;
     }
     while (at !== NIL) {
-      const following = next[at]!;
+      const following = links[at * ENTRY_WORDS + link]!;
       if (following === id) {
-        next[at] = next[id]!;
+        links[at * ENTRY_WORDS + link] = next;
         return;
       }
       at = following;
@@ -451,7 +444,7 @@ export class ConnTable {
       return;
     }
     let state = S_UDP;
-    if (this.protocols[id] === IPPROTO_TCP) {
+    if (this.protocol(id) === IPPROTO_TCP) {
       const old = this.states[id]!;
       state = nextTcpState(old, direction, tcpFlags);
       if (state !== old) this.moveState(id, flags, state);
@@ -559,8 +552,8 @@ export class ConnTable {
   private release(id: number, filed: boolean): void {
     const flags = this.flags[id]!;
     const template = (flags & F_TEMPLATE) !== 0;
-    this.unhash(this.inBuckets, this.inNext, this.inBucket(id), id);
-    if (!template) this.unhash(this.outBuckets, this.outNext, this.outBucket(id), id);
+    this.unhash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
+    if (!template) this.unhash(this.outBuckets, OUT_NEXT, this.outBucket(id), id);
     if (filed) this.wheel.remove(id);
     this.unbind(id);
     this.size--;
@@ -581,7 +574,7 @@ export class ConnTable {
   private free(id: number): void {
     this.flags[id] = 0;
     this.dests[id] = null;
-    this.inNext[id] = this.freeHead;
+    this.links[id * ENTRY_WORDS + IN_NEXT] = this.freeHead;
     this.freeHead = id;
   }
 
@@ -641,44 +634,45 @@ export class ConnTable {
   }
 
   state(id: number): ConnStateName {
-    if (this.protocols[id] !== IPPROTO_TCP && !(this.flags[id]! & F_TEMPLATE)) {
-      return this.protocols[id] === IPPROTO_UDP ? 'UDP' : 'NONE';
+    const protocol = this.protocol(id);
+    if (protocol !== IPPROTO_TCP && !(this.flags[id]! & F_TEMPLATE)) {
+      return protocol === IPPROTO_UDP ? 'UDP' : 'NONE';
     }
     return STATE_NAMES[this.states[id]!]!;
   }
 
   af(id: number): Family {
-    return this.afs[id] as Family;
+    return ((this.keys[id * ENTRY_WORDS + META]! >>> 16) & 7) as Family;
   }
 
   protocol(id: number): number {
-    return this.protocols[id]!;
+    return this.keys[id * ENTRY_WORDS + META]! >>> 24;
   }
 
   cport(id: number): number {
-    return this.ports[id * PORTS]!;
+    return this.keys[id * ENTRY_WORDS + PORTS]! >>> 16;
   }
 
   vport(id: number): number {
-    return this.ports[id * PORTS + 1]!;
+    return this.keys[id * ENTRY_WORDS + PORTS]! & 0xffff;
   }
 
   dport(id: number): number {
-    return this.ports[id * PORTS + 2]!;
+    return this.keys[id * ENTRY_WORDS + META]! & 0xffff;
   }
 
   /** Word `word` (0..3) of the client address. */
   caddrWord(id: number, word: number): number {
-    return this.addrs[id * ADDR_WORDS + CADDR + word]!;
+    return this.keys[id * ENTRY_WORDS + CADDR + word]!;
   }
 
   /** Word `word` of the virtual address (the mark, in word 0, for firewall-mark templates). */
   vaddrWord(id: number, word: number): number {
-    return this.addrs[id * ADDR_WORDS + VADDR + word]!;
+    return this.keys[id * ENTRY_WORDS + VADDR + word]!;
   }
 
   daddrWord(id: number, word: number): number {
-    return this.addrs[id * ADDR_WORDS + DADDR + word]!;
+    return this.keys[id * ENTRY_WORDS + DADDR + word]!;
   }
 
   caddr(id: number): Addr {
@@ -694,11 +688,9 @@ export class ConnTable {
   }
 
   private addrAt(id: number, field: number): Addr {
-    const a = id * ADDR_WORDS + field;
-    const { addrs } = this;
-    return this.afs[id] === 4
-      ? addr4(addrs[a]!)
-      : addr6(addrs[a]!, addrs[a + 1]!, addrs[a + 2]!, addrs[a + 3]!);
+    const k = id * ENTRY_WORDS + field;
+    const { keys } = this;
+    return this.af(id) === 4 ? addr4(keys[k]!) : addr6(keys[k]!, keys[k + 1]!, keys[k + 2]!, keys[k + 3]!);
   }
 
   /** Milliseconds until the entry expires if nothing refreshes it. */
@@ -712,7 +704,7 @@ export class ConnTable {
       if (!this.isLive(id)) continue;
       yield {
         af: this.af(id),
-        protocol: this.protocols[id] as Protocol | 0,
+        protocol: this.protocol(id) as Protocol | 0,
         caddr: this.caddr(id),
         cport: this.cport(id),
         vaddr: this.vaddr(id),
