@@ -28,7 +28,9 @@ function parseCommandLine(args: string[]): { socketPath: string; stateDir: strin
     }
     const v = name === '--socket' || name === '--state-dir' ? value() : undefined;
     if (v === undefined || v === '') {
-      process.stderr.write(`lvsd: ${name === '--socket' || name === '--state-dir' ? `${name} needs a value` : `unknown option ${name}`}\n${USAGE}`);
+      process.stderr.write(
+        `lvsd: ${name === '--socket' || name === '--state-dir' ? `${name} needs a value` : `unknown option ${name}`}\n${USAGE}`,
+      );
       process.exit(2);
     }
     if (name === '--socket') socketPath = v;

@@ -93,7 +93,8 @@ export class DaemonClient implements ControlApi {
   private failAll(reason: string): void {
     this.socket = null;
     this.connecting = null;
-    for (const waiter of this.pending.values()) waiter.reject(new DaemonUnreachableError(this.socketPath, reason));
+    for (const waiter of this.pending.values())
+      waiter.reject(new DaemonUnreachableError(this.socketPath, reason));
     this.pending.clear();
   }
 

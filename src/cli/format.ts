@@ -92,14 +92,30 @@ function protocolSwitch(protocol: number): string {
 }
 
 /** addrport_to_anyname: numeric, or host and service names where known. */
-export function addrPortName(addr: Addr, port: number, protocol: number, numeric: boolean, names: NameTable): string {
+export function addrPortName(
+  addr: Addr,
+  port: number,
+  protocol: number,
+  numeric: boolean,
+  names: NameTable,
+): string {
   const host = (!numeric && names.host(addr)) || formatAddr(addr);
   const service = (!numeric && names.service(port, protocol)) || String(port);
   return addr.af === 4 ? `${host}:${service}` : `[${host}]:${service}`;
 }
 
-const FORWARD_NAMES: Record<ForwardMethod, string> = { masq: 'Masq', local: 'Local', tunnel: 'Tunnel', route: 'Route' };
-const FORWARD_SWITCHES: Record<ForwardMethod, string> = { masq: '-m', local: '-g', tunnel: '-i', route: '-g' };
+const FORWARD_NAMES: Record<ForwardMethod, string> = {
+  masq: 'Masq',
+  local: 'Local',
+  tunnel: 'Tunnel',
+  route: 'Route',
+};
+const FORWARD_SWITCHES: Record<ForwardMethod, string> = {
+  masq: '-m',
+  local: '-g',
+  tunnel: '-i',
+  route: '-g',
+};
 
 /** print_largenum: 9 columns, scaled with K/M/G/T unless --exact. */
 export function largeNum(value: number, exact: boolean): string {
@@ -186,11 +202,17 @@ function serviceLine(svc: ServiceSnapshot, svcName: string, style: Style): strin
   }
   if (f.stats) {
     const st = svc.stats;
-    return left(svcName, 33) + [st.conns, st.inPkts, st.outPkts, st.inBytes, st.outBytes].map((v) => largeNum(v, f.exact)).join('');
+    return (
+      left(svcName, 33) +
+      [st.conns, st.inPkts, st.outPkts, st.inBytes, st.outBytes].map((v) => largeNum(v, f.exact)).join('')
+    );
   }
   if (f.rate) {
     const r = svc.rates;
-    return left(svcName, 33) + [r.cps, r.inpps, r.outpps, r.inbps, r.outbps].map((v) => largeNum(v, f.exact)).join('');
+    return (
+      left(svcName, 33) +
+      [r.cps, r.inpps, r.outpps, r.inbps, r.outbps].map((v) => largeNum(v, f.exact)).join('')
+    );
   }
   let line = `${svcName} ${s.scheduler}`;
   if (s.flags & SVC_F_SCHED_MASK) line += ` (${schedFlagNames(s.scheduler, s.flags)})`;
@@ -219,7 +241,10 @@ function destLine(svc: ServiceSnapshot, svcName: string, d: DestSnapshot, style:
   const prefix = `  -> ${left(name, 28)}`;
   if (f.stats) {
     const st = d.stats;
-    return prefix + [st.conns, st.inPkts, st.outPkts, st.inBytes, st.outBytes].map((v) => largeNum(v, f.exact)).join('');
+    return (
+      prefix +
+      [st.conns, st.inPkts, st.outPkts, st.inBytes, st.outBytes].map((v) => largeNum(v, f.exact)).join('')
+    );
   }
   if (f.rate) {
     const r = d.rates;
@@ -295,8 +320,14 @@ function expireText(expiresMs: number): string {
 }
 
 /** `-L -c`: the connection table as /proc/net/ip_vs_conn shows it, read back by ipvsadm. */
-export function formatConnections(conns: readonly ConnSnapshot[], format: ListFormat, names: NameTable): string {
-  let out = 'IPVS connection entries\n' + `pro expire ${left('state', 11)} ${left('source', 18)} ${left('virtual', 18)} destination\n`;
+export function formatConnections(
+  conns: readonly ConnSnapshot[],
+  format: ListFormat,
+  names: NameTable,
+): string {
+  let out =
+    'IPVS connection entries\n' +
+    `pro expire ${left('state', 11)} ${left('source', 18)} ${left('virtual', 18)} destination\n`;
   for (const c of conns) {
     const name = (a: Addr, port: number) => addrPortName(a, port, c.protocol, format.numeric, names);
     out +=
@@ -317,7 +348,8 @@ function serviceJson(svc: ServiceSnapshot, withCounters: boolean): object {
   return {
     ...identity,
     scheduler: s.scheduler,
-    persistent: s.flags & SVC_F_PERSISTENT ? { timeout: s.timeout, netmask: s.netmaskPrefix, pe: s.pe } : null,
+    persistent:
+      s.flags & SVC_F_PERSISTENT ? { timeout: s.timeout, netmask: s.netmaskPrefix, pe: s.pe } : null,
     ops: (s.flags & SVC_F_ONEPACKET) !== 0,
     schedFlags: s.flags & SVC_F_SCHED_MASK ? schedFlagNames(s.scheduler, s.flags).split(',') : [],
     ...(withCounters ? { stats: svc.stats, rates: svc.rates } : {}),
@@ -343,9 +375,16 @@ function serviceJson(svc: ServiceSnapshot, withCounters: boolean): object {
 
 /** `-L --json` (with counters) and `-S --json` (configuration only). */
 export function formatJson(snapshot: Snapshot, options: { counters: boolean; nosort?: boolean }): string {
-  const services = orderedServices(snapshot, options.nosort ?? false).map((s) => serviceJson(s, options.counters));
+  const services = orderedServices(snapshot, options.nosort ?? false).map((s) =>
+    serviceJson(s, options.counters),
+  );
   const body = options.counters
-    ? { version: IPVS_VERSION, connTableSize: snapshot.connTableBuckets, timeouts: snapshot.timeouts, services }
+    ? {
+        version: IPVS_VERSION,
+        connTableSize: snapshot.connTableBuckets,
+        timeouts: snapshot.timeouts,
+        services,
+      }
     : { timeouts: snapshot.timeouts, services };
   return JSON.stringify(body, null, 2) + '\n';
 }

@@ -9,7 +9,11 @@ import type { Addr, Protocol } from '../core/inet.js';
 import type { NameTable } from './format.js';
 import type { NameLookup } from './parse.js';
 
-const PROTOCOL_NAMES: Record<number, string> = { [IPPROTO_TCP]: 'tcp', [IPPROTO_UDP]: 'udp', [IPPROTO_SCTP]: 'sctp' };
+const PROTOCOL_NAMES: Record<number, string> = {
+  [IPPROTO_TCP]: 'tcp',
+  [IPPROTO_UDP]: 'udp',
+  [IPPROTO_SCTP]: 'sctp',
+};
 const DNS_BUDGET_MS = 1500;
 
 function readText(path: string): string {
@@ -42,12 +46,15 @@ export class SystemNames implements NameLookup {
       for (const name of hostNames) if (!this.hostByName.has(name)) this.hostByName.set(name, addr);
       if (!this.nameByAddr.has(formatAddr(addr))) this.nameByAddr.set(formatAddr(addr), hostNames[0]!);
     }
-    for (const [name, portProto, ...aliases] of contentLines(options.servicesText ?? readText('/etc/services'))) {
+    for (const [name, portProto, ...aliases] of contentLines(
+      options.servicesText ?? readText('/etc/services'),
+    )) {
       const m = /^(\d+)\/(\w+)$/.exec(portProto!);
       if (!m) continue;
       const key = `${m[1]}/${m[2]}`;
       if (!this.nameByPort.has(key)) this.nameByPort.set(key, name!);
-      for (const n of [name!, ...aliases]) if (!this.portByName.has(`${n}/${m[2]}`)) this.portByName.set(`${n}/${m[2]}`, Number(m[1]));
+      for (const n of [name!, ...aliases])
+        if (!this.portByName.has(`${n}/${m[2]}`)) this.portByName.set(`${n}/${m[2]}`, Number(m[1]));
     }
   }
 

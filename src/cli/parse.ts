@@ -3,7 +3,16 @@
 // has ipvsadm's text and exit status. Pure: host and service names come from an injected lookup.
 
 import type { SyncDaemonConfig, SyncState } from '../control/api.js';
-import { addr4, addr6, netmaskPrefix, parseIPv4, parseIPv6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
+import {
+  addr4,
+  addr6,
+  netmaskPrefix,
+  parseIPv4,
+  parseIPv6,
+  IPPROTO_SCTP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+} from '../core/inet.js';
 import type { Addr, Family, Protocol } from '../core/inet.js';
 import {
   DEFAULT_PERSISTENT_TIMEOUT,
@@ -40,7 +49,12 @@ export interface ListFormat {
 
 export type Command =
   | { kind: 'execute'; op: ControlOp }
-  | { kind: 'list'; what: 'services' | 'connections' | 'timeout' | 'daemon'; service?: ServiceKey; format: ListFormat }
+  | {
+      kind: 'list';
+      what: 'services' | 'connections' | 'timeout' | 'daemon';
+      service?: ServiceKey;
+      format: ListFormat;
+    }
   | { kind: 'save'; format: ListFormat }
   | { kind: 'restore' }
   | { kind: 'start-daemon'; config: SyncDaemonConfig }
@@ -57,24 +71,22 @@ export interface UsageError {
 
 export type ParseResult = Command | UsageError;
 
-// ipvsadm's commands, in its cmdnames[] order (the matrix rows).
-const COMMANDS = [
-  'add-service',
-  'edit-service',
-  'delete-service',
-  'flush',
-  'list',
-  'add-server',
-  'delete-server',
-  'edit-server',
-  'set',
-  'start-daemon',
-  'stop-daemon',
-  'restore',
-  'save',
-  'zero',
-] as const;
-type CommandName = (typeof COMMANDS)[number];
+// ipvsadm's command names (its cmdnames[]), the rows of the option matrix.
+type CommandName =
+  | 'add-service'
+  | 'edit-service'
+  | 'delete-service'
+  | 'flush'
+  | 'list'
+  | 'add-server'
+  | 'delete-server'
+  | 'edit-server'
+  | 'set'
+  | 'start-daemon'
+  | 'stop-daemon'
+  | 'restore'
+  | 'save'
+  | 'zero';
 
 // ipvsadm's options, in its optnames[] order (the matrix columns); 'json' is lvsadm's own.
 const OPTIONS = [
@@ -119,7 +131,15 @@ type OptionName = (typeof OPTIONS)[number];
 // ipvsadm's commands_v_options table, one row per command; unlisted options are illegal ('x').
 // '+' compulsory, '1' at most one of the '1's, ' ' optional.
 type Rule = '+' | '1' | ' ';
-const SERVICE_OPTIONS = { 'service-address': '+', scheduler: ' ', persistent: ' ', netmask: ' ', ops: ' ', pe: ' ', 'sched-flags': ' ' } as const;
+const SERVICE_OPTIONS = {
+  'service-address': '+',
+  scheduler: ' ',
+  persistent: ' ',
+  netmask: ' ',
+  ops: ' ',
+  pe: ' ',
+  'sched-flags': ' ',
+} as const;
 const SERVER_OPTIONS = {
   'service-address': '+',
   'real-server': '+',
@@ -348,7 +368,11 @@ interface ParsedAddress {
 }
 
 /** parse_service(): host[:port] or [v6]:port; null when the address part is not usable. */
-function parseAddressPort(text: string, protocol: Protocol, names: NameLookup): ParsedAddress | null | 'bad-port' {
+function parseAddressPort(
+  text: string,
+  protocol: Protocol,
+  names: NameLookup,
+): ParsedAddress | null | 'bad-port' {
   if (text === '' || /^[0-9]+$/.test(text)) return null;
   let host = text;
   let portText: string | null = null;
@@ -373,7 +397,12 @@ function parseAddressPort(text: string, protocol: Protocol, names: NameLookup): 
   return portText === null ? { addr: v4, port: null } : withPort(v4, portText, protocol, names);
 }
 
-function withPort(addr: Addr, portText: string, protocol: Protocol, names: NameLookup): ParsedAddress | 'bad-port' {
+function withPort(
+  addr: Addr,
+  portText: string,
+  protocol: Protocol,
+  names: NameLookup,
+): ParsedAddress | 'bad-port' {
   const port = stringToNumber(portText, 0, 65535) ?? names.serviceToPort(portText, protocol);
   return port === null ? 'bad-port' : { addr, port };
 }
@@ -403,7 +432,8 @@ function parseSchedFlags(text: string, scheduler: string): number {
   for (const name of text.split(',').filter((f) => f !== '')) {
     const known = SCHED_FLAG_BITS[name];
     if (!known) fail(`invalid scheduler flag \`${name}'`);
-    if (known.scheduler !== null && known.scheduler !== scheduler) fail(`incompatible scheduler flag \`${name}'`);
+    if (known.scheduler !== null && known.scheduler !== scheduler)
+      fail(`incompatible scheduler flag \`${name}'`);
     flags |= known.bit;
   }
   return flags;
@@ -420,8 +450,24 @@ interface Entry {
   netmaskPrefix: number | null;
   pe: string | null;
   schedFlagsText: string | null;
-  dest: { addr: Addr; port: number; af: Family; method: ForwardMethod; weight: number; uThreshold: number; lThreshold: number };
-  daemon: { state: SyncState; mcastInterface: string; syncId: number; syncMaxLen: number; group: Addr; port: number; ttl: number };
+  dest: {
+    addr: Addr;
+    port: number;
+    af: Family;
+    method: ForwardMethod;
+    weight: number;
+    uThreshold: number;
+    lThreshold: number;
+  };
+  daemon: {
+    state: SyncState;
+    mcastInterface: string;
+    syncId: number;
+    syncMaxLen: number;
+    group: Addr;
+    port: number;
+    ttl: number;
+  };
   format: ListFormat;
 }
 
@@ -442,14 +488,19 @@ function genericOptCheck(entry: Entry): void {
     if (rule === 'x') fail(`Illegal '${option}' option with the '${entry.command}' command`);
     if (rule === '1') {
       if (exclusive === null) exclusive = option;
-      else fail(`The option '${option}' conflicts with the '${exclusive}' option in the '${entry.command}' command`);
+      else
+        fail(
+          `The option '${option}' conflicts with the '${exclusive}' option in the '${entry.command}' command`,
+        );
     }
   });
 }
 
 function parseSyncState(text: string, command: 'start-daemon' | 'stop-daemon'): SyncState {
   if (text === 'master' || text === 'backup') return text;
-  return fail(command === 'start-daemon' ? 'illegal start-daemon parameter specified' : 'illegal stop_daemon specified');
+  return fail(
+    command === 'start-daemon' ? 'illegal start-daemon parameter specified' : 'illegal stop_daemon specified',
+  );
 }
 
 function handleOption(entry: Entry, tag: string, arg: string | null, names: NameLookup): void {
@@ -492,7 +543,8 @@ function handleOption(entry: Entry, tag: string, arg: string | null, names: Name
     case 'persistent':
       setOption(entry, 'persistent');
       entry.flags |= SVC_F_PERSISTENT;
-      entry.persistTimeout = arg === null ? DEFAULT_PERSISTENT_TIMEOUT : parseTimeout(arg, 1, MAX_PERSISTENT_TIMEOUT);
+      entry.persistTimeout =
+        arg === null ? DEFAULT_PERSISTENT_TIMEOUT : parseTimeout(arg, 1, MAX_PERSISTENT_TIMEOUT);
       return;
     case 'netmask': {
       setOption(entry, 'netmask');
@@ -671,7 +723,10 @@ export function tryHelpText(program: string): string {
  * Parses one ipvsadm command line (without the program name). Never throws: a malformed line
  * yields a UsageError with ipvsadm's text and exit status.
  */
-export function parseArgs(argv: readonly string[], options: { program?: string; names?: NameLookup } = {}): ParseResult {
+export function parseArgs(
+  argv: readonly string[],
+  options: { program?: string; names?: NameLookup } = {},
+): ParseResult {
   const program = options.program ?? 'lvsadm';
   try {
     return parseOrThrow(argv, program, options.names ?? NO_NAMES);
@@ -706,7 +761,11 @@ function parseOrThrow(argv: readonly string[], program: string, names: NameLooku
   if (entry.command === 'set') {
     if (leftovers.length < 3) fail('--set option requires 3 timeout values');
     const [tcp, tcpfin, udp] = leftovers.splice(0, 3) as [string, string, string];
-    timeouts = [parseTimeout(tcp, 0, MAX_TIMEOUT), parseTimeout(tcpfin, 0, MAX_TIMEOUT), parseTimeout(udp, 0, MAX_TIMEOUT)];
+    timeouts = [
+      parseTimeout(tcp, 0, MAX_TIMEOUT),
+      parseTimeout(tcpfin, 0, MAX_TIMEOUT),
+      parseTimeout(udp, 0, MAX_TIMEOUT),
+    ];
   }
   if (leftovers.length > 0) fail(`unexpected argument ${leftovers[0]}`);
 
@@ -721,11 +780,13 @@ function serviceKey(entry: Entry): ServiceKey {
 
 function serviceSettings(entry: Entry): ServiceSettings {
   const svc = entry.service;
-  if (!svc.fwmark && !svc.port && !(entry.flags & SVC_F_PERSISTENT)) fail('Zero port specified for non-persistent service');
+  if (!svc.fwmark && !svc.port && !(entry.flags & SVC_F_PERSISTENT))
+    fail('Zero port specified for non-persistent service');
   if (entry.flags & SVC_F_ONEPACKET && !svc.fwmark && svc.protocol !== IPPROTO_UDP)
     fail('One-Packet Scheduling is only for UDP virtual services');
   const scheduler = entry.scheduler === '' ? DEFAULT_SCHEDULER : entry.scheduler;
-  const schedFlags = entry.schedFlagsText === null ? 0 : parseSchedFlags(entry.schedFlagsText, entry.scheduler || 'none');
+  const schedFlags =
+    entry.schedFlagsText === null ? 0 : parseSchedFlags(entry.schedFlagsText, entry.scheduler || 'none');
   return {
     scheduler,
     flags: entry.flags | schedFlags,
@@ -740,10 +801,13 @@ function destSettings(entry: Entry): DestSettings {
   return { method: d.method, weight: d.weight, uThreshold: d.uThreshold, lThreshold: d.lThreshold };
 }
 
-function destTarget(entry: Entry): { key: ServiceKey; addr: Addr; port: number } {
+/** The real server a command names; for -a/-e, with ipvsadm's checks and port rule. */
+function destTarget(entry: Entry, adding: boolean): { key: ServiceKey; addr: Addr; port: number } {
   const svc = entry.service;
   const d = entry.dest;
-  if (d.af !== svc.af && d.method !== 'tunnel') fail('Different address family is allowed only for tunneling servers');
+  if (!adding) return { key: serviceKey(entry), addr: d.addr, port: d.port };
+  if (d.af !== svc.af && d.method !== 'tunnel')
+    fail('Different address family is allowed only for tunneling servers');
   // Direct routing and tunnels cannot change the port: the real server sees the VIP's.
   const port = !svc.fwmark && (d.method === 'tunnel' || d.method === 'route') ? svc.port : d.port;
   return { key: serviceKey(entry), addr: d.addr, port };
@@ -752,19 +816,31 @@ function destTarget(entry: Entry): { key: ServiceKey; addr: Addr; port: number }
 function buildCommand(entry: Entry, timeouts: [number, number, number] | null): Command {
   switch (entry.command) {
     case 'add-service':
-      return { kind: 'execute', op: { op: 'add-service', key: serviceKey(entry), settings: serviceSettings(entry) } };
+      return {
+        kind: 'execute',
+        op: { op: 'add-service', key: serviceKey(entry), settings: serviceSettings(entry) },
+      };
     case 'edit-service':
-      return { kind: 'execute', op: { op: 'edit-service', key: serviceKey(entry), settings: serviceSettings(entry) } };
+      return {
+        kind: 'execute',
+        op: { op: 'edit-service', key: serviceKey(entry), settings: serviceSettings(entry) },
+      };
     case 'delete-service':
       return { kind: 'execute', op: { op: 'delete-service', key: serviceKey(entry) } };
     case 'flush':
       return { kind: 'execute', op: { op: 'clear' } };
     case 'add-server':
-      return { kind: 'execute', op: { op: 'add-dest', ...destTarget(entry), settings: destSettings(entry) } };
+      return {
+        kind: 'execute',
+        op: { op: 'add-dest', ...destTarget(entry, true), settings: destSettings(entry) },
+      };
     case 'edit-server':
-      return { kind: 'execute', op: { op: 'edit-dest', ...destTarget(entry), settings: destSettings(entry) } };
+      return {
+        kind: 'execute',
+        op: { op: 'edit-dest', ...destTarget(entry, true), settings: destSettings(entry) },
+      };
     case 'delete-server':
-      return { kind: 'execute', op: { op: 'delete-dest', ...destTarget(entry) } };
+      return { kind: 'execute', op: { op: 'delete-dest', ...destTarget(entry, false) } };
     case 'zero':
       return entry.options.has('service-address')
         ? { kind: 'execute', op: { op: 'zero', key: serviceKey(entry) } }
@@ -802,9 +878,11 @@ function buildCommand(entry: Entry, timeouts: [number, number, number] | null): 
 function listCommand(entry: Entry): Command {
   const o = entry.options;
   const detail = o.has('stats') || o.has('persistent-conn') || o.has('rate') || o.has('thresholds');
-  if ((o.has('connection') || o.has('timeout') || o.has('daemon')) && detail) fail('options conflicts in the list command');
+  if ((o.has('connection') || o.has('timeout') || o.has('daemon')) && detail)
+    fail('options conflicts in the list command');
   if (o.has('connection')) return { kind: 'list', what: 'connections', format: entry.format };
-  if (o.has('service-address')) return { kind: 'list', what: 'services', service: serviceKey(entry), format: entry.format };
+  if (o.has('service-address'))
+    return { kind: 'list', what: 'services', service: serviceKey(entry), format: entry.format };
   if (o.has('timeout')) return { kind: 'list', what: 'timeout', format: entry.format };
   if (o.has('daemon')) return { kind: 'list', what: 'daemon', format: entry.format };
   return { kind: 'list', what: 'services', format: entry.format };

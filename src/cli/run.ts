@@ -49,7 +49,8 @@ const OK: Outcome = { exit: 0, abort: false };
 export async function runLvsadm(argv: readonly string[], ctx: CliContext): Promise<number> {
   try {
     if (argv.length === 0) {
-      return (await runCommand({ kind: 'list', what: 'services', format: emptyListFormat() }, ctx, false)).exit;
+      return (await runCommand({ kind: 'list', what: 'services', format: emptyListFormat() }, ctx, false))
+        .exit;
     }
     return (await runLine(argv, ctx, false)).exit;
   } catch (err) {
@@ -140,7 +141,9 @@ async function list(command: Extract<Command, { kind: 'list' }>, ctx: CliContext
       return OK;
     case 'connections': {
       const snapshot = await ctx.api.snapshot({ connections: true });
-      ctx.stdout(formatConnections(snapshot.connections ?? [], format, await namesFor(snapshot, format, ctx)));
+      ctx.stdout(
+        formatConnections(snapshot.connections ?? [], format, await namesFor(snapshot, format, ctx)),
+      );
       return OK;
     }
     case 'services': {
@@ -151,7 +154,9 @@ async function list(command: Extract<Command, { kind: 'list' }>, ctx: CliContext
         return { exit: LIST_EXIT, abort: true };
       }
       if (format.json) {
-        const selected = only ? { ...snapshot, services: snapshot.services.filter((s) => serviceKeyEquals(s.key, only)) } : snapshot;
+        const selected = only
+          ? { ...snapshot, services: snapshot.services.filter((s) => serviceKeyEquals(s.key, only)) }
+          : snapshot;
         ctx.stdout(formatJson(selected, { counters: true, nosort: format.nosort }));
         return OK;
       }

@@ -11,7 +11,13 @@ import type { Engine } from './engine.js';
 import { decodeRequest, encodeResponse, MAX_REQUEST_BYTES, ProtocolErrorCodes } from './protocol.js';
 import type { Request, Response } from './protocol.js';
 import { ControlService } from './service.js';
-import { readStateFile, renderStateFile, restoreStateFile, STATE_FILE_NAME, writeFileAtomic } from './state-file.js';
+import {
+  readStateFile,
+  renderStateFile,
+  restoreStateFile,
+  STATE_FILE_NAME,
+  writeFileAtomic,
+} from './state-file.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type Logger = (level: LogLevel, message: string) => void;
@@ -53,7 +59,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   await prepareSocketPath(socketPath);
   const sockets = new Set<Socket>();
-  const server = createServer((socket) => serveConnection(socket, service, log, sockets));
+  // Half-open: a client may send its requests, shut its side, and still read every reply.
+  const server = createServer({ allowHalfOpen: true }, (socket) =>
+    serveConnection(socket, service, log, sockets),
+  );
   await listen(server, socketPath);
   await chmod(socketPath, 0o600);
   log('info', `listening on ${socketPath}, state in ${stateDir}`);
@@ -108,8 +117,14 @@ function serveConnection(socket: Socket, service: ControlService, log: Logger, s
   sockets.add(socket);
   socket.setEncoding('utf8');
   let buffered = '';
+  let inFlight = 0;
+  let replies: Promise<void> = Promise.resolve();
+  let clientDone = false;
+  const finishIfDone = () => {
+    if (clientDone && inFlight === 0 && !socket.destroyed) socket.end();
+  };
   const reply = (response: Response) => {
-    if (!socket.destroyed) socket.write(encodeResponse(response));
+    if (!socket.destroyed && socket.writable) socket.write(encodeResponse(response));
   };
   socket.on('data', (chunk: string) => {
     buffered += chunk;
@@ -123,14 +138,29 @@ function serveConnection(socket: Socket, service: ControlService, log: Logger, s
         return;
       }
       const decoded = decodeRequest(line);
+      let answer: Promise<Response>;
       if ('error' in decoded) {
         log('warn', `bad request: ${decoded.error}`);
-        reply({ v: 1, id: decoded.id, ok: false, error: { code: ProtocolErrorCodes.BAD_REQUEST, message: decoded.error } });
-        continue;
+        const error = { code: ProtocolErrorCodes.BAD_REQUEST, message: decoded.error };
+        answer = Promise.resolve({ v: 1, id: decoded.id, ok: false, error });
+      } else {
+        answer = handle(decoded.request, service, log);
       }
-      void handle(decoded.request, service, log).then(reply);
+      // Replies go out in request order, whatever order they complete in.
+      inFlight++;
+      replies = replies
+        .then(() => answer)
+        .then((response) => {
+          inFlight--;
+          reply(response);
+          finishIfDone();
+        });
     }
     if (Buffer.byteLength(buffered) > MAX_REQUEST_BYTES) refuseOversized(socket, reply, log);
+  });
+  socket.on('end', () => {
+    clientDone = true;
+    finishIfDone();
   });
   socket.on('error', () => socket.destroy());
   socket.on('close', () => sockets.delete(socket));
@@ -156,7 +186,12 @@ async function handle(request: Request, service: ControlService, log: Logger): P
         log('info', `${request.command.op}: done`);
         return { v: 1, id: request.id, ok: true };
       case 'snapshot':
-        return { v: 1, id: request.id, ok: true, result: await service.snapshot({ connections: request.connections }) };
+        return {
+          v: 1,
+          id: request.id,
+          ok: true,
+          result: await service.snapshot({ connections: request.connections }),
+        };
       case 'start-sync':
         await service.startSyncDaemon(request.config);
         log('info', `start-sync ${request.config.state}: recorded (no sync traffic is sent yet)`);
@@ -173,7 +208,7 @@ async function handle(request: Request, service: ControlService, log: Logger): P
       log('info', `${request.op === 'execute' ? request.command.op : request.op}: refused: ${err.code}`);
       return { v: 1, id: request.id, ok: false, error: { code: err.code, message: err.message } };
     }
-    log('error', `${request.op}: ${(err as Error).stack ?? String(err)}`);
+    log('error', `${request.op}: ${String(err).replace(/\s+/g, ' ')}`);
     return {
       v: 1,
       id: request.id,

@@ -54,7 +54,10 @@ function record(value: unknown, what: string): Record<string, unknown> {
 }
 
 function int(value: unknown, min: number, max: number, what: string): number {
-  check(typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max, `${what} must be an integer in ${min}..${max}`);
+  check(
+    typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max,
+    `${what} must be an integer in ${min}..${max}`,
+  );
   return value;
 }
 
@@ -70,7 +73,10 @@ function addr(value: unknown, what: string): Addr {
   check(o.af === 4 || o.af === 6, `${what}.af must be 4 or 6`);
   const words = (['a', 'b', 'c', 'd'] as const).map((w) => int(o[w], 0, U32, `${what}.${w}`));
   if (o.af === 4) {
-    check(words[1] === 0 && words[2] === 0 && words[3] === 0, `${what}: an IPv4 address has only its first word`);
+    check(
+      words[1] === 0 && words[2] === 0 && words[3] === 0,
+      `${what}: an IPv4 address has only its first word`,
+    );
     return addr4(words[0]!);
   }
   return addr6(words[0]!, words[1]!, words[2]!, words[3]!);
@@ -85,10 +91,14 @@ function serviceKey(value: unknown): ServiceKey {
   const a = addr(o.addr, 'key.addr');
   check(o.af === a.af, 'key.af must match key.addr.af');
   const protocol = o.protocol;
-  check(protocol === 0 || protocol === IPPROTO_TCP || protocol === IPPROTO_UDP || protocol === IPPROTO_SCTP, 'key.protocol is not valid');
+  check(
+    protocol === 0 || protocol === IPPROTO_TCP || protocol === IPPROTO_UDP || protocol === IPPROTO_SCTP,
+    'key.protocol is not valid',
+  );
   const port = int(o.port, 0, 65535, 'key.port');
   const fwmark = int(o.fwmark, 0, U32, 'key.fwmark');
-  if (fwmark > 0) check(protocol === 0 && port === 0 && isZero(a), 'a fwmark service has no protocol, address or port');
+  if (fwmark > 0)
+    check(protocol === 0 && port === 0 && isZero(a), 'a fwmark service has no protocol, address or port');
   else check(protocol !== 0, 'key.protocol is required without a fwmark');
   return { af: a.af, protocol: protocol as Protocol | 0, addr: a, port, fwmark };
 }
@@ -190,7 +200,8 @@ export function decodeRequest(line: string): { request: Request } | { error: str
     return { error: 'request is not JSON', id: null };
   }
   const rawId = (parsed as { id?: unknown } | null)?.id;
-  const id = typeof rawId === 'number' && Number.isInteger(rawId) && rawId >= 0 && rawId <= 0x7fffffff ? rawId : null;
+  const id =
+    typeof rawId === 'number' && Number.isInteger(rawId) && rawId >= 0 && rawId <= 0x7fffffff ? rawId : null;
   try {
     const o = record(parsed, 'request');
     check(o.v === PROTOCOL_VERSION, `unsupported protocol version (this lvsd speaks v${PROTOCOL_VERSION})`);

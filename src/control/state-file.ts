@@ -47,7 +47,10 @@ export function renderStateFile(snapshot: Snapshot, daemons: readonly SyncDaemon
 
 /** Splits a rules line into words as ipvsadm's config stream does; a leading "ipvsadm" is dropped. */
 export function ruleWords(line: string): string[] {
-  const words = line.trim().split(/\s+/).filter((w) => w !== '');
+  const words = line
+    .trim()
+    .split(/\s+/)
+    .filter((w) => w !== '');
   if (words[0] === 'ipvsadm' || words[0] === 'lvsadm') words.shift();
   return words;
 }
@@ -64,12 +67,18 @@ export async function restoreStateFile(text: string, file: string, api: ControlA
     try {
       if (command.kind === 'execute') await api.execute(command.op);
       else if (command.kind === 'start-daemon') await api.startSyncDaemon(command.config);
-      else throw new StateFileError(file, lineNo, 'only changes (-A, -a, --set, --start-daemon, ...) belong in a state file');
+      else
+        throw new StateFileError(
+          file,
+          lineNo,
+          'only changes (-A, -a, --set, --start-daemon, ...) belong in a state file',
+        );
     } catch (err) {
       if (err instanceof StateFileError) throw err;
       const code = (err as { code?: unknown }).code;
       const call = command.kind === 'execute' ? command.op.op : 'start-daemon';
-      const reason = typeof code === 'string' ? refusalMessage(call, code, (err as Error).message) : String(err);
+      const reason =
+        typeof code === 'string' ? refusalMessage(call, code, (err as Error).message) : String(err);
       throw new StateFileError(file, lineNo, reason);
     }
   }

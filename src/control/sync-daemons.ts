@@ -15,7 +15,8 @@ export class SyncDaemons {
   }
 
   stop(state: SyncState): void {
-    if (!this.running.delete(state)) throw new LvsError(ErrorCodes.NO_DAEMON, `no ${state} sync daemon is running`);
+    if (!this.running.delete(state))
+      throw new LvsError(ErrorCodes.NO_DAEMON, `no ${state} sync daemon is running`);
   }
 
   list(): SyncDaemonConfig[] {

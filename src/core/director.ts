@@ -102,6 +102,8 @@ export class Director {
       capacity: options.connCapacity ?? 1 << 20,
       clock: this.clock,
       timeouts: this.timeouts,
+      // Unpredictable buckets: clients cannot aim their flows at one chain.
+      hashSeed: Math.floor(random() * 0x100000000),
     });
     this.services = new ServiceTable(
       { clock: this.clock, random },
@@ -145,11 +147,7 @@ export class Director {
         return this.zero(op);
       case 'set-timeouts': {
         const { tcp, tcpfin, udp } = op.timeouts;
-        if (![tcp, tcpfin, udp].every((t) => Number.isInteger(t) && t >= 0 && t <= 0x7fffffff / 1000)) {
-          throw new LvsError(ErrorCodes.INVALID, 'Invalid operation: timeout out of range');
-        }
-        this.timeouts.setIpvs(tcp, tcpfin, udp);
-        return;
+        return this.timeouts.setIpvs(tcp, tcpfin, udp);
       }
     }
   }

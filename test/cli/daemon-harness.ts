@@ -63,11 +63,18 @@ export async function spawnDaemon(dir: string, stateDir = join(dir, 'state')): P
 }
 
 /** Runs lvsd to completion (for start-up failures); resolves to its exit code and stderr. */
-export function runDaemonToExit(dir: string, stateDir: string): Promise<{ code: number | null; stderr: string }> {
+export function runDaemonToExit(
+  dir: string,
+  stateDir: string,
+): Promise<{ code: number | null; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn(process.execPath, [LVSD, '--socket', join(dir, 'run', 'lvsd.sock'), '--state-dir', stateDir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [LVSD, '--socket', join(dir, 'run', 'lvsd.sock'), '--state-dir', stateDir],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -85,7 +92,9 @@ export function runLvsadmBinary(
   stdin = '',
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn(process.execPath, [LVSADM, ...args], { env: { ...process.env, LVSADM_RESOLVE: 'hosts', ...env } });
+    const child = spawn(process.execPath, [LVSADM, ...args], {
+      env: { ...process.env, LVSADM_RESOLVE: 'hosts', ...env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

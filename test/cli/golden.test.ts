@@ -22,7 +22,6 @@ import { TEST_NAMES } from './golden-names.js';
 
 const GOLDEN_DIR = join(DIST, '../test/golden');
 
-
 interface Step {
   kind: 'command' | 'restart';
   line: number;
@@ -67,7 +66,10 @@ function parseScript(text: string): Step[] {
   return steps;
 }
 
-async function runStep(step: Step, socketPath: string): Promise<{ stdout: string; stderr: string; exit: number }> {
+async function runStep(
+  step: Step,
+  socketPath: string,
+): Promise<{ stdout: string; stderr: string; exit: number }> {
   const client = new DaemonClient(socketPath);
   let stdout = '';
   let stderr = '';
@@ -90,7 +92,9 @@ async function runStep(step: Step, socketPath: string): Promise<{ stdout: string
 
 const lines = (texts: string[]) => texts.map((t) => t + '\n').join('');
 
-for (const file of readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.txt')).sort()) {
+for (const file of readdirSync(GOLDEN_DIR)
+  .filter((f) => f.endsWith('.txt'))
+  .sort()) {
   test(`golden ${file}`, async () => {
     const steps = parseScript(readFileSync(join(GOLDEN_DIR, file), 'utf8'));
     const dir = await tempDir();

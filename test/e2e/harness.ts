@@ -66,8 +66,12 @@ export class DirectorProcess {
     return this.call({ kind: 'stats' }) as Promise<DataplaneStats>;
   }
 
+  get closed(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
   async close(): Promise<void> {
-    if (this.child.exitCode !== null) return;
+    if (this.closed) return;
     const exited = new Promise((resolve) => this.child.once('exit', resolve));
     await this.call({ kind: 'close' }).catch(() => undefined);
     await exited;

@@ -54,7 +54,8 @@ const META_KEY_MASK = 0xffff0000;
 const WHEEL_TICK_MS = 250;
 /** 8192 ticks of 250 ms: 34 minutes before a slot comes round again. */
 const WHEEL_SLOTS = 8192;
-const MAX_CAPACITY = 1 << 26;
+/** 16M entries: a 1 GiB key array, within what a typed array may hold. */
+const MAX_CAPACITY = 1 << 24;
 
 export interface ConnTableOptions {
   /** Most entries (connections and templates) held at once. */

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  compareServices,
+  formatConnections,
+  formatRules,
+  formatServiceList,
+  largeNum,
+  NUMERIC_NAMES,
+} from '../../src/cli/format.js';
+import { emptyListFormat } from '../../src/cli/parse.js';
+import type { ListFormat } from '../../src/cli/parse.js';
+import { parseAddr } from '../../src/core/inet.js';
+import type { Addr } from '../../src/core/inet.js';
+import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+
+const a = (text: string): Addr => parseAddr(text)!;
+const zeroStats = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
+const zeroRates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
+
+function dest(addr: string, port: number, extra: Partial<DestSnapshot> = {}): DestSnapshot {
+  return {
+    addr: a(addr),
+    port,
+    method: 'masq',
+    weight: 1,
+    uThreshold: 0,
+    lThreshold: 0,
+    activeConns: 0,
+    inactConns: 0,
+    persistConns: 0,
+    stats: zeroStats,
+    rates: zeroRates,
+    ...extra,
+  };
+}
+
+function tcpService(
+  addr: string,
+  port: number,
+  dests: DestSnapshot[],
+  extra: Partial<ServiceSnapshot> = {},
+): ServiceSnapshot {
+  return {
+    key: { af: a(addr).af, protocol: 6, addr: a(addr), port, fwmark: 0 },
+    settings: { scheduler: 'wlc', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+    stats: zeroStats,
+    rates: zeroRates,
+    dests,
+    ...extra,
+  };
+}
+
+function snapshot(services: ServiceSnapshot[]): Snapshot {
+  return { connTableBuckets: 4096, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services };
+}
+
+const numeric = (extra: Partial<ListFormat> = {}): ListFormat => ({
+  ...emptyListFormat(),
+  numeric: true,
+  ...extra,
+});
+
+test('ipvs.md capture: a Masq real server with one inactive connection', () => {
+  const snap = snapshot([tcpService('10.0.0.185', 80, [dest('172.17.0.3', 80, { inactConns: 1 })])]);
+  assert.equal(
+    formatServiceList(snap, numeric(), NUMERIC_NAMES),
+    'IP Virtual Server version 1.2.1 (size=4096)\n' +
+      'Prot LocalAddress:Port Scheduler Flags\n' +
+      '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n' +
+      'TCP  10.0.0.185:80 wlc\n' +
+      '  -> 172.17.0.3:80                Masq    1      0          1         \n',
+  );
+});
+
+test('ipvs.md capture: --stats with K and M suffixes', () => {
+  const stats = { conns: 401, inPkts: 8939187, outPkts: 8953980, inBytes: 830843000, outBytes: 1135000000 };
+  const snap = snapshot([tcpService('20.20.20.1', 2020, [], { stats })]);
+  const lines = formatServiceList(snap, numeric({ stats: true }), NUMERIC_NAMES).split('\n');
+  assert.equal(lines[1], 'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes');
+  assert.equal(lines[2], '  -> RemoteAddress:Port');
+  assert.equal(lines[3], 'TCP  20.20.20.1:2020                   401  8939187  8953980  830843K    1135M');
+});
+
+test('ipvs.md capture: --rate title', () => {
+  const lines = formatServiceList(snapshot([]), numeric({ rate: true }), NUMERIC_NAMES).split('\n');
+  assert.equal(lines[1], 'Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS');
+});
+
+test('ipvs.md capture: -c rows, expire as mm:ss', () => {
+  const conn = (
+    proto: 6,
+    c: string,
+    cp: number,
+    v: string,
+    vp: number,
+    d: string,
+    dp: number,
+    state: string,
+    ms: number,
+  ): ConnSnapshot => ({
+    af: 4,
+    protocol: proto,
+    caddr: a(c),
+    cport: cp,
+    vaddr: a(v),
+    vport: vp,
+    daddr: a(d),
+    dport: dp,
+    state,
+    expiresMs: ms,
+    template: state === 'NONE',
+  });
+  const text = formatConnections(
+    [
+      conn(6, '169.60.24.86', 52470, '169.46.7.238', 27234, '169.48.180.244', 27234, 'ESTABLISHED', 899_400),
+      conn(6, '169.46.57.9', 0, '169.46.7.238', 0, '169.48.180.190', 0, 'NONE', 58_999),
+    ],
+    numeric(),
+    NUMERIC_NAMES,
+  );
+  assert.equal(
+    text,
+    'IPVS connection entries\n' +
+      'pro expire state       source             virtual            destination\n' +
+      'TCP 14:59  ESTABLISHED 169.60.24.86:52470 169.46.7.238:27234 169.48.180.244:27234\n' +
+      'TCP 00:58  NONE        169.46.57.9:0      169.46.7.238:0     169.48.180.190:0\n',
+  );
+});
+
+test('print_largenum scales and --exact widens', () => {
+  assert.equal(largeNum(0, false), '        0');
+  assert.equal(largeNum(99_999_999, false), ' 99999999');
+  assert.equal(largeNum(100_000_000, false), '  100000K');
+  assert.equal(largeNum(999_999_999, false), '  999999K');
+  assert.equal(largeNum(1_000_000_000, false), '    1000M');
+  assert.equal(largeNum(99_999_999_999, false), '   99999M');
+  assert.equal(largeNum(100_000_000_000, false), '     100G');
+  assert.equal(largeNum(100_000_000_000_000, false), '     100T');
+  assert.equal(largeNum(12345, true), '    12345');
+  assert.equal(largeNum(123456789, true), ' 123456789');
+  assert.equal(largeNum(1234567890123, true), ' 1234567890123');
+});
+
+test('--rate real-server row: three plain columns then two scaled', () => {
+  const rates = { cps: 12, inpps: 3400, outpps: 3300, inbps: 250_000_000, outbps: 9 };
+  const snap = snapshot([tcpService('198.18.0.1', 80, [dest('198.19.0.1', 80, { rates })])]);
+  const lines = formatServiceList(snap, numeric({ rate: true }), NUMERIC_NAMES).split('\n');
+  assert.equal(lines[4], '  -> 198.19.0.1:80                      12     3400     3300  250000K        9');
+});
+
+test('IPv4 names are cut at 33 (service) and 28 (real server) columns; IPv6 are not', () => {
+  const names = { host: () => 'a-very-long-host-name.example.org', service: () => null };
+  const snap = snapshot([tcpService('198.18.0.1', 80, [dest('198.19.0.1', 80)])]);
+  const lines = formatServiceList(snap, emptyListFormat(), names).split('\n');
+  assert.equal(lines[3], 'TCP  a-very-long-host-name.exampl wlc');
+  assert.equal(lines[4], '  -> a-very-long-host-name.exampl Masq    1      0          0         ');
+  const v6 = snapshot([tcpService('2001:db8::1', 80, [])]);
+  assert.equal(
+    formatServiceList(v6, emptyListFormat(), names).split('\n')[3],
+    'TCP  [a-very-long-host-name.example.org]:80 wlc',
+  );
+});
+
+test('services sort as libipvs: fwmark, family, protocol, then address words compared by int subtraction', () => {
+  const key = (addr: string, port = 80) => ({
+    af: a(addr).af,
+    protocol: 6 as const,
+    addr: a(addr),
+    port,
+    fwmark: 0,
+  });
+  assert.ok(compareServices(key('10.0.0.1'), key('10.0.0.2')) < 0);
+  assert.ok(compareServices(key('10.0.0.1', 80), key('10.0.0.1', 443)) < 0);
+  assert.ok(compareServices(key('198.18.0.1'), key('2001:db8::1')) < 0, 'IPv4 (AF_INET 2) before IPv6 (10)');
+  // 10.0.0.1 - 200.0.0.1 overflows a C int to a positive number: libipvs puts 200.x first.
+  assert.ok(compareServices(key('10.0.0.1'), key('200.0.0.1')) > 0);
+  const udp = { ...key('1.1.1.1'), protocol: 17 as const };
+  assert.ok(compareServices(key('9.9.9.9'), udp) < 0, 'TCP before UDP whatever the address');
+});
+
+test('-S prints persistence, netmask, pe, one-packet and scheduler flags in ipvsadm order', () => {
+  const svc = tcpService('198.18.0.1', 80, [dest('198.19.0.1', 80, { method: 'local', weight: 5 })], {
+    settings: { scheduler: 'sh', flags: 0x1 | 0x4 | 0x10, timeout: 600, netmaskPrefix: 24, pe: 'sip' },
+  });
+  assert.equal(
+    formatRules(snapshot([svc]), numeric(), NUMERIC_NAMES),
+    '-A -t 198.18.0.1:80 -s sh -p 600 -M 255.255.255.0 --pe sip -o -b sh-port\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.1:80 -g -w 5\n',
+  );
+});

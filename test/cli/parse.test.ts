@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { parseArgs } from '../../src/cli/parse.js';
+import type { Command, ParseResult } from '../../src/cli/parse.js';
+import { addr4, parseAddr } from '../../src/core/inet.js';
+import { SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2 } from '../../src/core/model.js';
+import type { ControlOp } from '../../src/core/ops.js';
+
+function op(argv: string[]): ControlOp {
+  const result = parseArgs(argv);
+  assert.equal(result.kind, 'execute', JSON.stringify(result));
+  return (result as Extract<Command, { kind: 'execute' }>).op;
+}
+
+function usageError(argv: string[]): { text: string; exit: number } {
+  const result = parseArgs(argv);
+  assert.equal(result.kind, 'usage-error', JSON.stringify(result));
+  return result as { text: string; exit: number };
+}
+
+test('-A defaults: scheduler wlc, not persistent, /32 mask', () => {
+  const o = op(['-A', '-t', '198.18.0.1:80']);
+  assert.deepEqual(o, {
+    op: 'add-service',
+    key: { af: 4, protocol: 6, addr: addr4(0xc6120001), port: 80, fwmark: 0 },
+    settings: { scheduler: 'wlc', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+  });
+});
+
+test('bare -p is 360 seconds, -p N and --persistent=N take N, -p300 attached', () => {
+  for (const [argv, timeout] of [
+    [['-A', '-t', '198.18.0.1:80', '-p'], 360],
+    [['-A', '-t', '198.18.0.1:80', '-p', '-s', 'rr'], 360],
+    [['-A', '-t', '198.18.0.1:80', '-p', '300'], 300],
+    [['-A', '-t', '198.18.0.1:80', '--persistent=45'], 45],
+    [['-A', '-t', '198.18.0.1:80', '-p300'], 300],
+  ] as const) {
+    const o = op([...argv]) as Extract<ControlOp, { op: 'add-service' }>;
+    assert.equal(o.settings.timeout, timeout, argv.join(' '));
+    assert.equal(o.settings.flags & SVC_F_PERSISTENT, SVC_F_PERSISTENT);
+  }
+});
+
+test('-E sends the full settings with defaults, as ipvsadm does', () => {
+  const o = op(['-E', '-u', '198.18.0.1:53', '-o', '-s', 'sh', '-b', 'sh-fallback,sh-port']) as Extract<
+    ControlOp,
+    { op: 'edit-service' }
+  >;
+  assert.deepEqual(o.settings, {
+    scheduler: 'sh',
+    flags: SVC_F_ONEPACKET | SVC_F_SCHED1 | SVC_F_SCHED2,
+    timeout: 0,
+    netmaskPrefix: 32,
+    pe: null,
+  });
+});
+
+test('-a defaults: weight 1, direct routing, port of the service; -g/-i force the service port', () => {
+  const a = op(['-a', '-t', '198.18.0.1:80', '-r', '198.19.0.1']) as Extract<ControlOp, { op: 'add-dest' }>;
+  assert.equal(a.port, 80);
+  assert.deepEqual(a.settings, { method: 'route', weight: 1, uThreshold: 0, lThreshold: 0 });
+  const g = op(['-a', '-t', '198.18.0.1:80', '-r', '198.19.0.1:8080', '-g']) as Extract<
+    ControlOp,
+    { op: 'add-dest' }
+  >;
+  assert.equal(g.port, 80);
+  const i = op(['-e', '-t', '198.18.0.1:80', '-r', '198.19.0.1:8080', '-i']) as Extract<
+    ControlOp,
+    { op: 'edit-dest' }
+  >;
+  assert.equal(i.port, 80);
+  const m = op(['-a', '-t', '198.18.0.1:80', '-r', '198.19.0.1:8080', '-m', '-w', '7']) as Extract<
+    ControlOp,
+    { op: 'add-dest' }
+  >;
+  assert.equal(m.port, 8080);
+  assert.equal(m.settings.method, 'masq');
+  assert.equal(m.settings.weight, 7);
+  const f = op(['-a', '-f', '5', '-r', '198.19.0.1:8080', '-g']) as Extract<ControlOp, { op: 'add-dest' }>;
+  assert.equal(f.port, 8080, 'fwmark services keep the given port');
+});
+
+test('fwmark and IPv6 keys', () => {
+  const f6 = op(['-A', '-f', '2', '-6']) as Extract<ControlOp, { op: 'add-service' }>;
+  assert.deepEqual(f6.key, { af: 6, protocol: 0, addr: parseAddr('::')!, port: 0, fwmark: 2 });
+  assert.equal(f6.settings.netmaskPrefix, 128);
+  const v6 = op(['-A', '-t', '[2001:db8::1]:443', '-p', '-M', '64']) as Extract<
+    ControlOp,
+    { op: 'add-service' }
+  >;
+  assert.deepEqual(v6.key.addr, parseAddr('2001:db8::1'));
+  assert.equal(v6.settings.netmaskPrefix, 64);
+  const v4mask = op(['-A', '-t', '198.18.0.1:80', '-p', '-M', '255.255.0.0']) as Extract<
+    ControlOp,
+    { op: 'add-service' }
+  >;
+  assert.equal(v4mask.settings.netmaskPrefix, 16);
+});
+
+test('clustered list options and list targets', () => {
+  const cases: [string[], Partial<Extract<Command, { kind: 'list' }>>][] = [
+    [['-Ln'], { what: 'services' }],
+    [['-Lnc'], { what: 'connections' }],
+    [['-L', '--timeout'], { what: 'timeout' }],
+    [['-l', '--daemon'], { what: 'daemon' }],
+  ];
+  for (const [argv, expected] of cases) {
+    const result = parseArgs(argv) as Extract<Command, { kind: 'list' }>;
+    assert.equal(result.kind, 'list');
+    assert.equal(result.what, expected.what, argv.join(' '));
+  }
+  const lnc = parseArgs(['-Lnc']) as Extract<Command, { kind: 'list' }>;
+  assert.equal(lnc.format.numeric, true);
+  const stats = parseArgs(['-L', '-n', '--stats', '--exact']) as Extract<Command, { kind: 'list' }>;
+  assert.equal(stats.format.stats && stats.format.exact, true);
+});
+
+test('--set takes three timeouts; -Z with and without a service', () => {
+  assert.deepEqual(op(['--set', '900', '120', '300']), {
+    op: 'set-timeouts',
+    timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+  });
+  assert.deepEqual(op(['-Z']), { op: 'zero' });
+  assert.equal((op(['-Z', '-t', '198.18.0.1:80']) as Extract<ControlOp, { op: 'zero' }>).key?.port, 80);
+});
+
+test('host and service names come from the injected lookup', () => {
+  const names = {
+    hostToAddr: (n: string) => (n === 'vip.example' ? addr4(0xc6120001) : null),
+    serviceToPort: (n: string) => (n === 'http' ? 80 : null),
+  };
+  const result = parseArgs(['-A', '-t', 'vip.example:http'], { names }) as Extract<
+    Command,
+    { kind: 'execute' }
+  >;
+  assert.deepEqual((result.op as Extract<ControlOp, { op: 'add-service' }>).key.port, 80);
+  assert.equal(parseArgs(['-A', '-t', 'vip.example:http']).kind, 'usage-error', 'no lookup, no names');
+});
+
+test('ipvsadm texts and exit statuses for bad command lines', () => {
+  assert.deepEqual(usageError(['-L', '-x', '5']), {
+    kind: 'usage-error',
+    text: "Illegal 'u-threshold' option with the 'list' command",
+    exit: 2,
+  });
+  assert.equal(usageError(['-n', '-L']).exit, 255);
+  assert.equal(usageError([]).text, "Try `lvsadm -h' or 'lvsadm --help' for more information.");
+  assert.equal(parseArgs(['-x'], { program: 'ipvsadm' }).kind, 'usage-error');
+  assert.equal(
+    (parseArgs(['-x'], { program: 'ipvsadm' }) as { text: string }).text,
+    "Try `ipvsadm -h' or 'ipvsadm --help' for more information.",
+  );
+  assert.equal(
+    usageError(['-A', '-t', '198.18.0.1:80', '-w', '1']).text,
+    "Illegal 'weight' option with the 'add-service' command",
+  );
+  assert.equal(usageError(['-L', '-t']).text, '-t: missing argument');
+});
+
+test('-h and --help, -v', () => {
+  assert.deepEqual(parseArgs(['-h']), { kind: 'help', long: false });
+  assert.deepEqual(parseArgs(['--help']), { kind: 'help', long: true });
+  assert.deepEqual(parseArgs(['-v', 'junk']), { kind: 'version' });
+});
+
+const OPTION_WORDS = [
+  '-A',
+  '-E',
+  '-D',
+  '-C',
+  '-R',
+  '-S',
+  '-a',
+  '-e',
+  '-d',
+  '-L',
+  '-l',
+  '-Z',
+  '--set',
+  '-h',
+  '-v',
+  '-t',
+  '-u',
+  '-f',
+  '-6',
+  '-s',
+  '-p',
+  '-M',
+  '-b',
+  '-o',
+  '-r',
+  '-g',
+  '-i',
+  '-m',
+  '-w',
+  '-x',
+  '-y',
+  '-c',
+  '-n',
+  '--timeout',
+  '--daemon',
+  '--stats',
+  '--rate',
+  '--thresholds',
+  '--persistent-conn',
+  '--exact',
+  '--sort',
+  '--nosort',
+  '--start-daemon',
+  '--stop-daemon',
+  '--syncid',
+  '--mcast-group',
+  '--sctp-service',
+  '--pe',
+  '--tun-type',
+  '--json',
+  '-Lnc',
+  '--',
+  '-',
+  '=',
+  '198.18.0.1:80',
+  '[2001:db8::1]:80',
+  '2001:db8::1',
+  '1',
+  '0',
+  '65536',
+  'master',
+  'rr',
+  'sh-port',
+  '255.255.255.0',
+];
+
+test('random command lines never throw: a Command or a usage error', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.oneof(fc.constantFrom(...OPTION_WORDS), fc.string({ maxLength: 12 })), { maxLength: 10 }),
+      (argv) => {
+        const result: ParseResult = parseArgs(argv);
+        assert.ok(typeof result.kind === 'string');
+        if (result.kind === 'usage-error') {
+          assert.ok([2, 255].includes(result.exit));
+          assert.ok(result.text.length > 0);
+        }
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
