@@ -16,25 +16,25 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR]
 Runs in the foreground and logs to stderr. Stop it with SIGTERM or SIGINT.
 `;
 
+function usageError(message: string): never {
+  process.stderr.write(`lvsd: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
 function parseCommandLine(args: string[]): { socketPath: string; stateDir: string } {
   let socketPath = process.env.LVSD_SOCKET || DEFAULT_SOCKET_PATH;
   let stateDir = process.env.LVSD_STATE_DIR || DEFAULT_STATE_DIR;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
-    const value = () => inline ?? args[++i];
     if (name === '-h' || name === '--help') {
       process.stdout.write(USAGE);
       process.exit(0);
     }
-    const v = name === '--socket' || name === '--state-dir' ? value() : undefined;
-    if (v === undefined || v === '') {
-      process.stderr.write(
-        `lvsd: ${name === '--socket' || name === '--state-dir' ? `${name} needs a value` : `unknown option ${name}`}\n${USAGE}`,
-      );
-      process.exit(2);
-    }
-    if (name === '--socket') socketPath = v;
-    else stateDir = v;
+    if (name !== '--socket' && name !== '--state-dir') usageError(`unknown option ${name}`);
+    const value = inline ?? args[++i];
+    if (!value) usageError(`${name} needs a value`);
+    if (name === '--socket') socketPath = value;
+    else stateDir = value;
   }
   return { socketPath, stateDir };
 }
