@@ -23,5 +23,7 @@ const files = collect(root)
     return which === 'all' || (which === 'e2e' ? e2e : !e2e);
   })
   .sort();
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], {
+  stdio: 'inherit',
+});
 process.exit(result.status ?? 1);

@@ -130,10 +130,19 @@ export function formatIPv4(value: number): string {
 
 /** RFC 5952 text: lower case, the longest run of two or more zero groups shortened to `::`. */
 export function formatIPv6(x: Addr): string {
-  const groups = [x.a >>> 16, x.a & 0xffff, x.b >>> 16, x.b & 0xffff, x.c >>> 16, x.c & 0xffff, x.d >>> 16, x.d & 0xffff];
+  const groups = [
+    x.a >>> 16,
+    x.a & 0xffff,
+    x.b >>> 16,
+    x.b & 0xffff,
+    x.c >>> 16,
+    x.c & 0xffff,
+    x.d >>> 16,
+    x.d & 0xffff,
+  ];
   let bestStart = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;

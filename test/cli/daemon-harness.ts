@@ -1,4 +1,4 @@
-// Starts a real lvsd (node dist/src/bin/lvsd.js) on a temporary socket and state directory,
+// Starts a real lvsd (node dist/src/bin/lvsd.js --no-dataplane) on a temporary socket and state directory,
 // and makes sure it is gone afterwards.
 
 import { spawn } from 'node:child_process';
@@ -33,9 +33,13 @@ export async function removeDir(dir: string): Promise<void> {
 /** Spawns lvsd and waits until its socket exists (or it exits). */
 export async function spawnDaemon(dir: string, stateDir = join(dir, 'state')): Promise<SpawnedDaemon> {
   const socketPath = join(dir, 'run', 'lvsd.sock');
-  const child = spawn(process.execPath, [LVSD, '--socket', socketPath, '--state-dir', stateDir], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [LVSD, '--no-dataplane', '--socket', socketPath, '--state-dir', stateDir],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
@@ -70,7 +74,7 @@ export function runDaemonToExit(
   return new Promise((res) => {
     const child = spawn(
       process.execPath,
-      [LVSD, '--socket', join(dir, 'run', 'lvsd.sock'), '--state-dir', stateDir],
+      [LVSD, '--no-dataplane', '--socket', join(dir, 'run', 'lvsd.sock'), '--state-dir', stateDir],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
