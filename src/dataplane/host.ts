@@ -207,6 +207,8 @@ export class HostNetwork implements HostSteering {
         ['svc6', new Set()],
         ['real4', new Set()],
         ['real6', new Set()],
+        ['vip4', new Set()],
+        ['vip6', new Set()],
       ]),
       vips: new Map(),
       fwmarks: new Map(),
@@ -218,6 +220,7 @@ export class HostNetwork implements HostSteering {
         d.fwmarks.set(`fwmark:${key.af}:${key.fwmark}`, { family: key.af, mark: key.fwmark });
       } else {
         d.sets.get(`svc${key.af}`)!.add(element(key.addr, key.protocol, key.port));
+        d.sets.get(`vip${key.af}`)!.add(formatAddr(key.addr));
         d.vips.set(`vip:${formatAddr(key.addr)}`, key.addr);
         if (key.af === 4) d.peers.set(formatAddr(key.addr), key.addr);
       }
@@ -285,14 +288,26 @@ export class HostNetwork implements HostSteering {
       '  set svc6 { type ipv6_addr . inet_proto . inet_service; }',
       '  set real4 { type ipv4_addr . inet_proto . inet_service; }',
       '  set real6 { type ipv6_addr . inet_proto . inet_service; }',
+      '  set vip4 { type ipv4_addr; }',
+      '  set vip6 { type ipv6_addr; }',
+      // Never jumped to: a rule using conntrack turns on the kernel's defragmentation, which a
+      // datagram larger than the MTU needs to be steered whole by its port. Our own packets are
+      // notracked before conntrack sees them.
+      '  chain defragment {',
+      '    ct state untracked counter',
+      '  }',
       '  chain prerouting {',
       '    type filter hook prerouting priority raw; policy accept;',
       // What the director writes back is routed normally and never tracked or steered again.
       `    iifname ${tun} notrack return`,
       `    ip daddr . meta l4proto . th dport @svc4 ${mark}`,
       `    ip6 daddr . meta l4proto . th dport @svc6 ${mark}`,
-      `    ip saddr . meta l4proto . th sport @real4 ${mark}`,
-      `    ip6 saddr . meta l4proto . th sport @real6 ${mark}`,
+      // Real servers' replies go to the director, except those to the host's own connections
+      // (a health check from the DIP): those are addressed to a local address that is no VIP.
+      `    ip saddr . meta l4proto . th sport @real4 fib daddr type != local ${mark}`,
+      `    ip saddr . meta l4proto . th sport @real4 ip daddr @vip4 ${mark}`,
+      `    ip6 saddr . meta l4proto . th sport @real6 fib daddr type != local ${mark}`,
+      `    ip6 saddr . meta l4proto . th sport @real6 ip6 daddr @vip6 ${mark}`,
       '  }',
       '  chain output {',
       // Locally generated packets to a VIP (a client on the director): type route re-routes them.

@@ -144,6 +144,13 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.equal(count(afterEdit, 1), 10);
   });
 
+  it('the director itself still reaches a real server port directly (as a health check does)', async () => {
+    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    const direct = s.lab.run(s.lab.ns.director, ['curl', '-sS', '--max-time', '5', `http://${RS1}/`]);
+    assert.match(direct, /This is Real Server 1, you are 198\.18\.1\.1$/m);
+  });
+
   it('other ports of the VIP (the director own address) still reach the director; local clients go through', async () => {
     await s.director.adm(`-A -t ${VIP}:80 -s rr`);
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
@@ -166,7 +173,7 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     await s.director.adm(`-A -t ${VIP}:9000 -s rr`);
     await s.director.adm(`-a -t ${VIP}:9000 -r ${RS2}:9000 -m`);
-    const sink = s.lab.spawn(s.lab.ns.realServers[1]!, ['socat', 'TCP-LISTEN:9000,reuseaddr,fork', 'EXEC:sha256sum']);
+    const sink = s.lab.spawn(s.lab.ns.realServers[1]!, ['socat', '-t', '10', 'TCP-LISTEN:9000,reuseaddr,fork', 'EXEC:sha256sum']);
     try {
       const expected = sha256(readFileSync(s.lab.bulkFile!));
       const downloaded = s.lab.run(s.lab.ns.client, ['sh', '-c', `curl -sS --max-time 60 http://${VIP}/files/bulk.bin | sha256sum`], {
@@ -174,7 +181,8 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
       });
       assert.equal(downloaded.split(' ')[0], expected);
       await new Promise((resolve) => setTimeout(resolve, 200));
-      const uploaded = s.lab.run(s.lab.ns.client, ['socat', '-t', '30', '-T', '60', `FILE:${s.lab.bulkFile!}`, `TCP:${VIP}:9000`], {
+      const upload = `socat -t 30 -T 60 - TCP:${VIP}:9000 < ${s.lab.bulkFile!}`;
+      const uploaded = s.lab.run(s.lab.ns.client, ['sh', '-c', upload], {
         timeoutMs: 70_000,
       });
       assert.equal(uploaded.split(' ')[0], expected);
@@ -187,6 +195,7 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     await s.director.adm(`-A -t ${VIP}:80 -s wlc`);
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    const logged = [0, 1].map((i) => s.lab.accessLog(i).length);
     const out = s.lab.run(
       s.lab.ns.client,
       ['wrk', '-t', '2', '-c', '200', '-d', '5s', '--timeout', '3s', '-H', 'Connection: close', `http://${VIP}/`],
@@ -198,9 +207,15 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
     const errorCount = errors ? errors.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
     assert.ok(errorCount <= total / 100, out);
+    // Every request wrk counted reached a real server, each of them a good share.
+    const served = [0, 1].map((i) => s.lab.accessLog(i).length - logged[i]!);
+    assert.ok(served[0]! + served[1]! >= total, `${served} served for ${total}`);
+    assert.ok(served.every((n) => n > total / 4), `${served}`);
     const [svc] = (await s.director.snapshot()).services;
-    assert.ok(svc!.stats.conns >= total, `${svc!.stats.conns} conns for ${total} requests`);
-    assert.ok(svc!.dests.every((d) => d.stats.conns > total / 4), 'both real servers took a share');
+    // Client ports come round again within the test and the director reuses their entries, so
+    // fewer connections than requests are counted; never more than were made.
+    assert.ok(svc!.stats.conns > 0 && svc!.stats.conns <= total + 200, `${svc!.stats.conns} conns for ${total}`);
+    assert.ok(svc!.stats.inPkts >= total * 4);
   });
 
   it('a UDP service echoes datagrams, one larger than the MTU included', async () => {

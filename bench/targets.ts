@@ -1,0 +1,283 @@
+// The five things the client's load goes through, each started in the lab's director namespace
+// for its turn and stopped after it, so none of them sees another's traffic or rules.
+
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Lab } from '../src/lab/lab.js';
+import type { TargetName } from './summary.js';
+
+export const TCP_PORT = 80;
+export const UDP_PORT = 9000;
+/** lvsd's VIP is this host in the client's subnet (198.18.0.10). */
+const LVSD_VIP_HOST = 10;
+export const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+
+export interface Target {
+  readonly name: TargetName;
+  /** Where the client sends its TCP load. */
+  readonly tcp: string;
+  /** Where the client sends UDP, or null when the target cannot carry it. */
+  readonly udp: string | null;
+  /** Whose address the real servers should see: the client's (NAT) or the director's (proxies). */
+  readonly realServersSee: 'client' | 'director';
+  /** False for direct: one real server, no balancing. */
+  readonly balances: boolean;
+  start(): Promise<void>;
+  /** Stops what start() began; safe to call when start() failed half-way. */
+  stop(): Promise<void>;
+}
+
+export interface TargetOptions {
+  /** Prefix for director-side commands, e.g. ['taskset', '-c', '0']; empty for no pinning. */
+  pin: readonly string[];
+  /** Extra node options for lvsd (e.g. --cpu-prof). */
+  lvsdNodeArgs: readonly string[];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A child in the director namespace whose stderr is kept for error messages. */
+class DirectorProcess {
+  private child: ChildProcess | null = null;
+  private stderr = '';
+
+  constructor(
+    private readonly lab: Lab,
+    private readonly what: string,
+  ) {}
+
+  start(argv: readonly string[]): void {
+    this.stderr = '';
+    const child = this.lab.spawn(this.lab.ns.director, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on(
+      'data',
+      (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString()).slice(-2000)),
+    );
+    this.child = child;
+  }
+
+  /** Throws with the process's last words when it has exited. */
+  checkAlive(): void {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return;
+    throw new Error(
+      `${this.what} exited: ${this.stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`,
+    );
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
+  async stop(graceMs = 5000): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    if ((await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)])) === false) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+}
+
+function directTarget(lab: Lab): Target {
+  return {
+    name: 'direct',
+    tcp: `${lab.addr.realServers[0]}:${TCP_PORT}`,
+    udp: `${lab.addr.realServers[0]}:${UDP_PORT}`,
+    realServersSee: 'client',
+    balances: false,
+    start: async () => undefined,
+    stop: async () => undefined,
+  };
+}
+
+/** nftables DNAT with a round-robin counter: the kernel's own equivalent of LVS-NAT. */
+function kernelNatTarget(lab: Lab): Target {
+  const table = 'lvsbench_nat';
+  const map = `{ ${lab.addr.realServers.map((rs, i) => `${i} : ${rs}`).join(', ')} }`;
+  const pick = `numgen inc mod ${lab.addr.realServers.length} map ${map}`;
+  const ruleset = `table ip ${table} {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr ${lab.addr.vip} tcp dport ${TCP_PORT} dnat to ${pick}
+    ip daddr ${lab.addr.vip} udp dport ${UDP_PORT} dnat to ${pick}
+  }
+}
+`;
+  return {
+    name: 'nat',
+    tcp: `${lab.addr.vip}:${TCP_PORT}`,
+    udp: `${lab.addr.vip}:${UDP_PORT}`,
+    realServersSee: 'client',
+    balances: true,
+    start: async () => {
+      lab.run(lab.ns.director, ['nft', '-f', '-'], { input: ruleset });
+    },
+    stop: async () => {
+      try {
+        lab.run(lab.ns.director, ['nft', 'delete', 'table', 'ip', table]);
+      } catch {
+        // Never added.
+      }
+    },
+  };
+}
+
+function haproxyTarget(lab: Lab, options: TargetOptions): Target {
+  const dir = join(lab.tmpDir, 'haproxy');
+  const proc = new DirectorProcess(lab, 'haproxy');
+  const servers = lab.addr.realServers.map((rs, i) => `  server rs${i + 1} ${rs}:${TCP_PORT}`).join('\n');
+  const config = `global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend bench
+  bind ${lab.addr.vip}:${TCP_PORT}
+  default_backend realservers
+backend realservers
+  balance roundrobin
+${servers}
+`;
+  return {
+    name: 'haproxy',
+    tcp: `${lab.addr.vip}:${TCP_PORT}`,
+    udp: null,
+    realServersSee: 'director',
+    balances: true,
+    start: async () => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'haproxy.cfg'), config);
+      proc.start([...options.pin, 'haproxy', '-db', '-f', join(dir, 'haproxy.cfg')]);
+      await sleep(200);
+      proc.checkAlive();
+    },
+    stop: () => proc.stop(),
+  };
+}
+
+function nginxStreamTarget(lab: Lab, options: TargetOptions): Target {
+  const dir = join(lab.tmpDir, 'nginx-stream');
+  const proc = new DirectorProcess(lab, 'nginx stream');
+  const upstream = (port: number) => lab.addr.realServers.map((rs) => `    server ${rs}:${port};`).join('\n');
+  const config = `load_module ${STREAM_MODULE};
+worker_processes 1;
+daemon off;
+user root;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 9000; }
+worker_rlimit_nofile 19000;
+stream {
+  upstream tcp_realservers {
+${upstream(TCP_PORT)}
+  }
+  upstream udp_realservers {
+${upstream(UDP_PORT)}
+  }
+  server {
+    listen ${lab.addr.vip}:${TCP_PORT} backlog=8192;
+    proxy_pass tcp_realservers;
+  }
+  server {
+    listen ${lab.addr.vip}:${UDP_PORT} udp;
+    proxy_pass udp_realservers;
+    proxy_responses 1;
+    proxy_timeout 2s;
+  }
+}
+`;
+  return {
+    name: 'nginx',
+    tcp: `${lab.addr.vip}:${TCP_PORT}`,
+    udp: `${lab.addr.vip}:${UDP_PORT}`,
+    realServersSee: 'director',
+    balances: true,
+    start: async () => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'nginx.conf'), config);
+      proc.start([
+        ...options.pin,
+        'nginx',
+        '-c',
+        join(dir, 'nginx.conf'),
+        '-p',
+        dir,
+        '-e',
+        join(dir, 'error.log'),
+      ]);
+      await sleep(300);
+      proc.checkAlive();
+    },
+    stop: () => proc.stop(),
+  };
+}
+
+/**
+ * lvsd as a user runs it: the daemon in the director namespace, configured with lvsadm. Its VIP
+ * is an address of its own, not the director's: the proxies' TIME_WAIT sockets on VIP:80 would
+ * otherwise catch lvsd's SYNs (TCP early demux ties them to the socket, and a packet with a
+ * socket is never forwarded) for a minute after a proxy's turn.
+ */
+function lvsdTarget(lab: Lab, options: TargetOptions): Target {
+  const vip = lab.addr.vip.replace(/\.\d+$/, `.${LVSD_VIP_HOST}`);
+  const bin = new URL('../src/bin/', import.meta.url).pathname;
+  const dir = join(lab.tmpDir, 'lvsd');
+  const socket = join(dir, 'lvsd.sock');
+  const proc = new DirectorProcess(lab, 'lvsd');
+  const lvsadm = (args: string) =>
+    lab.run(
+      lab.ns.director,
+      [process.execPath, join(bin, 'lvsadm.js'), '--socket', socket, ...args.split(' ')],
+      {
+        timeoutMs: 10_000,
+      },
+    );
+  return {
+    name: 'lvsd',
+    tcp: `${vip}:${TCP_PORT}`,
+    udp: `${vip}:${UDP_PORT}`,
+    realServersSee: 'client',
+    balances: true,
+    start: async () => {
+      mkdirSync(dir, { recursive: true });
+      proc.start([
+        ...options.pin,
+        process.execPath,
+        ...options.lvsdNodeArgs,
+        join(bin, 'lvsd.js'),
+        '--socket',
+        socket,
+        '--state-dir',
+        join(dir, 'state'),
+      ]);
+      for (let waited = 0; !existsSync(socket); waited += 50) {
+        proc.checkAlive();
+        if (waited > 10_000) throw new Error(`lvsd: no control socket at ${socket} after 10 s`);
+        await sleep(50);
+      }
+      for (const [flag, port] of [
+        ['-t', TCP_PORT],
+        ['-u', UDP_PORT],
+      ] as const) {
+        lvsadm(`-A ${flag} ${vip}:${port} -s rr`);
+        for (const rs of lab.addr.realServers) lvsadm(`-a ${flag} ${vip}:${port} -r ${rs}:${port} -m`);
+      }
+    },
+    stop: () => proc.stop(),
+  };
+}
+
+export function makeTargets(lab: Lab, names: readonly TargetName[], options: TargetOptions): Target[] {
+  const all: Record<TargetName, () => Target> = {
+    direct: () => directTarget(lab),
+    nat: () => kernelNatTarget(lab),
+    haproxy: () => haproxyTarget(lab, options),
+    nginx: () => nginxStreamTarget(lab, options),
+    lvsd: () => lvsdTarget(lab, options),
+  };
+  return names.map((name) => all[name]());
+}
