@@ -107,6 +107,9 @@ function prepareLab(lab: Lab, serverPin: readonly string[]): void {
   // Connection: close opens tens of thousands of connections per run; proxies open as many again.
   for (const ns of [lab.ns.client, lab.ns.director]) sysctl(ns, 'net.ipv4.ip_local_port_range=1024 65000');
   sysctl(lab.ns.director, 'net.ipv4.tcp_tw_reuse=1');
+  // No TIME_WAIT on the real servers: a client port reused in the next target's turn would meet
+  // the previous turn's TIME_WAIT socket there and lose its SYN to timestamp checks.
+  for (const ns of lab.ns.realServers) sysctl(ns, 'net.ipv4.tcp_max_tw_buckets=0');
   const echo = new URL('./udp-echo.js', import.meta.url).pathname;
   lab.ns.realServers.forEach((ns, i) => {
     writeFileSync(

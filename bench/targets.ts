@@ -2,7 +2,7 @@
 // for its turn and stopped after it, so none of them sees another's traffic or rules.
 
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from '../src/lab/lab.js';
 import type { TargetName } from './summary.js';
@@ -243,6 +243,9 @@ function lvsdTarget(lab: Lab, options: TargetOptions): Target {
     realServersSee: 'client',
     balances: true,
     start: async () => {
+      // A fresh state directory: lvsd would restore the previous turn's services, and an old
+      // socket file would look like a daemon ready to answer.
+      rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
       proc.start([
         ...options.pin,

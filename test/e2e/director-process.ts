@@ -37,3 +37,5 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (request.kind === 'close') break;
 }
 await engine.close();
+// stdin stays open on the harness side: leave without waiting for it.
+process.exit(0);

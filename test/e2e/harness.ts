@@ -88,7 +88,8 @@ export function hostState(lab: Lab): string {
     'ip -4 rule',
     'ip -6 rule',
     'ip -4 route show table all',
-    'ip -6 route show table all',
+    // IPv6 link-local and multicast routes come and go with address autoconfiguration.
+    "ip -6 route show table all | grep -vE 'fe80::|ff00::'",
     'ip neigh show proxy',
     'nft list ruleset',
     "sysctl -a 2>/dev/null | grep -E 'ip_forward|conf.all.forwarding|send_redirects|accept_local|rp_filter|proxy_ndp'",
