@@ -191,8 +191,9 @@ export class Director {
     if (!hasPorts(p.protocol)) return this.drop('unsupported');
 
     let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
-    if (id >= 0 && this.isOnePacket(id)) {
-      // One-packet scheduling: every datagram is scheduled afresh.
+    if (id >= 0 && (this.isOnePacket(id) || this.reopens(id, p))) {
+      // One-packet scheduling, or a client reusing the port of a finished connection: a new
+      // connection, scheduled afresh (IPVS's conn_reuse_mode).
       this.conns.expire(id);
       id = -1;
     }
@@ -215,6 +216,14 @@ export class Director {
   private isOnePacket(id: number): boolean {
     const service = this.services.byId(this.conns.serviceId(id));
     return service !== undefined && (service.settings.flags & SVC_F_ONEPACKET) !== 0;
+  }
+
+  private reopens(id: number, p: ParsedPacket): boolean {
+    return (
+      p.protocol === IPPROTO_TCP &&
+      (p.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
+      this.conns.state(id) === 'TIME_WAIT'
+    );
   }
 
   /** A new connection: persistence template first, else the scheduler. */

@@ -308,6 +308,9 @@ export class HostNetwork implements HostSteering {
       `    ip saddr . meta l4proto . th sport @real4 ip daddr @vip4 ${mark}`,
       `    ip6 saddr . meta l4proto . th sport @real6 fib daddr type != local ${mark}`,
       `    ip6 saddr . meta l4proto . th sport @real6 ip6 daddr @vip6 ${mark}`,
+      // ICMP errors to a VIP (path MTU for the replies, mostly) belong to the real server's flow.
+      `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
+      `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
       '  }',
       '  chain output {',
       // Locally generated packets to a VIP (a client on the director): type route re-routes them.

@@ -11,6 +11,8 @@ export interface PacketDirector {
   snapshot(options: { connections: boolean }): Snapshot;
   /** Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. */
   process(buf: Uint8Array, offset: number, length: number): number;
+  /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
+  readonly pending: Uint8Array[];
   tick(): void;
 }
 

@@ -62,6 +62,13 @@ function run(director: PacketDirector, tun: TunDevice | null): void {
     }
   };
 
+  const send = (device: TunDevice, buf: Uint8Array, length: number): void => {
+    if (device.write(buf, length)) {
+      stats.txPackets++;
+      stats.txBytes += length;
+    } else stats.drops.writeFailed++;
+  };
+
   while (running) {
     for (let m = receiveMessageOnPort(port); m; m = running ? receiveMessageOnPort(port) : undefined) {
       const request = m.message as Request;
@@ -90,10 +97,10 @@ function run(director: PacketDirector, tun: TunDevice | null): void {
           continue;
         }
         if (out === 0) stats.drops.verdict++;
-        else if (tun.write(frame, out)) {
-          stats.txPackets++;
-          stats.txBytes += out;
-        } else stats.drops.writeFailed++;
+        else send(tun, frame, out);
+        if (director.pending.length > 0) {
+          for (const extra of director.pending.splice(0)) send(tun, extra, extra.length);
+        }
       }
       if (handled === 0) tun.poll(settings.idlePollMs);
     } else {

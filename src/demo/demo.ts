@@ -23,7 +23,7 @@ function show(ns: string, argv: string[], label: string): string {
 }
 
 async function waitFor(path: string, timeoutMs: number): Promise<boolean> {
-  for (const end = Date.now() + timeoutMs; Date.now() < end; ) {
+  for (const end = Date.now() + timeoutMs; Date.now() < end;) {
     if (existsSync(path)) return true;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -38,7 +38,9 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (process.getuid?.() !== 0) {
-    process.stderr.write('lvsd demo needs root: it creates network namespaces, a TUN device and nftables rules\n');
+    process.stderr.write(
+      'lvsd demo needs root: it creates network namespaces, a TUN device and nftables rules\n',
+    );
     return 1;
   }
 
@@ -49,10 +51,14 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   mkdirSync(stateDir);
   const logPath = join(lab.tmpDir, 'lvsd.log');
   const log = openSync(logPath, 'a');
-  const lvsd = spawn('ip', ['netns', 'exec', lab.ns.director, process.execPath, LVSD, '--socket', socket, '--state-dir', stateDir], {
-    stdio: ['ignore', log, log],
-    detached: keep,
-  });
+  const lvsd = spawn(
+    'ip',
+    ['netns', 'exec', lab.ns.director, process.execPath, LVSD, '--socket', socket, '--state-dir', stateDir],
+    {
+      stdio: ['ignore', log, log],
+      detached: keep,
+    },
+  );
   const vip = `${lab.addr.vip}:80`;
   const adm = (args: string): string[] => [process.execPath, LVSADM, '--socket', socket, ...args.split(' ')];
   try {
@@ -60,7 +66,8 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       `lab: client ${lab.addr.client} -> director ${lab.addr.vip} (VIP) -> real servers ${lab.addr.realServers.join(', ')}\n` +
         `namespaces: ${[lab.ns.client, lab.ns.director, ...lab.ns.realServers].join(' ')}\n`,
     );
-    if (!(await waitFor(socket, 10_000))) throw new Error(`lvsd did not start:\n${readFileSync(logPath, 'utf8')}`);
+    if (!(await waitFor(socket, 10_000)))
+      throw new Error(`lvsd did not start:\n${readFileSync(logPath, 'utf8')}`);
     const director = lab.ns.director;
     show(director, adm(`-A -t ${vip} -s rr`), 'director');
     for (const rs of lab.addr.realServers) show(director, adm(`-a -t ${vip} -r ${rs}:80 -m`), 'director');

@@ -29,7 +29,18 @@ function iperf(lab: Lab, reverse: boolean): number {
 function connectionRate(lab: Lab): number {
   const out = lab.run(
     lab.ns.client,
-    ['wrk', '-t', '2', '-c', '100', '-d', `${seconds}s`, '-H', 'Connection: close', `http://${lab.addr.vip}/`],
+    [
+      'wrk',
+      '-t',
+      '2',
+      '-c',
+      '100',
+      '-d',
+      `${seconds}s`,
+      '-H',
+      'Connection: close',
+      `http://${lab.addr.vip}/`,
+    ],
     { timeoutMs: (seconds + 20) * 1000 },
   );
   return Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0));
@@ -43,12 +54,18 @@ async function throughLvsd(lab: Lab): Promise<Figures> {
   const socket = join(lab.tmpDir, 'lvsd.sock');
   const stateDir = join(lab.tmpDir, 'state');
   mkdirSync(stateDir);
-  const lvsd = lab.spawn(lab.ns.director, [process.execPath, LVSD, '--socket', socket, '--state-dir', stateDir], {
-    stdio: 'inherit',
-  });
+  const lvsd = lab.spawn(
+    lab.ns.director,
+    [process.execPath, LVSD, '--socket', socket, '--state-dir', stateDir],
+    {
+      stdio: 'inherit',
+    },
+  );
   try {
-    for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-    const adm = (args: string) => lab.run(lab.ns.director, [process.execPath, LVSADM, '--socket', socket, ...args.split(' ')]);
+    for (let i = 0; i < 200 && !existsSync(socket); i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    const adm = (args: string) =>
+      lab.run(lab.ns.director, [process.execPath, LVSADM, '--socket', socket, ...args.split(' ')]);
     adm(`-A -t ${lab.addr.vip}:80 -s rr`);
     // iperf3's control and data connections must meet on one server.
     adm(`-A -t ${lab.addr.vip}:5201 -s rr -p 60`);

@@ -6,7 +6,15 @@
 // are named <prefix><pid>-<role>, so leftovers of a dead run can be recognised and removed.
 
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -37,7 +45,12 @@ export interface Lab {
 
 function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000): string {
   try {
-    return execFileSync(argv[0]!, argv.slice(1), { input, encoding: 'utf8', stdio: 'pipe', timeout: timeoutMs });
+    return execFileSync(argv[0]!, argv.slice(1), {
+      input,
+      encoding: 'utf8',
+      stdio: 'pipe',
+      timeout: timeoutMs,
+    });
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr?.trim();
     throw new Error(`${argv.join(' ')}: ${stderr || (error as Error).message}`, { cause: error });

@@ -354,3 +354,22 @@ test('the packet path never throws and never emits an unparseable packet on garb
     { numRuns: 3000 },
   );
 });
+
+test('a SYN on a port whose connection is in TIME_WAIT opens a new connection, scheduled afresh', () => {
+  const d = director();
+  setup(d);
+  send(d, tcp(CLIENT, 40000, VIP, 80, SYN));
+  send(d, tcp(RS2, 8080, CLIENT, 40000, SYN | ACK));
+  send(d, tcp(CLIENT, 40000, VIP, 80, ACK));
+  send(d, tcp(RS2, 8080, CLIENT, 40000, FIN | ACK));
+  send(d, tcp(CLIENT, 40000, VIP, 80, FIN | ACK));
+  assert.equal(d.snapshot({ connections: true }).connections![0]!.state, 'TIME_WAIT');
+  const again = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  assert.equal(again.parsed.daddr.a, ip(RS1).a, 'rr moves on to the next real server');
+  const snap = d.snapshot({ connections: true });
+  assert.equal(snap.services[0]!.stats.conns, 2);
+  assert.deepEqual(
+    snap.connections!.map((c) => c.state),
+    ['SYN_RECV'],
+  );
+});

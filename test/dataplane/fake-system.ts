@@ -38,7 +38,8 @@ export class FakeSystem implements System {
     if (argv[0] === 'nft' && argv[2] === 'table') {
       const table = `nft table ${argv[3]} ${argv[4]}`;
       this.removeFact(table);
-      for (const fact of [...this.facts]) if (fact.startsWith(`nft element ${argv[3]} ${argv[4]} `)) this.facts.delete(fact);
+      for (const fact of [...this.facts])
+        if (fact.startsWith(`nft element ${argv[3]} ${argv[4]} `)) this.facts.delete(fact);
       return '';
     }
     if (argv[0] === 'nft' && argv[2] === 'element') {

@@ -10,6 +10,7 @@ const VNET = 10;
 export class Director implements PacketDirector {
   private readonly services: ServiceSnapshot[] = [];
   private ticks = 0;
+  readonly pending: Uint8Array[] = [];
 
   execute(op: ControlOp): void {
     if (op.op === 'add-service') {
@@ -30,7 +31,11 @@ export class Director implements PacketDirector {
 
   snapshot(): Snapshot {
     // The tick count rides in connTableBuckets so a test can see housekeeping happen.
-    return { connTableBuckets: this.ticks, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services: this.services };
+    return {
+      connTableBuckets: this.ticks,
+      timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+      services: this.services,
+    };
   }
 
   process(buf: Uint8Array, offset: number, length: number): number {

@@ -7,7 +7,13 @@ import type { HostSteering } from '../../src/dataplane/host.js';
 import { WorkerEngine } from '../../src/dataplane/worker-engine.js';
 
 const stub = new URL('./stub-director.js', import.meta.url).href;
-const key = (port: number) => ({ af: 4 as const, protocol: IPPROTO_TCP as 6, addr: addr4(0xc6120001), port, fwmark: 0 });
+const key = (port: number) => ({
+  af: 4 as const,
+  protocol: IPPROTO_TCP as 6,
+  addr: addr4(0xc6120001),
+  port,
+  fwmark: 0,
+});
 const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null };
 
 class RecordingHost implements HostSteering {
@@ -24,14 +30,23 @@ class RecordingHost implements HostSteering {
 describe('WorkerEngine (no device)', () => {
   it('runs control operations in the worker, errors keep their LvsError code', async () => {
     const host = new RecordingHost();
-    const engine = await WorkerEngine.start({ tun: null, host, directorModule: stub, idlePollMs: 5, tickMs: 10 });
+    const engine = await WorkerEngine.start({
+      tun: null,
+      host,
+      directorModule: stub,
+      idlePollMs: 5,
+      tickMs: 10,
+    });
     try {
       await engine.execute({ op: 'add-service', key: key(80), settings });
-      await assert.rejects(engine.execute({ op: 'add-service', key: key(80), settings }), (error: unknown) => {
-        assert.ok(error instanceof LvsError);
-        assert.equal(error.code, ErrorCodes.SERVICE_EXISTS);
-        return true;
-      });
+      await assert.rejects(
+        engine.execute({ op: 'add-service', key: key(80), settings }),
+        (error: unknown) => {
+          assert.ok(error instanceof LvsError);
+          assert.equal(error.code, ErrorCodes.SERVICE_EXISTS);
+          return true;
+        },
+      );
       await assert.rejects(engine.execute({ op: 'zero' }), (error: unknown) => {
         assert.ok(!(error instanceof LvsError));
         assert.match((error as Error).message, /unsupported/);
@@ -62,7 +77,11 @@ describe('WorkerEngine (no device)', () => {
 
   it('reports a director module that cannot load as a startup failure', async () => {
     await assert.rejects(
-      WorkerEngine.start({ tun: null, host: null, directorModule: new URL('./missing.js', import.meta.url).href }),
+      WorkerEngine.start({
+        tun: null,
+        host: null,
+        directorModule: new URL('./missing.js', import.meta.url).href,
+      }),
       /missing\.js|Cannot find module/,
     );
   });

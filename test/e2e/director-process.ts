@@ -31,7 +31,12 @@ for await (const line of createInterface({ input: process.stdin })) {
   try {
     reply = { id: request.id, ok: true, value: await handle(request) };
   } catch (error) {
-    reply = { id: request.id, ok: false, code: (error as { code?: string }).code, message: (error as Error).message };
+    reply = {
+      id: request.id,
+      ok: false,
+      code: (error as { code?: string }).code,
+      message: (error as Error).message,
+    };
   }
   process.stdout.write(`${JSON.stringify(reply)}\n`);
   if (request.kind === 'close') break;

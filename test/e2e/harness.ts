@@ -47,7 +47,9 @@ export class DirectorProcess {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiters.set(id, (reply) =>
-        reply.ok ? resolve(reply.value) : reject(Object.assign(new Error(reply.message), { code: reply.code })),
+        reply.ok
+          ? resolve(reply.value)
+          : reject(Object.assign(new Error(reply.message), { code: reply.code })),
       );
       this.child.stdin!.write(`${JSON.stringify({ ...request, id })}\n`);
     });

@@ -67,13 +67,23 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     await s.director.adm(`-A -t ${VIP}:80 -s rr`);
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
-    const out = s.curl(`http://${VIP}/`, ['-H', 'Connection: close', `http://${VIP}/`, `http://${VIP}/`, `http://${VIP}/`]);
+    const out = s.curl(`http://${VIP}/`, [
+      '-H',
+      'Connection: close',
+      `http://${VIP}/`,
+      `http://${VIP}/`,
+      `http://${VIP}/`,
+    ]);
     const seen = servers(out);
     assert.equal(seen.length, 4, out);
     assert.notEqual(seen[0], seen[1]);
     assert.deepEqual(seen.slice(2), seen.slice(0, 2));
-    assert.ok([...out.matchAll(/you are (\S+)/g)].every((m) => m[1] === s.lab.addr.client), out);
-    for (const i of [0, 1]) assert.ok(s.lab.accessLog(i).some((line) => line.startsWith(`${s.lab.addr.client} / 200`)));
+    assert.ok(
+      [...out.matchAll(/you are (\S+)/g)].every((m) => m[1] === s.lab.addr.client),
+      out,
+    );
+    for (const i of [0, 1])
+      assert.ok(s.lab.accessLog(i).some((line) => line.startsWith(`${s.lab.addr.client} / 200`)));
   });
 
   it('wrr 3:1 over 300 connections, and --stats count them', async () => {
@@ -93,7 +103,13 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.ok(svc!.stats.inBytes >= 300 * (70 + 4 * 40));
     assert.ok(svc!.stats.outBytes > svc!.stats.inBytes, 'responses are larger than requests');
     const byDest = new Map(svc!.dests.map((d) => [formatAddr(d.addr), d.stats.conns]));
-    assert.deepEqual(byDest, new Map([[RS1, 225], [RS2, 75]]));
+    assert.deepEqual(
+      byDest,
+      new Map([
+        [RS1, 225],
+        [RS2, 75],
+      ]),
+    );
   });
 
   it('-p keeps a client on one real server', async () => {
@@ -104,7 +120,10 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.equal(seen.length, 20);
     assert.equal(new Set(seen).size, 1);
     const conns = (await s.director.snapshot(true)).connections ?? [];
-    assert.ok(conns.some((c) => c.template), 'a persistence template is listed');
+    assert.ok(
+      conns.some((c) => c.template),
+      'a persistence template is listed',
+    );
   });
 
   it('weight 0 takes no new connections while an open one continues; -Lnc shows it ESTABLISHED', async () => {
@@ -154,7 +173,11 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
   it('other ports of the VIP (the director own address) still reach the director; local clients go through', async () => {
     await s.director.adm(`-A -t ${VIP}:80 -s rr`);
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    const listener = s.lab.spawn(s.lab.ns.director, ['socat', 'TCP-LISTEN:2222,reuseaddr,fork', 'SYSTEM:echo director-here']);
+    const listener = s.lab.spawn(s.lab.ns.director, [
+      'socat',
+      'TCP-LISTEN:2222,reuseaddr,fork',
+      'SYSTEM:echo director-here',
+    ]);
     try {
       await new Promise((resolve) => setTimeout(resolve, 300));
       const reply = s.lab.run(s.lab.ns.client, ['socat', '-t', '2', '-', `TCP:${VIP}:2222`], { input: '' });
@@ -173,12 +196,22 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     await s.director.adm(`-A -t ${VIP}:9000 -s rr`);
     await s.director.adm(`-a -t ${VIP}:9000 -r ${RS2}:9000 -m`);
-    const sink = s.lab.spawn(s.lab.ns.realServers[1]!, ['socat', '-t', '10', 'TCP-LISTEN:9000,reuseaddr,fork', 'EXEC:sha256sum']);
+    const sink = s.lab.spawn(s.lab.ns.realServers[1]!, [
+      'socat',
+      '-t',
+      '10',
+      'TCP-LISTEN:9000,reuseaddr,fork',
+      'EXEC:sha256sum',
+    ]);
     try {
       const expected = sha256(readFileSync(s.lab.bulkFile!));
-      const downloaded = s.lab.run(s.lab.ns.client, ['sh', '-c', `curl -sS --max-time 60 http://${VIP}/files/bulk.bin | sha256sum`], {
-        timeoutMs: 70_000,
-      });
+      const downloaded = s.lab.run(
+        s.lab.ns.client,
+        ['sh', '-c', `curl -sS --max-time 60 http://${VIP}/files/bulk.bin | sha256sum`],
+        {
+          timeoutMs: 70_000,
+        },
+      );
       assert.equal(downloaded.split(' ')[0], expected);
       await new Promise((resolve) => setTimeout(resolve, 200));
       const upload = `socat -t 30 -T 60 - TCP:${VIP}:9000 < ${s.lab.bulkFile!}`;
@@ -198,7 +231,20 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     const logged = [0, 1].map((i) => s.lab.accessLog(i).length);
     const out = s.lab.run(
       s.lab.ns.client,
-      ['wrk', '-t', '2', '-c', '200', '-d', '5s', '--timeout', '3s', '-H', 'Connection: close', `http://${VIP}/`],
+      [
+        'wrk',
+        '-t',
+        '2',
+        '-c',
+        '200',
+        '-d',
+        '5s',
+        '--timeout',
+        '3s',
+        '-H',
+        'Connection: close',
+        `http://${VIP}/`,
+      ],
       { timeoutMs: 30_000 },
     );
     const total = Number(/(\d+) requests in/.exec(out)?.[1]);
@@ -210,11 +256,17 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     // Every request wrk counted reached a real server, each of them a good share.
     const served = [0, 1].map((i) => s.lab.accessLog(i).length - logged[i]!);
     assert.ok(served[0]! + served[1]! >= total, `${served} served for ${total}`);
-    assert.ok(served.every((n) => n > total / 4), `${served}`);
+    assert.ok(
+      served.every((n) => n > total / 4),
+      `${served}`,
+    );
     const [svc] = (await s.director.snapshot()).services;
     // Client ports come round again within the test and the director reuses their entries, so
     // fewer connections than requests are counted; never more than were made.
-    assert.ok(svc!.stats.conns > 0 && svc!.stats.conns <= total + 200, `${svc!.stats.conns} conns for ${total}`);
+    assert.ok(
+      svc!.stats.conns > 0 && svc!.stats.conns <= total + 200,
+      `${svc!.stats.conns} conns for ${total}`,
+    );
     assert.ok(svc!.stats.inPkts >= total * 4);
   });
 
