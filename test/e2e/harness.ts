@@ -1,86 +1,212 @@
-// Shared by the e2e tests: a lab with the real data plane running in its director namespace,
-// controlled with ipvsadm-style argument lists.
+// Shared by the e2e tests: a lab whose director namespace runs the real daemon (`lvsd`), driven
+// and read with `lvsadm` exactly as an operator would, through its control socket.
 
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import type { Snapshot } from '../../src/core/ops.js';
-import type { DataplaneStats } from '../../src/dataplane/messages.js';
+import { fileURLToPath } from 'node:url';
 import { buildLab, type Lab } from '../../src/lab/lab.js';
 
 export const isRoot = process.getuid?.() === 0;
 export const ROOT_SKIP = isRoot ? false : 'needs root for network namespaces';
 
-interface Reply {
-  id: number;
-  ok: boolean;
-  value?: unknown;
-  code?: string;
-  message?: string;
+const LVSD = fileURLToPath(new URL('../../src/bin/lvsd.js', import.meta.url));
+const LVSADM = fileURLToPath(new URL('../../src/bin/lvsadm.js', import.meta.url));
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One line of `-Ln` / `-Ln --stats`: the first column, then the rest split on blanks. */
+export interface Row {
+  key: string;
+  fields: string[];
 }
 
-export class DirectorProcess {
-  private nextId = 1;
-  private readonly waiters = new Map<number, (reply: Reply) => void>();
+export interface ServiceRows extends Row {
+  dests: Row[];
+}
+
+/** Splits ipvsadm's service listings into services (key "TCP 198.18.0.1:80") and their real servers. */
+export function parseServices(output: string): ServiceRows[] {
+  const services: ServiceRows[] = [];
+  for (const line of output.split('\n')) {
+    const service = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s*(.*)$/.exec(line);
+    const dest = /^\s+->\s+(\S+)\s*(.*)$/.exec(line);
+    if (service) {
+      services.push({ key: `${service[1]} ${service[2]}`, fields: words(service[3]!), dests: [] });
+    } else if (dest && dest[1] !== 'RemoteAddress:Port') {
+      services.at(-1)!.dests.push({ key: dest[1]!, fields: words(dest[2]!) });
+    }
+  }
+  return services;
+}
+
+const words = (text: string): string[] => text.split(/\s+/).filter(Boolean);
+
+export interface DestList {
+  dest: string;
+  forward: string;
+  weight: number;
+  activeConns: number;
+  inactConns: number;
+}
+
+export interface ServiceList {
+  service: string;
+  /** Scheduler and flags, e.g. "rr persistent 60". */
+  flags: string;
+  dests: DestList[];
+}
+
+export interface Counters {
+  conns: number;
+  inPkts: number;
+  outPkts: number;
+  inBytes: number;
+  outBytes: number;
+}
+
+export interface ServiceStats extends Counters {
+  service: string;
+  dests: Map<string, Counters>;
+}
+
+/** One row of `-Lnc`. */
+export interface ConnRow {
+  proto: string;
+  expire: string;
+  state: string;
+  source: string;
+  virtual: string;
+  destination: string;
+}
+
+function counters(fields: string[]): Counters {
+  const [conns, inPkts, outPkts, inBytes, outBytes] = fields.map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { conns, inPkts, outPkts, inBytes, outBytes };
+}
+
+/** lvsd running in the lab's director namespace. */
+export class Lvsd {
+  readonly socket: string;
+  readonly stateDir: string;
+  readonly logPath: string;
   private readonly child: ChildProcess;
-  readonly ready: Promise<void>;
+  private readonly exited: Promise<unknown>;
 
-  constructor(lab: Lab, stateDir: string) {
-    const script = new URL('./director-process.js', import.meta.url).pathname;
-    this.child = lab.spawn(lab.ns.director, [process.execPath, script, stateDir], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    this.ready = new Promise((resolve, reject) => {
-      this.waiters.set(0, (reply) => (reply.ok ? resolve() : reject(new Error(reply.message))));
-      this.child.once('exit', (code) => reject(new Error(`director process exited (${code})`)));
-    });
-    createInterface({ input: this.child.stdout! }).on('line', (line) => {
-      const reply = JSON.parse(line) as Reply;
-      this.waiters.get(reply.id)?.(reply);
-      this.waiters.delete(reply.id);
-    });
+  constructor(private readonly lab: Lab) {
+    this.socket = join(lab.tmpDir, 'lvsd.sock');
+    this.stateDir = join(lab.tmpDir, 'state');
+    this.logPath = join(lab.tmpDir, 'lvsd.log');
+    mkdirSync(this.stateDir);
+    const log = openSync(this.logPath, 'a');
+    // `ip netns exec` execs lvsd: signals to this pid reach the daemon itself.
+    this.child = lab.spawn(
+      lab.ns.director,
+      [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir],
+      { stdio: ['ignore', log, log] },
+    );
+    this.exited = once(this.child, 'exit');
   }
 
-  private call(request: object): Promise<unknown> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiters.set(id, (reply) =>
-        reply.ok
-          ? resolve(reply.value)
-          : reject(Object.assign(new Error(reply.message), { code: reply.code })),
-      );
-      this.child.stdin!.write(`${JSON.stringify({ ...request, id })}\n`);
-    });
-  }
-
-  /** One ipvsadm command, e.g. adm('-A -t 198.18.0.1:80 -s rr'). */
-  async adm(args: string): Promise<void> {
-    await this.call({ argv: args.split(/\s+/) });
-  }
-
-  snapshot(connections = false): Promise<Snapshot> {
-    return this.call({ kind: 'snapshot', connections }) as Promise<Snapshot>;
-  }
-
-  stats(): Promise<DataplaneStats> {
-    return this.call({ kind: 'stats' }) as Promise<DataplaneStats>;
+  get log(): string {
+    return readFileSync(this.logPath, 'utf8');
   }
 
   get closed(): boolean {
     return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    await this.call({ kind: 'close' }).catch(() => undefined);
-    await exited;
+  /** Resolves once the control socket exists (the daemon listens only after the data plane is up). */
+  async ready(): Promise<void> {
+    for (const end = Date.now() + START_TIMEOUT_MS; Date.now() < end;) {
+      if (this.closed) throw new Error(`lvsd exited (${this.child.exitCode}):\n${this.log}`);
+      if (existsSync(this.socket)) return;
+      await sleep(50);
+    }
+    throw new Error(`lvsd did not open ${this.socket}:\n${this.log}`);
+  }
+
+  /** One lvsadm command, e.g. adm('-A -t 198.18.0.1:80 -s rr'); throws unless it exits 0 silently on stderr. */
+  adm(args: string): string {
+    const argv = [process.execPath, LVSADM, '--socket', this.socket, ...words(args)];
+    const result = spawnSync('ip', ['netns', 'exec', this.lab.ns.director, ...argv], {
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    if (result.status !== 0 || result.stderr !== '') {
+      throw new Error(`lvsadm ${args}: exit ${result.status ?? result.signal}, stderr: ${result.stderr}`);
+    }
+    return result.stdout;
+  }
+
+  /** `-Ln`. */
+  list(): ServiceList[] {
+    return parseServices(this.adm('-Ln')).map((svc) => ({
+      service: svc.key,
+      flags: svc.fields.join(' '),
+      dests: svc.dests.map(({ key, fields: [forward, weight, active, inact] }) => ({
+        dest: key,
+        forward: forward!,
+        weight: Number(weight),
+        activeConns: Number(active),
+        inactConns: Number(inact),
+      })),
+    }));
+  }
+
+  /** `-Ln --stats --exact`. */
+  stats(): ServiceStats[] {
+    return parseServices(this.adm('-Ln --stats --exact')).map((svc) => ({
+      service: svc.key,
+      ...counters(svc.fields),
+      dests: new Map(svc.dests.map((d) => [d.key, counters(d.fields)])),
+    }));
+  }
+
+  /** `-Lnc`. */
+  connections(): ConnRow[] {
+    const rows = this.adm('-Lnc').split('\n').slice(2).filter(Boolean);
+    return rows.map((line) => {
+      const [proto, expire, state, source, virtual, destination] = words(line) as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+      ];
+      return { proto, expire, state, source, virtual, destination };
+    });
+  }
+
+  /** `-L --json`. */
+  json(): { services: Array<{ address: string; port: number; persistent: { timeout: number } | null }> } {
+    return JSON.parse(this.adm('-L --json')) as ReturnType<Lvsd['json']>;
+  }
+
+  /** SIGTERM, as an operator stops it; resolves to the exit code once it has exited. */
+  async stop(): Promise<number | null> {
+    if (!this.closed) {
+      this.child.kill('SIGTERM');
+      const timedOut = sleep(STOP_TIMEOUT_MS).then(() => {
+        throw new Error(`lvsd did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM:\n${this.log}`);
+      });
+      await Promise.race([this.exited, timedOut]);
+    }
+    return this.child.exitCode;
   }
 
   kill(): void {
-    this.child.kill('SIGKILL');
+    if (!this.closed) this.child.kill('SIGKILL');
   }
 }
 
@@ -101,10 +227,9 @@ export function hostState(lab: Lab): string {
 
 export interface Setup {
   lab: Lab;
-  /** hostState() before the data plane started. */
+  /** hostState() before lvsd started. */
   stateBefore: string;
-  director: DirectorProcess;
-  stateDir: string;
+  director: Lvsd;
   /** curl from the client; returns the body. */
   curl(url: string, extra?: string[]): string;
   teardown(): Promise<void>;
@@ -112,29 +237,28 @@ export interface Setup {
 
 export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<Setup> {
   const lab = buildLab({ prefix: 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
-  const stateDir = mkdtempSync(join(tmpdir(), 'lvse2e-state-'));
-  const stateBefore = hostState(lab);
-  const director = new DirectorProcess(lab, stateDir);
+  let director: Lvsd | undefined;
+  const teardown = async (): Promise<void> => {
+    try {
+      await director?.stop();
+    } finally {
+      director?.kill();
+      lab.teardown();
+    }
+  };
   try {
-    await director.ready;
+    const stateBefore = hostState(lab);
+    director = new Lvsd(lab);
+    await director.ready();
+    return {
+      lab,
+      stateBefore,
+      director,
+      curl: (url, extra = []) => lab.run(lab.ns.client, ['curl', '-sS', '--max-time', '10', ...extra, url]),
+      teardown,
+    };
   } catch (error) {
-    lab.teardown();
+    await teardown().catch(() => undefined);
     throw error;
   }
-  return {
-    lab,
-    stateBefore,
-    director,
-    stateDir,
-    curl: (url, extra = []) => lab.run(lab.ns.client, ['curl', '-sS', '--max-time', '10', ...extra, url]),
-    teardown: async () => {
-      try {
-        await director.close();
-      } finally {
-        director.kill();
-        lab.teardown();
-        rmSync(stateDir, { recursive: true, force: true });
-      }
-    },
-  };
 }

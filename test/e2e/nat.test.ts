@@ -1,13 +1,12 @@
-// LVS-NAT through the real data plane in a namespace lab: curl and socat on the client, nginx
-// and socat on the real servers, the director's worker + TUN + host plumbing in between.
+// LVS-NAT through the real daemon in a namespace lab: curl and socat on the client, nginx and
+// socat on the real servers, lvsd in between, configured and read with lvsadm as an operator does.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { formatAddr } from '../../src/core/inet.js';
-import { hostState, ROOT_SKIP, setupLab, type Setup } from './harness.js';
+import { hostState, ROOT_SKIP, setupLab, type ConnRow, type ServiceStats, type Setup } from './harness.js';
 
 const VIP = '198.18.0.1';
 const RS1 = '198.18.1.11';
@@ -42,15 +41,20 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
     return { done: once(child, 'exit').then(() => out) };
   };
-  /** The real server of the one ESTABLISHED connection in the table. */
+  /** The real server of the one connection `-Lnc` shows ESTABLISHED, once it does. */
   const establishedServer = async (): Promise<string> => {
-    for (let i = 0; i < 50; i++) {
-      const conns = (await s.director.snapshot(true)).connections ?? [];
-      const open = conns.filter((c) => c.state === 'ESTABLISHED');
-      if (open.length === 1) return formatAddr(open[0]!.daddr);
+    for (const end = Date.now() + 2500; Date.now() < end;) {
+      const open = s.director.connections().filter((c) => c.state === 'ESTABLISHED');
+      if (open.length === 1) return open[0]!.destination.split(':')[0]!;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error('no single ESTABLISHED connection');
+    throw new Error(`no single ESTABLISHED connection:\n${s.director.adm('-Lnc')}`);
+  };
+  /** The `-Ln --stats --exact` counters of the one service. */
+  const serviceStats = (service = `TCP ${VIP}:80`): ServiceStats => {
+    const found = s.director.stats().find((svc) => svc.service === service);
+    assert.ok(found, `${service} listed`);
+    return found;
   };
 
   before(async () => {
@@ -60,13 +64,13 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     await s?.teardown();
   });
   afterEach(async () => {
-    if (!s.director.closed) await s.director.adm('-C');
+    if (!s.director.closed) s.director.adm('-C');
   });
 
   it('rr alternates and the real servers see the client address', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
     const out = s.curl(`http://${VIP}/`, [
       '-H',
       'Connection: close',
@@ -84,95 +88,156 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     );
     for (const i of [0, 1])
       assert.ok(s.lab.accessLog(i).some((line) => line.startsWith(`${s.lab.addr.client} / 200`)));
+    // -Ln: the four closed connections linger as inactive ones, two per real server.
+    const [listed] = s.director.list();
+    assert.equal(listed!.flags, 'rr');
+    assert.deepEqual(
+      listed!.dests.map((d) => [d.dest, d.forward, d.weight, d.activeConns, d.inactConns]),
+      [
+        [`${RS1}:80`, 'Masq', 1, 0, 2],
+        [`${RS2}:80`, 'Masq', 1, 0, 2],
+      ],
+    );
+    // -Lnc: the four flows from the client, all closed by now.
+    const flows = s.director.connections().filter((c) => c.virtual === `${VIP}:80`);
+    assert.equal(flows.length, 4, s.director.adm('-Lnc'));
+    assert.ok(
+      flows.every(
+        (c) => c.proto === 'TCP' && c.state === 'TIME_WAIT' && c.source.startsWith(`${s.lab.addr.client}:`),
+      ),
+      s.director.adm('-Lnc'),
+    );
+    const stats = serviceStats();
+    assert.equal(stats.conns, 4);
+    assert.ok(stats.inPkts >= 4 * 4 && stats.outPkts >= 4 * 3, JSON.stringify(stats));
+    // Replies carry at least what curl printed, plus headers; requests are shorter.
+    assert.ok(stats.outBytes >= out.length && stats.outBytes > stats.inBytes, JSON.stringify(stats));
+    assert.deepEqual(
+      [...stats.dests.values()].map((d) => d.conns),
+      [2, 2],
+    );
   });
 
   it('wrr 3:1 over 300 connections, and --stats count them', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s wrr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m -w 3`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m -w 1`);
+    s.director.adm(`-A -t ${VIP}:80 -s wrr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m -w 3`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m -w 1`);
     const seen = requests(300);
     assert.equal(seen.length, 300);
     assert.equal(count(seen, 1), 225);
     assert.equal(count(seen, 2), 75);
-    const [svc] = (await s.director.snapshot()).services;
-    assert.equal(svc!.stats.conns, 300);
+    const svc = serviceStats();
+    assert.equal(svc.conns, 300);
     // Each connection is at least SYN, ACK, request, FIN, ACK from the client (GSO may merge none here).
-    assert.ok(svc!.stats.inPkts >= 300 * 4, JSON.stringify(svc!.stats));
-    assert.ok(svc!.stats.outPkts >= 300 * 3);
+    assert.ok(svc.inPkts >= 300 * 4, JSON.stringify(svc));
+    assert.ok(svc.outPkts >= 300 * 3);
     // The request alone is ~70 bytes of payload plus 40+ bytes of headers per packet.
-    assert.ok(svc!.stats.inBytes >= 300 * (70 + 4 * 40));
-    assert.ok(svc!.stats.outBytes > svc!.stats.inBytes, 'responses are larger than requests');
-    const byDest = new Map(svc!.dests.map((d) => [formatAddr(d.addr), d.stats.conns]));
+    assert.ok(svc.inBytes >= 300 * (70 + 4 * 40));
+    assert.ok(svc.outBytes > svc.inBytes, 'responses are larger than requests');
+    const byDest = new Map([...svc.dests].map(([dest, counters]) => [dest, counters.conns]));
     assert.deepEqual(
       byDest,
       new Map([
-        [RS1, 225],
-        [RS2, 75],
+        [`${RS1}:80`, 225],
+        [`${RS2}:80`, 75],
       ]),
     );
   });
 
   it('-p keeps a client on one real server', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr -p 60`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s rr -p 60`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
     const seen = requests(20);
     assert.equal(seen.length, 20);
     assert.equal(new Set(seen).size, 1);
-    const conns = (await s.director.snapshot(true)).connections ?? [];
-    assert.ok(
-      conns.some((c) => c.template),
-      'a persistence template is listed',
-    );
+    const [svc] = s.director.json().services;
+    assert.equal(svc!.persistent?.timeout, 60);
+    assert.equal(s.director.list()[0]!.flags, 'rr persistent 60');
+    // -Lnc lists the persistence template: client port 0, pointing at the server that answered.
+    const templates = s.director.connections().filter((c) => c.source === `${s.lab.addr.client}:0`);
+    assert.equal(templates.length, 1, s.director.adm('-Lnc'));
+    assert.equal(templates[0]!.destination, `${seen[0] === 1 ? RS1 : RS2}:80`);
+    assert.equal(serviceStats().conns, 20);
   });
 
   it('weight 0 takes no new connections while an open one continues; -Lnc shows it ESTABLISHED', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
-    const held = heldRequest(1500);
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    const held = heldRequest(3000);
     const quiesced = await establishedServer();
-    await s.director.adm(`-e -t ${VIP}:80 -r ${quiesced}:80 -m -w 0`);
+    s.director.adm(`-e -t ${VIP}:80 -r ${quiesced}:80 -m -w 0`);
     const other = quiesced === RS1 ? 2 : 1;
     assert.deepEqual(requests(6), [other, other, other, other, other, other]);
+    // Still open: -Ln counts it active on the weight-0 server, -Lnc shows it ESTABLISHED.
+    const quiescedRow = s.director.list()[0]!.dests.find((d) => d.dest === `${quiesced}:80`);
+    assert.deepEqual([quiescedRow?.weight, quiescedRow?.activeConns, quiescedRow?.inactConns], [0, 1, 0]);
+    const heldFlows = (): ConnRow[] =>
+      s.director.connections().filter((c) => c.destination === `${quiesced}:80`);
+    assert.deepEqual(
+      heldFlows().map((c) => c.state),
+      ['ESTABLISHED'],
+    );
     const answer = await held.done;
     assert.match(answer, new RegExp(`This is Real Server ${other === 1 ? 2 : 1},`));
+    assert.deepEqual(
+      heldFlows().map((c) => c.state),
+      ['TIME_WAIT'],
+      s.director.adm('-Lnc'),
+    );
+    assert.equal(serviceStats().conns, 7);
   });
 
   it('-d ends the connections of the deleted real server', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
     const held = heldRequest(1500);
     const deleted = await establishedServer();
-    await s.director.adm(`-d -t ${VIP}:80 -r ${deleted}:80`);
+    s.director.adm(`-d -t ${VIP}:80 -r ${deleted}:80`);
     const remaining = deleted === RS1 ? 2 : 1;
     assert.deepEqual(requests(3), [remaining, remaining, remaining]);
+    assert.deepEqual(
+      s.director.list()[0]!.dests.map((d) => d.dest),
+      [`${remaining === 1 ? RS1 : RS2}:80`],
+    );
     assert.doesNotMatch(await held.done, /This is Real Server/);
+    assert.deepEqual(
+      s.director.connections().filter((c) => c.destination === `${deleted}:80`),
+      [],
+      'no flow to the deleted server is left',
+    );
   });
 
   it('-e weight change applies to new connections', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s wrr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m -w 1`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m -w 1`);
+    s.director.adm(`-A -t ${VIP}:80 -s wrr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m -w 1`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m -w 1`);
     const before = requests(20);
     assert.equal(count(before, 1), 10);
-    await s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 4`);
+    s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 4`);
+    assert.deepEqual(
+      s.director.list()[0]!.dests.map((d) => d.weight),
+      [1, 4],
+    );
     const afterEdit = requests(50);
     assert.equal(count(afterEdit, 2), 40);
     assert.equal(count(afterEdit, 1), 10);
+    const conns = [...serviceStats().dests.values()].map((d) => d.conns);
+    assert.deepEqual(conns, [20, 50]);
   });
 
   it('the director itself still reaches a real server port directly (as a health check does)', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     const direct = s.lab.run(s.lab.ns.director, ['curl', '-sS', '--max-time', '5', `http://${RS1}/`]);
     assert.match(direct, /This is Real Server 1, you are 198\.18\.1\.1$/m);
   });
 
   it('other ports of the VIP (the director own address) still reach the director; local clients go through', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     const listener = s.lab.spawn(s.lab.ns.director, [
       'socat',
       'TCP-LISTEN:2222,reuseaddr,fork',
@@ -192,10 +257,10 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
   });
 
   it(`a ${BULK_MB} MB download and upload arrive intact`, async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-A -t ${VIP}:9000 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:9000 -r ${RS2}:9000 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:9000 -s rr`);
+    s.director.adm(`-a -t ${VIP}:9000 -r ${RS2}:9000 -m`);
     const sink = s.lab.spawn(s.lab.ns.realServers[1]!, [
       'socat',
       '-t',
@@ -219,15 +284,23 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
         timeoutMs: 70_000,
       });
       assert.equal(uploaded.split(' ')[0], expected);
+      // One connection each way; the counted bytes are the file plus headers (a few % at most).
+      const size = readFileSync(s.lab.bulkFile!).length;
+      const down = serviceStats(`TCP ${VIP}:80`);
+      const up = serviceStats(`TCP ${VIP}:9000`);
+      assert.deepEqual([down.conns, up.conns], [1, 1]);
+      for (const bytes of [down.outBytes, up.inBytes])
+        assert.ok(bytes >= size && bytes <= size * 1.1, `${bytes} bytes counted for ${size}`);
+      assert.ok(down.inBytes < size / 10 && up.outBytes < size / 10, JSON.stringify([down, up]));
     } finally {
       sink.kill();
     }
   });
 
   it('many concurrent connections (wrk, 5 s)', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s wlc`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    s.director.adm(`-A -t ${VIP}:80 -s wlc`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
     const logged = [0, 1].map((i) => s.lab.accessLog(i).length);
     const out = s.lab.run(
       s.lab.ns.client,
@@ -260,19 +333,16 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
       served.every((n) => n > total / 4),
       `${served}`,
     );
-    const [svc] = (await s.director.snapshot()).services;
+    const svc = serviceStats();
     // Client ports come round again within the test and the director reuses their entries, so
     // fewer connections than requests are counted; never more than were made.
-    assert.ok(
-      svc!.stats.conns > 0 && svc!.stats.conns <= total + 200,
-      `${svc!.stats.conns} conns for ${total}`,
-    );
-    assert.ok(svc!.stats.inPkts >= total * 4);
+    assert.ok(svc.conns > 0 && svc.conns <= total + 200, `${svc.conns} conns for ${total}`);
+    assert.ok(svc.inPkts >= total * 4);
   });
 
   it('a UDP service echoes datagrams, one larger than the MTU included', async () => {
-    await s.director.adm(`-A -u ${VIP}:7 -s rr`);
-    await s.director.adm(`-a -u ${VIP}:7 -r ${RS1}:7 -m`);
+    s.director.adm(`-A -u ${VIP}:7 -s rr`);
+    s.director.adm(`-a -u ${VIP}:7 -r ${RS1}:7 -m`);
     const echo = s.lab.spawn(s.lab.ns.realServers[0]!, ['socat', 'UDP4-RECVFROM:7,fork', 'PIPE']);
     try {
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -285,20 +355,27 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
         assert.equal(back.length, size, `echo of ${size} bytes`);
         assert.equal(back, payload.toString());
       }
-      const conns = (await s.director.snapshot(true)).connections ?? [];
-      assert.ok(conns.some((c) => c.state === 'UDP' && c.vport === 7 && formatAddr(c.daddr) === RS1));
+      const flows = s.director.connections();
+      assert.ok(
+        flows.some((c) => c.proto === 'UDP' && c.virtual === `${VIP}:7` && c.destination === `${RS1}:7`),
+        s.director.adm('-Lnc'),
+      );
+      const udp = serviceStats(`UDP ${VIP}:7`);
+      // Each socat run is a new client port: one flow per datagram, and all three echoed.
+      assert.equal(udp.conns, 3);
+      assert.ok(udp.inBytes >= 32 + 1400 + 4000 && udp.outBytes >= 32 + 1400 + 4000, JSON.stringify(udp));
     } finally {
       echo.kill();
     }
   });
 
-  it('stopping the data plane removes every rule, route, set and sysctl it added', async () => {
-    await s.director.adm(`-A -t ${VIP}:80 -s rr`);
-    await s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-    await s.director.adm(`-A -u 198.18.0.77:53 -s rr`);
-    await s.director.adm(`-a -u 198.18.0.77:53 -r ${RS2}:53 -m`);
+  it('stopping lvsd (SIGTERM) removes every rule, route, set and sysctl it added', async () => {
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-A -u 198.18.0.77:53 -s rr`);
+    s.director.adm(`-a -u 198.18.0.77:53 -r ${RS2}:53 -m`);
     assert.notEqual(hostState(s.lab), s.stateBefore);
-    await s.director.close();
+    assert.equal(await s.director.stop(), 0, s.director.log);
     assert.equal(hostState(s.lab), s.stateBefore);
   });
 });
