@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLab, teardownOnSignals, type Lab } from '../src/lab/lab.js';
 import { renderChart } from './chart.js';
-import { LoadRunner, PAGE_PATH } from './loads.js';
+import { emptySample, LoadRunner, PAGE_PATH } from './loads.js';
 import { missingPrerequisites } from './prerequisites.js';
 import {
   goalLines,
@@ -20,9 +20,7 @@ import {
   summarize,
   TARGET_LABELS,
   TARGETS,
-  type LoadName,
   type Sample,
-  type TargetName,
 } from './summary.js';
 import { makeTargets, UDP_PORT, type Target } from './targets.js';
 
@@ -197,24 +195,6 @@ async function runAll(
     }
   }
   return samples;
-}
-
-function emptySample(target: TargetName, load: LoadName, rep: number): Sample {
-  return {
-    target,
-    load,
-    rep,
-    requests: 0,
-    seconds: 0,
-    rate: 0,
-    p50Ms: 0,
-    p99Ms: 0,
-    errors: 0,
-    directorCpuUs: null,
-    machineCpuUs: 0,
-    perRealServer: [],
-    seenClients: [],
-  };
 }
 
 /** Per target: did both real servers serve in every run, and whom did they take the client for. */

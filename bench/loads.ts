@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from '../src/lab/lab.js';
-import type { LoadName, Sample } from './summary.js';
+import type { LoadName, Sample, TargetName } from './summary.js';
 import type { Target } from './targets.js';
 
 export const PAGE_PATH = '/files/page100.html';
@@ -134,21 +134,7 @@ export class LoadRunner {
 
   /** One load against a target: the figures, or a failure saying why there are none. */
   measure(target: Target, load: LoadName, rep: number): Sample {
-    const base: Sample = {
-      target: target.name,
-      load,
-      rep,
-      requests: 0,
-      seconds: 0,
-      rate: 0,
-      p50Ms: 0,
-      p99Ms: 0,
-      errors: 0,
-      directorCpuUs: null,
-      machineCpuUs: 0,
-      perRealServer: [],
-      seenClients: [],
-    };
+    const base = emptySample(target.name, load, rep);
     if (load === 'udp' && !target.udp) return { ...base, failure: 'n/a: no UDP' };
     this.logs.takeNew();
     const directorBefore = namespaceTicks(this.lab.ns.director);
@@ -233,4 +219,23 @@ export class LoadRunner {
       seenClients: r.seenClients,
     };
   }
+}
+
+/** A sample with no figures yet. */
+export function emptySample(target: TargetName, load: LoadName, rep: number): Sample {
+  return {
+    target,
+    load,
+    rep,
+    requests: 0,
+    seconds: 0,
+    rate: 0,
+    p50Ms: 0,
+    p99Ms: 0,
+    errors: 0,
+    directorCpuUs: null,
+    machineCpuUs: 0,
+    perRealServer: [],
+    seenClients: [],
+  };
 }

@@ -166,33 +166,13 @@ export class HostNetwork implements HostSteering {
     for (const family of desired.families) this.activate(family);
     for (const [name, want] of desired.sets) this.syncSet(name, want);
     this.syncKeyed('vip:', desired.vips, (key, vip) => this.steerVip(key, vip));
-    this.syncKeyed('fwmark:', desired.fwmarks, (key, { family, mark }) =>
-      this.add(
-        key,
-        [
-          ...ipCmd(family),
-          'rule',
-          'add',
-          'pref',
-          `${this.rulePref}`,
-          'fwmark',
-          `${mark}`,
-          'lookup',
-          `${this.table}`,
-        ],
-        [
-          ...ipCmd(family),
-          'rule',
-          'del',
-          'pref',
-          `${this.rulePref}`,
-          'fwmark',
-          `${mark}`,
-          'lookup',
-          `${this.table}`,
-        ],
-      ),
-    );
+    this.syncKeyed('fwmark:', desired.fwmarks, (key, { family, mark }) => {
+      const rule = (verb: 'add' | 'del') => [
+        ...ipCmd(family),
+        ...['rule', verb, 'pref', `${this.rulePref}`, 'fwmark', `${mark}`, 'lookup', `${this.table}`],
+      ];
+      this.add(key, rule('add'), rule('del'));
+    });
     for (const [, peer] of desired.peers) {
       const dev = this.routeDevice(peer);
       if (dev && dev !== this.tunName) this.setSysctl(`net.ipv4.conf.${dev}.send_redirects`, '0');
