@@ -373,3 +373,19 @@ test('a SYN on a port whose connection is in TIME_WAIT opens a new connection, s
     ['SYN_RECV'],
   );
 });
+
+test('IPv6 services: NAT both ways, the client address kept', () => {
+  const d = director();
+  const key: ServiceKey = { af: 6, protocol: IPPROTO_TCP, addr: ip('2001:db8::1'), port: 80, fwmark: 0 };
+  d.execute({ op: 'add-service', key, settings: settings('rr', { netmaskPrefix: 128 }) });
+  d.execute({ op: 'add-dest', key, addr: ip('2001:db8:1::11'), port: 80, settings: masq() });
+  const client = '2001:db8:2::100';
+  const fwd = send(d, tcp(client, 40000, '2001:db8::1', 80, SYN))!;
+  assert.deepEqual(fwd.parsed.daddr, ip('2001:db8:1::11'));
+  assert.deepEqual(fwd.parsed.saddr, ip(client));
+  assert.ok(l4ChecksumValid(fwd.packet));
+  const reply = send(d, tcp('2001:db8:1::11', 80, client, 40000, SYN | ACK))!;
+  assert.deepEqual(reply.parsed.saddr, ip('2001:db8::1'));
+  assert.ok(l4ChecksumValid(reply.packet));
+  assert.equal(d.snapshot({ connections: true }).connections![0]!.state, 'SYN_RECV');
+});
