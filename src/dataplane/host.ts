@@ -189,6 +189,8 @@ export class HostNetwork implements HostSteering {
         ['real6', new Set()],
         ['vip4', new Set()],
         ['vip6', new Set()],
+        ['rip4', new Set()],
+        ['rip6', new Set()],
       ]),
       vips: new Map(),
       fwmarks: new Map(),
@@ -209,6 +211,7 @@ export class HostNetwork implements HostSteering {
       for (const dest of dests) {
         for (const protocol of protocols)
           d.sets.get(`real${dest.addr.af}`)!.add(element(dest.addr, protocol, dest.port));
+        d.sets.get(`rip${dest.addr.af}`)!.add(formatAddr(dest.addr));
         if (dest.addr.af === 4) d.peers.set(formatAddr(dest.addr), dest.addr);
       }
     }
@@ -270,6 +273,8 @@ export class HostNetwork implements HostSteering {
       '  set real6 { type ipv6_addr . inet_proto . inet_service; }',
       '  set vip4 { type ipv4_addr; }',
       '  set vip6 { type ipv6_addr; }',
+      '  set rip4 { type ipv4_addr; }',
+      '  set rip6 { type ipv6_addr; }',
       // Never jumped to: a rule using conntrack turns on the kernel's defragmentation, which a
       // datagram larger than the MTU needs to be steered whole by its port. Our own packets are
       // notracked before conntrack sees them.
@@ -291,6 +296,9 @@ export class HostNetwork implements HostSteering {
       // ICMP errors to a VIP (path MTU for the replies, mostly) belong to the real server's flow.
       `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
       `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
+      // ...and so do a real server's errors to a client (a UDP port unreachable, say).
+      `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ${mark}`,
+      `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ${mark}`,
       '  }',
       '  chain output {',
       // Locally generated packets to a VIP (a client on the director): type route re-routes them.

@@ -369,6 +369,29 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     }
   });
 
+  it("a real server's ICMP port unreachable reaches the client from the VIP (UDP, nothing listening)", () => {
+    s.director.adm(`-A -u ${VIP}:9 -s rr`);
+    s.director.adm(`-a -u ${VIP}:9 -r ${RS1}:9 -m`);
+    // A connected UDP socket hears ECONNREFUSED only from an ICMP error quoting its own flow: the
+    // director must have rewritten the error's source and the quoted packet back to VIP:9.
+    const probe = [
+      'import socket',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      's.settimeout(3)',
+      `s.connect(('${VIP}', 9))`,
+      "s.send(b'anyone?')",
+      'try:',
+      '    s.recv(64)',
+      "    print('answered')",
+      'except ConnectionRefusedError:',
+      "    print('refused')",
+      'except socket.timeout:',
+      "    print('timeout')",
+    ].join('\n');
+    const outcome = s.lab.run(s.lab.ns.client, ['python3', '-c', probe], { timeoutMs: 10_000 }).trim();
+    assert.equal(outcome, 'refused', s.director.adm('-Lnc'));
+  });
+
   it('stopping lvsd (SIGTERM) removes every rule, route, set and sysctl it added', async () => {
     s.director.adm(`-A -t ${VIP}:80 -s rr`);
     s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
