@@ -2,7 +2,7 @@
 // fragments and a virtio_net_hdr, all with correct checksums. Its checksum code is written apart
 // from src/core/packet on purpose, so that it can serve as an oracle for it.
 
-import { parseAddr } from '../../src/core/inet.js';
+import { parseAddr, type Addr } from '../../src/core/inet.js';
 
 export const PROTO = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, sctp: 132 } as const;
 
@@ -302,4 +302,11 @@ export function fragmentPacket(packet: Uint8Array, chunk: number, id: number): U
 
 export function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+/** A parsed address, for tests that write them as text. */
+export function addr(text: string): Addr {
+  const parsed = parseAddr(text);
+  if (!parsed) throw new Error(`bad address ${text}`);
+  return parsed;
 }

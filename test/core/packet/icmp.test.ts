@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { formatAddr, parseAddr } from '../../../src/core/inet.js';
-import type { Addr } from '../../../src/core/inet.js';
+import { formatAddr } from '../../../src/core/inet.js';
 import {
   buildPortUnreachable,
   mayReplyWithIcmpError,
@@ -20,14 +19,9 @@ import {
   ipv4HeaderValid,
   l4ChecksumValid,
   l4Start,
+  addr,
 } from '../../helpers/packets.js';
 import type { PacketSpec } from '../../helpers/packets.js';
-
-function addr(text: string): Addr {
-  const a = parseAddr(text);
-  assert.ok(a);
-  return a;
-}
 
 function parseOk(buf: Uint8Array): ParsedPacket {
   const p = parsePacket(buf, 0, buf.length);

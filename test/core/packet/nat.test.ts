@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { addr4, addr6, formatAddr, parseAddr } from '../../../src/core/inet.js';
-import type { Addr } from '../../../src/core/inet.js';
+import { addr4, addr6, formatAddr } from '../../../src/core/inet.js';
 import { readU16 } from '../../../src/core/packet/checksum.js';
 import { rewriteDestination, rewriteSource } from '../../../src/core/packet/nat.js';
 import { parsePacket } from '../../../src/core/packet/parse.js';
@@ -17,14 +16,9 @@ import {
   l4ChecksumValid,
   partialVnetFor,
   withVnet,
+  addr,
 } from '../../helpers/packets.js';
 import type { PacketSpec } from '../../helpers/packets.js';
-
-function addr(text: string): Addr {
-  const a = parseAddr(text);
-  assert.ok(a);
-  return a;
-}
 
 function parseAt(buf: Uint8Array, offset = 0): ParsedPacket {
   const p = parsePacket(buf, offset, buf.length - offset);
