@@ -58,16 +58,20 @@ export function sleepMs(timeoutMs: number): void {
 }
 
 /**
- * CPUs that should forward the frames we write: those this process may not run on (when it is
- * pinned), else all of them. Null on a single CPU, where there is nowhere to move the work.
+ * The RPS mask, as sysfs takes it (comma-separated 32-bit hex words, most significant first), for
+ * the CPUs that should forward the frames we write: those this process may not run on (when it is
+ * pinned; `allowedHex` is Cpus_allowed from /proc/self/status), else all of them. Null on a
+ * single CPU, where there is nowhere to move the work.
  */
-function forwardingCpus(): bigint | null {
-  const count = cpus().length;
-  if (count < 2) return null;
-  const all = (1n << BigInt(count)) - 1n;
-  const allowedHex = /^Cpus_allowed:\s*([0-9a-f,]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+export function forwardingCpuMask(cpuCount: number, allowedHex: string | undefined): string | null {
+  if (cpuCount < 2) return null;
+  const all = (1n << BigInt(cpuCount)) - 1n;
   const others = allowedHex ? all & ~BigInt(`0x${allowedHex.replaceAll(',', '')}`) : 0n;
-  return others !== 0n ? others : all;
+  const mask = others !== 0n ? others : all;
+  const words: string[] = [];
+  for (let rest = mask; rest > 0n; rest >>= 32n)
+    words.unshift((rest & 0xffffffffn).toString(16).padStart(8, '0'));
+  return words.join(',').replace(/^0+(?=.)/, '');
 }
 
 /**
@@ -76,13 +80,11 @@ function forwardingCpus(): bigint | null {
  * backlog: measured, that halves the thread's CPU per request and lifts keep-alive req/s ~20%.
  */
 function steerForwarding(name: string): void {
-  const mask = forwardingCpus();
+  const allowed = /^Cpus_allowed:\s*([0-9a-f,]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  const mask = forwardingCpuMask(cpus().length, allowed);
   if (mask === null) return;
-  // sysfs takes the mask as comma-separated 32-bit hex words, most significant first.
-  const words: string[] = [];
-  for (let rest = mask; rest > 0n; rest >>= 32n) words.unshift((rest & 0xffffffffn).toString(16));
   try {
-    writeFileSync(`/sys/class/net/${name}/queues/rx-0/rps_cpus`, words.join(','));
+    writeFileSync(`/sys/class/net/${name}/queues/rx-0/rps_cpus`, mask);
   } catch {
     // A kernel without RPS (or a read-only sysfs): forwarding just stays on our thread.
   }
