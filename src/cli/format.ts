@@ -384,6 +384,7 @@ export function formatJson(snapshot: Snapshot, options: { counters: boolean; nos
         connTableSize: snapshot.connTableBuckets,
         timeouts: snapshot.timeouts,
         services,
+        dataPath: snapshot.dataPath,
       }
     : { timeouts: snapshot.timeouts, services };
   return JSON.stringify(body, null, 2) + '\n';

@@ -16,7 +16,14 @@ import {
   type Service,
   type Stats,
 } from './model.js';
-import type { ControlOp, DestSnapshot, ServiceSnapshot, Snapshot, StatsSnapshot } from './ops.js';
+import type {
+  ControlOp,
+  DataPathCounters,
+  DestSnapshot,
+  ServiceSnapshot,
+  Snapshot,
+  StatsSnapshot,
+} from './ops.js';
 import { FragmentTracker } from './packet/fragments.js';
 import {
   buildPortUnreachable,
@@ -49,15 +56,6 @@ export type DirectorDrop =
   | 'not-rewritable'
   | 'icmp-unmatched'
   | 'fragment-unmatched';
-
-export interface DataPathCounters {
-  /** Packets forwarded towards the real servers (in) and back to the clients (out). */
-  forwardedIn: number;
-  forwardedOut: number;
-  /** ICMP errors the director sent itself (port unreachable when no real server is available). */
-  icmpSent: number;
-  drops: Partial<Record<DirectorDrop, number>>;
-}
 
 /** Where the later fragments of a datagram go: the rewrite its first fragment got. */
 interface FragmentDecision {
@@ -412,6 +410,7 @@ export class Director {
       connTableBuckets: 1 << this.connHashBits,
       timeouts: this.timeouts.ipvs(),
       services: this.services.services.map(serviceSnapshot),
+      dataPath: { ...this.counters, drops: { ...this.counters.drops } },
     };
     if (options.connections) snapshot.connections = [...this.conns.entries()];
     return snapshot;

@@ -69,6 +69,16 @@ export interface ConnSnapshot {
   template: boolean;
 }
 
+/** What the packet path did besides forwarding: every drop by reason (see Director.process). */
+export interface DataPathCounters {
+  /** Packets forwarded towards the real servers (in) and back to the clients (out). */
+  forwardedIn: number;
+  forwardedOut: number;
+  /** ICMP errors the director sent itself (port unreachable when no real server is available). */
+  icmpSent: number;
+  drops: Record<string, number>;
+}
+
 export interface Snapshot {
   /** Hash buckets of the connection table, shown as "size=" in the list header. */
   connTableBuckets: number;
@@ -77,4 +87,5 @@ export interface Snapshot {
   services: ServiceSnapshot[];
   /** Present when asked for (ipvsadm -c). */
   connections?: ConnSnapshot[];
+  dataPath: DataPathCounters;
 }

@@ -52,7 +52,8 @@ function tcpService(
 }
 
 function snapshot(services: ServiceSnapshot[]): Snapshot {
-  return { connTableBuckets: 4096, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services };
+  const dataPath = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} };
+  return { connTableBuckets: 4096, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services, dataPath };
 }
 
 const numeric = (extra: Partial<ListFormat> = {}): ListFormat => ({

@@ -389,3 +389,12 @@ test('IPv6 services: NAT both ways, the client address kept', () => {
   assert.ok(l4ChecksumValid(reply.packet));
   assert.equal(d.snapshot({ connections: true }).connections![0]!.state, 'SYN_RECV');
 });
+
+test('the snapshot carries the data path counters, so lvsadm -L --json shows every drop', () => {
+  const d = director();
+  setup(d);
+  send(d, tcp(CLIENT, 40000, VIP, 22, SYN));
+  send(d, tcp(CLIENT, 40000, VIP, 80, SYN));
+  const { dataPath } = d.snapshot({ connections: false });
+  assert.deepEqual(dataPath, { forwardedIn: 1, forwardedOut: 0, icmpSent: 0, drops: { 'no-service': 1 } });
+});
