@@ -7,7 +7,7 @@ import { TCP_ACK, TCP_RST, TCP_SYN, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
-import { addrMask, IPPROTO_TCP, type Addr } from './inet.js';
+import { addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -189,7 +189,7 @@ export class Director {
     if (!hasPorts(p.protocol)) return this.drop('unsupported');
 
     let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
-    if (id >= 0 && (this.isOnePacket(id) || this.reopens(id, p))) {
+    if (id >= 0 && (this.isOnePacket(id, p) || this.reopens(id, p))) {
       // One-packet scheduling, or a client reusing the port of a finished connection: a new
       // connection, scheduled afresh (IPVS's conn_reuse_mode).
       this.conns.expire(id);
@@ -211,7 +211,9 @@ export class Director {
     return this.forward(buf, offset, length, p, vflags, id, 'in');
   }
 
-  private isOnePacket(id: number): boolean {
+  /** As the kernel, one-packet scheduling applies to UDP only (a firewall-mark service may carry TCP too). */
+  private isOnePacket(id: number, p: ParsedPacket): boolean {
+    if (p.protocol !== IPPROTO_UDP) return false;
     const service = this.services.byId(this.conns.serviceId(id));
     return service !== undefined && (service.settings.flags & SVC_F_ONEPACKET) !== 0;
   }

@@ -2,7 +2,7 @@
 // first and only then changes state, so a refused operation leaves the table as it was.
 
 import { ErrorCodes, LvsError } from './errors.js';
-import { addrEquals, addrKey, type Addr } from './inet.js';
+import { addrEquals, addrKey, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   Dest,
   MAX_PERSISTENT_TIMEOUT,
@@ -13,7 +13,6 @@ import {
   type ServiceKey,
   type ServiceSettings,
 } from './model.js';
-import { IPPROTO_UDP } from './inet.js';
 import { findScheduler } from './sched/registry.js';
 import type { Scheduler, SchedulerEnv } from './sched/types.js';
 
