@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Director } from '../core/director.js';
 import { DEFAULT_SOCKET_PATH } from '../cli/client.js';
 import { DEFAULT_STATE_DIR, startDaemon, stderrLogger } from '../control/daemon.js';
-import type { Engine } from '../control/engine.js';
+import type { Engine } from '../core/engine.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { StateFileError } from '../control/state-file.js';
 import { startDataplaneEngine } from '../dataplane/start.js';

@@ -3,10 +3,10 @@
 
 import { createConnection } from 'node:net';
 import type { Socket } from 'node:net';
-import type { ControlApi, SyncDaemonConfig, SyncState } from '../control/api.js';
+import type { ControlApi } from '../control/api.js';
 import { PROTOCOL_VERSION } from '../control/protocol.js';
 import type { Response } from '../control/protocol.js';
-import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { ControlOp, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
 
 export const DEFAULT_SOCKET_PATH = '/run/lvsd/lvsd.sock';
 

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
 import { formatAddr, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, parseAddr } from '../core/inet.js';
 import type { Addr, Protocol } from '../core/inet.js';
-import type { NameTable } from './format.js';
-import type { NameLookup } from './parse.js';
+import type { NameTable } from '../ipvsadm/format.js';
+import type { NameLookup } from '../ipvsadm/parse.js';
 
 const PROTOCOL_NAMES: Record<number, string> = {
   [IPPROTO_TCP]: 'tcp',

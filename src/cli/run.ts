@@ -2,7 +2,7 @@
 // process_options and restore_table do, with the kernel replaced by lvsd.
 
 import type { ControlApi } from '../control/api.js';
-import { ruleWords } from '../control/state-file.js';
+import { ruleWords } from '../ipvsadm/rules.js';
 import type { Addr } from '../core/inet.js';
 import type { Snapshot } from '../core/ops.js';
 import { DaemonUnreachableError } from './client.js';
@@ -15,13 +15,19 @@ import {
   formatTimeouts,
   NUMERIC_NAMES,
   serviceKeyEquals,
-} from './format.js';
-import type { NameTable } from './format.js';
+} from '../ipvsadm/format.js';
+import type { NameTable } from '../ipvsadm/format.js';
 import { longHelpText, usageText, versionText } from './help.js';
-import { FAIL_EXIT, LIST_EXIT, REFUSED_EXIT, refusalMessage, unreachableMessage } from './messages.js';
-import type { RefusedCall } from './messages.js';
-import { emptyListFormat, NO_NAMES, parseArgs, tryHelpText } from './parse.js';
-import type { Command, ListFormat, NameLookup } from './parse.js';
+import {
+  FAIL_EXIT,
+  LIST_EXIT,
+  REFUSED_EXIT,
+  refusalMessage,
+  unreachableMessage,
+} from '../ipvsadm/messages.js';
+import type { RefusedCall } from '../ipvsadm/messages.js';
+import { emptyListFormat, NO_NAMES, parseArgs, tryHelpText } from '../ipvsadm/parse.js';
+import type { Command, ListFormat, NameLookup } from '../ipvsadm/parse.js';
 
 export interface CliContext {
   api: ControlApi;

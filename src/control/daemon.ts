@@ -7,7 +7,7 @@ import { createConnection, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { join, dirname } from 'node:path';
 import { isLvsError } from '../core/errors.js';
-import type { Engine } from './engine.js';
+import type { Engine } from '../core/engine.js';
 import { decodeRequest, encodeResponse, MAX_REQUEST_BYTES, ProtocolErrorCodes } from './protocol.js';
 import type { Request, Response } from './protocol.js';
 import { ControlService } from './service.js';

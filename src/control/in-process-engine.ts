@@ -2,8 +2,8 @@
 // tests. The data-plane worker's engine takes its place in lvsd when packets are forwarded.
 
 import type { Director } from '../core/director.js';
+import type { Engine } from '../core/engine.js';
 import type { ControlOp, Snapshot } from '../core/ops.js';
-import type { Engine } from './engine.js';
 
 export class InProcessEngine implements Engine {
   private readonly ticker: NodeJS.Timeout | null;

@@ -8,7 +8,6 @@
 // Every request is checked field by field (types and ranges) and rebuilt from scratch, so
 // nothing unchecked reaches the engine.
 
-import type { SyncDaemonConfig, SyncState } from './api.js';
 import { addr4, addr6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
 import type { Addr, Protocol } from '../core/inet.js';
 import {
@@ -18,7 +17,7 @@ import {
   SVC_F_SCHED_MASK,
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
-import type { ControlOp, IpvsTimeouts } from '../core/ops.js';
+import type { ControlOp, IpvsTimeouts, SyncDaemonConfig, SyncState } from '../core/ops.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Larger requests are refused and the connection closed: no legitimate request comes near. */

@@ -2,9 +2,9 @@
 // serialized (whatever client it comes from), and a hook run after each change while still
 // inside the critical section, so the state file always matches the table it describes.
 
-import type { ControlOp, Snapshot } from '../core/ops.js';
-import type { ControlApi, SyncDaemonConfig, SyncState } from './api.js';
-import type { Engine } from './engine.js';
+import type { Engine } from '../core/engine.js';
+import type { ControlOp, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import type { ControlApi } from './api.js';
 import { SyncDaemons } from './sync-daemons.js';
 
 export class ControlService implements ControlApi {

@@ -4,12 +4,11 @@
 
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { formatAddr } from '../core/inet.js';
-import type { Snapshot } from '../core/ops.js';
-import { formatRules, NUMERIC_NAMES } from '../cli/format.js';
-import { refusalMessage } from '../cli/messages.js';
-import { emptyListFormat, parseArgs } from '../cli/parse.js';
-import type { ControlApi, SyncDaemonConfig } from './api.js';
+import { refusalMessage } from '../ipvsadm/messages.js';
+import { parseArgs } from '../ipvsadm/parse.js';
+import { renderRules, ruleWords } from '../ipvsadm/rules.js';
+import type { Snapshot, SyncDaemonConfig } from '../core/ops.js';
+import type { ControlApi } from './api.js';
 
 export const STATE_FILE_NAME = 'ipvsadm.rules';
 
@@ -29,30 +28,10 @@ export class StateFileError extends Error {
 }
 
 export function renderStateFile(snapshot: Snapshot, daemons: readonly SyncDaemonConfig[]): string {
-  const t = snapshot.timeouts;
-  const format = { ...emptyListFormat(), numeric: true };
-  const daemonLines = daemons.map(
-    (d) =>
-      `--start-daemon ${d.state} --mcast-interface ${d.mcastInterface} --syncid ${d.syncId} ` +
-      `--sync-maxlen ${d.syncMaxLen} --mcast-group ${formatAddr(d.mcastGroup)} --mcast-port ${d.mcastPort} ` +
-      `--mcast-ttl ${d.mcastTtl}\n`,
-  );
   return (
     '# lvsd state: ipvsadm -S -n rules, replayed by lvsd at start. Written by lvsd; edit only while it is stopped.\n' +
-    `--set ${t.tcp} ${t.tcpfin} ${t.udp}\n` +
-    formatRules(snapshot, format, NUMERIC_NAMES, { thresholds: true }) +
-    daemonLines.join('')
+    renderRules(snapshot, daemons)
   );
-}
-
-/** Splits a rules line into words as ipvsadm's config stream does; a leading "ipvsadm" is dropped. */
-export function ruleWords(line: string): string[] {
-  const words = line
-    .trim()
-    .split(/\s+/)
-    .filter((w) => w !== '');
-  if (words[0] === 'ipvsadm' || words[0] === 'lvsadm') words.shift();
-  return words;
 }
 
 /** Replays a state file into `api`; throws StateFileError at the first line that does not apply. */

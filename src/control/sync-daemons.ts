@@ -2,7 +2,7 @@
 // master and one backup, refused as the kernel refuses. No sync traffic is sent yet.
 
 import { ErrorCodes, LvsError } from '../core/errors.js';
-import type { SyncDaemonConfig, SyncState } from './api.js';
+import type { SyncDaemonConfig, SyncState } from '../core/ops.js';
 
 export class SyncDaemons {
   private readonly running = new Map<SyncState, SyncDaemonConfig>();

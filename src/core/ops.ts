@@ -4,6 +4,19 @@
 import type { Addr, Family, Protocol } from './inet.js';
 import type { DestSettings, ForwardMethod, Rates, ServiceKey, ServiceSettings } from './model.js';
 
+export type SyncState = 'master' | 'backup';
+
+/** A connection-sync daemon as `--start-daemon` configures it; defaults filled in as the kernel does. */
+export interface SyncDaemonConfig {
+  state: SyncState;
+  mcastInterface: string;
+  syncId: number;
+  syncMaxLen: number;
+  mcastGroup: Addr;
+  mcastPort: number;
+  mcastTtl: number;
+}
+
 export interface IpvsTimeouts {
   tcp: number;
   tcpfin: number;

@@ -3,7 +3,7 @@
 // plumbing is reconciled with the director's services.
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { Engine } from '../control/engine.js';
+import type { Engine } from '../core/engine.js';
 import { LvsError } from '../core/errors.js';
 import type { ControlOp, Snapshot } from '../core/ops.js';
 import type { HostSteering } from './host.js';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { parseArgs } from '../../src/cli/parse.js';
-import type { Command, ParseResult } from '../../src/cli/parse.js';
+import { parseArgs } from '../../src/ipvsadm/parse.js';
+import type { Command, ParseResult } from '../../src/ipvsadm/parse.js';
 import { addr4, parseAddr } from '../../src/core/inet.js';
 import { SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2 } from '../../src/core/model.js';
 import type { ControlOp } from '../../src/core/ops.js';

@@ -1,7 +1,6 @@
 // ipvsadm 1.31's listings, byte for byte: `-L` in its formats, `-S`, `-c`, `--timeout`,
 // `--daemon`, plus lvsadm's JSON. Pure: names come pre-resolved through a NameTable.
 
-import type { SyncDaemonConfig } from '../control/api.js';
 import { formatAddr, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
 import {
@@ -14,7 +13,14 @@ import {
 } from '../core/model.js';
 import type { ForwardMethod, ServiceKey } from '../core/model.js';
 import { prefixNetmask } from '../core/inet.js';
-import type { ConnSnapshot, DestSnapshot, IpvsTimeouts, ServiceSnapshot, Snapshot } from '../core/ops.js';
+import type {
+  ConnSnapshot,
+  DestSnapshot,
+  IpvsTimeouts,
+  ServiceSnapshot,
+  Snapshot,
+  SyncDaemonConfig,
+} from '../core/ops.js';
 import type { ListFormat } from './parse.js';
 
 /** The IPVS version lvsd reports, as the kernel's IP_VS_VERSION_CODE 1.2.1. */

@@ -7,9 +7,9 @@ import {
   formatServiceList,
   largeNum,
   NUMERIC_NAMES,
-} from '../../src/cli/format.js';
-import { emptyListFormat } from '../../src/cli/parse.js';
-import type { ListFormat } from '../../src/cli/parse.js';
+} from '../../src/ipvsadm/format.js';
+import { emptyListFormat } from '../../src/ipvsadm/parse.js';
+import type { ListFormat } from '../../src/ipvsadm/parse.js';
 import { parseAddr } from '../../src/core/inet.js';
 import type { Addr } from '../../src/core/inet.js';
 import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';

@@ -2,7 +2,6 @@
 // must be a command, options are checked against a command x option matrix, and every refusal
 // has ipvsadm's text and exit status. Pure: host and service names come from an injected lookup.
 
-import type { SyncDaemonConfig, SyncState } from '../control/api.js';
 import {
   addr4,
   addr6,
@@ -25,7 +24,7 @@ import {
   SVC_F_SCHED3,
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
-import type { ControlOp } from '../core/ops.js';
+import type { ControlOp, SyncDaemonConfig, SyncState } from '../core/ops.js';
 
 /** Name lookups ipvsadm does through the C library (gethostbyname, getservbyname). */
 export interface NameLookup {
