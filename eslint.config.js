@@ -1,7 +1,20 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const LAYERS = ['core', 'ipvsadm', 'dataplane', 'control', 'cli', 'bin', 'demo', 'lab'];
+const LAYERS = [
+  'core',
+  'ipvsadm',
+  'keepalived',
+  'health',
+  'sync',
+  'dataplane',
+  'http',
+  'control',
+  'cli',
+  'bin',
+  'demo',
+  'lab',
+];
 const IO_MODULES = ['node:*', 'fs', 'net', 'dgram', 'child_process', 'worker_threads', 'os', 'koffi'];
 
 /**
@@ -43,11 +56,16 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
-  // Imports point down the layers: core < ipvsadm < dataplane, control < cli < bin (docs/architecture.md).
+  // Imports point down the layers (docs/architecture.md): core at the bottom; the ipvsadm and
+  // keepalived codecs; the adapters (health, sync, dataplane, http); control; cli; bin.
   layer('src/core', { pure: true, above: [] }),
   layer('src/ipvsadm', { pure: true, above: ['core'] }),
+  layer('src/keepalived', { pure: true, above: ['core', 'ipvsadm', 'health/config.js'] }),
+  layer('src/health', { above: ['core'] }),
+  layer('src/sync', { above: ['core'] }),
   layer('src/dataplane', { above: ['core'] }),
-  layer('src/control', { above: ['core', 'ipvsadm'] }),
+  layer('src/http', { above: ['core', 'ipvsadm', 'control/api.js'] }),
+  layer('src/control', { above: ['core', 'ipvsadm', 'keepalived', 'health', 'sync'] }),
   layer('src/cli', { above: ['core', 'ipvsadm', 'control/api.js', 'control/protocol.js'] }),
   {
     files: ['**/*.js', '**/*.mjs'],
