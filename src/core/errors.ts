@@ -20,6 +20,8 @@ export const ErrorCodes = {
   INVALID: 'LVS_ERR_INVALID',
   /** address families mixed where only tunnels allow it (EAFNOSUPPORT). */
   AF_NOT_SUPPORTED: 'LVS_ERR_AF_NOT_SUPPORTED',
+  /** a forwarding method lvsd cannot carry out yet (direct routing, tunnelling). */
+  METHOD_UNSUPPORTED: 'LVS_ERR_METHOD_UNSUPPORTED',
   /** the connection table is full. */
   TABLE_FULL: 'LVS_ERR_TABLE_FULL',
   /** a sync daemon is already running / none is running. */

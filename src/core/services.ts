@@ -2,6 +2,8 @@
 // first and only then changes state, so a refused operation leaves the table as it was.
 
 import { ErrorCodes, LvsError } from './errors.js';
+import './forward/index.js';
+import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
 import { addrEquals, addrKey, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   Dest,
@@ -10,6 +12,7 @@ import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
   type DestSettings,
+  type ForwardMethod,
   type ServiceKey,
   type ServiceSettings,
 } from './model.js';
@@ -194,7 +197,22 @@ function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler 
   return scheduler;
 }
 
+const METHOD_OPTIONS: Record<ForwardMethod, string> = {
+  masq: 'masquerading (-m)',
+  route: "direct routing (-g, ipvsadm's default when no method is given)",
+  tunnel: 'tunnelling (-i)',
+  local: 'local delivery',
+};
+
 function validateDest(service: Service, addr: Addr, port: number, settings: DestSettings): void {
+  // Refused rather than accepted and then dropped: an ipvsadm script replayed here must fail loudly.
+  if (forwardingMethodId(settings.method) < 0) {
+    const available = forwardingMethodNames().map((m) => METHOD_OPTIONS[m]);
+    throw new LvsError(
+      ErrorCodes.METHOD_UNSUPPORTED,
+      `lvsd cannot forward by ${METHOD_OPTIONS[settings.method]} yet; use ${available.join(' or ')}`,
+    );
+  }
   const { weight, uThreshold, lThreshold } = settings;
   if (!Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) throw invalid('weight');
   if (!Number.isInteger(uThreshold) || uThreshold < 0 || !Number.isInteger(lThreshold) || lThreshold < 0) {

@@ -308,6 +308,7 @@ test('IPv6 connections are found both ways and never confused with IPv4', () => 
     daddr: dest.addr,
     dport: 8080,
     dest,
+    method: 0,
     serviceId: 3,
     template: -1,
   });
