@@ -108,10 +108,12 @@ export class Director {
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
-        serviceRemoved: (service) => {
-          this.conns.dropService(service.id);
-          this.estimator.remove(service.stats);
-          for (const dest of service.dests) this.estimator.remove(dest.stats);
+        servicesRemoved: (services) => {
+          this.conns.dropServices(new Set(services.map((s) => s.id)));
+          for (const service of services) {
+            this.estimator.remove(service.stats);
+            for (const dest of service.dests) this.estimator.remove(dest.stats);
+          }
         },
         destRemoved: (_service, dest) => {
           this.conns.dropDest(dest);

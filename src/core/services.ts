@@ -28,7 +28,8 @@ export function serviceKeyString(key: ServiceKey): string {
 
 /** What removing a service or a real server means for the connections bound to it. */
 export interface ServiceTableListener {
-  serviceRemoved(service: Service): void;
+  /** Called once per operation, so that `-C` ends every connection in one pass over the table. */
+  servicesRemoved(services: readonly Service[]): void;
   destRemoved(service: Service, dest: Dest): void;
 }
 
@@ -91,7 +92,7 @@ export class ServiceTable {
     this.byKey.delete(serviceKeyString(key));
     this.byServiceId.delete(service.id);
     this.ordered.splice(this.ordered.indexOf(service), 1);
-    this.retire(service);
+    this.retire([service]);
   }
 
   clear(): void {
@@ -99,7 +100,7 @@ export class ServiceTable {
     this.byKey.clear();
     this.byServiceId.clear();
     this.ordered.length = 0;
-    for (const service of all) this.retire(service);
+    this.retire(all);
   }
 
   addDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): Dest {
@@ -143,9 +144,9 @@ export class ServiceTable {
     service.scheduler.updateService?.(service.schedState, service);
   }
 
-  private retire(service: Service): void {
-    for (const dest of service.dests) dest.available = false;
-    this.listener.serviceRemoved(service);
+  private retire(services: readonly Service[]): void {
+    for (const service of services) for (const dest of service.dests) dest.available = false;
+    this.listener.servicesRemoved(services);
   }
 
   private require(key: ServiceKey): Service {
