@@ -183,7 +183,7 @@ export class Director {
    * packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and returns
    * the bytes from offset to send back to the TUN, or 0 to drop it. Check `pending` afterwards.
    */
-  process(buf: Uint8Array, offset: number, length: number): number {
+  process(buf: Uint8Array, offset: number, length: number, fwmark = 0): number {
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
     const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
     if (!p.ok) return this.drop(p.reason);
@@ -203,7 +203,10 @@ export class Director {
     id = this.conns.findOut(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
     if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'out');
 
-    const service = this.services.lookup(p.protocol, p.daddr, p.dport);
+    // As ip_vs_service_find: a marked packet matches the mark's service first.
+    const service =
+      (fwmark > 0 ? this.services.lookupFwmark(p.af, fwmark) : undefined) ??
+      this.services.lookup(p.protocol, p.daddr, p.dport);
     if (!service) return this.drop('no-service');
     // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
     if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {

@@ -4,7 +4,7 @@
 import { ErrorCodes, LvsError } from './errors.js';
 import './forward/index.js';
 import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
-import { addrEquals, addrKey, IPPROTO_UDP, type Addr } from './inet.js';
+import { addrEquals, addrKey, IPPROTO_UDP, type Addr, type Family } from './inet.js';
 import {
   Dest,
   MAX_PERSISTENT_TIMEOUT,
@@ -23,8 +23,13 @@ export const MAX_WEIGHT = 65535;
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
 export function serviceKeyString(key: ServiceKey): string {
-  return key.fwmark > 0 ? `f${key.af}:${key.fwmark}` : `${key.protocol}:${addrKey(key.addr)}:${key.port}`;
+  return key.fwmark > 0
+    ? fwmarkKeyString(key.af, key.fwmark)
+    : addrKeyString(key.protocol, key.addr, key.port);
 }
+
+const fwmarkKeyString = (af: Family, fwmark: number) => `f${af}:${fwmark}`;
+const addrKeyString = (protocol: number, addr: Addr, port: number) => `${protocol}:${addrKey(addr)}:${port}`;
 
 /** What removing a service or a real server means for the connections bound to it. */
 export interface ServiceTableListener {
@@ -60,8 +65,13 @@ export class ServiceTable {
 
   /** ip_vs_service_find: the exact port first, then a port-zero (all ports) service. */
   lookup(protocol: number, vaddr: Addr, vport: number): Service | undefined {
-    const exact = this.byKey.get(`${protocol}:${addrKey(vaddr)}:${vport}`);
-    return exact ?? (vport !== 0 ? this.byKey.get(`${protocol}:${addrKey(vaddr)}:0`) : undefined);
+    const exact = this.byKey.get(addrKeyString(protocol, vaddr, vport));
+    return exact ?? (vport !== 0 ? this.byKey.get(addrKeyString(protocol, vaddr, 0)) : undefined);
+  }
+
+  /** The firewall-mark service of this family and mark. */
+  lookupFwmark(af: Family, fwmark: number): Service | undefined {
+    return this.byKey.get(fwmarkKeyString(af, fwmark));
   }
 
   add(key: ServiceKey, settings: ServiceSettings): Service {

@@ -9,8 +9,11 @@ import type { ErrorCode } from '../core/errors.js';
 export interface PacketDirector {
   execute(op: ControlOp): void;
   snapshot(options: { connections: boolean }): Snapshot;
-  /** Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. */
-  process(buf: Uint8Array, offset: number, length: number): number;
+  /**
+   * Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. `fwmark` is
+   * the mark of the device the frame came from (0 for none).
+   */
+  process(buf: Uint8Array, offset: number, length: number, fwmark: number): number;
   /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
   readonly pending: Uint8Array[];
   tick(): void;
