@@ -4,12 +4,20 @@
 // it goes, so a refused open leaves the director unchanged.
 
 import type { Clock } from '../core/clock.js';
-import type { ControlOp, Snapshot } from '../core/ops.js';
+import {
+  zeroDeviceCounters,
+  type ControlOp,
+  type DeviceCounters,
+  type EngineEvent,
+  type Snapshot,
+} from '../core/ops.js';
 import { fwmarkDeviceName, type DeviceDriver, type PacketDevice } from './device.js';
-import { zeroDataplaneStats, type DataplaneStats, type PacketDirector } from './messages.js';
+import type { PacketDirector } from './messages.js';
 
 /** Frames handled per device before control requests and the tick get their turn. */
 const BATCH = 64;
+/** Packet-path exceptions are reported at most this often (each is counted). */
+const EXCEPTION_REPORT_MS = 10_000;
 
 export interface PacketLoopOptions {
   director: PacketDirector;
@@ -22,10 +30,12 @@ export interface PacketLoopOptions {
   /** How long to wait for traffic when idle; bounds control latency. */
   idlePollMs: number;
   tickMs: number;
+  /** Where the loop's events go (the engine passes them on to the daemon's log). */
+  report(event: EngineEvent): void;
 }
 
 export class PacketLoop {
-  readonly stats: DataplaneStats = zeroDataplaneStats();
+  readonly stats: DeviceCounters = zeroDeviceCounters();
   private readonly director: PacketDirector;
   private readonly driver: DeviceDriver;
   private readonly clock: Clock;
@@ -35,6 +45,7 @@ export class PacketLoop {
   private readonly marked = new Map<number, PacketDevice>();
   private readonly serveDevices: boolean;
   private lastTick: number;
+  private lastExceptionReport = -Infinity;
 
   constructor(private readonly options: PacketLoopOptions) {
     this.director = options.director;
@@ -70,7 +81,9 @@ export class PacketLoop {
   }
 
   snapshot(connections: boolean): Snapshot {
-    return this.director.snapshot({ connections });
+    const snapshot = this.director.snapshot({ connections });
+    snapshot.dataPath.device = structuredClone(this.stats);
+    return snapshot;
   }
 
   /** One turn: a batch from every device (or a wait when all were idle), then the tick when due. */
@@ -101,8 +114,9 @@ export class PacketLoop {
       let out: number;
       try {
         out = director.process(frame, 0, n, device.fwmark);
-      } catch {
+      } catch (error) {
         stats.drops.exception++;
+        this.exception(error);
         continue;
       }
       if (out === 0) stats.drops.verdict++;
@@ -112,6 +126,14 @@ export class PacketLoop {
       }
     }
     return handled;
+  }
+
+  private exception(error: unknown): void {
+    const now = this.clock.now();
+    if (now - this.lastExceptionReport < EXCEPTION_REPORT_MS) return;
+    this.lastExceptionReport = now;
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    this.options.report({ kind: 'exception', message, count: this.stats.drops.exception });
   }
 
   private send(device: PacketDevice, buf: Uint8Array, length: number): void {

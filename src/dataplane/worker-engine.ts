@@ -5,14 +5,14 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Engine } from '../core/engine.js';
 import { LvsError } from '../core/errors.js';
-import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { ControlOp, DeviceCounters, EngineEvent, Snapshot } from '../core/ops.js';
 import type { HostSteering } from './host.js';
 import type {
-  DataplaneStats,
   Reply,
   RequestBody,
   SerializedError,
   Startup,
+  WorkerEventMessage,
   WorkerSettings,
 } from './messages.js';
 
@@ -45,6 +45,9 @@ export class WorkerEngine implements Engine {
   private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   private exited: Error | null = null;
   private closing: Promise<void> | null = null;
+  private readonly listeners = new Set<(event: EngineEvent) => void>();
+  /** Why the worker died, when it threw. */
+  private crash: Error | null = null;
 
   private constructor(
     private readonly worker: Worker,
@@ -53,19 +56,42 @@ export class WorkerEngine implements Engine {
     /** The device's name as the kernel gave it, or null without a device. */
     readonly tunName: string | null,
   ) {
-    port.on('message', (reply: Reply) => {
+    port.on('message', (message: Reply | WorkerEventMessage) => {
+      if ('event' in message) {
+        this.emit(message.event);
+        return;
+      }
+      const reply = message;
       const waiter = this.pending.get(reply.id);
       if (!waiter) return;
       this.pending.delete(reply.id);
       if (reply.ok) waiter.resolve(reply.value);
       else waiter.reject(toError(reply.error));
     });
+    worker.on('error', (error) => {
+      this.crash = error;
+    });
     worker.on('exit', (code) => {
       this.exited = new Error(`data-plane worker exited (code ${code})`);
       for (const waiter of this.pending.values()) waiter.reject(this.exited);
       this.pending.clear();
       port.close();
+      if (this.closing) return;
+      // Nobody forwards any more: take the steering away at once, so the service's traffic is
+      // no longer routed into a device nobody reads, and let the daemon stop.
+      this.host?.stop();
+      const why = this.crash ? (this.crash.stack ?? this.crash.message) : `exit code ${code}`;
+      this.emit({ kind: 'failed', reason: `the data-plane worker died: ${why}` });
     });
+  }
+
+  onEvent(listener: (event: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: EngineEvent): void {
+    for (const listener of this.listeners) listener(event);
   }
 
   /** Starts the worker and waits until its device is up (or rejects with why it is not). */
@@ -95,9 +121,6 @@ export class WorkerEngine implements Engine {
       throw toError(startup.error);
     }
     worker.removeAllListeners('error');
-    worker.on('error', () => {
-      // The 'exit' listener reports it to every waiter; a worker error must not crash the daemon.
-    });
     return new WorkerEngine(worker, channel.port1, options.host, startup.tunName);
   }
 
@@ -123,8 +146,8 @@ export class WorkerEngine implements Engine {
   }
 
   /** The worker's packet and drop counters. */
-  stats(): Promise<DataplaneStats> {
-    return this.request<DataplaneStats>({ kind: 'stats' });
+  stats(): Promise<DeviceCounters> {
+    return this.request<DeviceCounters>({ kind: 'stats' });
   }
 
   /** Stops the packet loop (removing the device), then undoes the host plumbing. Idempotent. */

@@ -11,6 +11,7 @@ import {
   type Reply,
   type Request,
   type Startup,
+  type WorkerEventMessage,
   type WorkerSettings,
 } from './messages.js';
 import { PacketLoop } from './packet-loop.js';
@@ -34,6 +35,7 @@ async function start(): Promise<void> {
       mainDevice: settings.tun?.name ?? null,
       idlePollMs: settings.idlePollMs,
       tickMs: settings.tickMs,
+      report: (event) => port.postMessage({ event } satisfies WorkerEventMessage),
     });
   } catch (error) {
     parentPort!.postMessage({ kind: 'failed', error: serializeError(error) } satisfies Startup);

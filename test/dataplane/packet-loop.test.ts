@@ -4,6 +4,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
 import { formatAddr } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
+import type { EngineEvent } from '../../src/core/ops.js';
 import { parsePacket } from '../../src/core/packet/parse.js';
 import { VNET_HDR_LEN } from '../../src/core/packet/vnet.js';
 import { PacketLoop } from '../../src/dataplane/packet-loop.js';
@@ -26,7 +27,9 @@ function makeLoop() {
   const clock = new ManualClock(0);
   const driver = new FakeDriver();
   const director = new Director({ clock, random: () => 0.5, connCapacity: 64 });
+  const events: EngineEvent[] = [];
   const loop = new PacketLoop({
+    report: (event) => events.push(event),
     director,
     driver,
     clock,
@@ -35,7 +38,7 @@ function makeLoop() {
     idlePollMs: 0,
     tickMs: 100,
   });
-  return { loop, driver, director };
+  return { loop, driver, director, events, clock };
 }
 
 test('a fwmark service has a device of its own: marked traffic on any address and port is balanced', () => {
@@ -79,4 +82,26 @@ test('a device that cannot be opened refuses the service and changes nothing', (
   loop.execute({ op: 'add-service', key: markService(7), settings });
   assert.throws(() => loop.execute({ op: 'add-service', key: markService(7), settings }), /exists/);
   assert.equal(driver.opened.get('lvsf7')!.closed, false, 'the existing service keeps its device');
+});
+
+test('a packet-path exception is counted, shown in the snapshot and reported, at most every 10 s', () => {
+  const { loop, driver, director, events, clock } = makeLoop();
+  director.process = () => {
+    throw new Error('boom');
+  };
+  const main = driver.opened.get('lvs0')!;
+  main.inbox.push(syn('198.18.0.1', 80), syn('198.18.0.1', 81));
+  loop.turn();
+  clock.advance(10_000);
+  main.inbox.push(syn('198.18.0.1', 82));
+  loop.turn();
+  assert.equal(loop.snapshot(false).dataPath.device?.drops.exception, 3);
+  assert.deepEqual(
+    events.map((e) => (e.kind === 'exception' ? [e.count, e.message.split('\n')[0]] : e.kind)),
+    [
+      [1, 'Error: boom'],
+      [3, 'Error: boom'],
+    ],
+  );
+  assert.equal(main.outbox.length, 0);
 });

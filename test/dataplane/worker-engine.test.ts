@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
 import { addr4, IPPROTO_TCP } from '../../src/core/inet.js';
-import type { ServiceSnapshot } from '../../src/core/ops.js';
+import type { EngineEvent, ServiceSnapshot } from '../../src/core/ops.js';
 import type { HostSteering } from '../../src/dataplane/host.js';
 import { WorkerEngine } from '../../src/dataplane/worker-engine.js';
 
@@ -73,6 +73,23 @@ describe('WorkerEngine (no device)', () => {
     await engine.close();
     assert.equal(host.stopped, 1, 'close is idempotent');
     await assert.rejects(engine.snapshot({ connections: false }), /exited/);
+  });
+
+  it('a worker that dies takes the steering away and reports the failure', async () => {
+    const host = new RecordingHost();
+    const engine = await WorkerEngine.start({ tun: null, host, directorModule: stub, idlePollMs: 5 });
+    const failed = new Promise<EngineEvent>((resolve) => engine.onEvent(resolve));
+    await assert.rejects(
+      engine.execute({ op: 'set-timeouts', timeouts: { tcp: 1, tcpfin: 1, udp: 1 } }),
+      /exited/,
+    );
+    const event = await failed;
+    assert.equal(event.kind, 'failed');
+    assert.match(event.kind === 'failed' ? event.reason : '', /worker died: exit code 3/);
+    assert.equal(host.stopped, 1);
+    await assert.rejects(engine.snapshot({ connections: false }), /exited/);
+    await engine.close();
+    assert.equal(host.stopped, 2, 'close after a failure undoes the steering again, harmlessly');
   });
 
   it('reports a director module that cannot load as a startup failure', async () => {
