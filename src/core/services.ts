@@ -28,6 +28,9 @@ export function serviceKeyString(key: ServiceKey): string {
     : addrKeyString(key.protocol, key.addr, key.port);
 }
 
+export const sameServiceKey = (a: ServiceKey, b: ServiceKey): boolean =>
+  serviceKeyString(a) === serviceKeyString(b);
+
 const fwmarkKeyString = (af: Family, fwmark: number) => `f${af}:${fwmark}`;
 const addrKeyString = (protocol: number, addr: Addr, port: number) => `${protocol}:${addrKey(addr)}:${port}`;
 

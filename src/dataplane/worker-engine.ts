@@ -4,8 +4,10 @@
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Engine } from '../core/engine.js';
-import { LvsError } from '../core/errors.js';
-import type { ControlOp, DeviceCounters, EngineEvent, Snapshot } from '../core/ops.js';
+import { ErrorCodes, LvsError } from '../core/errors.js';
+import { addrEquals } from '../core/inet.js';
+import { sameServiceKey } from '../core/services.js';
+import type { ControlOp, DeviceCounters, EngineEvent, ServiceSnapshot, Snapshot } from '../core/ops.js';
 import type { HostSteering } from './host.js';
 import type {
   Reply,
@@ -28,6 +30,11 @@ export interface WorkerEngineOptions {
   tickMs?: number;
 }
 
+type SteeringOp = Extract<
+  ControlOp,
+  { op: 'add-service' | 'add-dest' | 'delete-service' | 'delete-dest' | 'clear' }
+>;
+
 const STEERING_OPS = new Set<ControlOp['op']>([
   'add-service',
   'delete-service',
@@ -35,6 +42,37 @@ const STEERING_OPS = new Set<ControlOp['op']>([
   'add-dest',
   'delete-dest',
 ]);
+
+const isSteering = (op: ControlOp): op is SteeringOp => STEERING_OPS.has(op.op);
+
+/** The operation that takes an addition back. */
+function undoAddition(op: Extract<SteeringOp, { op: 'add-service' | 'add-dest' }>): ControlOp {
+  return op.op === 'add-service'
+    ? { op: 'delete-service', key: op.key }
+    : { op: 'delete-dest', key: op.key, addr: op.addr, port: op.port };
+}
+
+/** The services that remain once a removal is done (as the director will do it). */
+function afterRemoval(
+  services: readonly ServiceSnapshot[],
+  op: Extract<SteeringOp, { op: 'delete-service' | 'delete-dest' | 'clear' }>,
+): ServiceSnapshot[] {
+  if (op.op === 'clear') return [];
+  const others = services.filter((s) => !sameServiceKey(s.key, op.key));
+  if (op.op === 'delete-service') return others;
+  return services.map((s) =>
+    sameServiceKey(s.key, op.key)
+      ? { ...s, dests: s.dests.filter((d) => d.port !== op.port || !addrEquals(d.addr, op.addr)) }
+      : s,
+  );
+}
+
+function hostRefused(error: unknown): LvsError {
+  const why = error instanceof Error ? error.message : String(error);
+  return new LvsError(ErrorCodes.HOST_REFUSED, `the host refused the change, nothing was changed: ${why}`, {
+    cause: error,
+  });
+}
 
 function toError(error: SerializedError): Error {
   return error.code ? new LvsError(error.code, error.message) : new Error(error.message);
@@ -133,11 +171,44 @@ export class WorkerEngine implements Engine {
     });
   }
 
+  /**
+   * Applies an operation to the director and the host's steering together, or to neither: an
+   * addition is taken back when the host refuses it; a removal leaves the host first, so a
+   * refusal there finds the director untouched.
+   */
   async execute(op: ControlOp): Promise<void> {
-    await this.request<void>({ kind: 'execute', op });
-    if (this.host && STEERING_OPS.has(op.op)) {
-      const { services } = await this.snapshot({ connections: false });
-      this.host.sync(services);
+    const host = this.host;
+    if (!host || !isSteering(op)) return this.request<void>({ kind: 'execute', op });
+    const before = (await this.snapshot({ connections: false })).services;
+    const restore = () => {
+      try {
+        host.sync(before);
+      } catch {
+        // The host refused going back as well: the next change's sync retries the difference.
+      }
+    };
+    if (op.op === 'add-service' || op.op === 'add-dest') {
+      await this.request<void>({ kind: 'execute', op });
+      try {
+        host.sync((await this.snapshot({ connections: false })).services);
+      } catch (error) {
+        await this.request<void>({ kind: 'execute', op: undoAddition(op) });
+        restore();
+        throw hostRefused(error);
+      }
+      return;
+    }
+    try {
+      host.sync(afterRemoval(before, op));
+    } catch (error) {
+      restore();
+      throw hostRefused(error);
+    }
+    try {
+      await this.request<void>({ kind: 'execute', op });
+    } catch (error) {
+      restore();
+      throw error;
     }
   }
 

@@ -27,6 +27,18 @@ class RecordingHost implements HostSteering {
   }
 }
 
+/** A host that refuses, as nft or ip do when they fail, every service list `refuses` matches. */
+class FaultyHost extends RecordingHost {
+  constructor(private readonly refuses: (ports: number[]) => boolean) {
+    super();
+  }
+  override sync(services: readonly ServiceSnapshot[]): void {
+    const ports = services.map((s) => s.key.port);
+    if (this.refuses(ports)) throw new Error('nft: Operation not permitted');
+    super.sync(services);
+  }
+}
+
 describe('WorkerEngine (no device)', () => {
   it('runs control operations in the worker, errors keep their LvsError code', async () => {
     const host = new RecordingHost();
@@ -73,6 +85,30 @@ describe('WorkerEngine (no device)', () => {
     await engine.close();
     assert.equal(host.stopped, 1, 'close is idempotent');
     await assert.rejects(engine.snapshot({ connections: false }), /exited/);
+  });
+
+  it('a change the host refuses is not made: the director and the steering stay as they were', async () => {
+    let refuseRemoval = false;
+    const host = new FaultyHost((ports) => ports.includes(666) || (refuseRemoval && !ports.includes(80)));
+    const engine = await WorkerEngine.start({ tun: null, host, directorModule: stub, idlePollMs: 5 });
+    const ports = async () => (await engine.snapshot({ connections: false })).services.map((s) => s.key.port);
+    try {
+      await engine.execute({ op: 'add-service', key: key(80), settings });
+      const refused = (error: unknown) => {
+        assert.ok(error instanceof LvsError);
+        assert.equal(error.code, ErrorCodes.HOST_REFUSED);
+        assert.match(error.message, /nothing was changed: nft: Operation not permitted/);
+        return true;
+      };
+      await assert.rejects(engine.execute({ op: 'add-service', key: key(666), settings }), refused);
+      assert.deepEqual(await ports(), [80]);
+      refuseRemoval = true;
+      await assert.rejects(engine.execute({ op: 'delete-service', key: key(80) }), refused);
+      assert.deepEqual(await ports(), [80]);
+      assert.deepEqual(host.syncs.at(-1), [80], 'the steering is back where it was');
+    } finally {
+      await engine.close();
+    }
   });
 
   it('a worker that dies takes the steering away and reports the failure', async () => {
