@@ -18,6 +18,7 @@ import {
   type Service,
   type Stats,
 } from './model.js';
+import { PASS_TO_HOST } from './ops.js';
 import type {
   ControlOp,
   DataPathCounters,
@@ -91,7 +92,13 @@ export class Director {
   private readonly fragments: FragmentTracker<FragmentDecision>;
   /** Packets ready besides the one `process` returns (held fragments released): the caller sends them. */
   readonly pending: Uint8Array[] = [];
-  readonly counters: DataPathCounters = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} };
+  readonly counters: DataPathCounters = {
+    forwardedIn: 0,
+    forwardedOut: 0,
+    icmpSent: 0,
+    drops: {},
+    passed: {},
+  };
 
   constructor(options: DirectorOptions) {
     this.clock = options.clock;
@@ -179,9 +186,11 @@ export class Director {
   // ---- the packet path: never throws, every drop counted ----
 
   /**
-   * Handles one packet read from the TUN: buf[offset, offset + length) is a virtio_net_hdr and an IP
-   * packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and returns
-   * the bytes from offset to send back to the TUN, or 0 to drop it. Check `pending` afterwards.
+   * Handles one packet read from the device: buf[offset, offset + length) is a virtio_net_hdr and an
+   * IP packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and
+   * returns the verdict: the bytes from offset to transmit, 0 to drop it (counted by reason), or
+   * PASS_TO_HOST when it is not the director's (counted too): the device gives it back to the kernel
+   * unchanged, as IPVS's NF_ACCEPT. Check `pending` afterwards.
    */
   process(buf: Uint8Array, offset: number, length: number, fwmark = 0): number {
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
@@ -190,7 +199,7 @@ export class Director {
     const vflags = vnetFlags(buf, offset);
     if (p.l4Offset < 0) return this.laterFragment(buf, offset, length, p, vflags);
     if (isIcmpError(p)) return this.icmpError(buf, length, p, vflags);
-    if (!hasPorts(p.protocol)) return this.drop('unsupported');
+    if (!hasPorts(p.protocol)) return this.pass('not-a-service');
 
     let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
     if (id >= 0 && (this.isOnePacket(id, p) || this.reopens(id, p))) {
@@ -207,7 +216,11 @@ export class Director {
     const service =
       (fwmark > 0 ? this.services.lookupFwmark(p.af, fwmark) : undefined) ??
       this.services.lookup(p.protocol, p.daddr, p.dport);
-    if (!service) return this.drop('no-service');
+    if (!service) {
+      // A real server's packet that belongs to no connection (one that expired, or from before
+      // a restart) must not leave with its own address: the client would see the real server.
+      return this.services.isRealServer(p.saddr, p.sport) ? this.drop('no-conn') : this.pass('not-a-service');
+    }
     // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
     if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {
       return this.drop('no-conn');
@@ -352,7 +365,7 @@ export class Director {
   /** ICMP errors about a tracked connection are translated, outer and quoted headers both. */
   private icmpError(buf: Uint8Array, length: number, p: ParsedPacket, vflags: number): number {
     const inner = parseIcmpError(buf, p);
-    if (!inner) return this.drop('icmp-unmatched');
+    if (!inner) return this.icmpNotOurs(p);
     // About a client -> real server packet: on its way to the client.
     let id = this.conns.findOut(inner.af, inner.protocol, inner.daddr, inner.dport, inner.saddr, inner.sport);
     if (id >= 0) {
@@ -367,7 +380,12 @@ export class Director {
       this.counters.forwardedIn++;
       return length;
     }
-    return this.drop('icmp-unmatched');
+    return this.icmpNotOurs(p);
+  }
+
+  /** An error for the host's own sockets on a VIP (ssh, path MTU) is the host's; any other is dropped. */
+  private icmpNotOurs(p: ParsedPacket): number {
+    return this.services.isVirtualAddress(p.daddr) ? this.pass('icmp-for-host') : this.drop('icmp-unmatched');
   }
 
   /** ip_vs_leave: no real server available, so the client hears "port unreachable" from the VIP. */
@@ -417,12 +435,17 @@ export class Director {
     return 0;
   }
 
+  private pass(reason: 'not-a-service' | 'icmp-for-host'): typeof PASS_TO_HOST {
+    this.counters.passed[reason] = (this.counters.passed[reason] ?? 0) + 1;
+    return PASS_TO_HOST;
+  }
+
   snapshot(options: { connections: boolean }): Snapshot {
     const snapshot: Snapshot = {
       connTableBuckets: 1 << this.connHashBits,
       timeouts: this.timeouts.ipvs(),
       services: this.services.services.map(serviceSnapshot),
-      dataPath: { ...this.counters, drops: { ...this.counters.drops } },
+      dataPath: { ...this.counters, drops: { ...this.counters.drops }, passed: { ...this.counters.passed } },
     };
     if (options.connections) snapshot.connections = [...this.conns.entries()];
     return snapshot;

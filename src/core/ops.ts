@@ -108,6 +108,9 @@ export function zeroDeviceCounters(): DeviceCounters {
   };
 }
 
+/** Director.process's verdict for a packet that is not the director's: give it back to the kernel unchanged. */
+export const PASS_TO_HOST = -1;
+
 /** What the packet path did besides forwarding: every drop by reason (see Director.process). */
 export interface DataPathCounters {
   /** Packets forwarded towards the real servers (in) and back to the clients (out). */
@@ -116,6 +119,8 @@ export interface DataPathCounters {
   /** ICMP errors the director sent itself (port unreachable when no real server is available). */
   icmpSent: number;
   drops: Record<string, number>;
+  /** Packets given back to the kernel unchanged because they were not the director's, by reason. */
+  passed: Record<string, number>;
   /** Present when packets move: the packet loop's device counters, exceptions and write failures included. */
   device?: DeviceCounters;
 }

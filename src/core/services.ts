@@ -48,6 +48,9 @@ export class ServiceTable {
   private readonly ordered: Service[] = [];
   private nextServiceId = 1;
   private nextDestId = 1;
+  /** How many services use each virtual address, and how many real servers each address:port is. */
+  private readonly virtualAddrs = new RefCount();
+  private readonly realServers = new RefCount();
 
   constructor(
     private readonly env: SchedulerEnv,
@@ -77,6 +80,16 @@ export class ServiceTable {
     return this.byKey.get(fwmarkKeyString(af, fwmark));
   }
 
+  /** Whether `addr` is the address of a (protocol, address, port) service. */
+  isVirtualAddress(addr: Addr): boolean {
+    return this.virtualAddrs.has(addrKey(addr));
+  }
+
+  /** Whether addr:port is a real server of some service (a port-0 real server matches every port). */
+  isRealServer(addr: Addr, port: number): boolean {
+    return this.realServers.has(`${addrKey(addr)}:${port}`) || this.realServers.has(`${addrKey(addr)}:0`);
+  }
+
   add(key: ServiceKey, settings: ServiceSettings): Service {
     const scheduler = validateService(key, settings);
     const id = serviceKeyString(key);
@@ -86,6 +99,7 @@ export class ServiceTable {
     this.byKey.set(id, service);
     this.byServiceId.set(service.id, service);
     this.ordered.push(service);
+    if (key.fwmark === 0) this.virtualAddrs.add(addrKey(key.addr));
     return service;
   }
 
@@ -124,6 +138,7 @@ export class ServiceTable {
     const dest = new Dest(this.nextDestId++, addr, port, { ...settings });
     // list_add_rcu: the newest real server stands first.
     service.dests.unshift(dest);
+    this.realServers.add(`${addrKey(addr)}:${port}`);
     this.rescheduled(service);
     return dest;
   }
@@ -148,6 +163,7 @@ export class ServiceTable {
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     service.dests.splice(service.dests.indexOf(dest), 1);
+    this.realServers.remove(`${addrKey(addr)}:${port}`);
     dest.available = false;
     this.rescheduled(service);
     this.listener.destRemoved(service, dest);
@@ -158,7 +174,13 @@ export class ServiceTable {
   }
 
   private retire(services: readonly Service[]): void {
-    for (const service of services) for (const dest of service.dests) dest.available = false;
+    for (const service of services) {
+      if (service.key.fwmark === 0) this.virtualAddrs.remove(addrKey(service.key.addr));
+      for (const dest of service.dests) {
+        dest.available = false;
+        this.realServers.remove(`${addrKey(dest.addr)}:${dest.port}`);
+      }
+    }
     this.listener.servicesRemoved(services);
   }
 
@@ -236,5 +258,24 @@ function validateDest(service: Service, addr: Addr, port: number, settings: Dest
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid('port out of range');
   if (addr.af !== service.af && settings.method !== 'tunnel') {
     throw new LvsError(ErrorCodes.AF_NOT_SUPPORTED, 'Operation not supported with specified address family');
+  }
+}
+
+/** Counts per key, for "is any service using it" questions on the packet path. */
+class RefCount {
+  private readonly counts = new Map<string, number>();
+
+  add(key: string): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const n = this.counts.get(key)! - 1;
+    if (n === 0) this.counts.delete(key);
+    else this.counts.set(key, n);
+  }
+
+  has(key: string): boolean {
+    return this.counts.has(key);
   }
 }

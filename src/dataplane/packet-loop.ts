@@ -5,6 +5,7 @@
 
 import type { Clock } from '../core/clock.js';
 import {
+  PASS_TO_HOST,
   zeroDeviceCounters,
   type ControlOp,
   type DeviceCounters,
@@ -120,7 +121,8 @@ export class PacketLoop {
         continue;
       }
       if (out === 0) stats.drops.verdict++;
-      else this.send(device, frame, out);
+      // Written back unchanged, the kernel takes it from the device as it would have without us.
+      else this.send(device, frame, out === PASS_TO_HOST ? n : out);
       if (director.pending.length > 0) {
         for (const extra of director.pending.splice(0)) this.send(device, extra, extra.length);
       }

@@ -38,7 +38,7 @@ export class Director implements PacketDirector {
       connTableBuckets: this.ticks,
       timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
       services: this.services,
-      dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} },
+      dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {} },
     };
   }
 

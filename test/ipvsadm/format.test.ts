@@ -52,7 +52,7 @@ function tcpService(
 }
 
 function snapshot(services: ServiceSnapshot[]): Snapshot {
-  const dataPath = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} };
+  const dataPath = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {} };
   return { connTableBuckets: 4096, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services, dataPath };
 }
 
