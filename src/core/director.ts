@@ -3,13 +3,13 @@
 
 import type { Clock } from './clock.js';
 import { ConnTable } from './conn/table.js';
-import { TCP_ACK, TCP_RST, TCP_SYN, type Direction } from './conn/tcp-state.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
 import { forwardingMethodById, forwardingMethodId } from './forward/registry.js';
 import type { ForwardingMethod } from './forward/types.js';
-import { addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
+import { addrEquals, addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -20,8 +20,10 @@ import {
 } from './model.js';
 import { PASS_TO_HOST } from './ops.js';
 import type {
+  ConnRecord,
   ControlOp,
   DataPathCounters,
+  ImportResult,
   DestSnapshot,
   ServiceSnapshot,
   Snapshot,
@@ -71,6 +73,8 @@ interface FragmentDecision {
 
 const NO_DEST = -1;
 const TABLE_FULL = -2;
+/** importConnections: the entry is there already. */
+const PRESENT = -3;
 
 export interface DirectorOptions {
   clock: Clock;
@@ -438,6 +442,105 @@ export class Director {
   private pass(reason: 'not-a-service' | 'icmp-for-host'): typeof PASS_TO_HOST {
     this.counters.passed[reason] = (this.counters.passed[reason] ?? 0) + 1;
     return PASS_TO_HOST;
+  }
+
+  /** Every connection and template, with its service's key. */
+  exportConnections(): ConnRecord[] {
+    const records: ConnRecord[] = [];
+    for (const id of this.conns.liveIds()) {
+      const service = this.services.byId(this.conns.serviceId(id));
+      if (service) records.push({ ...this.conns.snapshotOf(id), service: service.key });
+    }
+    return records;
+  }
+
+  /**
+   * Re-creates exported entries on the real servers of this director's services (matched by
+   * address and port, so the records may come from another process): templates first, then the
+   * connections they control, each with the state and time left it had.
+   */
+  importConnections(records: readonly ConnRecord[]): ImportResult {
+    const result: ImportResult = {
+      imported: 0,
+      skipped: { noService: 0, noDest: 0, tableFull: 0, present: 0 },
+    };
+    const ordered = [...records].sort((a, b) => Number(b.template) - Number(a.template));
+    // Templates get their time left last: each connection created under one re-arms it.
+    const templates: [number, ConnRecord][] = [];
+    for (const r of ordered) {
+      const service = this.services.find(r.service);
+      if (!service) {
+        result.skipped.noService++;
+        continue;
+      }
+      const dest = service.dests.find(
+        (d) => addrEquals(d.addr, r.daddr) && (d.port === r.dport || d.port === 0),
+      );
+      if (!dest) {
+        result.skipped.noDest++;
+        continue;
+      }
+      const id = r.template ? this.importTemplate(service, dest, r) : this.importConnection(service, dest, r);
+      if (id === TABLE_FULL) result.skipped.tableFull++;
+      else if (id === PRESENT) result.skipped.present++;
+      else {
+        if (r.template) templates.push([id, r]);
+        else this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
+        result.imported++;
+      }
+    }
+    for (const [id, r] of templates) this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
+    return result;
+  }
+
+  private importTemplate(service: Service, dest: Dest, r: ConnRecord): number {
+    const { fwmark } = service.key;
+    if (this.conns.findTemplate(r.af, r.protocol, r.caddr, r.vaddr, r.vport, fwmark) >= 0) return PRESENT;
+    const id = this.conns.createTemplate({
+      af: r.af,
+      protocol: r.protocol,
+      caddr: r.caddr,
+      vaddr: r.vaddr,
+      vport: r.vport,
+      fwmark,
+      daddr: r.daddr,
+      dport: r.dport,
+      dest,
+      serviceId: service.id,
+      timeoutMs: service.settings.timeout * 1000,
+    });
+    return id < 0 ? TABLE_FULL : id;
+  }
+
+  private importConnection(service: Service, dest: Dest, r: ConnRecord): number {
+    if (this.conns.findIn(r.af, r.protocol, r.caddr, r.cport, r.vaddr, r.vport) >= 0) return PRESENT;
+    const { settings, key } = service;
+    const template =
+      settings.flags & SVC_F_PERSISTENT
+        ? this.conns.findTemplate(
+            r.af,
+            r.protocol,
+            addrMask(r.caddr, settings.netmaskPrefix),
+            r.vaddr,
+            key.port === 0 || key.fwmark > 0 ? 0 : r.vport,
+            key.fwmark,
+          )
+        : -1;
+    const id = this.conns.create({
+      af: r.af,
+      protocol: r.protocol,
+      caddr: r.caddr,
+      cport: r.cport,
+      vaddr: r.vaddr,
+      vport: r.vport,
+      daddr: r.daddr,
+      dport: r.dport,
+      dest,
+      method: forwardingMethodId(dest.method),
+      serviceId: service.id,
+      template,
+    });
+    return id < 0 ? TABLE_FULL : id;
   }
 
   snapshot(options: { connections: boolean }): Snapshot {

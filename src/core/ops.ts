@@ -82,6 +82,21 @@ export interface ConnSnapshot {
   template: boolean;
 }
 
+/**
+ * A connection or template as plain data, with the service it belongs to: what a restarted
+ * director or a sync peer needs to re-create it (Director.exportConnections/importConnections).
+ */
+export interface ConnRecord extends ConnSnapshot {
+  service: ServiceKey;
+}
+
+/** What importConnections made of a batch of records. */
+export interface ImportResult {
+  imported: number;
+  /** Records that found no service, no real server, a full table, or an entry already there. */
+  skipped: { noService: number; noDest: number; tableFull: number; present: number };
+}
+
 /** The packet loop's own counters. Packets are device frames: a GSO super-packet counts once. */
 export interface DeviceCounters {
   rxPackets: number;
