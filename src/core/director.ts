@@ -156,6 +156,12 @@ export class Director {
         return this.services.editDest(op.key, op.addr, op.port, op.settings);
       case 'delete-dest':
         return this.services.deleteDest(op.key, op.addr, op.port);
+      case 'set-dest-runtime': {
+        const dest = this.services.setDestRuntime(op.key, op.addr, op.port, op.change);
+        // expire_nodest_conn for a server taken out: its connections end now instead of draining.
+        if (op.endConnections && !dest.scheduled) this.conns.dropDest(dest);
+        return;
+      }
       case 'zero':
         return this.zero(op);
       case 'set-timeouts': {
@@ -260,10 +266,16 @@ export class Director {
       // Port-0 and firewall-mark services key their templates on port 0: one template for all ports.
       const vport = key.port === 0 || key.fwmark > 0 ? 0 : p.dport;
       template = this.conns.findTemplate(p.af, p.protocol, caddr, p.daddr, vport, key.fwmark);
+      // ip_vs_check_template: a template whose real server left the scheduling (failed, in
+      // maintenance) no longer holds its client there.
+      if (template >= 0 && !this.conns.dest(template).scheduled) {
+        this.conns.expire(template);
+        template = -1;
+      }
       if (template >= 0) {
         dest = this.conns.dest(template);
       } else {
-        dest = service.scheduler.schedule(service.schedState, service, p);
+        dest = service.scheduler.schedule(service.schedState, service.view, p);
         if (!dest) return NO_DEST;
         template = this.conns.createTemplate({
           af: p.af,
@@ -281,7 +293,7 @@ export class Director {
         if (template < 0) return TABLE_FULL;
       }
     } else {
-      dest = service.scheduler.schedule(service.schedState, service, p);
+      dest = service.scheduler.schedule(service.schedState, service.view, p);
       if (!dest) return NO_DEST;
     }
     const id = this.conns.create({
@@ -576,6 +588,12 @@ function destSnapshot(dest: Dest): DestSnapshot {
     port: dest.port,
     method: dest.method,
     weight: dest.weight,
+    configuredWeight: dest.configuredWeight,
+    scheduled: dest.scheduled,
+    admin: dest.admin,
+    operatorWeight: dest.operatorWeight,
+    health: dest.health,
+    dynamicWeight: dest.dynamicWeight,
     uThreshold: dest.uThreshold,
     lThreshold: dest.lThreshold,
     activeConns: dest.activeConns,

@@ -2,7 +2,16 @@
 // socket and the boundary to the data-plane worker thread (structured-clone safe).
 
 import type { Addr, Family, Protocol } from './inet.js';
-import type { DestSettings, ForwardMethod, Rates, ServiceKey, ServiceSettings } from './model.js';
+import type {
+  AdminState,
+  DestRuntimeChange,
+  DestSettings,
+  ForwardMethod,
+  HealthState,
+  Rates,
+  ServiceKey,
+  ServiceSettings,
+} from './model.js';
 
 export type SyncState = 'master' | 'backup';
 
@@ -31,6 +40,19 @@ export type ControlOp =
   | { op: 'add-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
   | { op: 'edit-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
   | { op: 'delete-dest'; key: ServiceKey; addr: Addr; port: number }
+  /**
+   * Runtime state of a real server (health results, drain/maint, the operator's weight): applied
+   * at once, never saved as configuration. With endConnections, a server that leaves the
+   * scheduling has its connections ended (else they drain).
+   */
+  | {
+      op: 'set-dest-runtime';
+      key: ServiceKey;
+      addr: Addr;
+      port: number;
+      change: DestRuntimeChange;
+      endConnections?: boolean;
+    }
   /** Without a key: every service. */
   | { op: 'zero'; key?: ServiceKey }
   /** 0 leaves a value unchanged, as ipvsadm --set. */
@@ -48,7 +70,15 @@ export interface DestSnapshot {
   addr: Addr;
   port: number;
   method: ForwardMethod;
+  /** The effective weight (what -Ln shows); configuredWeight is what -S saves. */
   weight: number;
+  configuredWeight: number;
+  /** False while in maintenance or failed: -Ln leaves it out, as IPVS after keepalived's DELDEST. */
+  scheduled: boolean;
+  admin: AdminState;
+  operatorWeight: number | null;
+  health: HealthState;
+  dynamicWeight: number | null;
   uThreshold: number;
   lThreshold: number;
   activeConns: number;

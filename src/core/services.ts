@@ -6,11 +6,15 @@ import './forward/index.js';
 import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
 import { addrEquals, addrKey, IPPROTO_UDP, type Addr, type Family } from './inet.js';
 import {
+  applyRuntime,
   Dest,
   MAX_PERSISTENT_TIMEOUT,
   Service,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
+  type AdminState,
+  type DestRuntimeChange,
+  type HealthState,
   type DestSettings,
   type ForwardMethod,
   type ServiceKey,
@@ -95,7 +99,7 @@ export class ServiceTable {
     const id = serviceKeyString(key);
     if (this.byKey.has(id)) throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
     const service = new Service(this.nextServiceId++, key, { ...settings }, scheduler, undefined);
-    service.schedState = scheduler.initService(service, this.env);
+    service.schedState = scheduler.initService(service.view, this.env);
     this.byKey.set(id, service);
     this.byServiceId.set(service.id, service);
     this.ordered.push(service);
@@ -110,7 +114,7 @@ export class ServiceTable {
     service.settings = { ...settings };
     if (rebind) {
       service.scheduler = scheduler;
-      service.schedState = scheduler.initService(service, this.env);
+      service.schedState = scheduler.initService(service.view, this.env);
     }
   }
 
@@ -149,13 +153,29 @@ export class ServiceTable {
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     dest.method = settings.method;
-    dest.weight = settings.weight;
+    dest.configuredWeight = settings.weight;
+    applyRuntime(dest);
     dest.uThreshold = settings.uThreshold;
     dest.lThreshold = settings.lThreshold;
     // __ip_vs_update_dest: new thresholds may lift the overload at once.
     if (dest.uThreshold === 0 || dest.activeConns + dest.inactConns < dest.uThreshold)
       dest.overloaded = false;
     this.rescheduled(service);
+  }
+
+  /** Runtime state (health, drain, maintenance, the operator's weight): never part of the configuration. */
+  setDestRuntime(key: ServiceKey, addr: Addr, port: number, change: DestRuntimeChange): Dest {
+    const service = this.requireForDest(key);
+    const dest = findDest(service, addr, port);
+    if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
+    validateRuntime(change);
+    if (change.admin !== undefined) dest.admin = change.admin;
+    if (change.operatorWeight !== undefined) dest.operatorWeight = change.operatorWeight;
+    if (change.health !== undefined) dest.health = change.health;
+    if (change.dynamicWeight !== undefined) dest.dynamicWeight = change.dynamicWeight;
+    applyRuntime(dest);
+    this.rescheduled(service);
+    return dest;
   }
 
   deleteDest(key: ServiceKey, addr: Addr, port: number): void {
@@ -170,7 +190,8 @@ export class ServiceTable {
   }
 
   private rescheduled(service: Service): void {
-    service.scheduler.updateService?.(service.schedState, service);
+    service.refreshView();
+    service.scheduler.updateService?.(service.schedState, service.view);
   }
 
   private retire(services: readonly Service[]): void {
@@ -240,6 +261,18 @@ const METHOD_OPTIONS: Record<ForwardMethod, string> = {
   local: 'local delivery',
 };
 
+const ADMIN_STATES = new Set<AdminState>(['ready', 'drain', 'maint']);
+const HEALTH_STATES = new Set<HealthState>(['up', 'down', 'down-inhibited']);
+
+function validateRuntime(change: DestRuntimeChange): void {
+  const weightOk = (w: unknown) =>
+    w === null || (Number.isInteger(w) && (w as number) >= 0 && (w as number) <= MAX_WEIGHT);
+  if (change.admin !== undefined && !ADMIN_STATES.has(change.admin)) throw invalid('admin state');
+  if (change.operatorWeight !== undefined && !weightOk(change.operatorWeight)) throw invalid('weight');
+  if (change.health !== undefined && !HEALTH_STATES.has(change.health)) throw invalid('health state');
+  if (change.dynamicWeight !== undefined && !weightOk(change.dynamicWeight)) throw invalid('weight');
+}
+
 function validateDest(service: Service, addr: Addr, port: number, settings: DestSettings): void {
   // Refused rather than accepted and then dropped: an ipvsadm script replayed here must fail loudly.
   if (forwardingMethodId(settings.method) < 0) {
@@ -256,7 +289,7 @@ function validateDest(service: Service, addr: Addr, port: number, settings: Dest
   }
   if (uThreshold !== 0 && lThreshold > uThreshold) throw invalid('lower threshold above upper');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid('port out of range');
-  if (addr.af !== service.af && settings.method !== 'tunnel') {
+  if (addr.af !== service.key.af && settings.method !== 'tunnel') {
     throw new LvsError(ErrorCodes.AF_NOT_SUPPORTED, 'Operation not supported with specified address family');
   }
 }

@@ -5,8 +5,9 @@ import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
 import { PASS_TO_HOST } from '../../src/core/ops.js';
 import { LvsError } from '../../src/core/errors.js';
-import { IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
+import { formatAddr, IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
 import {
+  type DestRuntimeChange,
   DEFAULT_PERSISTENT_TIMEOUT,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -450,4 +451,64 @@ test('the snapshot carries the data path counters, so lvsadm -L --json shows eve
     drops: {},
     passed: { 'not-a-service': 1 },
   });
+});
+
+test('runtime state: failed, drained and maintained real servers take no new connections; weights kept apart', () => {
+  const d = director();
+  setup(d, 'rr', { flags: SVC_F_PERSISTENT, timeout: 300 });
+  const runtime = (addr: string, change: DestRuntimeChange, endConnections = false) =>
+    d.execute({
+      op: 'set-dest-runtime',
+      key: tcpService(),
+      addr: ip(addr),
+      port: 8080,
+      change,
+      endConnections,
+    });
+  const dests = () =>
+    Object.fromEntries(
+      d
+        .snapshot({ connections: false })
+        .services[0]!.dests.map((x) => [
+          formatAddr(x.addr),
+          `${x.scheduled ? 'in' : 'out'} w${x.weight}/${x.configuredWeight} ${x.admin} conns ${x.activeConns + x.inactConns}`,
+        ]),
+    );
+  const first = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  const pinned = formatAddr(first.parsed.daddr);
+  const other = pinned === RS1 ? RS2 : RS1;
+  // The health checks fail it: out of the scheduling, but its connection goes on (it drains).
+  runtime(pinned, { health: 'down' });
+  assert.ok(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), 'the open connection still flows');
+  assert.equal(
+    formatAddr(send(d, tcp(CLIENT, 40001, VIP, 80, SYN))!.parsed.daddr),
+    other,
+    'persistence let go',
+  );
+  assert.equal(dests()[pinned], 'out w0/1 ready conns 1');
+  // Back up, then drained by the operator: listed at weight 0, scheduled never.
+  runtime(pinned, { health: 'up', admin: 'drain' });
+  assert.equal(dests()[pinned], 'in w0/1 drain conns 1');
+  assert.equal(formatAddr(send(d, tcp('198.18.0.101', 40000, VIP, 80, SYN))!.parsed.daddr), other);
+  // The operator's weight stands apart from the configured one, and outlives a configuration edit.
+  runtime(pinned, { admin: 'ready', operatorWeight: 5 });
+  d.execute({ op: 'edit-dest', key: tcpService(), addr: ip(pinned), port: 8080, settings: masq(3) });
+  assert.equal(dests()[pinned], 'in w5/3 ready conns 1');
+  runtime(pinned, { operatorWeight: null });
+  assert.equal(dests()[pinned], 'in w3/3 ready conns 1');
+  // Maintenance with its connections ended at once (expire_nodest_conn).
+  runtime(pinned, { admin: 'maint' }, true);
+  assert.equal(dests()[pinned], 'out w0/3 maint conns 0');
+  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), null);
+  // Bad runtime values change nothing.
+  const before = JSON.stringify(dests());
+  assert.throws(
+    () => runtime(other, { admin: 'sleep' as 'drain' }),
+    (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
+  );
+  assert.throws(
+    () => runtime(other, { operatorWeight: 70000 }),
+    (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
+  );
+  assert.equal(JSON.stringify(dests()), before);
 });
