@@ -143,6 +143,7 @@ test('ipvsadm texts and exit statuses for bad command lines', () => {
     kind: 'usage-error',
     text: "Illegal 'u-threshold' option with the 'list' command",
     exit: 2,
+    endsRestore: true,
   });
   assert.equal(usageError(['-n', '-L']).exit, 255);
   assert.equal(usageError([]).text, "Try `lvsadm -h' or 'lvsadm --help' for more information.");
@@ -158,9 +159,11 @@ test('ipvsadm texts and exit statuses for bad command lines', () => {
   assert.equal(usageError(['-L', '-t']).text, '-t: missing argument');
 });
 
-test('-h and --help, -v', () => {
-  assert.deepEqual(parseArgs(['-h']), { kind: 'help', long: false });
-  assert.deepEqual(parseArgs(['--help']), { kind: 'help', long: true });
+test('-h and --help, -v; --lvsadm-help', () => {
+  assert.deepEqual(parseArgs(['-h']), { kind: 'help', lvsadm: false });
+  assert.deepEqual(parseArgs(['--help']), { kind: 'help', lvsadm: false });
+  assert.deepEqual(parseArgs(['--lvsadm-help']), { kind: 'help', lvsadm: true });
+  assert.equal(usageError(['-L', '--lvsadm-help']).text, "invalid option `--lvsadm-help'");
   assert.deepEqual(parseArgs(['-v', 'junk']), { kind: 'version' });
 });
 
