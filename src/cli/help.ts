@@ -114,7 +114,7 @@ export function lvsadmHelpText(program: string): string {
     'Exit status: 0 success; 1 a listing failed (e.g. no such service for -L -t);\n' +
     '2 invalid command line, or lvsd cannot be reached; 255 lvsd refused the change\n' +
     "(the reason is printed, as ipvsadm prints the kernel's), or bad option syntax.\n" +
-    'Schedulers besides ipvsadm 1.31\'s list: twos, and none (new clients get no real server).\n' +
+    "Schedulers besides ipvsadm 1.31's list: twos, and none (new clients get no real server).\n" +
     'Where lvsadm differs from ipvsadm, and why: docs/cli.md, "Known differences".\n'
   );
 }

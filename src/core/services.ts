@@ -187,7 +187,8 @@ function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler 
   const prefix = settings.netmaskPrefix;
   // An IPv4 mask of 0.0.0.0 (prefix 0) puts every client in one persistence group; IPv6 needs 1..128.
   const minPrefix = key.af === 4 ? 0 : 1;
-  if (!Number.isInteger(prefix) || prefix < minPrefix || prefix > maxPrefix) throw invalid('persistence netmask');
+  if (!Number.isInteger(prefix) || prefix < minPrefix || prefix > maxPrefix)
+    throw invalid('persistence netmask');
   if (settings.flags & SVC_F_ONEPACKET && key.fwmark === 0 && key.protocol !== IPPROTO_UDP) {
     throw invalid('one-packet scheduling is only for UDP');
   }

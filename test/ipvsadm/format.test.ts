@@ -246,7 +246,7 @@ test('-S keeps --pe of a non-persistent service; -L shows it only with persisten
   const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: 'sip' };
   const snap = snapshot([tcpService('198.18.0.1', 5060, [], { settings })]);
   assert.equal(formatRules(snap, numeric(), NUMERIC_NAMES), '-A -t 198.18.0.1:5060 -s rr --pe sip\n');
-  assert.match(formatServiceList(snap, numeric(), NUMERIC_NAMES), /\nTCP  198\.18\.0\.1:5060 rr\n$/);
+  assert.match(formatServiceList(snap, numeric(), NUMERIC_NAMES), /\nTCP {2}198\.18\.0\.1:5060 rr\n$/);
 });
 
 test('-L -c --persistent-conn: the persistence engine columns in the title', () => {
