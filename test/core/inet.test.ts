@@ -142,3 +142,26 @@ test('unicast: what the kernel takes for a real server', () => {
   ])
     assert.equal(isUnicast(parseAddr(text)!), false, text);
 });
+
+test('inet_aton reads any address written in any of its forms', () => {
+  const base = fc.constantFrom(10, 8, 16);
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(base, { minLength: 4, maxLength: 4 }),
+      (value, parts, bases) => {
+        const lastBytes = 5 - parts;
+        const values = [
+          ...Array.from({ length: parts - 1 }, (_, i) => (value >>> (24 - 8 * i)) & 0xff),
+          lastBytes === 4 ? value : value % 2 ** (8 * lastBytes),
+        ];
+        const texts = values.map((v, i) =>
+          bases[i] === 16 ? `0x${v.toString(16)}` : bases[i] === 8 ? `0${v.toString(8)}` : String(v),
+        );
+        const octal = texts.some((t) => /^0[0-7]+$/.test(t));
+        assert.deepEqual(parseInetAton(texts.join('.')), { addr: addr4(value), octal });
+      },
+    ),
+  );
+});
