@@ -7,6 +7,8 @@ import { TCP_ACK, TCP_RST, TCP_SYN, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
+import { forwardingMethodById, forwardingMethodId } from './forward/registry.js';
+import type { ForwardingMethod } from './forward/types.js';
 import { addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   SVC_F_ONEPACKET,
@@ -33,7 +35,6 @@ import {
   rewriteIcmpErrorToClient,
   rewriteIcmpErrorToRealServer,
 } from './packet/icmp.js';
-import { rewriteDestination, rewriteSource } from './packet/nat.js';
 import { hasPorts, parsePacket, type DropReason, type ParsedPacket } from './packet/parse.js';
 import {
   readVnetHdr,
@@ -52,7 +53,7 @@ export type DirectorDrop =
   | 'no-conn'
   | 'no-dest'
   | 'table-full'
-  | 'not-masq'
+  | 'no-reply-path'
   | 'not-rewritable'
   | 'icmp-unmatched'
   | 'fragment-unmatched';
@@ -64,6 +65,7 @@ interface FragmentDecision {
   port: number;
   service: Service;
   dest: Dest;
+  method: ForwardingMethod;
 }
 
 const NO_DEST = -1;
@@ -106,10 +108,12 @@ export class Director {
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
-        serviceRemoved: (service) => {
-          this.conns.dropService(service.id);
-          this.estimator.remove(service.stats);
-          for (const dest of service.dests) this.estimator.remove(dest.stats);
+        servicesRemoved: (services) => {
+          this.conns.dropServices(new Set(services.map((s) => s.id)));
+          for (const service of services) {
+            this.estimator.remove(service.stats);
+            for (const dest of service.dests) this.estimator.remove(dest.stats);
+          }
         },
         destRemoved: (_service, dest) => {
           this.conns.dropDest(dest);
@@ -179,7 +183,7 @@ export class Director {
    * packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and returns
    * the bytes from offset to send back to the TUN, or 0 to drop it. Check `pending` afterwards.
    */
-  process(buf: Uint8Array, offset: number, length: number): number {
+  process(buf: Uint8Array, offset: number, length: number, fwmark = 0): number {
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
     const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
     if (!p.ok) return this.drop(p.reason);
@@ -199,7 +203,10 @@ export class Director {
     id = this.conns.findOut(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
     if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'out');
 
-    const service = this.services.lookup(p.protocol, p.daddr, p.dport);
+    // As ip_vs_service_find: a marked packet matches the mark's service first.
+    const service =
+      (fwmark > 0 ? this.services.lookupFwmark(p.af, fwmark) : undefined) ??
+      this.services.lookup(p.protocol, p.daddr, p.dport);
     if (!service) return this.drop('no-service');
     // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
     if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {
@@ -271,6 +278,8 @@ export class Director {
       // A real server without a port (firewall-mark and port-0 services) keeps the client's.
       dport: dest.port || p.dport,
       dest,
+      // ip_vs_bind_xmit: the method is the connection's from now on, whatever later edits say.
+      method: forwardingMethodId(dest.method),
       serviceId: service.id,
       template,
     });
@@ -290,20 +299,21 @@ export class Director {
     direction: Direction,
   ): number {
     const dest = this.conns.dest(id);
-    if (dest.method !== 'masq') return this.drop('not-masq');
     const service = this.services.byId(this.conns.serviceId(id));
     if (!service) return this.drop('no-service');
+    const method = forwardingMethodById(this.conns.method(id));
     const inbound = direction === 'in';
     const addr = inbound ? dest.addr : this.conns.vaddr(id);
     const port = inbound ? this.conns.dport(id) : this.conns.vport(id);
+    if (!inbound && !method.toClient) return this.drop('no-reply-path');
     const rewritten = inbound
-      ? rewriteDestination(buf, p, addr, port, vflags)
-      : rewriteSource(buf, p, addr, port, vflags);
+      ? method.toRealServer(buf, p, addr, port, vflags)
+      : method.toClient!(buf, p, addr, port, vflags);
     if (!rewritten) return this.drop('not-rewritable');
-    this.conns.onPacket(id, direction, p.tcpFlags);
+    this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
     this.count(service, dest, inbound, buf, offset, p);
     if (p.isFragment) {
-      for (const held of this.fragments.decide(p, { direction, addr, port, service, dest })) {
+      for (const held of this.fragments.decide(p, { direction, addr, port, service, dest, method })) {
         const heldLength = this.laterFragment(held, 0, held.length, null, vnetFlags(held, 0));
         if (heldLength > 0) this.pending.push(held.subarray(0, heldLength));
       }
@@ -332,8 +342,8 @@ export class Director {
     }
     const inbound = decision.direction === 'in';
     const rewritten = inbound
-      ? rewriteDestination(buf, p, decision.addr, decision.port, vflags)
-      : rewriteSource(buf, p, decision.addr, decision.port, vflags);
+      ? decision.method.toRealServer(buf, p, decision.addr, decision.port, vflags)
+      : decision.method.toClient!(buf, p, decision.addr, decision.port, vflags);
     if (!rewritten) return this.drop('not-rewritable');
     this.count(decision.service, decision.dest, inbound, buf, offset, p);
     return length;

@@ -82,6 +82,32 @@ export interface ConnSnapshot {
   template: boolean;
 }
 
+/** The packet loop's own counters. Packets are device frames: a GSO super-packet counts once. */
+export interface DeviceCounters {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  drops: {
+    /** The director's verdict was drop (no service, no real server, bad packet, ...). */
+    verdict: number;
+    /** The kernel refused the rewritten frame (write error, queue full). */
+    writeFailed: number;
+    /** The director threw: a bug, counted rather than allowed to stop the packet loop. */
+    exception: number;
+  };
+}
+
+export function zeroDeviceCounters(): DeviceCounters {
+  return {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    drops: { verdict: 0, writeFailed: 0, exception: 0 },
+  };
+}
+
 /** What the packet path did besides forwarding: every drop by reason (see Director.process). */
 export interface DataPathCounters {
   /** Packets forwarded towards the real servers (in) and back to the clients (out). */
@@ -90,7 +116,16 @@ export interface DataPathCounters {
   /** ICMP errors the director sent itself (port unreachable when no real server is available). */
   icmpSent: number;
   drops: Record<string, number>;
+  /** Present when packets move: the packet loop's device counters, exceptions and write failures included. */
+  device?: DeviceCounters;
 }
+
+/** What an engine reports unasked. */
+export type EngineEvent =
+  /** The data plane stopped: no packets move any more, and the daemon must not go on as if they did. */
+  | { kind: 'failed'; reason: string }
+  /** The packet path threw (a bug): counted in device.drops.exception, reported at most every few seconds. */
+  | { kind: 'exception'; message: string; count: number };
 
 export interface Snapshot {
   /** Hash buckets of the connection table, shown as "size=" in the list header. */

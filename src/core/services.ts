@@ -2,7 +2,9 @@
 // first and only then changes state, so a refused operation leaves the table as it was.
 
 import { ErrorCodes, LvsError } from './errors.js';
-import { addrEquals, addrKey, IPPROTO_UDP, isUnicast, type Addr } from './inet.js';
+import './forward/index.js';
+import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
+import { addrEquals, addrKey, IPPROTO_UDP, isUnicast, type Addr, type Family } from './inet.js';
 import {
   Dest,
   MAX_PERSISTENT_TIMEOUT,
@@ -10,6 +12,7 @@ import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
   type DestSettings,
+  type ForwardMethod,
   type ServiceKey,
   type ServiceSettings,
 } from './model.js';
@@ -20,12 +23,21 @@ export const MAX_WEIGHT = 65535;
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
 export function serviceKeyString(key: ServiceKey): string {
-  return key.fwmark > 0 ? `f${key.af}:${key.fwmark}` : `${key.protocol}:${addrKey(key.addr)}:${key.port}`;
+  return key.fwmark > 0
+    ? fwmarkKeyString(key.af, key.fwmark)
+    : addrKeyString(key.protocol, key.addr, key.port);
 }
+
+export const sameServiceKey = (a: ServiceKey, b: ServiceKey): boolean =>
+  serviceKeyString(a) === serviceKeyString(b);
+
+const fwmarkKeyString = (af: Family, fwmark: number) => `f${af}:${fwmark}`;
+const addrKeyString = (protocol: number, addr: Addr, port: number) => `${protocol}:${addrKey(addr)}:${port}`;
 
 /** What removing a service or a real server means for the connections bound to it. */
 export interface ServiceTableListener {
-  serviceRemoved(service: Service): void;
+  /** Called once per operation, so that `-C` ends every connection in one pass over the table. */
+  servicesRemoved(services: readonly Service[]): void;
   destRemoved(service: Service, dest: Dest): void;
 }
 
@@ -56,8 +68,13 @@ export class ServiceTable {
 
   /** ip_vs_service_find: the exact port first, then a port-zero (all ports) service. */
   lookup(protocol: number, vaddr: Addr, vport: number): Service | undefined {
-    const exact = this.byKey.get(`${protocol}:${addrKey(vaddr)}:${vport}`);
-    return exact ?? (vport !== 0 ? this.byKey.get(`${protocol}:${addrKey(vaddr)}:0`) : undefined);
+    const exact = this.byKey.get(addrKeyString(protocol, vaddr, vport));
+    return exact ?? (vport !== 0 ? this.byKey.get(addrKeyString(protocol, vaddr, 0)) : undefined);
+  }
+
+  /** The firewall-mark service of this family and mark. */
+  lookupFwmark(af: Family, fwmark: number): Service | undefined {
+    return this.byKey.get(fwmarkKeyString(af, fwmark));
   }
 
   add(key: ServiceKey, settings: ServiceSettings): Service {
@@ -89,7 +106,7 @@ export class ServiceTable {
     this.byKey.delete(serviceKeyString(key));
     this.byServiceId.delete(service.id);
     this.ordered.splice(this.ordered.indexOf(service), 1);
-    this.retire(service);
+    this.retire([service]);
   }
 
   clear(): void {
@@ -97,7 +114,7 @@ export class ServiceTable {
     this.byKey.clear();
     this.byServiceId.clear();
     this.ordered.length = 0;
-    for (const service of all) this.retire(service);
+    this.retire(all);
   }
 
   addDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): Dest {
@@ -143,9 +160,9 @@ export class ServiceTable {
     service.scheduler.updateService?.(service.schedState, service);
   }
 
-  private retire(service: Service): void {
-    for (const dest of service.dests) dest.available = false;
-    this.listener.serviceRemoved(service);
+  private retire(services: readonly Service[]): void {
+    for (const service of services) for (const dest of service.dests) dest.available = false;
+    this.listener.servicesRemoved(services);
   }
 
   private require(key: ServiceKey): Service {
@@ -200,7 +217,22 @@ function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler 
   return scheduler;
 }
 
+const METHOD_OPTIONS: Record<ForwardMethod, string> = {
+  masq: 'masquerading (-m)',
+  route: "direct routing (-g, ipvsadm's default when no method is given)",
+  tunnel: 'tunnelling (-i)',
+  local: 'local delivery',
+};
+
 function validateDest(service: Service, addr: Addr, port: number, settings: DestSettings): void {
+  // Refused rather than accepted and then dropped: an ipvsadm script replayed here must fail loudly.
+  if (forwardingMethodId(settings.method) < 0) {
+    const available = forwardingMethodNames().map((m) => METHOD_OPTIONS[m]);
+    throw new LvsError(
+      ErrorCodes.METHOD_UNSUPPORTED,
+      `lvsd cannot forward by ${METHOD_OPTIONS[settings.method]} yet; use ${available.join(' or ')}`,
+    );
+  }
   const { weight, uThreshold, lThreshold } = settings;
   if (!Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) throw invalid('weight');
   if (!Number.isInteger(uThreshold) || uThreshold < 0 || !Number.isInteger(lThreshold) || lThreshold < 0) {

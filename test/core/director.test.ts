@@ -334,6 +334,30 @@ test('refused control operations change nothing and carry codes', () => {
         }),
       'LVS_ERR_INVALID',
     ],
+    ...(['route', 'tunnel'] as const).flatMap((method): [() => void, string][] => [
+      [
+        () =>
+          d.execute({
+            op: 'add-dest',
+            key: tcpService(),
+            addr: ip('198.18.1.14'),
+            port: 80,
+            settings: { ...masq(), method },
+          }),
+        'LVS_ERR_METHOD_UNSUPPORTED',
+      ],
+      [
+        () =>
+          d.execute({
+            op: 'edit-dest',
+            key: tcpService(),
+            addr: ip(RS1),
+            port: 80,
+            settings: { ...masq(), method },
+          }),
+        'LVS_ERR_METHOD_UNSUPPORTED',
+      ],
+    ]),
   ];
   for (const [attempt, code] of attempts) {
     assert.throws(attempt, (e: unknown) => e instanceof LvsError && e.code === code, code);

@@ -76,6 +76,8 @@ export interface ConnSpec {
   daddr: Addr;
   dport: number;
   dest: Dest;
+  /** The forwarding method bound to the connection (an id from the forwarding-method registry). */
+  method: number;
   serviceId: number;
   /** The persistence template controlling this connection, or -1. */
   template: number;
@@ -144,6 +146,7 @@ export class ConnTable {
   private readonly expiry: Float64Array;
   private readonly dests: (Dest | null)[];
   private readonly serviceIds: Int32Array;
+  private readonly methods: Uint8Array;
   private readonly controllers: Int32Array;
   private readonly controlled: Uint32Array;
 
@@ -178,6 +181,7 @@ export class ConnTable {
     this.expiry = new Float64Array(capacity);
     this.dests = new Array<Dest | null>(capacity).fill(null);
     this.serviceIds = new Int32Array(capacity);
+    this.methods = new Uint8Array(capacity);
     this.controllers = new Int32Array(capacity);
     this.controlled = new Uint32Array(capacity);
 
@@ -306,6 +310,7 @@ export class ConnTable {
     this.states[id] = state;
     this.flags[id] = F_LIVE | F_INACTIVE;
     this.serviceIds[id] = spec.serviceId;
+    this.methods[id] = spec.method;
     this.controllers[id] = spec.template;
     this.controlled[id] = 0;
     this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
@@ -526,9 +531,9 @@ export class ConnTable {
     return this.removeWhere((id) => this.dests[id] === dest);
   }
 
-  /** Ends every connection and template of a service. */
-  dropService(serviceId: number): number {
-    return this.removeWhere((id) => this.serviceIds[id] === serviceId);
+  /** Ends every connection and template of these services, in one pass over the table. */
+  dropServices(serviceIds: ReadonlySet<number>): number {
+    return this.removeWhere((id) => serviceIds.has(this.serviceIds[id]!));
   }
 
   flush(): number {
@@ -622,6 +627,11 @@ export class ConnTable {
 
   serviceId(id: number): number {
     return this.serviceIds[id]!;
+  }
+
+  /** The forwarding method bound to a connection when it was created. */
+  method(id: number): number {
+    return this.methods[id]!;
   }
 
   /** The controlling template, or -1. */
