@@ -111,11 +111,25 @@ export class Dest {
   }
 }
 
+/** IP_VS_CONN_F_TUNNEL_TYPE_*: the encapsulation of a tunnelling (-i) real server. */
+export type TunnelType = 'ipip' | 'gue' | 'gre';
+/** IP_VS_TUNNEL_ENCAP_FLAG_*: no checksum (the default), checksum, remote checksum offload. */
+export type TunnelCsum = 'nocsum' | 'csum' | 'remcsum';
+
+export interface TunnelSettings {
+  type: TunnelType;
+  /** gue's UDP destination port; 0 for ipip and gre. */
+  port: number;
+  csum: TunnelCsum;
+}
+
 export interface DestSettings {
   method: ForwardMethod;
   weight: number;
   uThreshold: number;
   lThreshold: number;
+  /** With method 'tunnel' only; absent means ipip, the kernel's default. */
+  tunnel?: TunnelSettings;
 }
 
 export interface ServiceSettings {

@@ -4,7 +4,7 @@
 import { ErrorCodes, LvsError } from './errors.js';
 import './forward/index.js';
 import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
-import { addrEquals, addrKey, IPPROTO_UDP, type Addr, type Family } from './inet.js';
+import { addrEquals, addrKey, IPPROTO_UDP, isUnicast, type Addr, type Family } from './inet.js';
 import {
   applyRuntime,
   Dest,
@@ -95,9 +95,10 @@ export class ServiceTable {
   }
 
   add(key: ServiceKey, settings: ServiceSettings): Service {
-    const scheduler = validateService(key, settings);
     const id = serviceKeyString(key);
+    // As the kernel: the service lookup comes before the scheduler's ("Service already exists" wins).
     if (this.byKey.has(id)) throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
+    const scheduler = validateService(key, settings);
     const service = new Service(this.nextServiceId++, key, { ...settings }, scheduler, undefined);
     service.schedState = scheduler.initService(service.view, this.env);
     this.byKey.set(id, service);
@@ -139,6 +140,8 @@ export class ServiceTable {
     validateDest(service, addr, port, settings);
     if (findDest(service, addr, port))
       throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
+    // ip_vs_new_dest: a real server must be a unicast address.
+    if (!isUnicast(addr)) throw invalid('real server address is not unicast');
     const dest = new Dest(this.nextDestId++, addr, port, { ...settings });
     // list_add_rcu: the newest real server stands first.
     service.dests.unshift(dest);
@@ -242,7 +245,10 @@ function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler 
   }
   const maxPrefix = key.af === 4 ? 32 : 128;
   const prefix = settings.netmaskPrefix;
-  if (!Number.isInteger(prefix) || prefix < 1 || prefix > maxPrefix) throw invalid('persistence netmask');
+  // An IPv4 mask of 0.0.0.0 (prefix 0) puts every client in one persistence group; IPv6 needs 1..128.
+  const minPrefix = key.af === 4 ? 0 : 1;
+  if (!Number.isInteger(prefix) || prefix < minPrefix || prefix > maxPrefix)
+    throw invalid('persistence netmask');
   if (settings.flags & SVC_F_ONEPACKET && key.fwmark === 0 && key.protocol !== IPPROTO_UDP) {
     throw invalid('one-packet scheduling is only for UDP');
   }
@@ -287,7 +293,10 @@ function validateDest(service: Service, addr: Addr, port: number, settings: Dest
   if (!Number.isInteger(uThreshold) || uThreshold < 0 || !Number.isInteger(lThreshold) || lThreshold < 0) {
     throw invalid('thresholds');
   }
-  if (uThreshold !== 0 && lThreshold > uThreshold) throw invalid('lower threshold above upper');
+  // ip_vs_add_dest / ip_vs_edit_dest: checked before the real server is looked up; an upper
+  // threshold of 0 (none) still refuses any lower one.
+  if (lThreshold > uThreshold)
+    throw new LvsError(ErrorCodes.OUT_OF_RANGE, 'lower threshold above the upper threshold');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid('port out of range');
   if (addr.af !== service.key.af && settings.method !== 'tunnel') {
     throw new LvsError(ErrorCodes.AF_NOT_SUPPORTED, 'Operation not supported with specified address family');
