@@ -96,6 +96,6 @@ test('scheduler none binds a service that never picks; an IPv4 mask of 0.0.0.0 i
   const svc = t.find(none)!;
   t.addDest(none, parseAddr('198.19.0.1')!, 81, masq());
   assert.equal(svc.scheduler.name, 'none');
-  assert.equal(svc.scheduler.schedule(svc.schedState, svc, makeFlow(0xc6130101)), null);
+  assert.equal(svc.scheduler.schedule(svc.schedState, svc.view, makeFlow(0xc6130101)), null);
   assert.equal(svc.settings.netmaskPrefix, 0);
 });
