@@ -268,7 +268,8 @@ function destLine(svc: ServiceSnapshot, svcName: string, d: ListedDest, style: S
   const f = style.format;
   let name = addrPortName(d.addr, d.port, svc.key.protocol, f.numeric, style.names);
   if (style.rule) {
-    let line = `-a ${svcName} -r ${name} ${FORWARD_SWITCHES[d.method]} -w ${d.weight}`;
+    // A save holds the configuration: the configured weight, whatever health or drain made of it.
+    let line = `-a ${svcName} -r ${name} ${FORWARD_SWITCHES[d.method]} -w ${d.configuredWeight}`;
     if (d.method === 'tunnel') line += tunnelRule(tunnelOf(d));
     if (style.thresholdsInRules) {
       if (d.uThreshold) line += ` -x ${d.uThreshold}`;
@@ -304,7 +305,9 @@ function destLine(svc: ServiceSnapshot, svcName: string, d: ListedDest, style: S
 function serviceEntry(svc: ServiceSnapshot, style: Style): string {
   const name = serviceName(svc, style);
   let out = serviceLine(svc, name, style) + '\n';
-  for (const d of svc.dests) out += destLine(svc, name, d, style) + '\n';
+  // A listing shows what IPVS would hold: a failed or maintained real server is out of it, as
+  // after keepalived's DELDEST; a save keeps every configured one.
+  for (const d of svc.dests) if (style.rule || d.scheduled) out += destLine(svc, name, d, style) + '\n';
   return out;
 }
 
@@ -405,11 +408,17 @@ function serviceJson(svc: ServiceSnapshot, withCounters: boolean): object {
       address: formatAddr(d.addr),
       port: d.port,
       forward: FORWARD_NAMES[d.method].toLowerCase(),
-      weight: d.weight,
+      weight: withCounters ? d.weight : d.configuredWeight,
       uThreshold: d.uThreshold,
       lThreshold: d.lThreshold,
       ...(withCounters
         ? {
+            configuredWeight: d.configuredWeight,
+            scheduled: d.scheduled,
+            admin: d.admin,
+            health: d.health,
+            operatorWeight: d.operatorWeight,
+            dynamicWeight: d.dynamicWeight,
             activeConns: d.activeConns,
             inactConns: d.inactConns,
             persistConns: d.persistConns,
