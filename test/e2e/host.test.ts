@@ -1,0 +1,279 @@
+// The director's host plumbing against the real kernel, in a namespace lab: taking a VIP's port
+// over from a local server (TIME_WAIT sockets and TCP early demux), failing closed when lvsd is
+// killed mid-transfer, and verify/repair after a firewall reload or a device going down and up.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
+import type { ServiceSnapshot } from '../../src/core/ops.js';
+import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
+import { buildLab, type Lab } from '../../src/lab/lab.js';
+import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
+
+const PREFIX = 'lvshost';
+const VIP = '198.18.0.1';
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A System whose commands and /proc/sys reads and writes happen inside a namespace. */
+class NetnsSystem implements System {
+  private readonly real = new RealSystem();
+
+  constructor(private readonly ns: string) {}
+
+  run(argv: readonly string[], input?: string): string {
+    return this.real.run(['ip', 'netns', 'exec', this.ns, ...argv], input);
+  }
+
+  readFile(path: string): string | null {
+    if (!path.startsWith('/proc/')) return this.real.readFile(path);
+    try {
+      return this.run(['cat', path]);
+    } catch {
+      return null;
+    }
+  }
+
+  writeFile(path: string, data: string): void {
+    if (!path.startsWith('/proc/')) return this.real.writeFile(path, data);
+    this.run(['sh', '-c', 'printf %s "$1" > "$2"', 'sh', data, path]);
+  }
+
+  removeFile(path: string): void {
+    this.real.removeFile(path);
+  }
+}
+
+/** nft counters by comment, from a table the test made in a namespace. */
+function counters(lab: Lab, ns: string, table: string): Map<string, number> {
+  const listing = JSON.parse(lab.run(ns, ['nft', '-j', 'list', 'table', 'inet', table])) as {
+    nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
+  };
+  const found = new Map<string, number>();
+  for (const { rule } of listing.nftables) {
+    const counter = rule?.expr.find((e) => e.counter)?.counter;
+    if (rule?.comment && counter) found.set(rule.comment, counter.packets);
+  }
+  return found;
+}
+
+/** Responses of `count` new connections from the client, `parallel` at a time, each short. */
+function connect(lab: Lab, count: number, parallel: number): string {
+  const curl =
+    `curl -s -Z --parallel-max ${parallel} --connect-timeout 1 --max-time 3 ` +
+    `-H 'Connection: close' 'http://${VIP}/?n=[1-${count}]'`;
+  // Failed connections are what is counted, not an error of the command.
+  return lab.run(lab.ns.client, ['sh', '-c', `${curl} || true`], { timeoutMs: 120_000 });
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const answers = (output: string, pattern: RegExp): number => output.match(pattern)?.length ?? 0;
+
+describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrency: false }, () => {
+  let lab: Lab;
+  let stateBefore: string;
+
+  before(() => {
+    lab = buildLab({ prefix: PREFIX, bulkFileMb: 20 });
+    stateBefore = hostState(lab);
+  });
+  after(() => lab?.teardown());
+
+  it('a VIP:80 that a local nginx served takes new connections from the same client at once', async () => {
+    // Few client ports, so that the lvsd connections reuse ports the local server just closed.
+    lab.run(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=40000 40999']);
+    const dir = join(lab.tmpDir, 'local-nginx');
+    mkdirSync(dir);
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      `worker_processes 1;
+user root;
+daemon on;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  server {
+    listen ${VIP}:80;
+    location / { default_type text/plain; return 200 "local nginx\\n"; }
+  }
+}
+`,
+    );
+    lab.run(lab.ns.director, [
+      'nginx',
+      '-c',
+      join(dir, 'nginx.conf'),
+      '-p',
+      dir,
+      '-e',
+      join(dir, 'error.log'),
+    ]);
+    const served = connect(lab, 2000, 1);
+    assert.equal(answers(served, /local nginx/g), 2000);
+    const pid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
+    process.kill(pid, 'SIGQUIT');
+    while (alive(pid)) await sleep(50);
+    // The server closed the connections first: the director holds their TIME_WAIT sockets, on
+    // most of the client ports that the next connections will take again.
+    const timeWait = lab.run(lab.ns.director, ['ss', '-Htn', 'state', 'time-wait', 'src', `${VIP}:80`]);
+    const waiting = timeWait.split('\n').filter(Boolean).length;
+    assert.ok(waiting >= 200, `${waiting} TIME_WAIT sockets`);
+
+    const director = new Lvsd(lab);
+    try {
+      await director.ready();
+      director.adm(`-A -t ${VIP}:80 -s rr`);
+      for (const rs of lab.addr.realServers) director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
+      const balanced = connect(lab, 200, 20);
+      assert.equal(answers(balanced, /This is Real Server \d, you are 198\.18\.0\.2/g), 200, balanced);
+      assert.equal(lab.run(lab.ns.director, ['sysctl', '-n', 'net.ipv4.tcp_early_demux']).trim(), '0');
+      assert.equal(await director.stop(), 0);
+    } finally {
+      director.kill();
+    }
+    assert.equal(lab.run(lab.ns.director, ['sysctl', '-n', 'net.ipv4.tcp_early_demux']).trim(), '1');
+    assert.equal(hostState(lab), stateBefore);
+  });
+
+  it('lvsd killed mid-transfer: no packet from a real server address reaches the client', async () => {
+    const watch = 'lvshostwatch';
+    lab.run(lab.ns.client, ['nft', '-f', '-'], {
+      input: `table inet ${watch} {
+  chain in {
+    type filter hook prerouting priority -300; policy accept;
+    ip saddr 198.18.1.0/24 counter comment "from-real-servers"
+    ip saddr ${VIP} tcp sport 80 counter comment "from-vip"
+  }
+}
+`,
+    });
+    for (const rs of lab.ns.realServers) {
+      lab.run(rs, ['nft', '-f', '-'], {
+        input: `table inet ${watch} {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    tcp sport 80 counter comment "sent"
+  }
+}
+`,
+      });
+    }
+    const sent = (): number =>
+      lab.ns.realServers.reduce((sum, rs) => sum + counters(lab, rs, watch).get('sent')!, 0);
+
+    const director = new Lvsd(lab);
+    try {
+      await director.ready();
+      director.adm('-C');
+      director.adm(`-A -t ${VIP}:80 -s rr`);
+      for (const rs of lab.addr.realServers) director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
+      const download = lab.spawn(lab.ns.client, [
+        'curl',
+        '-s',
+        '-o',
+        '/dev/null',
+        '--limit-rate',
+        '2M',
+        '--max-time',
+        '6',
+        `http://${VIP}/files/bulk.bin`,
+      ]);
+      const exited = once(download, 'exit');
+      while ((counters(lab, lab.ns.client, watch).get('from-vip') ?? 0) < 200) await sleep(50);
+      director.kill();
+      const atKill = sent();
+      // The real server keeps sending (retransmissions, window probes) into a dead director.
+      await sleep(2500);
+      assert.ok(sent() > atKill, 'the real server sent after the kill, so a leak was possible');
+      assert.equal(counters(lab, lab.ns.client, watch).get('from-real-servers'), 0);
+      download.kill();
+      await exited;
+    } finally {
+      director.kill();
+    }
+    // The next start undoes what the killed one left, and a clean stop leaves the host as found.
+    rmSync(director.socket, { force: true });
+    const next = new Lvsd(lab);
+    try {
+      await next.ready();
+      next.adm('-C');
+      assert.equal(await next.stop(), 0);
+    } finally {
+      next.kill();
+    }
+    assert.equal(hostState(lab), stateBefore);
+    lab.run(lab.ns.client, ['nft', 'delete', 'table', 'inet', watch]);
+  });
+
+  it('verify and repair against the kernel: a firewall reload, the device down and up', () => {
+    const ns = lab.ns.director;
+    lab.run(ns, ['ip', 'tuntap', 'add', 'dev', 'lvs0', 'mode', 'tun']);
+    lab.run(ns, ['ip', 'link', 'set', 'lvs0', 'up']);
+    const before = hostState(lab);
+    const stateDir = join(lab.tmpDir, 'repair-state');
+    const host = new HostNetwork({ system: new NetnsSystem(ns), stateDir, tunName: 'lvs0' });
+    const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
+    const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
+    const service = (vip: string): ServiceSnapshot => ({
+      key: { af: 4, protocol: IPPROTO_TCP, addr: parseAddr(vip)!, port: 80, fwmark: 0 },
+      settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+      stats: zero,
+      rates,
+      dests: [
+        {
+          addr: parseAddr(lab.addr.realServers[0]!)!,
+          port: 80,
+          method: 'masq',
+          weight: 1,
+          uThreshold: 0,
+          lThreshold: 0,
+          activeConns: 0,
+          inactConns: 0,
+          persistConns: 0,
+          stats: zero,
+          rates,
+        },
+      ],
+    });
+    try {
+      host.sync([service(VIP), service('198.18.0.9')]);
+      assert.deepEqual(host.verify(), []);
+      const table = (): string => lab.run(ns, ['nft', 'list', 'table', 'inet', 'lvsd']);
+      const steered = table();
+
+      lab.run(ns, ['nft', 'flush', 'ruleset']);
+      assert.deepEqual(host.verify(), ['nft table inet lvsd']);
+      assert.deepEqual(host.repair(), { repaired: ['nft table inet lvsd'], failed: [] });
+      assert.equal(table(), steered);
+      assert.deepEqual(host.verify(), []);
+
+      lab.run(ns, ['ip', 'link', 'set', 'lvs0', 'down']);
+      lab.run(ns, ['ip', 'link', 'set', 'lvs0', 'up']);
+      const lost = ['ip -4 route default dev lvs0 table 19542', 'ip -4 route 198.18.0.9/32 dev lvs0'];
+      assert.deepEqual(host.verify(), lost);
+      assert.deepEqual(host.repair(), { repaired: lost, failed: [] });
+      assert.deepEqual(host.verify(), []);
+    } finally {
+      host.stop();
+    }
+    assert.equal(hostState(lab), before);
+    lab.run(ns, ['ip', 'link', 'del', 'lvs0']);
+  });
+});
