@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
@@ -203,6 +203,14 @@ http {
       await sleep(2500);
       assert.ok(sent() > atKill, 'the real server sent after the kill, so a leak was possible');
       assert.equal(counters(lab, lab.ns.client, watch).get('from-real-servers'), 0);
+      // While no lvsd runs, a new connection waits (curl: timeout, 28) rather than being refused
+      // by the host itself (7).
+      const attempt = lab.run(lab.ns.client, [
+        'sh',
+        '-c',
+        `curl -s -o /dev/null --connect-timeout 1 http://${VIP}/; echo $?`,
+      ]);
+      assert.equal(attempt.trim(), '28');
       download.kill();
       await exited;
     } finally {
@@ -275,5 +283,23 @@ http {
     }
     assert.equal(hostState(lab), before);
     lab.run(ns, ['ip', 'link', 'del', 'lvs0']);
+  });
+
+  it('a crafted host journal stops lvsd at start with a clear log line, and nothing in it runs', async () => {
+    const pwned = join(lab.tmpDir, 'pwned');
+    const stateDir = join(lab.tmpDir, 'state');
+    mkdirSync(stateDir, { recursive: true });
+    const journal = [{ key: 'x', kind: 'added', undo: [['touch', pwned]] }];
+    writeFileSync(join(stateDir, 'host-journal.json'), JSON.stringify(journal));
+    const director = new Lvsd(lab);
+    try {
+      await assert.rejects(director.ready(), /lvsd exited \(1\)/);
+      assert.match(director.log, /refusing the host journal .*host-journal\.json: it holds command lines/);
+    } finally {
+      director.kill();
+    }
+    assert.equal(existsSync(pwned), false);
+    assert.equal(hostState(lab), stateBefore);
+    rmSync(join(stateDir, 'host-journal.json'));
   });
 });
