@@ -3,49 +3,14 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { fwmarkDeviceName, HostNetwork } from '../../src/dataplane/host.js';
 import { HostJournalError } from '../../src/dataplane/host-journal.js';
-import { IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
-import type { ServiceSnapshot } from '../../src/core/ops.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
+import { serviceSnapshot } from '../helpers/snapshots.js';
 import { FakeSystem } from './fake-system.js';
 
 const STATE = '/var/lib/lvsd-test';
 const JOURNAL = `${STATE}/host-journal.json`;
 
-function addr(text: string): Addr {
-  const a = parseAddr(text);
-  assert.ok(a, text);
-  return a;
-}
-
-function service(
-  vip: string,
-  protocol: number,
-  port: number,
-  reals: [string, number][],
-  fwmark = 0,
-): ServiceSnapshot {
-  const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
-  const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
-  const a = addr(vip);
-  return {
-    key: { af: a.af, protocol: protocol as 6, addr: a, port, fwmark },
-    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-    stats: zero,
-    rates,
-    dests: reals.map(([rip, rport]) => ({
-      addr: addr(rip),
-      port: rport,
-      method: 'masq' as const,
-      weight: 1,
-      uThreshold: 0,
-      lThreshold: 0,
-      activeConns: 0,
-      inactConns: 0,
-      persistConns: 0,
-      stats: zero,
-      rates,
-    })),
-  };
-}
+const service = serviceSnapshot;
 
 function setup(): { system: FakeSystem; host: HostNetwork } {
   const system = new FakeSystem();
@@ -176,8 +141,7 @@ function fwmarkService(system: FakeSystem, mark: number, af: 4 | 6 = 4, reals: [
   for (const name of ['send_redirects', 'accept_local', 'rp_filter']) {
     system.files.set(`/proc/sys/net/ipv4/conf/${dev}/${name}`, name === 'send_redirects' ? '1\n' : '0\n');
   }
-  const svc = service(af === 4 ? '0.0.0.0' : '::', 0, 0, reals, mark);
-  return { ...svc, key: { ...svc.key, protocol: 0 as const } };
+  return service(af === 4 ? '0.0.0.0' : '::', 0, 0, reals, mark);
 }
 
 describe('HostNetwork: a local VIP taken over from a local server (TIME_WAIT and early demux)', () => {

@@ -7,10 +7,10 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
-import type { ServiceSnapshot } from '../../src/core/ops.js';
+import { IPPROTO_TCP } from '../../src/core/inet.js';
 import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
-import { buildLab, type Lab } from '../../src/lab/lab.js';
+import { buildLab, nginxCommand, nginxConfig, type Lab } from '../../src/lab/lab.js';
+import { serviceSnapshot } from '../helpers/snapshots.js';
 import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvshost';
@@ -94,39 +94,10 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
     lab.run(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=40000 40999']);
     const dir = join(lab.tmpDir, 'local-nginx');
     mkdirSync(dir);
-    writeFileSync(
-      join(dir, 'nginx.conf'),
-      `worker_processes 1;
-user root;
-daemon on;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen ${VIP}:80;
-    location / { default_type text/plain; return 200 "local nginx\\n"; }
-  }
-}
-`,
-    );
-    lab.run(lab.ns.director, [
-      'nginx',
-      '-c',
-      join(dir, 'nginx.conf'),
-      '-p',
-      dir,
-      '-e',
-      join(dir, 'error.log'),
-    ]);
+    writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, 'the local server', `${VIP}:80`));
+    lab.run(lab.ns.director, nginxCommand(dir));
     const served = connect(lab, 2000, 1);
-    assert.equal(answers(served, /local nginx/g), 2000);
+    assert.equal(answers(served, /This is the local server/g), 2000);
     const pid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
     process.kill(pid, 'SIGQUIT');
     while (alive(pid)) await sleep(50);
@@ -237,29 +208,7 @@ http {
     const before = hostState(lab);
     const stateDir = join(lab.tmpDir, 'repair-state');
     const host = new HostNetwork({ system: new NetnsSystem(ns), stateDir, tunName: 'lvs0' });
-    const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
-    const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
-    const service = (vip: string): ServiceSnapshot => ({
-      key: { af: 4, protocol: IPPROTO_TCP, addr: parseAddr(vip)!, port: 80, fwmark: 0 },
-      settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-      stats: zero,
-      rates,
-      dests: [
-        {
-          addr: parseAddr(lab.addr.realServers[0]!)!,
-          port: 80,
-          method: 'masq',
-          weight: 1,
-          uThreshold: 0,
-          lThreshold: 0,
-          activeConns: 0,
-          inactConns: 0,
-          persistConns: 0,
-          stats: zero,
-          rates,
-        },
-      ],
-    });
+    const service = (vip: string) => serviceSnapshot(vip, IPPROTO_TCP, 80, [[lab.addr.realServers[0]!, 80]]);
     try {
       host.sync([service(VIP), service('198.18.0.9')]);
       assert.deepEqual(host.verify(), []);
