@@ -148,6 +148,25 @@ interface Desired {
   peers: Map<string, Addr>;
 }
 
+interface IpRule {
+  priority: number;
+  fwmark?: string;
+  table: string;
+}
+
+interface IpRoute {
+  type?: string;
+  dst: string;
+  dev?: string;
+  table?: string;
+  metric?: number;
+}
+
+interface IpNeigh {
+  dst: string;
+  dev: string;
+}
+
 /** What `ip -j` and `nft -j` list, fetched once per verify or repair pass. */
 class HostListing {
   private readonly cache = new Map<string, unknown>();
@@ -157,12 +176,19 @@ class HostListing {
     private readonly nftTable: string,
   ) {}
 
-  private list<T>(argv: string[], fallback: T): T {
+  private list<T>(argv: string[], fallback: T, input?: string): T {
     const key = argv.join(' ');
     if (!this.cache.has(key)) {
       let value: unknown = fallback;
       try {
-        value = JSON.parse(this.system.run(argv)) as T;
+        const out = this.system.run(argv, input);
+        value =
+          input === undefined
+            ? JSON.parse(out)
+            : out
+                .split('\n')
+                .filter(Boolean)
+                .map((line) => JSON.parse(line));
       } catch {
         // Nothing listed (nft: no such table): everything under it is missing.
       }
@@ -171,16 +197,26 @@ class HostListing {
     return this.cache.get(key) as T;
   }
 
-  rules(family: Family): { priority: number; fwmark?: string; table: string }[] {
-    return this.list(['ip', `-${family}`, '-j', 'rule', 'show'], []);
+  /** A family's rules, routes and proxy neighbours in one `ip -batch` (one JSON document a line). */
+  private ip(family: Family): [rules: IpRule[], routes: IpRoute[], proxies: IpNeigh[]] {
+    const listed = this.list<unknown[]>(
+      ['ip', `-${family}`, '-j', '-batch', '-'],
+      [],
+      'rule show\nroute show table all\nneigh show proxy\n',
+    );
+    return listed.length === 3 ? (listed as [IpRule[], IpRoute[], IpNeigh[]]) : [[], [], []];
   }
 
-  routes(family: Family): { type?: string; dst: string; dev?: string; table?: string; metric?: number }[] {
-    return this.list(['ip', `-${family}`, '-j', 'route', 'show', 'table', 'all'], []);
+  rules(family: Family): IpRule[] {
+    return this.ip(family)[0];
   }
 
-  proxies(family: Family): { dst: string; dev: string }[] {
-    return this.list(['ip', `-${family}`, '-j', 'neigh', 'show', 'proxy'], []);
+  routes(family: Family): IpRoute[] {
+    return this.ip(family)[1];
+  }
+
+  proxies(family: Family): IpNeigh[] {
+    return this.ip(family)[2];
   }
 
   /** Our table's chains, rules and set sizes; null when the table is gone. */

@@ -26,6 +26,12 @@ export class FakeSystem implements System {
     const line = argv.join(' ');
     this.calls.push(line);
     if (this.failing !== null && line.startsWith(this.failing)) throw new Error(`${line}: injected failure`);
+    if (argv[0] === 'ip' && argv[2] === '-j' && argv[3] === '-batch') {
+      const commands = (input ?? '').split('\n').filter(Boolean);
+      return commands
+        .map((c) => JSON.stringify(this.ipList(['ip', argv[1]!, '-j', ...c.split(' ')])))
+        .join('\n');
+    }
     if (argv[0] === 'ip' && argv[2] === '-j') return JSON.stringify(this.ipList(argv));
     if (argv[0] === 'ip') {
       const [, family, object, verb, ...rest] = argv;
