@@ -201,6 +201,39 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
     lab.run(lab.ns.client, ['nft', 'delete', 'table', 'inet', watch]);
   });
 
+  it('the host changes under lvsd (nft flush ruleset, lvs0 down and up): lvsd repairs, traffic recovers', async () => {
+    const director = new Lvsd(lab);
+    /** Bounded: one short connection a second until one succeeds, then how many it took. */
+    const recovered = async (): Promise<number> => {
+      for (let attempt = 1; attempt <= 20; attempt++) {
+        const out = connect(lab, 1, 1);
+        if (/This is Real Server/.test(out)) return attempt;
+        await sleep(1000);
+      }
+      return 0;
+    };
+    try {
+      await director.ready();
+      director.adm('-C');
+      director.adm(`-A -t ${VIP}:80 -s rr`);
+      director.adm(`-a -t ${VIP}:80 -r ${lab.addr.realServers[0]}:80 -m`);
+      assert.match(connect(lab, 1, 1), /This is Real Server 1/);
+
+      lab.run(lab.ns.director, ['nft', 'flush', 'ruleset']);
+      assert.ok((await recovered()) > 0, director.log);
+      assert.match(director.log, /warn host: put back nft table inet lvsd/);
+
+      lab.run(lab.ns.director, ['sh', '-c', 'ip link set lvs0 down; ip link set lvs0 up']);
+      assert.ok((await recovered()) > 0, director.log);
+      assert.match(director.log, /warn host: put back ip -4 route default dev lvs0 table 19542/);
+      director.adm('-C');
+      assert.equal(await director.stop(), 0);
+    } finally {
+      director.kill();
+    }
+    assert.equal(hostState(lab), stateBefore);
+  });
+
   it('verify and repair against the kernel: a firewall reload, the device down and up', () => {
     const ns = lab.ns.director;
     lab.run(ns, ['ip', 'tuntap', 'add', 'dev', 'lvs0', 'mode', 'tun']);
