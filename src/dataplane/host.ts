@@ -99,6 +99,12 @@ export function fwmarkDeviceName(mark: number): string {
   return `lvsf${mark}`;
 }
 
+/** Whether a device name is one fwmarkDeviceName gives (for a mark of 1 .. 2^32-1). */
+function isFwmarkDevice(name: string): boolean {
+  const mark = /^lvsf([1-9]\d{0,9})$/.exec(name)?.[1];
+  return mark !== undefined && Number(mark) <= 0xffff_ffff;
+}
+
 export interface HostNetworkOptions {
   system: System;
   stateDir: string;
@@ -273,7 +279,7 @@ export class HostNetwork implements HostSteering, HostRepair {
       nftTable: this.nftTable,
       table: this.table,
       fwmarkTables: this.fwmarkTables,
-      ownDevice: (name) => name === this.tunName || /^lvsf[1-9]\d{0,9}$/.test(name),
+      ownDevice: (name) => name === this.tunName || isFwmarkDevice(name),
     };
   }
 

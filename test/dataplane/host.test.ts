@@ -96,8 +96,16 @@ describe('HostNetwork', () => {
 
   it('journals before changing, so a new process undoes what a crashed one left', () => {
     const { system, host } = setup();
+    system.files.set('/proc/sys/net/ipv6/conf/all/forwarding', '0\n');
+    system.files.set('/proc/sys/net/ipv6/conf/eth0/proxy_ndp', '0\n');
+    const fwmark = fwmarkService(system, 0xffff_ffff);
     const before = system.state();
-    host.sync([web]);
+    host.sync([
+      web,
+      fwmark,
+      service('198.18.0.9', IPPROTO_TCP, 80, []),
+      service('2001:db8::9', IPPROTO_TCP, 80, []),
+    ]);
     assert.ok(system.files.has(JOURNAL));
     // The first process dies here; the next one starts over the same state directory.
     const next = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' });
@@ -226,6 +234,18 @@ describe('HostNetwork: the journal is data', () => {
       { kind: 'sysctl', path: 'net/ipv4/ip_forward', value: '1', previous: '|/bin/sh' },
     ],
     ['another nft table', { kind: 'nft-table', table: 'filter' }],
+    [
+      'a device that is no fwmark device',
+      {
+        kind: 'route',
+        family: 4,
+        blackhole: false,
+        dst: 'default',
+        dev: 'lvsf4294967296',
+        table: 19542,
+        metric: null,
+      },
+    ],
     ['an unknown kind', { kind: 'exec', argv: ['sh', '-c', 'reboot'] }],
     ['an extra field', { kind: 'nft-table', table: 'lvsd', argv: ['reboot'] }],
     ['a rule to the main table', { kind: 'rule', family: 4, pref: 90, fwmark: null, lookup: 254 }],
