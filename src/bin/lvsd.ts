@@ -20,6 +20,8 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane]
 Runs in the foreground and logs to stderr. Stop it with SIGTERM or SIGINT.
 `;
 
+const HOST_REPAIR_INTERVAL_MS = 2000;
+
 interface CommandLine {
   socketPath: string;
   stateDir: string;
@@ -65,7 +67,8 @@ async function buildEngine({ dataplane, stateDir }: CommandLine): Promise<Engine
       'the data plane needs root (a TUN device, routes, nftables): run as root, or with --no-dataplane',
     );
   }
-  return startDataplaneEngine({ stateDir });
+  // The host plumbing is checked and repaired every 2 s (a firewall reload, a device bounced).
+  return startDataplaneEngine({ stateDir, repairIntervalMs: HOST_REPAIR_INTERVAL_MS, log: stderrLogger });
 }
 
 async function runDaemon(commandLine: CommandLine): Promise<void> {

@@ -1,15 +1,31 @@
 // The kernel plumbing that brings a service's traffic to the TUN device and takes it back out:
 // sysctls, an nftables table of our own that marks only configured VIP/proto/port packets and
-// the real servers' replies, and policy routing from that mark to the device.
+// the real servers' replies, and policy routing from that mark to the device (and from each
+// fwmark service's mark to that service's own device).
 //
-// Every change is journaled in the state directory before it is made, so stop() undoes exactly
-// what was added (sysctls restored to the values found) and the next start cleans up after a crash.
+// Every change is journaled in the state directory (as data, see host-journal.ts) before it is
+// made, so stop() undoes exactly what was added (sysctls restored to the values found), the next
+// start cleans up after a crash, and verify()/repair() can put back what the host lost since
+// (a firewall reload flushing the ruleset, a device going down and taking its routes).
+//
+// Fail closed: each of our routing tables ends in a blackhole of the lowest priority, so marked
+// packets are dropped, never routed un-NATed, while the device is gone (lvsd killed, restarting).
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatAddr, IPPROTO_TCP, IPPROTO_UDP, type Addr, type Family } from '../core/inet.js';
 import type { ServiceSnapshot } from '../core/ops.js';
+import { fwmarkDeviceName } from './device.js';
+import {
+  describeChange,
+  isInterfaceName,
+  parseJournal,
+  serializeJournal,
+  type HostChange,
+  type JournalEntry,
+  type JournalLimits,
+} from './host-journal.js';
 
 /** What the WorkerEngine asks of the host. */
 export interface HostSteering {
@@ -62,11 +78,25 @@ export class RealSystem implements System {
   }
 }
 
-type JournalEntry =
-  /** A sysctl we changed, with the value to put back. */
-  | { key: string; kind: 'sysctl'; path: string; previous: string }
-  /** Something we added, with the commands that remove it (run in reverse order). */
-  | { key: string; kind: 'added'; undo: string[][] };
+/** What the daemon runs on a timer so that the host keeps what lvsd put in place. */
+export interface HostRepair {
+  /** What the journal says is in place and the kernel lacks, one line each (empty when all is there). */
+  verify(): string[];
+  /** Re-applies exactly what verify() would report; says what it put back and what it could not. */
+  repair(): RepairReport;
+}
+
+export interface RepairReport {
+  repaired: string[];
+  /** "<what>: <error>" for each change that could not be re-applied (a device that is gone, say). */
+  failed: string[];
+}
+
+/** Whether a device name is one fwmarkDeviceName gives (for a mark of 1 .. 2^32-1). */
+function isFwmarkDevice(name: string): boolean {
+  const mark = /^lvsf([1-9]\d{0,9})$/.exec(name)?.[1];
+  return mark !== undefined && Number(mark) <= 0xffff_ffff;
+}
 
 export interface HostNetworkOptions {
   system: System;
@@ -77,23 +107,27 @@ export interface HostNetworkOptions {
   /** The packet mark our rules set and the routing table that mark selects. */
   mark?: number;
   table?: number;
-  /** Priority of the fwmark rule; the local-table rule moves to localPref so the mark wins. */
+  /**
+   * The routing tables of fwmark services, one per service, allocated in this range (journaled).
+   * The default, 0x4c560000 .. 0x4c56ffff, stays clear of the main table (0x4c56) and of the
+   * kernel's (253-255).
+   */
+  fwmarkTables?: { first: number; count: number };
+  /** Priority of the fwmark rules; the local-table rule moves to localPref so the marks win. */
   rulePref?: number;
   localPref?: number;
 }
 
 const JOURNAL = 'host-journal.json';
+/** The blackhole that keeps marked packets from leaking when a device is gone: the last resort. */
+const FAIL_CLOSED_METRIC = 0xffff_ffff;
 
-function sysctlPath(name: string): string {
-  return `/proc/sys/${name.replaceAll('.', '/')}`;
+function procPath(sysctl: string): string {
+  return `/proc/sys/${sysctl}`;
 }
 
 function protocolName(protocol: number): string {
   return protocol === IPPROTO_TCP ? 'tcp' : protocol === IPPROTO_UDP ? 'udp' : 'sctp';
-}
-
-function ipCmd(family: Family): string[] {
-  return family === 4 ? ['ip', '-4'] : ['ip', '-6'];
 }
 
 /** An `addr . proto . port` set element, as nft writes it. */
@@ -106,23 +140,116 @@ interface Desired {
   /** Set name -> elements. */
   sets: Map<string, Set<string>>;
   vips: Map<string, Addr>;
+  /** Keys of the VIPs that carry a TCP service. */
+  tcpVips: Set<string>;
   fwmarks: Map<string, { family: Family; mark: number }>;
   /** Addresses whose outgoing interface must not send redirects. */
   peers: Map<string, Addr>;
 }
 
-export class HostNetwork implements HostSteering {
+interface IpRule {
+  priority: number;
+  fwmark?: string;
+  table: string;
+}
+
+interface IpRoute {
+  type?: string;
+  dst: string;
+  dev?: string;
+  table?: string;
+  metric?: number;
+}
+
+interface IpNeigh {
+  dst: string;
+  dev: string;
+}
+
+/** What `ip -j` and `nft -j` list, fetched once per verify or repair pass. */
+class HostListing {
+  private readonly cache = new Map<string, unknown>();
+
+  constructor(
+    private readonly system: System,
+    private readonly nftTable: string,
+  ) {}
+
+  private list<T>(argv: string[], fallback: T, input?: string): T {
+    const key = argv.join(' ');
+    if (!this.cache.has(key)) {
+      let value: unknown = fallback;
+      try {
+        const out = this.system.run(argv, input);
+        value =
+          input === undefined
+            ? JSON.parse(out)
+            : out
+                .split('\n')
+                .filter(Boolean)
+                .map((line) => JSON.parse(line));
+      } catch {
+        // Nothing listed (nft: no such table): everything under it is missing.
+      }
+      this.cache.set(key, value);
+    }
+    return this.cache.get(key) as T;
+  }
+
+  /** A family's rules, routes and proxy neighbours in one `ip -batch` (one JSON document a line). */
+  private ip(family: Family): [rules: IpRule[], routes: IpRoute[], proxies: IpNeigh[]] {
+    const listed = this.list<unknown[]>(
+      ['ip', `-${family}`, '-j', '-batch', '-'],
+      [],
+      'rule show\nroute show table all\nneigh show proxy\n',
+    );
+    return listed.length === 3 ? (listed as [IpRule[], IpRoute[], IpNeigh[]]) : [[], [], []];
+  }
+
+  rules(family: Family): IpRule[] {
+    return this.ip(family)[0];
+  }
+
+  routes(family: Family): IpRoute[] {
+    return this.ip(family)[1];
+  }
+
+  proxies(family: Family): IpNeigh[] {
+    return this.ip(family)[2];
+  }
+
+  /** Our table's chains, rules and set sizes; null when the table is gone. */
+  nft(): { chains: number; rules: number; sets: Map<string, number> } | null {
+    const listing = this.list<{ nftables?: Record<string, { name?: string; elem?: unknown[] }>[] } | null>(
+      ['nft', '-j', 'list', 'table', 'inet', this.nftTable],
+      null,
+    );
+    if (listing?.nftables === undefined) return null;
+    const shape = { chains: 0, rules: 0, sets: new Map<string, number>() };
+    for (const object of listing.nftables) {
+      if (object.chain) shape.chains++;
+      if (object.rule) shape.rules++;
+      if (object.set) shape.sets.set(object.set.name ?? '', object.set.elem?.length ?? 0);
+    }
+    return shape;
+  }
+}
+
+export class HostNetwork implements HostSteering, HostRepair {
   private readonly system: System;
   private readonly journalPath: string;
   private readonly tunName: string;
   private readonly nftTable: string;
   private readonly mark: number;
   private readonly table: number;
+  private readonly fwmarkTables: { first: number; count: number };
   private readonly rulePref: number;
   private readonly localPref: number;
   private journal: JournalEntry[] = [];
   /** Set elements in place, by set name. */
   private readonly elements = new Map<string, Set<string>>();
+  /** How the kernel listed our nft table right after we made it: what verify() compares with. */
+  private nftShape: { chains: number; rules: number } | null = null;
 
   constructor(options: HostNetworkOptions) {
     this.system = options.system;
@@ -131,29 +258,42 @@ export class HostNetwork implements HostSteering {
     this.nftTable = options.nftTable ?? 'lvsd';
     this.mark = options.mark ?? 0x4c56;
     this.table = options.table ?? 0x4c56;
+    this.fwmarkTables = options.fwmarkTables ?? { first: 0x4c56_0000, count: 0x1_0000 };
     this.rulePref = options.rulePref ?? 90;
     this.localPref = options.localPref ?? 100;
+    const { first, count } = this.fwmarkTables;
+    if (this.table >= first && this.table < first + count) {
+      throw new Error(`routing table ${this.table} lies in the fwmark tables ${first}..${first + count - 1}`);
+    }
   }
 
-  /** Undoes what a previous run left in its journal (it crashed or was killed). */
+  private limits(): JournalLimits {
+    return {
+      nftTable: this.nftTable,
+      table: this.table,
+      fwmarkTables: this.fwmarkTables,
+      ownDevice: (name) => name === this.tunName || isFwmarkDevice(name),
+    };
+  }
+
+  /**
+   * Undoes what a previous run left in its journal (it crashed or was killed). A journal that is
+   * not one this lvsd could have written throws HostJournalError before anything is run.
+   */
   recover(): number {
     const text = this.system.readFile(this.journalPath);
     if (text === null) return 0;
-    let entries: JournalEntry[];
-    try {
-      entries = JSON.parse(text) as JournalEntry[];
-    } catch {
-      entries = [];
-    }
-    this.journal = entries;
+    this.journal = parseJournal(this.journalPath, text, this.limits());
+    const count = this.journal.length;
     this.stop();
-    return entries.length;
+    return count;
   }
 
   stop(): void {
-    for (const entry of [...this.journal].reverse()) this.undo(entry);
+    for (const entry of [...this.journal].reverse()) this.undoEntry(entry);
     this.journal = [];
     this.elements.clear();
+    this.nftShape = null;
     this.system.removeFile(this.journalPath);
   }
 
@@ -164,19 +304,50 @@ export class HostNetwork implements HostSteering {
     }
     const desired = this.desired(services);
     for (const family of desired.families) this.activate(family);
-    for (const [name, want] of desired.sets) this.syncSet(name, want);
     this.syncKeyed('vip:', desired.vips, (key, vip) => this.steerVip(key, vip));
-    this.syncKeyed('fwmark:', desired.fwmarks, (key, { family, mark }) => {
-      const rule = (verb: 'add' | 'del') => [
-        ...ipCmd(family),
-        ...['rule', verb, 'pref', `${this.rulePref}`, 'fwmark', `${mark}`, 'lookup', `${this.table}`],
-      ];
-      this.add(key, rule('add'), rule('del'));
-    });
+    // A local server that served a VIP's port leaves TIME_WAIT sockets; TCP early demux attaches
+    // them to new SYNs from reused client ports, and the kernel never forwards a packet with a
+    // socket (ip_forward, ip6_forward). This sysctl governs IPv6's early demux too. A fwmark
+    // service may carry TCP to any local address.
+    const catchable = desired.fwmarks.size > 0 || [...desired.tcpVips].some((key) => this.isLocalVip(key));
+    this.syncKeyed('early-demux', new Map(catchable ? [['early-demux', null]] : []), (key) =>
+      this.addEntry(key, this.sysctlChanges([['net/ipv4/tcp_early_demux', '0']])),
+    );
+    this.syncKeyed('fwmark:', desired.fwmarks, (key, { family, mark }) =>
+      this.steerFwmark(key, family, mark),
+    );
+    for (const [name, want] of desired.sets) this.syncSet(name, want);
     for (const [, peer] of desired.peers) {
       const dev = this.routeDevice(peer);
-      if (dev && dev !== this.tunName) this.setSysctl(`net.ipv4.conf.${dev}.send_redirects`, '0');
+      if (dev && dev !== this.tunName) this.setSysctl(`net/ipv4/conf/${dev}/send_redirects`, '0');
     }
+  }
+
+  verify(): string[] {
+    const listing = new HostListing(this.system, this.nftTable);
+    return this.changes()
+      .filter((change) => !this.inPlace(change, listing))
+      .map(describeChange);
+  }
+
+  repair(): RepairReport {
+    const listing = new HostListing(this.system, this.nftTable);
+    const report: RepairReport = { repaired: [], failed: [] };
+    // In journal order: a table before its rules, ip_forward (which resets conf/*) before conf/*.
+    for (const change of this.changes()) {
+      if (this.inPlace(change, listing)) continue;
+      try {
+        this.apply(change);
+        report.repaired.push(describeChange(change));
+      } catch (error) {
+        report.failed.push(`${describeChange(change)}: ${(error as Error).message}`);
+      }
+    }
+    return report;
+  }
+
+  private changes(): HostChange[] {
+    return this.journal.flatMap((entry) => entry.changes);
   }
 
   private desired(services: readonly ServiceSnapshot[]): Desired {
@@ -193,17 +364,23 @@ export class HostNetwork implements HostSteering {
         ['rip6', new Set()],
       ]),
       vips: new Map(),
+      tcpVips: new Set(),
       fwmarks: new Map(),
       peers: new Map(),
     };
     for (const { key, dests } of services) {
       d.families.add(key.af);
       if (key.fwmark > 0) {
+        if (key.fwmark === this.mark) {
+          throw new Error(`fwmark ${key.fwmark} is the mark lvsd's own steering sets: use another mark`);
+        }
         d.fwmarks.set(`fwmark:${key.af}:${key.fwmark}`, { family: key.af, mark: key.fwmark });
       } else {
+        const vipKey = `vip:${formatAddr(key.addr)}`;
         d.sets.get(`svc${key.af}`)!.add(element(key.addr, key.protocol, key.port));
         d.sets.get(`vip${key.af}`)!.add(formatAddr(key.addr));
-        d.vips.set(`vip:${formatAddr(key.addr)}`, key.addr);
+        d.vips.set(vipKey, key.addr);
+        if (key.protocol === IPPROTO_TCP) d.tcpVips.add(vipKey);
         if (key.af === 4) d.peers.set(formatAddr(key.addr), key.addr);
       }
       // A fwmark service carries any protocol: match its real servers' TCP and UDP replies.
@@ -222,43 +399,81 @@ export class HostNetwork implements HostSteering {
   private activate(family: Family): void {
     if (this.has(`active:${family}`)) return;
     if (family === 4) {
-      this.setSysctl('net.ipv4.ip_forward', '1');
-      for (const dev of ['all', 'default', this.tunName])
-        this.setSysctl(`net.ipv4.conf.${dev}.send_redirects`, '0');
-      // Rewritten packets come out of the device with a local source (the VIP, or a local client).
-      this.setSysctl(`net.ipv4.conf.${this.tunName}.accept_local`, '1');
-      this.setSysctl(`net.ipv4.conf.${this.tunName}.rp_filter`, '0');
+      this.setSysctl('net/ipv4/ip_forward', '1');
+      for (const dev of ['all', 'default']) this.setSysctl(`net/ipv4/conf/${dev}/send_redirects`, '0');
+      this.deviceSysctls(this.tunName).forEach(([path, value]) => this.setSysctl(path, value));
     } else {
-      this.setSysctl('net.ipv6.conf.all.forwarding', '1');
+      this.setSysctl('net/ipv6/conf/all/forwarding', '1');
     }
-    if (!this.has('nft')) {
-      this.add(
-        'nft',
-        ['nft', '-f', '-'],
-        ['nft', 'delete', 'table', 'inet', this.nftTable],
-        this.nftRuleset(),
-      );
-    }
-    const ip = ipCmd(family);
-    const route = ['route', 'add', 'default', 'dev', this.tunName, 'table', `${this.table}`];
-    this.add(`route:${family}`, [...ip, ...route], [...ip, 'route', 'del', ...route.slice(2)]);
+    if (!this.has('nft')) this.addEntry('nft', [{ kind: 'nft-table', table: this.nftTable }]);
+    this.addEntry(`fail-closed:${family}`, [this.failClosed(family, this.table)]);
+    this.addEntry(`route:${family}`, [this.deviceRoute(family, this.tunName, this.table)]);
     // The local table is consulted at priority 0, before any rule we could add: move it after
     // ours so a marked packet to a VIP that is a local address still reaches the device. The
     // new local rule goes in before the old one leaves, so local delivery never lapses.
-    const local = ['lookup', 'local'];
-    this.add(
-      `local-moved:${family}`,
-      [...ip, 'rule', 'add', 'pref', `${this.localPref}`, ...local],
-      [...ip, 'rule', 'del', 'pref', `${this.localPref}`, ...local],
+    this.addEntry(`local-moved:${family}`, [
+      { kind: 'rule', family, pref: this.localPref, fwmark: null, lookup: 'local' },
+    ]);
+    this.addEntry(`local-removed:${family}`, [{ kind: 'rule-removed', family, pref: 0, lookup: 'local' }]);
+    this.addEntry(`rule:${family}`, [
+      { kind: 'rule', family, pref: this.rulePref, fwmark: this.mark, lookup: this.table },
+    ]);
+    this.addEntry(`active:${family}`, []);
+  }
+
+  /** A device the kernel forwards into and out of, whose rewritten packets have local sources. */
+  private deviceSysctls(dev: string): [path: string, value: string][] {
+    return [
+      [`net/ipv4/conf/${dev}/send_redirects`, '0'],
+      // Rewritten packets come out of the device with a local source (the VIP, or a local client).
+      [`net/ipv4/conf/${dev}/accept_local`, '1'],
+      [`net/ipv4/conf/${dev}/rp_filter`, '0'],
+    ];
+  }
+
+  private deviceRoute(family: Family, dev: string, table: number): HostChange {
+    return { kind: 'route', family, blackhole: false, dst: 'default', dev, table, metric: null };
+  }
+
+  private failClosed(family: Family, table: number): HostChange {
+    return {
+      kind: 'route',
+      family,
+      blackhole: true,
+      dst: 'default',
+      dev: null,
+      table,
+      metric: FAIL_CLOSED_METRIC,
+    };
+  }
+
+  /**
+   * A fwmark service's packets (marked by the operator's own rules) go to its own device, through
+   * a routing table of its own, so that the director learns the mark from the device.
+   */
+  private steerFwmark(key: string, family: Family, mark: number): void {
+    const dev = fwmarkDeviceName(mark);
+    const table = this.freeFwmarkTable(family);
+    const changes = family === 4 ? this.sysctlChanges(this.deviceSysctls(dev)) : [];
+    changes.push(this.failClosed(family, table), this.deviceRoute(family, dev, table), {
+      kind: 'rule',
+      family,
+      pref: this.rulePref,
+      fwmark: mark,
+      lookup: table,
+    });
+    this.addEntry(key, changes);
+  }
+
+  private freeFwmarkTable(family: Family): number {
+    const used = new Set(
+      this.journal
+        .filter((e) => e.key.startsWith(`fwmark:${family}:`))
+        .flatMap((e) => e.changes.map((c) => (c.kind === 'route' ? c.table : null))),
     );
-    this.add(
-      `local-removed:${family}`,
-      [...ip, 'rule', 'del', 'pref', '0', ...local],
-      [...ip, 'rule', 'add', 'pref', '0', ...local],
-    );
-    const rule = ['pref', `${this.rulePref}`, 'fwmark', `${this.mark}`, 'lookup', `${this.table}`];
-    this.add(`rule:${family}`, [...ip, 'rule', 'add', ...rule], [...ip, 'rule', 'del', ...rule]);
-    this.record({ key: `active:${family}`, kind: 'added', undo: [] });
+    const { first, count } = this.fwmarkTables;
+    for (let table = first; table < first + count; table++) if (!used.has(table)) return table;
+    throw new Error(`no free routing table for another IPv${family} fwmark service (${count} in use)`);
   }
 
   private nftRuleset(): string {
@@ -307,8 +522,20 @@ export class HostNetwork implements HostSteering {
       `    ip6 daddr . meta l4proto . th dport @svc6 ${mark}`,
       '  }',
       '}',
-      '',
     ].join('\n');
+  }
+
+  /**
+   * One nft transaction that (re)creates our table whole with the elements in place: the first
+   * time, and again when a firewall reload flushed it or part of it.
+   */
+  private nftScript(): string {
+    const table = `inet ${this.nftTable}`;
+    const lines = [`table ${table} {}`, `delete table ${table}`, this.nftRuleset()];
+    for (const [name, set] of this.elements) {
+      if (set.size > 0) lines.push(`add element ${table} ${name} { ${[...set].join(', ')} }`);
+    }
+    return `${lines.join('\n')}\n`;
   }
 
   private syncSet(name: string, want: Set<string>): void {
@@ -326,43 +553,50 @@ export class HostNetwork implements HostSteering {
   private syncKeyed<T>(prefix: string, want: Map<string, T>, apply: (key: string, value: T) => void): void {
     for (const [key, value] of want) if (!this.has(key)) apply(key, value);
     for (const entry of this.journal.filter((e) => e.key.startsWith(prefix) && !want.has(e.key))) {
-      this.undo(entry);
+      this.undoEntry(entry);
       this.forget(entry);
     }
   }
 
   /**
    * A VIP that is not a local address needs a route to the device (for its other ports) and
-   * answers to ARP/ND on the interface facing the clients; a local VIP needs neither.
+   * answers to ARP/ND on the interface facing the clients; a local VIP needs neither (its
+   * entry stays empty, which is how isLocalVip knows it).
    */
   private steerVip(key: string, vip: Addr): void {
     const route = this.routeGet(vip);
     if (route === null || route.type === 'local') {
-      this.record({ key, kind: 'added', undo: [] });
+      this.addEntry(key, []);
       return;
     }
-    const ip = ipCmd(vip.af);
-    const host = `${formatAddr(vip)}/${vip.af === 4 ? 32 : 128}`;
     const dev = route.dev;
-    if (vip.af === 6) this.setSysctl(`net.ipv6.conf.${dev}.proxy_ndp`, '1');
-    const proxy = ['proxy', formatAddr(vip), 'dev', dev];
-    this.addAll(key, [
-      [
-        [...ip, 'route', 'add', host, 'dev', this.tunName],
-        [...ip, 'route', 'del', host, 'dev', this.tunName],
-      ],
-      [
-        [...ip, 'neigh', 'add', ...proxy],
-        [...ip, 'neigh', 'del', ...proxy],
-      ],
+    if (vip.af === 6) this.setSysctl(`net/ipv6/conf/${dev}/proxy_ndp`, '1');
+    this.addEntry(key, [
+      {
+        kind: 'route',
+        family: vip.af,
+        blackhole: false,
+        dst: `${formatAddr(vip)}/${vip.af === 4 ? 32 : 128}`,
+        dev: this.tunName,
+        table: null,
+        metric: null,
+      },
+      { kind: 'proxy-neigh', family: vip.af, addr: formatAddr(vip), dev },
     ]);
+  }
+
+  private isLocalVip(key: string): boolean {
+    return this.journal.some((e) => e.key === key && e.changes.length === 0);
   }
 
   private routeGet(addr: Addr): { type: string; dev: string } | null {
     try {
-      const out = this.system.run([...ipCmd(addr.af), '-j', 'route', 'get', formatAddr(addr)]);
+      const out = this.system.run(['ip', `-${addr.af}`, '-j', 'route', 'get', formatAddr(addr)]);
       const [route] = JSON.parse(out) as { type?: string; dev: string }[];
-      return route ? { type: route.type ?? 'unicast', dev: route.dev } : null;
+      if (!route) return null;
+      // Our journal must hold only what it can validate when read back.
+      if (!isInterfaceName(route.dev)) throw new Error(`unexpected interface name ${route.dev}`);
+      return { type: route.type ?? 'unicast', dev: route.dev };
     } catch {
       return null;
     }
@@ -379,59 +613,171 @@ export class HostNetwork implements HostSteering {
 
   private record(entry: JournalEntry): void {
     this.journal.push(entry);
-    this.system.writeFile(this.journalPath, JSON.stringify(this.journal, null, 1));
+    this.system.writeFile(this.journalPath, serializeJournal(this.journal));
   }
 
   private forget(entry: JournalEntry): void {
     this.journal = this.journal.filter((e) => e !== entry);
-    this.system.writeFile(this.journalPath, JSON.stringify(this.journal, null, 1));
-  }
-
-  private add(key: string, argv: string[], undo: string[], input?: string): void {
-    this.addAll(key, [[argv, undo]], input);
+    this.system.writeFile(this.journalPath, serializeJournal(this.journal));
   }
 
   /**
    * Journals first, then changes: a crash in between leaves an undo that fails harmlessly.
    * When a change fails, the ones before it under the same key are undone.
    */
-  private addAll(key: string, changes: [argv: string[], undo: string[]][], input?: string): void {
+  private addEntry(key: string, changes: HostChange[]): void {
     if (this.has(key)) return;
-    const entry: JournalEntry = { key, kind: 'added', undo: changes.map(([, undo]) => undo) };
+    const entry: JournalEntry = { key, changes };
     this.record(entry);
+    const done: HostChange[] = [];
     try {
-      for (const [argv] of changes) this.system.run(argv, input);
+      for (const change of changes) {
+        this.apply(change);
+        done.push(change);
+      }
     } catch (error) {
-      this.undo(entry);
+      for (const change of done.reverse()) this.undoQuietly(change);
       this.forget(entry);
       throw error;
     }
   }
 
-  private setSysctl(name: string, value: string): void {
-    const path = sysctlPath(name);
-    const key = `sysctl:${name}`;
-    if (this.has(key)) return;
-    const previous = this.system.readFile(path);
-    if (previous === null || previous.trim() === value) return;
-    this.record({ key, kind: 'sysctl', path, previous });
-    this.system.writeFile(path, value);
+  private setSysctl(path: string, value: string): void {
+    const key = `sysctl:${path}`;
+    if (!this.has(key)) this.addEntry(key, this.sysctlChanges([[path, value]]));
   }
 
-  private undo(entry: JournalEntry): void {
-    try {
-      if (entry.kind === 'sysctl') this.system.writeFile(entry.path, entry.previous);
-      else for (const argv of [...entry.undo].reverse()) this.runQuietly(argv);
-    } catch {
-      // A /proc entry of an interface that is gone.
+  /** The sysctls that differ from the values wanted, with the values found. */
+  private sysctlChanges(wanted: [path: string, value: string][]): HostChange[] {
+    const changes: HostChange[] = [];
+    for (const [path, value] of wanted) {
+      const previous = this.system.readFile(procPath(path));
+      if (previous !== null && previous.trim() !== value)
+        changes.push({ kind: 'sysctl', path, value, previous });
+    }
+    return changes;
+  }
+
+  private apply(change: HostChange): void {
+    switch (change.kind) {
+      case 'sysctl':
+        this.system.writeFile(procPath(change.path), change.value);
+        return;
+      case 'nft-table':
+        this.system.run(['nft', '-f', '-'], this.nftScript());
+        this.nftShape = new HostListing(this.system, this.nftTable).nft();
+        return;
+      case 'rule-removed':
+        this.system.run(this.argv(change, 'del'));
+        return;
+      default:
+        this.system.run(this.argv(change, 'add'));
     }
   }
 
-  private runQuietly(argv: string[]): void {
+  private undo(change: HostChange): void {
+    switch (change.kind) {
+      case 'sysctl':
+        this.system.writeFile(procPath(change.path), change.previous);
+        return;
+      case 'nft-table':
+        this.system.run(['nft', 'delete', 'table', 'inet', change.table]);
+        return;
+      case 'rule-removed':
+        this.system.run(this.argv(change, 'add'));
+        return;
+      default:
+        this.system.run(this.argv(change, 'del'));
+    }
+  }
+
+  /** The ip command that adds or deletes a rule, route or proxy neighbour. */
+  private argv(change: HostChange, verb: 'add' | 'del'): string[] {
+    const ip = (family: Family, object: string) => ['ip', `-${family}`, object, verb];
+    switch (change.kind) {
+      case 'rule':
+      case 'rule-removed': {
+        const mark = change.kind === 'rule' && change.fwmark !== null ? ['fwmark', `${change.fwmark}`] : [];
+        return [
+          ...ip(change.family, 'rule'),
+          'pref',
+          `${change.pref}`,
+          ...mark,
+          'lookup',
+          `${change.lookup}`,
+        ];
+      }
+      case 'route':
+        return [
+          ...ip(change.family, 'route'),
+          ...(change.blackhole ? ['blackhole'] : []),
+          change.dst,
+          ...(change.dev !== null ? ['dev', change.dev] : []),
+          ...(change.table !== null ? ['table', `${change.table}`] : []),
+          ...(change.metric !== null ? ['metric', `${change.metric}`] : []),
+        ];
+      case 'proxy-neigh':
+        return [...ip(change.family, 'neigh'), 'proxy', change.addr, 'dev', change.dev];
+      default:
+        throw new Error(`no ip command for ${change.kind}`);
+    }
+  }
+
+  /** Whether the kernel still has this change, as listed (sysctls are read as they are). */
+  private inPlace(change: HostChange, listing: HostListing): boolean {
+    switch (change.kind) {
+      case 'sysctl':
+        return this.system.readFile(procPath(change.path))?.trim() === change.value;
+      case 'nft-table': {
+        const now = listing.nft();
+        if (now === null) return false;
+        if (this.nftShape && (now.chains !== this.nftShape.chains || now.rules !== this.nftShape.rules))
+          return false;
+        return [...this.elements].every(([name, set]) => (now.sets.get(name) ?? 0) === set.size);
+      }
+      case 'rule':
+      case 'rule-removed': {
+        const mark = change.kind === 'rule' ? change.fwmark : null;
+        const found = listing
+          .rules(change.family)
+          .some(
+            (r) =>
+              r.priority === change.pref &&
+              r.table === `${change.lookup}` &&
+              (r.fwmark === undefined ? mark === null : Number(r.fwmark) === mark),
+          );
+        return change.kind === 'rule' ? found : !found;
+      }
+      case 'route': {
+        // The kernel lists a host route without its prefix length, and the main table unnamed.
+        const dst = change.dst.replace(/\/(32|128)$/, '');
+        const table = change.table === null ? 'main' : `${change.table}`;
+        return listing
+          .routes(change.family)
+          .some(
+            (r) =>
+              r.dst === dst &&
+              (r.table ?? 'main') === table &&
+              (r.type ?? 'unicast') === (change.blackhole ? 'blackhole' : 'unicast') &&
+              (change.blackhole || r.dev === change.dev) &&
+              (change.metric === null || r.metric === change.metric),
+          );
+      }
+      case 'proxy-neigh':
+        return listing.proxies(change.family).some((n) => n.dst === change.addr && n.dev === change.dev);
+    }
+  }
+
+  private undoEntry(entry: JournalEntry): void {
+    for (const change of [...entry.changes].reverse()) this.undoQuietly(change);
+  }
+
+  private undoQuietly(change: HostChange): void {
     try {
-      this.system.run(argv);
+      this.undo(change);
     } catch {
-      // Already gone: the device vanished with its routes, or a crash came before the change.
+      // Already gone: the device vanished with its routes (or its /proc entry), or a crash came
+      // before the change.
     }
   }
 }

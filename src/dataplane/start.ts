@@ -1,9 +1,12 @@
 // What lvsd calls to get its data plane: clean up after a crashed run, then start the worker
-// with its TUN device and the host plumbing that steers service traffic through it.
+// with its TUN device and the host plumbing that steers service traffic through it, and keep
+// that plumbing in place while the host changes under it (a firewall reload, a device bounced).
 
-import { HostNetwork, RealSystem } from './host.js';
+import { HostNetwork, RealSystem, type HostRepair } from './host.js';
 import { DEFAULT_TUN_MTU, DEFAULT_TUN_NAME } from './tun.js';
 import { WorkerEngine } from './worker-engine.js';
+
+export type HostLog = (level: 'warn' | 'error', message: string) => void;
 
 export interface DataplaneOptions {
   /** Where the host journal lives (host-journal.json). */
@@ -11,15 +14,38 @@ export interface DataplaneOptions {
   tunName?: string;
   mtu?: number;
   connCapacity?: number;
+  /** How often the host plumbing is checked against the journal and repaired; 0 never. */
+  repairIntervalMs?: number;
+  /** Where repairs are reported. */
+  log?: HostLog;
 }
 
 export async function startDataplaneEngine(options: DataplaneOptions): Promise<WorkerEngine> {
   const tunName = options.tunName ?? DEFAULT_TUN_NAME;
   const host = new HostNetwork({ system: new RealSystem(), stateDir: options.stateDir, tunName });
   host.recover();
-  return WorkerEngine.start({
+  const engine = await WorkerEngine.start({
     tun: { name: tunName, mtu: options.mtu ?? DEFAULT_TUN_MTU },
     host,
     connCapacity: options.connCapacity,
   });
+  if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
+  return engine;
+}
+
+/**
+ * Repairs the host every `intervalMs`, logging each change put back, and each change that cannot
+ * be put back when that list changes (not every tick). After stop() the journal is empty and a
+ * tick does nothing, so the timer needs no stopping; it does not keep the process alive.
+ */
+export function watchHost(host: HostRepair, intervalMs: number, log: HostLog): void {
+  let failing = '';
+  const tick = (): void => {
+    const { repaired, failed } = host.repair();
+    for (const what of repaired) log('warn', `host: put back ${what}`);
+    const now = failed.join('\n');
+    if (now !== failing) for (const what of failed) log('error', `host: cannot put back ${what}`);
+    failing = now;
+  };
+  setInterval(tick, intervalMs).unref();
 }

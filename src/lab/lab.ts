@@ -101,7 +101,8 @@ export function cleanupStaleLabs(prefix: string): string[] {
   return removed;
 }
 
-function nginxConfig(dir: string, index: number): string {
+/** An nginx in `dir` answering "This is <name>, you are <client>" on `listen` (and /files/ from dir/www). */
+export function nginxConfig(dir: string, name: string, listen = '80'): string {
   return `worker_processes 1;
 user root;
 daemon on;
@@ -118,10 +119,10 @@ http {
   scgi_temp_path ${dir}/scgi;
   keepalive_requests 100000;
   server {
-    listen 80 backlog=8192;
+    listen ${listen} backlog=8192;
     location = / {
       default_type text/plain;
-      return 200 "This is Real Server ${index}, you are $remote_addr\\n";
+      return 200 "This is ${name}, you are $remote_addr\\n";
     }
     location /files/ {
       alias ${dir}/www/;
@@ -129,6 +130,11 @@ http {
   }
 }
 `;
+}
+
+/** The command that starts the nginx configured in `dir`; it daemonizes, its pid in dir/nginx.pid. */
+export function nginxCommand(dir: string): string[] {
+  return ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')];
 }
 
 export function buildLab(options: LabOptions = {}): Lab {
@@ -194,8 +200,8 @@ export function buildLab(options: LabOptions = {}): Lab {
       const dir = join(tmpDir, `rs${i + 1}`);
       mkdirSync(join(dir, 'www'), { recursive: true });
       if (bulkFile) copyFileSync(bulkFile, join(dir, 'www', 'bulk.bin'));
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, i + 1));
-      sh(nsExec(rs, ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')]));
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, `Real Server ${i + 1}`));
+      sh(nsExec(rs, nginxCommand(dir)));
     });
   } catch (error) {
     teardown();

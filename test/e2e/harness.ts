@@ -106,7 +106,8 @@ export class Lvsd {
     this.socket = join(lab.tmpDir, 'lvsd.sock');
     this.stateDir = join(lab.tmpDir, 'state');
     this.logPath = join(lab.tmpDir, 'lvsd.log');
-    mkdirSync(this.stateDir);
+    // A restart in the same lab reuses the state directory, as a restarted daemon does.
+    mkdirSync(this.stateDir, { recursive: true });
     const log = openSync(this.logPath, 'a');
     // `ip netns exec` execs lvsd: signals to this pid reach the daemon itself.
     this.child = lab.spawn(

@@ -1,0 +1,287 @@
+// The director's host plumbing against the real kernel, in a namespace lab: taking a VIP's port
+// over from a local server (TIME_WAIT sockets and TCP early demux), failing closed when lvsd is
+// killed mid-transfer, and verify/repair after a firewall reload or a device going down and up.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { IPPROTO_TCP } from '../../src/core/inet.js';
+import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
+import { buildLab, nginxCommand, nginxConfig, type Lab } from '../../src/lab/lab.js';
+import { serviceSnapshot } from '../helpers/snapshots.js';
+import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
+
+const PREFIX = 'lvshost';
+const VIP = '198.18.0.1';
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A System whose commands and /proc/sys reads and writes happen inside a namespace. */
+class NetnsSystem implements System {
+  private readonly real = new RealSystem();
+
+  constructor(private readonly ns: string) {}
+
+  run(argv: readonly string[], input?: string): string {
+    return this.real.run(['ip', 'netns', 'exec', this.ns, ...argv], input);
+  }
+
+  readFile(path: string): string | null {
+    if (!path.startsWith('/proc/')) return this.real.readFile(path);
+    try {
+      return this.run(['cat', path]);
+    } catch {
+      return null;
+    }
+  }
+
+  writeFile(path: string, data: string): void {
+    if (!path.startsWith('/proc/')) return this.real.writeFile(path, data);
+    this.run(['sh', '-c', 'printf %s "$1" > "$2"', 'sh', data, path]);
+  }
+
+  removeFile(path: string): void {
+    this.real.removeFile(path);
+  }
+}
+
+/** nft counters by comment, from a table the test made in a namespace. */
+function counters(lab: Lab, ns: string, table: string): Map<string, number> {
+  const listing = JSON.parse(lab.run(ns, ['nft', '-j', 'list', 'table', 'inet', table])) as {
+    nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
+  };
+  const found = new Map<string, number>();
+  for (const { rule } of listing.nftables) {
+    const counter = rule?.expr.find((e) => e.counter)?.counter;
+    if (rule?.comment && counter) found.set(rule.comment, counter.packets);
+  }
+  return found;
+}
+
+/** Responses of `count` new connections from the client, `parallel` at a time, each short. */
+function connect(lab: Lab, count: number, parallel: number): string {
+  const curl =
+    `curl -s -Z --parallel-max ${parallel} --connect-timeout 1 --max-time 3 ` +
+    `-H 'Connection: close' 'http://${VIP}/?n=[1-${count}]'`;
+  // Failed connections are what is counted, not an error of the command.
+  return lab.run(lab.ns.client, ['sh', '-c', `${curl} || true`], { timeoutMs: 120_000 });
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const answers = (output: string, pattern: RegExp): number => output.match(pattern)?.length ?? 0;
+
+describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrency: false }, () => {
+  let lab: Lab;
+  let stateBefore: string;
+
+  before(() => {
+    lab = buildLab({ prefix: PREFIX, bulkFileMb: 20 });
+    stateBefore = hostState(lab);
+  });
+  after(() => lab?.teardown());
+
+  it('a VIP:80 that a local nginx served takes new connections from the same client at once', async () => {
+    // Few client ports, so that the lvsd connections reuse ports the local server just closed.
+    lab.run(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=40000 40999']);
+    const dir = join(lab.tmpDir, 'local-nginx');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, 'the local server', `${VIP}:80`));
+    lab.run(lab.ns.director, nginxCommand(dir));
+    const served = connect(lab, 2000, 1);
+    assert.equal(answers(served, /This is the local server/g), 2000);
+    const pid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
+    process.kill(pid, 'SIGQUIT');
+    while (alive(pid)) await sleep(50);
+    // The server closed the connections first: the director holds their TIME_WAIT sockets, on
+    // most of the client ports that the next connections will take again.
+    const timeWait = lab.run(lab.ns.director, ['ss', '-Htn', 'state', 'time-wait', 'src', `${VIP}:80`]);
+    const waiting = timeWait.split('\n').filter(Boolean).length;
+    assert.ok(waiting >= 200, `${waiting} TIME_WAIT sockets`);
+
+    const director = new Lvsd(lab);
+    try {
+      await director.ready();
+      director.adm(`-A -t ${VIP}:80 -s rr`);
+      for (const rs of lab.addr.realServers) director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
+      const balanced = connect(lab, 200, 20);
+      assert.equal(answers(balanced, /This is Real Server \d, you are 198\.18\.0\.2/g), 200, balanced);
+      assert.equal(lab.run(lab.ns.director, ['sysctl', '-n', 'net.ipv4.tcp_early_demux']).trim(), '0');
+      assert.equal(await director.stop(), 0);
+    } finally {
+      director.kill();
+    }
+    assert.equal(lab.run(lab.ns.director, ['sysctl', '-n', 'net.ipv4.tcp_early_demux']).trim(), '1');
+    assert.equal(hostState(lab), stateBefore);
+  });
+
+  it('lvsd killed mid-transfer: no packet from a real server address reaches the client', async () => {
+    const watch = 'lvshostwatch';
+    lab.run(lab.ns.client, ['nft', '-f', '-'], {
+      input: `table inet ${watch} {
+  chain in {
+    type filter hook prerouting priority -300; policy accept;
+    ip saddr 198.18.1.0/24 counter comment "from-real-servers"
+    ip saddr ${VIP} tcp sport 80 counter comment "from-vip"
+  }
+}
+`,
+    });
+    for (const rs of lab.ns.realServers) {
+      lab.run(rs, ['nft', '-f', '-'], {
+        input: `table inet ${watch} {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    tcp sport 80 counter comment "sent"
+  }
+}
+`,
+      });
+    }
+    const sent = (): number =>
+      lab.ns.realServers.reduce((sum, rs) => sum + counters(lab, rs, watch).get('sent')!, 0);
+
+    const director = new Lvsd(lab);
+    try {
+      await director.ready();
+      director.adm('-C');
+      director.adm(`-A -t ${VIP}:80 -s rr`);
+      for (const rs of lab.addr.realServers) director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
+      const download = lab.spawn(lab.ns.client, [
+        'curl',
+        '-s',
+        '-o',
+        '/dev/null',
+        '--limit-rate',
+        '2M',
+        '--max-time',
+        '6',
+        `http://${VIP}/files/bulk.bin`,
+      ]);
+      const exited = once(download, 'exit');
+      while ((counters(lab, lab.ns.client, watch).get('from-vip') ?? 0) < 200) await sleep(50);
+      director.kill();
+      const atKill = sent();
+      // The real server keeps sending (retransmissions, window probes) into a dead director.
+      await sleep(2500);
+      assert.ok(sent() > atKill, 'the real server sent after the kill, so a leak was possible');
+      assert.equal(counters(lab, lab.ns.client, watch).get('from-real-servers'), 0);
+      // While no lvsd runs, a new connection waits (curl: timeout, 28) rather than being refused
+      // by the host itself (7).
+      const attempt = lab.run(lab.ns.client, [
+        'sh',
+        '-c',
+        `curl -s -o /dev/null --connect-timeout 1 http://${VIP}/; echo $?`,
+      ]);
+      assert.equal(attempt.trim(), '28');
+      download.kill();
+      await exited;
+    } finally {
+      director.kill();
+    }
+    // The next start undoes what the killed one left, and a clean stop leaves the host as found.
+    rmSync(director.socket, { force: true });
+    const next = new Lvsd(lab);
+    try {
+      await next.ready();
+      next.adm('-C');
+      assert.equal(await next.stop(), 0);
+    } finally {
+      next.kill();
+    }
+    assert.equal(hostState(lab), stateBefore);
+    lab.run(lab.ns.client, ['nft', 'delete', 'table', 'inet', watch]);
+  });
+
+  it('the host changes under lvsd (nft flush ruleset, lvs0 down and up): lvsd repairs, traffic recovers', async () => {
+    const director = new Lvsd(lab);
+    /** Bounded: one short connection a second until one succeeds, then how many it took. */
+    const recovered = async (): Promise<number> => {
+      for (let attempt = 1; attempt <= 20; attempt++) {
+        const out = connect(lab, 1, 1);
+        if (/This is Real Server/.test(out)) return attempt;
+        await sleep(1000);
+      }
+      return 0;
+    };
+    try {
+      await director.ready();
+      director.adm('-C');
+      director.adm(`-A -t ${VIP}:80 -s rr`);
+      director.adm(`-a -t ${VIP}:80 -r ${lab.addr.realServers[0]}:80 -m`);
+      assert.match(connect(lab, 1, 1), /This is Real Server 1/);
+
+      lab.run(lab.ns.director, ['nft', 'flush', 'ruleset']);
+      assert.ok((await recovered()) > 0, director.log);
+      assert.match(director.log, /warn host: put back nft table inet lvsd/);
+
+      lab.run(lab.ns.director, ['sh', '-c', 'ip link set lvs0 down; ip link set lvs0 up']);
+      assert.ok((await recovered()) > 0, director.log);
+      assert.match(director.log, /warn host: put back ip -4 route default dev lvs0 table 19542/);
+      director.adm('-C');
+      assert.equal(await director.stop(), 0);
+    } finally {
+      director.kill();
+    }
+    assert.equal(hostState(lab), stateBefore);
+  });
+
+  it('verify and repair against the kernel: a firewall reload, the device down and up', () => {
+    const ns = lab.ns.director;
+    lab.run(ns, ['ip', 'tuntap', 'add', 'dev', 'lvs0', 'mode', 'tun']);
+    lab.run(ns, ['ip', 'link', 'set', 'lvs0', 'up']);
+    const before = hostState(lab);
+    const stateDir = join(lab.tmpDir, 'repair-state');
+    const host = new HostNetwork({ system: new NetnsSystem(ns), stateDir, tunName: 'lvs0' });
+    const service = (vip: string) => serviceSnapshot(vip, IPPROTO_TCP, 80, [[lab.addr.realServers[0]!, 80]]);
+    try {
+      host.sync([service(VIP), service('198.18.0.9')]);
+      assert.deepEqual(host.verify(), []);
+      const table = (): string => lab.run(ns, ['nft', 'list', 'table', 'inet', 'lvsd']);
+      const steered = table();
+
+      lab.run(ns, ['nft', 'flush', 'ruleset']);
+      assert.deepEqual(host.verify(), ['nft table inet lvsd']);
+      assert.deepEqual(host.repair(), { repaired: ['nft table inet lvsd'], failed: [] });
+      assert.equal(table(), steered);
+      assert.deepEqual(host.verify(), []);
+
+      lab.run(ns, ['ip', 'link', 'set', 'lvs0', 'down']);
+      lab.run(ns, ['ip', 'link', 'set', 'lvs0', 'up']);
+      const lost = ['ip -4 route default dev lvs0 table 19542', 'ip -4 route 198.18.0.9/32 dev lvs0'];
+      assert.deepEqual(host.verify(), lost);
+      assert.deepEqual(host.repair(), { repaired: lost, failed: [] });
+      assert.deepEqual(host.verify(), []);
+    } finally {
+      host.stop();
+    }
+    assert.equal(hostState(lab), before);
+    lab.run(ns, ['ip', 'link', 'del', 'lvs0']);
+  });
+
+  it('a crafted host journal stops lvsd at start with a clear log line, and nothing in it runs', async () => {
+    const pwned = join(lab.tmpDir, 'pwned');
+    const stateDir = join(lab.tmpDir, 'state');
+    mkdirSync(stateDir, { recursive: true });
+    const journal = [{ key: 'x', kind: 'added', undo: [['touch', pwned]] }];
+    writeFileSync(join(stateDir, 'host-journal.json'), JSON.stringify(journal));
+    const director = new Lvsd(lab);
+    try {
+      await assert.rejects(director.ready(), /lvsd exited \(1\)/);
+      assert.match(director.log, /refusing the host journal .*host-journal\.json: it holds command lines/);
+    } finally {
+      director.kill();
+    }
+    assert.equal(existsSync(pwned), false);
+    assert.equal(hostState(lab), stateBefore);
+    rmSync(join(stateDir, 'host-journal.json'));
+  });
+});
