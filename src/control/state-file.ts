@@ -103,7 +103,9 @@ export async function writeFileAtomic(file: string, text: string, fs: StateFs = 
     await fs.unlink(temp).catch(() => undefined);
     throw err;
   }
-  await fs.syncDir(dir);
+  // The new file is in place: a directory that cannot be fsynced only weakens its durability
+  // across a power loss, and failing the change now would leave the engine and the file apart.
+  await fs.syncDir(dir).catch(() => undefined);
 }
 
 function isMissing(err: unknown): boolean {
