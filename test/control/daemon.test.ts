@@ -4,6 +4,7 @@
 // client that does not read its replies holds neither lvsd's memory nor other clients.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
@@ -393,4 +394,41 @@ test('a client that pipelines thousands of requests and never reads: lvsd stays 
       flood.destroy();
     }
   });
+});
+
+test('lvsadm on a full disk: the change is refused with a clear error and not made', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root to mount a tmpfs');
+  const dir = await tempDir();
+  const stateDir = join(dir, 'state');
+  await mkdir(stateDir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', stateDir]);
+  let daemon: SpawnedDaemon | null = null;
+  try {
+    daemon = await spawnDaemon(dir, stateDir);
+    const env = { LVSD_SOCKET: daemon.socketPath };
+    assert.equal((await runLvsadmBinary(['-A', '-t', '198.18.0.1:80', '-s', 'rr'], env)).code, 0);
+    const before = await runLvsadmBinary(['-Sn'], env);
+    await writeFile(join(stateDir, 'filler'), Buffer.alloc(64 * 1024)).catch(() => undefined);
+    let refused: { code: number | null; stderr: string } | null = null;
+    for (let i = 1; i <= 100 && !refused; i++) {
+      const result = await runLvsadmBinary(['-a', '-t', '198.18.0.1:80', '-r', `198.19.0.${i}`, '-m'], env);
+      if (result.code !== 0) refused = result;
+    }
+    assert.ok(refused, 'the disk filled up');
+    assert.equal(refused.code, 255);
+    assert.match(
+      refused.stderr,
+      /^cannot save the configuration to .*lvsd\.json: ENOSPC: no space left on device.*; nothing was changed\n$/,
+    );
+    const listed = await runLvsadmBinary(['-Sn'], env);
+    const saved = parseConfig(await readFile(join(stateDir, 'lvsd.json'), 'utf8'));
+    const listedDests = listed.stdout.split('\n').filter((l) => l.startsWith('-a ')).length;
+    assert.equal(saved.services[0]!.realServers.length, listedDests, 'what is listed is what is saved');
+    assert.ok(listed.stdout.startsWith(before.stdout));
+    assert.deepEqual((await readdir(stateDir)).sort(), ['filler', 'lvsd.json', 'lvsd.lock']);
+  } finally {
+    await daemon?.stop();
+    execFileSync('umount', [stateDir]);
+    await removeDir(dir);
+  }
 });
