@@ -142,10 +142,10 @@ export class ConfigStore {
   async readDocument(): Promise<LvsdConfig | null> {
     const text = await this.readOrNull(this.file);
     if (text === null) return null;
+    // What the file holds, good or not: the next save must replace a document that was refused.
+    this.current = text;
     try {
-      const config = parseConfig(text);
-      this.current = text;
-      return config;
+      return parseConfig(text);
     } catch (err) {
       if (err instanceof ConfigError) throw documentError(this.file, null, err.message);
       throw err;

@@ -101,6 +101,7 @@ test('a corrupt state file stops lvsd with file, line and reason', async () => {
 
     await writeFile(file, '-Ln\n');
     assert.equal((await runDaemonToExit(dir, stateDir)).code, 1);
+    assert.deepEqual(await readdir(stateDir), ['ipvsadm.rules', 'lvsd.lock'], 'nothing was migrated');
   } finally {
     await removeDir(dir);
   }
@@ -352,6 +353,13 @@ test('SIGHUP reloads lvsd.json: the difference is applied; a bad document change
       assert.match(daemon.stderr().slice(mark), /error .*lvsd\.json: /);
       assert.deepEqual(await runLvsadmBinary(['-Sn'], env), reloaded);
     }
+    // The next change made with lvsadm saves what runs over the refused document, even when
+    // what runs is the same as before.
+    assert.equal(
+      (await runLvsadmBinary(['-E', '-t', '198.18.0.1:80', '-s', 'rr', '-p', '120'], env)).code,
+      0,
+    );
+    assert.equal(renderConfig(parseConfig(await readFile(file, 'utf8'))).includes('"port": 53'), true);
   });
 });
 
