@@ -67,6 +67,8 @@ export interface ReloadResult {
 
 export interface RunningDaemon {
   readonly service: ControlService;
+  /** The engine createEngine built (for its events: lvsd's main watches for a failed data plane). */
+  readonly engine: Engine;
   /** Re-reads lvsd.json and applies what differs (then the reload hooks); never throws. */
   reload(): Promise<ReloadResult>;
   /** Stops serving, removes the socket file, closes the engine and drops the lock. */
@@ -137,6 +139,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     let closing: Promise<void> | null = null;
     return {
       service,
+      engine: runningEngine,
       async reload() {
         log('info', `reloading ${store.file}`);
         let result: ReloadResult = { ok: true, changes: 0 };
