@@ -17,34 +17,28 @@ import { ConfigStore, nodeStateFs } from '../../src/control/state-file.js';
 import type { StateFs } from '../../src/control/state-file.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
-import type { Engine } from '../../src/core/engine.js';
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
 import { addr4, IPPROTO_TCP } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
-import type { ControlOp, Snapshot } from '../../src/core/ops.js';
+import type { ControlOp } from '../../src/core/ops.js';
 import { removeDir, tempDir } from '../cli/daemon-harness.js';
 import { FaultyStateFs } from './faulty-state-fs.js';
 import type { Fault } from './faulty-state-fs.js';
 
 /** The director in this thread, recording every operation and refusing the kinds it is told to. */
-class RecordingEngine implements Engine {
-  readonly inner = new InProcessEngine(new Director({ clock: new ManualClock(), connCapacity: 64 }));
+class RecordingEngine extends InProcessEngine {
   readonly ops: ControlOp[] = [];
   refuse: ControlOp['op'] | null = null;
 
-  async execute(op: ControlOp): Promise<void> {
+  constructor() {
+    super(new Director({ clock: new ManualClock(), connCapacity: 64 }));
+  }
+
+  override async execute(op: ControlOp): Promise<void> {
     if (op.op === this.refuse)
       throw new LvsError(ErrorCodes.INVALID, 'Invalid operation: refused by the test');
     this.ops.push(op);
-    await this.inner.execute(op);
-  }
-
-  snapshot(options: { connections: boolean }): Promise<Snapshot> {
-    return this.inner.snapshot(options);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
+    await super.execute(op);
   }
 }
 
