@@ -5,10 +5,13 @@
 import { performance } from 'node:perf_hooks';
 import { Director } from '../core/director.js';
 import { DEFAULT_SOCKET_PATH } from '../cli/client.js';
-import { DEFAULT_STATE_DIR, startDaemon, stderrLogger } from '../control/daemon.js';
+import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
+import type { RunningDaemon } from '../control/daemon.js';
+import { StateLockError } from '../control/lock.js';
+import { stderrLogger } from '../control/log.js';
+import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
-import { StateFileError } from '../control/state-file.js';
 import { startDataplaneEngine } from '../dataplane/start.js';
 
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane]
@@ -17,7 +20,8 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane]
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
   demo              build a lab in network namespaces and show a director at work (root)
-Runs in the foreground and logs to stderr. Stop it with SIGTERM or SIGINT.
+Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json and applies what changed;
+SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
 `;
 
 const HOST_REPAIR_INTERVAL_MS = 2000;
@@ -73,40 +77,46 @@ async function buildEngine({ dataplane, stateDir }: CommandLine): Promise<Engine
 
 async function runDaemon(commandLine: CommandLine): Promise<void> {
   const { socketPath, stateDir } = commandLine;
-  let engine: Engine;
+  // SIGHUP reloads; one that arrives during start-up is kept for when lvsd is up.
+  let daemon: RunningDaemon | null = null;
+  let reloadPending = false;
+  process.on('SIGHUP', () => {
+    if (daemon) void daemon.reload();
+    else reloadPending = true;
+  });
   try {
-    engine = await buildEngine(commandLine);
-  } catch (err) {
-    stderrLogger('error', `cannot start: ${(err as Error).message}`);
-    process.exit(1);
-  }
-  try {
-    const daemon = await startDaemon({ socketPath, stateDir, engine, log: stderrLogger });
-    const stop = (signal: string) => {
-      stderrLogger('info', `${signal} received, shutting down`);
-      void daemon.close().then(() => process.exit(0));
-    };
-    engine.onEvent((event) => {
-      if (event.kind === 'exception') {
-        stderrLogger('error', `packet path exception #${event.count} (packet dropped): ${event.message}`);
-        return;
-      }
-      // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
-      // non-zero, so that systemd restarts lvsd.
-      stderrLogger('error', `${event.reason}; shutting down`);
-      void daemon.close().then(() => process.exit(1));
+    daemon = await startDaemon({
+      socketPath,
+      stateDir,
+      createEngine: () => buildEngine(commandLine),
+      log: stderrLogger,
     });
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
   } catch (err) {
-    await engine.close();
-    if (err instanceof StateFileError) {
-      for (const line of err.message.split('\n')) stderrLogger('error', line);
-    } else {
-      stderrLogger('error', `cannot start: ${(err as Error).message}`);
-    }
+    const lines = (err as Error).message.split('\n');
+    // Those two already say what stopped lvsd, naming the file.
+    if (!(err instanceof StateFileError || err instanceof StateLockError))
+      lines[0] = `cannot start: ${lines[0]}`;
+    for (const line of lines) stderrLogger('error', line);
     process.exit(1);
   }
+  const running = daemon;
+  const stop = (signal: string) => {
+    stderrLogger('info', `${signal} received, shutting down`);
+    void running.close().then(() => process.exit(0));
+  };
+  running.engine.onEvent((event) => {
+    if (event.kind === 'exception') {
+      stderrLogger('error', `packet path exception #${event.count} (packet dropped): ${event.message}`);
+      return;
+    }
+    // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
+    // non-zero, so that systemd restarts lvsd.
+    stderrLogger('error', `${event.reason}; shutting down`);
+    void running.close().then(() => process.exit(1));
+  });
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  if (reloadPending) void running.reload();
 }
 
 const args = process.argv.slice(2);

@@ -1,88 +1,188 @@
-// lvsd's control side: restores the saved configuration into the engine it is given, serves
-// the control socket, saves the configuration after each change, and shuts down cleanly.
-// The engine is the seam where the data plane plugs in: lvsd's main picks which one to build.
+// lvsd's control side: locks the state directory, reads the configuration document (migrating
+// an older ipvsadm rules file), builds the engine and applies the configuration to it through
+// ControlService, serves the control socket (with a bound on what each client may queue), reloads
+// on demand (SIGHUP), and shuts down cleanly. The engine is the seam where the data plane plugs
+// in: lvsd's main says how to build one.
 
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
-import { join, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import { isLvsError } from '../core/errors.js';
 import type { Engine } from '../core/engine.js';
+import { refusalMessage } from '../ipvsadm/messages.js';
+import type { RefusedCall } from '../ipvsadm/messages.js';
+import type { LvsdConfig } from './config.js';
+import { lockStateDir } from './lock.js';
+import type { Logger } from './log.js';
 import { decodeRequest, encodeResponse, MAX_REQUEST_BYTES, ProtocolErrorCodes } from './protocol.js';
 import type { Request, Response } from './protocol.js';
-import { ControlService } from './service.js';
-import {
-  readStateFile,
-  renderStateFile,
-  restoreStateFile,
-  STATE_FILE_NAME,
-  writeFileAtomic,
-} from './state-file.js';
+import { ConfigApplyError, ControlService, StateWriteError } from './service.js';
+import { ConfigStore, documentError, nodeStateFs, StateFileError } from './state-file.js';
+import type { StateFs } from './state-file.js';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Logger = (level: LogLevel, message: string) => void;
+/** What one control client may hold of lvsd's memory and time. */
+export interface ClientLimits {
+  /** Requests read but not yet answered, plus replies not yet taken by the client: past this, lvsd stops reading from it. */
+  maxPendingReplies: number;
+  /** Reply bytes queued for the client: past this, lvsd stops reading from it. */
+  maxUnwrittenBytes: number;
+  /** A client that neither sends nor takes anything for this long (while lvsd owes it nothing) is closed. */
+  idleTimeoutMs: number;
+}
 
-/** One line per event on stderr: time, level, message. */
-export const stderrLogger: Logger = (level, message) => {
-  process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  maxPendingReplies: 32,
+  maxUnwrittenBytes: 1 << 20,
+  idleTimeoutMs: 60_000,
 };
+
+/**
+ * A source of configuration re-read on reload besides lvsd.json (the keepalived.conf reader
+ * plugs in here): run in order after the document has been applied, each with the same
+ * ControlService; a hook that throws is logged and the others still run.
+ */
+export interface ReloadHook {
+  readonly name: string;
+  reload(service: ControlService): Promise<void>;
+}
 
 export interface DaemonOptions {
   socketPath: string;
   stateDir: string;
-  engine: Engine;
+  /** Called once the state directory is locked and its configuration read and checked. */
+  createEngine: () => Promise<Engine>;
   log: Logger;
+  /** The state directory's file operations (a faulty fake in tests). */
+  fs?: StateFs;
+  clientLimits?: Partial<ClientLimits>;
+  reloadHooks?: readonly ReloadHook[];
+}
+
+export interface ReloadResult {
+  /** False when the document could not be read or applied: then nothing changed. */
+  ok: boolean;
+  changes: number;
 }
 
 export interface RunningDaemon {
   readonly service: ControlService;
-  /** Stops serving, removes the socket file and closes the engine. */
+  /** The engine createEngine built (for its events: lvsd's main watches for a failed data plane). */
+  readonly engine: Engine;
+  /** Re-reads lvsd.json and applies what differs (then the reload hooks); never throws. */
+  reload(): Promise<ReloadResult>;
+  /** Stops serving, removes the socket file, closes the engine and drops the lock. */
   close(): Promise<void>;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/lvsd';
 
-/** Starts lvsd's control side; rejects (StateFileError among others) without leaving a socket behind. */
-export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
-  const { socketPath, stateDir, engine, log } = options;
-  const service = new ControlService(engine);
-
-  const saved = await readStateFile(stateDir);
-  if (saved) {
-    await restoreStateFile(saved.text, saved.file, service);
-    log('info', `restored configuration from ${saved.file}`);
-  }
-  const stateFile = join(stateDir, STATE_FILE_NAME);
-  service.afterChange = async (snapshot, daemons) => {
-    await writeFileAtomic(stateFile, renderStateFile(snapshot, daemons));
-  };
-
-  await prepareSocketPath(socketPath);
-  const sockets = new Set<Socket>();
-  // Half-open: a client may send its requests, shut its side, and still read every reply.
-  const server = createServer({ allowHalfOpen: true }, (socket) =>
-    serveConnection(socket, service, log, sockets),
+/** How a refused entry of the document reads: the file, the entry, ipvsadm's message for the refusal. */
+function refusedEntry(file: string, err: ConfigApplyError): StateFileError {
+  const code = (err.cause as { code?: unknown }).code;
+  const change = err.change;
+  const call: RefusedCall =
+    change.kind === 'execute' ? change.op.op : change.kind === 'start-sync' ? 'start-daemon' : 'stop-daemon';
+  const message = (err.cause as Error).message ?? String(err.cause);
+  return documentError(
+    file,
+    err.entry,
+    typeof code === 'string' ? refusalMessage(call, code, message) : message,
   );
-  await listen(server, socketPath);
-  await chmod(socketPath, 0o600);
-  log('info', `listening on ${socketPath}, state in ${stateDir}`);
+}
 
-  let closing: Promise<void> | null = null;
-  return {
-    service,
-    close() {
-      closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const socket of sockets) socket.destroy();
-        await stopped;
-        await unlink(socketPath).catch(() => undefined);
-        await service.drain();
-        await engine.close();
-        log('info', 'stopped');
-      })();
-      return closing;
-    },
-  };
+async function applyDocument(service: ControlService, config: LvsdConfig, file: string): Promise<number> {
+  try {
+    return (await service.apply(config)).length;
+  } catch (err) {
+    if (err instanceof ConfigApplyError) throw refusedEntry(file, err);
+    throw err;
+  }
+}
+
+/**
+ * Starts lvsd's control side. Rejects (StateLockError, StateFileError among others) having
+ * changed nothing: a second lvsd on the same state directory stops before it builds an engine or
+ * touches the socket; a document that cannot be read stops it before the engine is built.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const { socketPath, stateDir, log } = options;
+  const limits = { ...DEFAULT_CLIENT_LIMITS, ...options.clientLimits };
+  const lock = lockStateDir(stateDir);
+  let engine: Engine | null = null;
+  try {
+    const store = new ConfigStore(stateDir, options.fs ?? nodeStateFs);
+    const { config, migrated } = await store.load();
+    engine = await options.createEngine();
+    const service = new ControlService(engine, { store, log });
+    if (config) {
+      await applyDocument(service, config, migrated ? store.rulesFile : store.file);
+      if (migrated) {
+        const kept = await store.finishMigration();
+        log('info', `migrated ${store.rulesFile} to ${store.file}; the old file is kept as ${kept}`);
+      } else {
+        log('info', `restored configuration from ${store.file}`);
+      }
+    }
+
+    await prepareSocketPath(socketPath);
+    const sockets = new Set<Socket>();
+    // Half-open: a client may send its requests, shut its side, and still read every reply.
+    const server = createServer({ allowHalfOpen: true }, (socket) =>
+      serveConnection(socket, service, log, sockets, limits),
+    );
+    await listen(server, socketPath);
+    await chmod(socketPath, 0o600);
+    log('info', `listening on ${socketPath}, state in ${stateDir}`);
+
+    const runningEngine = engine;
+    let closing: Promise<void> | null = null;
+    return {
+      service,
+      engine: runningEngine,
+      async reload() {
+        log('info', `reloading ${store.file}`);
+        let result: ReloadResult = { ok: true, changes: 0 };
+        try {
+          const desired = await store.readDocument();
+          if (desired) result.changes = await applyDocument(service, desired, store.file);
+          log(
+            'info',
+            desired
+              ? `reloaded ${store.file}: ${result.changes} changes`
+              : `no ${store.file}: nothing to reload`,
+          );
+        } catch (err) {
+          result = { ok: false, changes: 0 };
+          for (const line of (err as Error).message.split('\n')) log('error', line);
+          log('error', 'reload refused: nothing was changed');
+        }
+        for (const hook of options.reloadHooks ?? []) {
+          await hook
+            .reload(service)
+            .catch((err: unknown) => log('error', `reload of ${hook.name}: ${(err as Error).message}`));
+        }
+        return result;
+      },
+      close() {
+        closing ??= (async () => {
+          const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+          for (const socket of sockets) socket.destroy();
+          await stopped;
+          await unlink(socketPath).catch(() => undefined);
+          await service.drain();
+          await runningEngine.close();
+          lock.release();
+          log('info', 'stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await engine?.close();
+    lock.release();
+    throw err;
+  }
 }
 
 /** Creates the socket's directory; removes a stale socket, refuses if another lvsd answers there. */
@@ -113,54 +213,97 @@ function listen(server: Server, socketPath: string): Promise<void> {
   });
 }
 
-function serveConnection(socket: Socket, service: ControlService, log: Logger, sockets: Set<Socket>): void {
+function serveConnection(
+  socket: Socket,
+  service: ControlService,
+  log: Logger,
+  sockets: Set<Socket>,
+  limits: ClientLimits,
+): void {
   sockets.add(socket);
   socket.setEncoding('utf8');
   let buffered = '';
+  /** Requests read and not yet answered. */
   let inFlight = 0;
+  /** Replies handed to the socket and not yet taken by the client. */
+  let unflushed = 0;
   let replies: Promise<void> = Promise.resolve();
   let clientDone = false;
-  const finishIfDone = () => {
-    if (clientDone && inFlight === 0 && !socket.destroyed) socket.end();
-  };
+  let refused = false;
+  const full = () =>
+    inFlight + unflushed >= limits.maxPendingReplies || socket.writableLength >= limits.maxUnwrittenBytes;
   const reply = (response: Response) => {
-    if (!socket.destroyed && socket.writable) socket.write(encodeResponse(response));
+    if (socket.destroyed || !socket.writable) return;
+    unflushed++;
+    socket.write(encodeResponse(response), () => {
+      unflushed--;
+      pump();
+    });
   };
-  socket.on('data', (chunk: string) => {
-    buffered += chunk;
+  // Takes requests off the buffer while the client has room; reading stops while it has none,
+  // so a client that pipelines without reading is held by its own socket, not by lvsd's memory.
+  const pump = () => {
+    if (socket.destroyed || refused) return;
+    let start = 0;
     let newline: number;
-    while ((newline = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
+    while (!full() && (newline = buffered.indexOf('\n', start)) >= 0) {
+      const line = buffered.slice(start, newline);
+      start = newline + 1;
       if (line.trim() === '') continue;
       if (Buffer.byteLength(line) > MAX_REQUEST_BYTES) {
+        refused = true;
         refuseOversized(socket, reply, log);
         return;
       }
-      const decoded = decodeRequest(line);
-      let answer: Promise<Response>;
-      if ('error' in decoded) {
-        log('warn', `bad request: ${decoded.error}`);
-        const error = { code: ProtocolErrorCodes.BAD_REQUEST, message: decoded.error };
-        answer = Promise.resolve({ v: 1, id: decoded.id, ok: false, error });
-      } else {
-        answer = handle(decoded.request, service, log);
-      }
-      // Replies go out in request order, whatever order they complete in.
-      inFlight++;
-      replies = replies
-        .then(() => answer)
-        .then((response) => {
-          inFlight--;
-          reply(response);
-          finishIfDone();
-        });
+      dispatch(line);
     }
-    if (Buffer.byteLength(buffered) > MAX_REQUEST_BYTES) refuseOversized(socket, reply, log);
+    buffered = buffered.slice(start);
+    if (!buffered.includes('\n') && Buffer.byteLength(buffered) > MAX_REQUEST_BYTES) {
+      refused = true;
+      refuseOversized(socket, reply, log);
+      return;
+    }
+    if (full()) socket.pause();
+    else if (!clientDone) socket.resume();
+    if (clientDone && inFlight === 0 && !buffered.includes('\n')) socket.end();
+  };
+  const dispatch = (line: string) => {
+    const decoded = decodeRequest(line);
+    let answer: Promise<Response>;
+    if ('error' in decoded) {
+      log('warn', `bad request: ${decoded.error}`);
+      const error = { code: ProtocolErrorCodes.BAD_REQUEST, message: decoded.error };
+      answer = Promise.resolve({ v: 1, id: decoded.id, ok: false, error });
+    } else {
+      answer = handle(decoded.request, service, log);
+    }
+    // Replies go out in request order, whatever order they complete in.
+    inFlight++;
+    replies = replies
+      .then(() => answer)
+      .then((response) => {
+        inFlight--;
+        reply(response);
+        pump();
+      });
+  };
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    pump();
   });
   socket.on('end', () => {
     clientDone = true;
-    finishIfDone();
+    pump();
+  });
+  socket.setTimeout(limits.idleTimeoutMs);
+  socket.on('timeout', () => {
+    // Waiting for lvsd itself (a long operation) is not idleness.
+    if (inFlight > 0 && unflushed === 0) return;
+    log(
+      'warn',
+      `control client idle for ${limits.idleTimeoutMs} ms with ${inFlight + unflushed} replies pending; closed`,
+    );
+    socket.destroy();
   });
   socket.on('error', () => socket.destroy());
   socket.on('close', () => sockets.delete(socket));
@@ -206,6 +349,10 @@ async function handle(request: Request, service: ControlService, log: Logger): P
   } catch (err) {
     if (isLvsError(err)) {
       log('info', `${request.op === 'execute' ? request.command.op : request.op}: refused: ${err.code}`);
+      return { v: 1, id: request.id, ok: false, error: { code: err.code, message: err.message } };
+    }
+    if (err instanceof StateWriteError) {
+      log('error', `${request.op === 'execute' ? request.command.op : request.op}: ${err.message}`);
       return { v: 1, id: request.id, ok: false, error: { code: err.code, message: err.message } };
     }
     log('error', `${request.op}: ${String(err).replace(/\s+/g, ' ')}`);

@@ -18,6 +18,20 @@ import {
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import {
+  check,
+  IFNAME,
+  int,
+  Invalid,
+  MAX_SYNC_LEN,
+  MAX_THRESHOLD,
+  MAX_TIMEOUT,
+  MAX_WEIGHT,
+  NAME,
+  record,
+  str,
+  U32,
+} from './checks.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Larger requests are refused and the connection closed: no legitimate request comes near. */
@@ -28,6 +42,8 @@ export const ProtocolErrorCodes = {
   BAD_REQUEST: 'LVSD_ERR_BAD_REQUEST',
   TOO_LARGE: 'LVSD_ERR_TOO_LARGE',
   INTERNAL: 'LVSD_ERR_INTERNAL',
+  /** The change could not be saved in the state directory (a full disk, a write error): not made. */
+  STATE_WRITE: 'LVSD_ERR_STATE_WRITE',
 } as const;
 
 export type Request =
@@ -40,32 +56,6 @@ export type Request =
 export type Response =
   | { v: 1; id: number | null; ok: true; result?: unknown }
   | { v: 1; id: number | null; ok: false; error: { code: string; message: string } };
-
-class Invalid extends Error {}
-
-function check(condition: boolean, what: string): asserts condition {
-  if (!condition) throw new Invalid(what);
-}
-
-function record(value: unknown, what: string): Record<string, unknown> {
-  check(typeof value === 'object' && value !== null && !Array.isArray(value), `${what} must be an object`);
-  return value as Record<string, unknown>;
-}
-
-function int(value: unknown, min: number, max: number, what: string): number {
-  check(
-    typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max,
-    `${what} must be an integer in ${min}..${max}`,
-  );
-  return value;
-}
-
-function str(value: unknown, pattern: RegExp, what: string): string {
-  check(typeof value === 'string' && pattern.test(value), `${what} is not valid`);
-  return value;
-}
-
-const U32 = 0xffffffff;
 
 function addr(value: unknown, what: string): Addr {
   const o = record(value, what);
@@ -102,7 +92,6 @@ function serviceKey(value: unknown): ServiceKey {
   return { af: a.af, protocol: protocol as Protocol | 0, addr: a, port, fwmark };
 }
 
-const NAME = /^[\x21-\x7e]{1,15}$/;
 const KNOWN_SERVICE_FLAGS = SVC_F_PERSISTENT | SVC_F_ONEPACKET | SVC_F_SCHED_MASK;
 
 function serviceSettings(value: unknown, af: 4 | 6): ServiceSettings {
@@ -125,13 +114,11 @@ function destSettings(value: unknown): DestSettings {
   check(METHODS.includes(o.method as ForwardMethod), 'settings.method is not valid');
   return {
     method: o.method as ForwardMethod,
-    weight: int(o.weight, 0, 65535, 'settings.weight'),
-    uThreshold: int(o.uThreshold, 0, 0x7fffffff, 'settings.uThreshold'),
-    lThreshold: int(o.lThreshold, 0, 0x7fffffff, 'settings.lThreshold'),
+    weight: int(o.weight, 0, MAX_WEIGHT, 'settings.weight'),
+    uThreshold: int(o.uThreshold, 0, MAX_THRESHOLD, 'settings.uThreshold'),
+    lThreshold: int(o.lThreshold, 0, MAX_THRESHOLD, 'settings.lThreshold'),
   };
 }
-
-const MAX_TIMEOUT = 86400 * 31;
 
 function timeouts(value: unknown): IpvsTimeouts {
   const o = record(value, 'timeouts');
@@ -181,9 +168,9 @@ export function validateSyncConfig(value: unknown): SyncDaemonConfig {
   const o = record(value, 'config');
   return {
     state: syncState(o.state),
-    mcastInterface: str(o.mcastInterface, /^[^\s/]{1,15}$/, 'config.mcastInterface'),
+    mcastInterface: str(o.mcastInterface, IFNAME, 'config.mcastInterface'),
     syncId: int(o.syncId, 0, 255, 'config.syncId'),
-    syncMaxLen: int(o.syncMaxLen, 1, 65535 - 28, 'config.syncMaxLen'),
+    syncMaxLen: int(o.syncMaxLen, 1, MAX_SYNC_LEN, 'config.syncMaxLen'),
     mcastGroup: addr(o.mcastGroup, 'config.mcastGroup'),
     mcastPort: int(o.mcastPort, 1, 65535, 'config.mcastPort'),
     mcastTtl: int(o.mcastTtl, 1, 255, 'config.mcastTtl'),

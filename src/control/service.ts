@@ -1,19 +1,77 @@
 // The daemon's side of ControlApi: one Engine plus the sync-daemon records, every call
-// serialized (whatever client it comes from), and a hook run after each change while still
-// inside the critical section, so the state file always matches the table it describes.
+// serialized (whatever client it comes from), and the configuration document kept equal to what
+// the engine runs. A change is saved in the same critical section, in the order that keeps the
+// two together when the disk or the engine fails:
+//   - a removal (-D, -d, -C, --stop-daemon) is saved first and then applied: a failed write
+//     changes nothing; an engine refusal puts the saved document back;
+//   - an addition or an edit is applied first and then saved: a failed write is undone through
+//     the engine (deleting what was just added, editing back what was edited), so nothing is ever
+//     recreated and no connection is lost by the undo.
+// Either way the client gets the error and what runs, what is listed and what is saved agree.
 
 import type { Engine } from '../core/engine.js';
 import type { ControlOp, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
 import type { ControlApi } from './api.js';
+import { afterRemoval, afterSyncStop, configFromSnapshot, emptyConfig, planChanges } from './config.js';
+import type { ConfigChange, LvsdConfig } from './config.js';
+import type { Logger } from './log.js';
+import { ProtocolErrorCodes } from './protocol.js';
 import { SyncDaemons } from './sync-daemons.js';
+
+/** Where the configuration is saved (ConfigStore, or a fake). */
+export interface ConfigSink {
+  readonly file: string;
+  save(config: LvsdConfig): Promise<void>;
+}
+
+/** The configuration could not be saved, so the change was not made. */
+export class StateWriteError extends Error {
+  readonly code = ProtocolErrorCodes.STATE_WRITE;
+
+  constructor(file: string, cause: unknown) {
+    super(
+      `cannot save the configuration to ${file}: ${(cause as Error).message ?? String(cause)}; nothing was changed`,
+      {
+        cause,
+      },
+    );
+    this.name = 'StateWriteError';
+  }
+}
+
+/** One entry of a configuration the engine refused; nothing of that configuration was kept. */
+export class ConfigApplyError extends Error {
+  constructor(
+    readonly entry: string,
+    readonly change: ConfigChange,
+    cause: unknown,
+  ) {
+    super(`${entry}: ${(cause as Error).message ?? String(cause)}`, { cause });
+    this.name = 'ConfigApplyError';
+  }
+}
+
+export interface ControlServiceOptions {
+  /** Without one (tests, the migration's scratch director) nothing is saved. */
+  store?: ConfigSink | null;
+  log?: Logger;
+}
 
 export class ControlService implements ControlApi {
   private tail: Promise<unknown> = Promise.resolve();
   private readonly daemons = new SyncDaemons();
-  /** Called after each successful change (not after zeroing counters) with the new state. */
-  afterChange: ((snapshot: Snapshot, daemons: SyncDaemonConfig[]) => Promise<void>) | null = null;
+  private readonly store: ConfigSink | null;
+  private readonly log: Logger;
+  /** The configuration the engine runs, as last committed (saved, when there is a store). */
+  private running: LvsdConfig = emptyConfig();
 
-  constructor(private readonly engine: Engine) {}
+  constructor(
+    private readonly engine: Engine,
+    options: ControlServiceOptions = {},
+  ) {
+    this.store = options.store ?? null;
+    this.log = options.log ?? (() => undefined);
+  }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
     const run = this.tail.then(task, task);
@@ -21,15 +79,69 @@ export class ControlService implements ControlApi {
     return run;
   }
 
-  private async changed(): Promise<void> {
-    if (!this.afterChange) return;
-    await this.afterChange(await this.engine.snapshot({ connections: false }), this.daemons.list());
+  private async actual(): Promise<LvsdConfig> {
+    return configFromSnapshot(await this.engine.snapshot({ connections: false }), this.daemons.list());
+  }
+
+  private async save(config: LvsdConfig): Promise<void> {
+    if (!this.store) return;
+    try {
+      await this.store.save(config);
+    } catch (err) {
+      throw new StateWriteError(this.store.file, err);
+    }
+  }
+
+  private async applyChange(change: ConfigChange): Promise<void> {
+    if (change.kind === 'execute') await this.engine.execute(change.op);
+    else if (change.kind === 'start-sync') this.daemons.start(change.config);
+    else this.daemons.stop(change.state);
+  }
+
+  /** Brings the engine back to `target`; what cannot be undone is logged (it should not happen). */
+  private async revertTo(target: LvsdConfig): Promise<void> {
+    for (const change of planChanges(await this.actual(), target)) {
+      await this.applyChange(change).catch((err: unknown) =>
+        this.log(
+          'error',
+          `could not undo ${change.entry}: ${(err as Error).message}; lvsd and its saved configuration differ`,
+        ),
+      );
+    }
+  }
+
+  /** Saves what the engine now runs; when that fails, undoes the change through the engine. */
+  private async commit(): Promise<void> {
+    const next = await this.actual();
+    try {
+      await this.save(next);
+    } catch (err) {
+      await this.revertTo(this.running);
+      throw err;
+    }
+    this.running = next;
+  }
+
+  /** Saves `predicted` before the removal runs; puts the saved document back if the engine refuses. */
+  private async removal(predicted: LvsdConfig, run: () => Promise<void>): Promise<void> {
+    await this.save(predicted);
+    try {
+      await run();
+    } catch (err) {
+      await this.save(this.running).catch((e: unknown) => this.log('error', (e as Error).message));
+      throw err;
+    }
+    await this.commit();
   }
 
   execute(op: ControlOp): Promise<void> {
     return this.serialize(async () => {
+      // Counters and runtime state (health, drain, the operator's weight) are not configuration.
+      if (op.op === 'zero' || op.op === 'set-dest-runtime') return this.engine.execute(op);
+      const predicted = afterRemoval(this.running, op);
+      if (predicted) return this.removal(predicted, () => this.engine.execute(op));
       await this.engine.execute(op);
-      if (op.op !== 'zero') await this.changed();
+      await this.commit();
     });
   }
 
@@ -40,19 +152,43 @@ export class ControlService implements ControlApi {
   startSyncDaemon(config: SyncDaemonConfig): Promise<void> {
     return this.serialize(async () => {
       this.daemons.start(config);
-      await this.changed();
+      await this.commit();
     });
   }
 
   stopSyncDaemon(state: SyncState): Promise<void> {
     return this.serialize(async () => {
+      const predicted = afterSyncStop(this.running, state);
+      if (predicted) return this.removal(predicted, async () => this.daemons.stop(state));
       this.daemons.stop(state);
-      await this.changed();
+      await this.commit();
     });
   }
 
   async syncDaemons(): Promise<SyncDaemonConfig[]> {
     return this.daemons.list();
+  }
+
+  /**
+   * Makes the engine run `desired` (at start, and on reload), all or nothing: only what differs
+   * is changed (unchanged services and real servers keep their connections and counters); when
+   * the engine refuses an entry, or the result cannot be saved, everything goes back to what ran
+   * before and the error names the entry. Resolves to the changes made.
+   */
+  apply(desired: LvsdConfig): Promise<ConfigChange[]> {
+    return this.serialize(async () => {
+      const plan = planChanges(await this.actual(), desired);
+      for (const change of plan) {
+        try {
+          await this.applyChange(change);
+        } catch (err) {
+          await this.revertTo(this.running);
+          throw new ConfigApplyError(change.entry, change, err);
+        }
+      }
+      await this.commit();
+      return plan;
+    });
   }
 
   /** Waits for the calls already queued. */

@@ -18,6 +18,8 @@ export interface SpawnedDaemon {
   stateDir: string;
   child: ChildProcess;
   stderr(): string;
+  /** Resolves once stderr, after its first `from` characters, matches `pattern`; rejects after 10 s. */
+  waitForLog(pattern: RegExp, from?: number): Promise<void>;
   /** SIGTERM and wait for exit; resolves to the exit code. */
   stop(): Promise<number | null>;
 }
@@ -56,6 +58,14 @@ export async function spawnDaemon(dir: string, stateDir = join(dir, 'state')): P
     stateDir,
     child,
     stderr: () => stderr,
+    async waitForLog(pattern, from = 0) {
+      const until = Date.now() + 10_000;
+      while (!pattern.test(stderr.slice(from))) {
+        if (child.exitCode !== null || Date.now() > until)
+          throw new Error(`lvsd did not log ${pattern} (exit ${child.exitCode}): ${stderr.slice(from)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);

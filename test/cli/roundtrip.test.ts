@@ -14,7 +14,7 @@ import { runLvsadm } from '../../src/cli/run.js';
 import type { ControlApi } from '../../src/control/api.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
 import { ControlService } from '../../src/control/service.js';
-import { renderStateFile, restoreStateFile } from '../../src/control/state-file.js';
+import { configFromSnapshot, parseConfig, renderConfig } from '../../src/control/config.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
 import { addr4, addr6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
@@ -145,18 +145,18 @@ test('random tables: -S -n, then -R into an empty director, saves the same', asy
   );
 });
 
-test('random tables: the state file (with thresholds and timeouts) restores to the same state file', async () => {
+test('random tables: the configuration document (with thresholds and timeouts) applies to the same table', async () => {
+  const documentOf = async (api: ControlService) =>
+    renderConfig(configFromSnapshot(await api.snapshot({ connections: false }), await api.syncDaemons()));
   await fc.assert(
     fc.asyncProperty(fc.array(serviceArb, { maxLength: 6 }), async (services) => {
       const source = await build(services);
       await source.execute({ op: 'set-timeouts', timeouts: { tcp: 1000, tcpfin: 0, udp: 77 } });
-      const text = renderStateFile(await source.snapshot({ connections: false }), await source.syncDaemons());
+      const text = await documentOf(source);
       const target = freshService();
-      await restoreStateFile(text, 'state', target);
-      assert.equal(
-        renderStateFile(await target.snapshot({ connections: false }), await target.syncDaemons()),
-        text,
-      );
+      await target.apply(parseConfig(text));
+      assert.equal(await documentOf(target), text);
+      assert.equal(await save(target), await save(source), 'the same -S -n listing, in the same order');
     }),
     { numRuns: 100 },
   );
