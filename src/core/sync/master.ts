@@ -204,16 +204,15 @@ export class SyncMaster {
     for (const conn of conns) this.append(conn);
   }
 
-  /** Messages due now: the full ones, then the open one once it has waited flushMs. */
+  /** Messages due now: the full ones, then the open one once it has waited flushMs (next_sync_buff). */
   takeReady(): Uint8Array[] {
-    if (this.openedAt !== null && this.now() - this.openedAt >= this.tuning.flushMs) this.close();
-    return this.take();
+    const aged = this.openedAt !== null && this.now() - this.openedAt >= this.tuning.flushMs;
+    return this.take(aged);
   }
 
   /** Every pending message, the open one included (on stop, or when asked to send now). */
   takeAll(): Uint8Array[] {
-    this.close();
-    return this.take();
+    return this.take(true);
   }
 
   stats(): SyncMasterStats {
@@ -249,12 +248,6 @@ export class SyncMaster {
     }
   }
 
-  private close(): void {
-    const last = this.builder.flush();
-    this.openedAt = null;
-    if (last) this.enqueue(last);
-  }
-
   private enqueue(message: Uint8Array): void {
     if (this.queue.length >= this.tuning.queueMax) {
       this.counters.queueDropped++;
@@ -263,8 +256,14 @@ export class SyncMaster {
     this.queue.push(message);
   }
 
-  private take(): Uint8Array[] {
+  /** The queue, then (with `open`) the message being filled, which is taken directly as the kernel does. */
+  private take(open: boolean): Uint8Array[] {
     const out = this.queue.splice(0);
+    if (open) {
+      const last = this.builder.flush();
+      this.openedAt = null;
+      if (last) out.push(last);
+    }
     this.counters.messages += out.length;
     return out;
   }
