@@ -183,7 +183,8 @@ export function validateSyncConfig(value: unknown): SyncDaemonConfig {
     state: syncState(o.state),
     mcastInterface: str(o.mcastInterface, /^[^\s/]{1,15}$/, 'config.mcastInterface'),
     syncId: int(o.syncId, 0, 255, 'config.syncId'),
-    syncMaxLen: int(o.syncMaxLen, 1, 65535 - 28, 'config.syncMaxLen'),
+    // 0: the default, settled from the interface MTU when the daemon starts (as the kernel).
+    syncMaxLen: int(o.syncMaxLen, 0, 65535 - 28, 'config.syncMaxLen'),
     mcastGroup: addr(o.mcastGroup, 'config.mcastGroup'),
     mcastPort: int(o.mcastPort, 1, 65535, 'config.mcastPort'),
     mcastTtl: int(o.mcastTtl, 1, 255, 'config.mcastTtl'),

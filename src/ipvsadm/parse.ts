@@ -25,6 +25,7 @@ import {
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
 import type { ControlOp, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import { isMulticastAddr } from '../core/sync/config.js';
 
 /** Name lookups ipvsadm does through the C library (gethostbyname, getservbyname). */
 export interface NameLookup {
@@ -263,8 +264,8 @@ const SPECS: OptionSpec[] = [
 ];
 
 const MAX_TIMEOUT = 86400 * 31;
-/** The kernel's default sync message length for a 1500-byte MTU: 1500 - IP - UDP headers. */
-export const DEFAULT_SYNC_MAXLEN = 1472;
+/** No --sync-maxlen: the kernel derives it from the interface MTU when the daemon starts. */
+const DEFAULT_SYNC_MAXLEN = 0;
 export const DEFAULT_MCAST_GROUP = addr4(0xe0000051); // 224.0.0.81
 export const DEFAULT_MCAST_PORT = 8848;
 export const DEFAULT_MCAST_TTL = 1;
@@ -498,7 +499,10 @@ function genericOptCheck(entry: Entry): void {
 function parseSyncState(text: string, command: 'start-daemon' | 'stop-daemon'): SyncState {
   if (text === 'master' || text === 'backup') return text;
   return fail(
-    command === 'start-daemon' ? 'illegal start-daemon parameter specified' : 'illegal stop_daemon specified',
+    // (sic) ipvsadm 1.31 names the wrong command for --stop-daemon.
+    command === 'start-daemon'
+      ? 'illegal start-daemon parameter specified'
+      : 'illegal start_daemon specified',
   );
 }
 
@@ -622,8 +626,10 @@ function handleOption(entry: Entry, tag: string, arg: string | null, names: Name
     }
     case 'mcast-group': {
       setOption(entry, 'mcast-group');
-      const group = parseIPv4(arg!) ?? parseIPv6(arg!);
-      if (!group) fail('illegal mcast-group specified');
+      // As ipvsadm: a ':' means IPv6; either way the address must be a multicast group.
+      const v6 = arg!.includes(':');
+      const group = v6 ? parseIPv6(arg!) : parseIPv4(arg!);
+      if (!group || !isMulticastAddr(group)) fail(`invalid IPv${v6 ? 6 : 4} mcast-group \`${arg}'`);
       entry.daemon.group = group;
       return;
     }
