@@ -8,7 +8,7 @@ import { networkInterfaces } from 'node:os';
 export interface NetInterface {
   name: string;
   mtu: number;
-  /** The interface's first IPv4 address, or null when it has none. */
+  /** The interface's first IPv4 address, or null when it has none or is not running (node lists only those). */
   ipv4: string | null;
 }
 

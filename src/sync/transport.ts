@@ -45,7 +45,7 @@ function interfaceText(endpoint: SyncEndpoint): string {
   if (endpoint.group.af === 6) return `::%${endpoint.iface.name}`;
   if (endpoint.iface.ipv4 === null)
     throw new Error(
-      `interface ${endpoint.iface.name} has no IPv4 address (you probably need to specify IP address on multicast interface)`,
+      `interface ${endpoint.iface.name} is down or has no IPv4 address (you probably need to specify IP address on multicast interface)`,
     );
   return endpoint.iface.ipv4;
 }
