@@ -9,9 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { IPPROTO_TCP, IPPROTO_UDP, type Addr } from '../../src/core/inet.js';
 import type { SyncDaemonConfig } from '../../src/core/ops.js';
-import { CONN_F_INACTIVE, CONN_F_SYNC, syncStateName, type SyncConn } from '../../src/core/sync/conn.js';
+import { CONN_F_INACTIVE, CONN_F_SYNC, type SyncConn } from '../../src/core/sync/conn.js';
 import { cleanupStaleLabs } from '../../src/lab/lab.js';
 import { addr } from '../helpers/packets.js';
+import { exampleConn } from '../core/sync/arbitrary.js';
 import { ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvssync';
@@ -24,24 +25,10 @@ function sh(...argv: string[]): void {
   execFileSync(argv[0]!, argv.slice(1), { stdio: 'pipe', timeout: 10_000 });
 }
 
-function conn(af: 4 | 6, protocol: number, cport: number, daddr: Addr, vaddr: Addr, caddr: Addr): SyncConn {
-  const flags = protocol === IPPROTO_TCP ? 0 : CONN_F_INACTIVE;
-  const state = protocol === IPPROTO_TCP ? 1 : 0;
-  return {
-    af,
-    protocol,
-    flags,
-    state,
-    stateName: syncStateName(protocol, flags, state)!,
-    cport,
-    vport: 80,
-    dport: 8080,
-    fwmark: 0,
-    timeoutSec: 900,
-    caddr,
-    vaddr,
-    daddr,
-  };
+function conn(protocol: number, cport: number, daddr: Addr, vaddr: Addr, caddr: Addr): SyncConn {
+  const tcp = protocol === IPPROTO_TCP;
+  const fields = { protocol, cport, vport: 80, dport: 8080, timeoutSec: 900, caddr, vaddr, daddr };
+  return exampleConn({ ...fields, flags: tcp ? 0 : CONN_F_INACTIVE, state: tcp ? 1 : 0 });
 }
 
 /** JSON lines of a peer process, awaited one by one. */
@@ -155,9 +142,9 @@ describe('connection sync over multicast between two namespaces (root, netns)', 
   ] as const) {
     it(`a backup receives the master's connections on a ${family} group and drops what is foreign`, async () => {
       const conns = [
-        conn(4, IPPROTO_TCP, 40001, addr('198.18.1.11'), addr('198.18.0.1'), addr('198.18.0.2')),
-        conn(4, IPPROTO_UDP, 40002, addr('198.18.1.12'), addr('198.18.0.1'), addr('198.18.0.2')),
-        conn(6, IPPROTO_TCP, 40003, addr('2001:db8:1::11'), addr('2001:db8::1'), addr('2001:db8::2')),
+        conn(IPPROTO_TCP, 40001, addr('198.18.1.11'), addr('198.18.0.1'), addr('198.18.0.2')),
+        conn(IPPROTO_UDP, 40002, addr('198.18.1.12'), addr('198.18.0.1'), addr('198.18.0.2')),
+        conn(IPPROTO_TCP, 40003, addr('2001:db8:1::11'), addr('2001:db8::1'), addr('2001:db8::2')),
       ];
       const backup = peer('backup', daemonConfig('backup', group));
       try {

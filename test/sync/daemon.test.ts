@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
-import { IPPROTO_TCP } from '../../src/core/inet.js';
 import type { SyncDaemonConfig } from '../../src/core/ops.js';
-import { CONN_F_SYNC, syncStateName, type SyncConn } from '../../src/core/sync/conn.js';
+import { CONN_F_SYNC, type SyncConn } from '../../src/core/sync/conn.js';
 import { encode } from '../../src/core/sync/message.js';
 import { SyncDaemons } from '../../src/control/sync-daemons.js';
 import { BackupSyncDaemon, MasterSyncDaemon, resolveSyncConfig } from '../../src/sync/daemon.js';
 import { fakeInterfaces } from '../../src/sync/interfaces.js';
 import { FakeSyncBus, udpTransport } from '../../src/sync/transport.js';
 import { addr } from '../helpers/packets.js';
+import { exampleConn } from '../core/sync/arbitrary.js';
 
 const interfaces = fakeInterfaces([
   { name: 'sync0', mtu: 9000, ipv4: '198.18.5.1' },
@@ -29,21 +29,15 @@ function config(state: 'master' | 'backup', extra: Partial<SyncDaemonConfig> = {
   };
 }
 
-const CONN: SyncConn = {
-  af: 4,
-  protocol: IPPROTO_TCP,
-  flags: 0,
-  state: 1,
-  stateName: syncStateName(IPPROTO_TCP, 0, 1)!,
+const CONN = exampleConn({
   cport: 40000,
   vport: 80,
   dport: 80,
-  fwmark: 0,
   timeoutSec: 900,
   caddr: addr('198.18.0.2'),
   vaddr: addr('198.18.0.1'),
   daddr: addr('198.18.1.11'),
-};
+});
 
 /** Waits until `done` holds, polling the event loop (no timing assertion: only a bound). */
 async function until(done: () => boolean): Promise<void> {

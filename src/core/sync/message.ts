@@ -214,6 +214,11 @@ function latin1(buf: Uint8Array, from: number, to: number): string {
   return s;
 }
 
+/** Why a record with no state name is refused: its protocol, or only its state. */
+function stateRefusal(protocol: number, flags: number): SyncEntryError {
+  return syncStateName(protocol, flags, 0) === null ? 'unsupported-protocol' : 'bad-state';
+}
+
 type EntryResult = { conn: SyncConn } | { skip: SyncEntryError } | { error: SyncMessageError };
 
 /** One v1 entry in [start, end) (its length already checked against the datagram): ip_vs_proc_sync_conn. */
@@ -256,8 +261,7 @@ function decodeEntry(buf: Uint8Array, view: DataView, start: number, end: number
   const flags = (view.getUint32(start + 4) & ~CONN_F_HASHED) >>> 0;
   const state = view.getUint16(start + 8);
   const stateName = syncStateName(protocol, flags, state);
-  if (stateName === null)
-    return { skip: syncStateName(protocol, flags, 0) ? 'bad-state' : 'unsupported-protocol' };
+  if (stateName === null) return { skip: stateRefusal(protocol, flags) };
   // PE data is meaningless without the engine it belongs to (the kernel's "Invalid PE parameters").
   if (peData && peName === undefined) return { skip: 'bad-pe' };
   const addrLen = v6 ? 16 : 4;
@@ -327,10 +331,7 @@ function decodeV0(buf: Uint8Array, view: DataView, offset: number, end: number):
     const state = view.getUint16(s + 22);
     const stateName = syncStateName(protocol, flags, state);
     if (stateName === null) {
-      skipped.push({
-        index: i,
-        reason: syncStateName(protocol, flags, 0) ? 'bad-state' : 'unsupported-protocol',
-      });
+      skipped.push({ index: i, reason: stateRefusal(protocol, flags) });
       continue;
     }
     const conn: SyncConn = {

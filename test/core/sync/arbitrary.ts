@@ -70,3 +70,22 @@ export const syncConnArb: fc.Arbitrary<SyncConn> = fc
         return conn;
       }),
   );
+
+/** A record for examples: an ESTABLISHED masqueraded TCP connection unless `fields` say otherwise. */
+export function exampleConn(
+  fields: Partial<SyncConn> & Pick<SyncConn, 'caddr' | 'vaddr' | 'daddr'>,
+): SyncConn {
+  const merged = {
+    af: fields.caddr.af,
+    protocol: IPPROTO_TCP,
+    flags: 0,
+    state: 1,
+    cport: 0,
+    vport: 0,
+    dport: 0,
+    fwmark: 0,
+    timeoutSec: 0,
+    ...fields,
+  };
+  return { ...merged, stateName: syncStateName(merged.protocol, merged.flags, merged.state)! };
+}

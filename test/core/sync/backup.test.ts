@@ -9,29 +9,24 @@ import {
   CONN_F_ONE_PACKET,
   CONN_F_SYNC,
   CONN_F_TEMPLATE,
-  syncStateName,
   type SyncConn,
 } from '../../../src/core/sync/conn.js';
 import { encode } from '../../../src/core/sync/message.js';
 import { SYNC_DROP_REASONS, SyncBackup, type SyncBackupOptions } from '../../../src/core/sync/backup.js';
 import { addr } from '../../helpers/packets.js';
-import { syncConnArb } from './arbitrary.js';
+import { exampleConn, syncConnArb } from './arbitrary.js';
 
-const UDP: SyncConn = {
-  af: 4,
+const UDP = exampleConn({
   protocol: IPPROTO_UDP,
-  flags: 0,
   state: 0,
-  stateName: syncStateName(IPPROTO_UDP, 0, 0)!,
   cport: 5000,
   vport: 53,
   dport: 53,
-  fwmark: 0,
   timeoutSec: 300,
   caddr: addr('198.18.0.2'),
   vaddr: addr('198.18.0.1'),
   daddr: addr('198.18.1.11'),
-};
+});
 
 function backup(options: Partial<SyncBackupOptions> = {}) {
   const clock = new ManualClock(5000);

@@ -2,34 +2,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../../src/core/clock.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
-import {
-  CONN_F_ONE_PACKET,
-  CONN_F_TEMPLATE,
-  syncStateName,
-  type SyncConn,
-} from '../../../src/core/sync/conn.js';
+import { CONN_F_ONE_PACKET, CONN_F_TEMPLATE, type SyncConn } from '../../../src/core/sync/conn.js';
 import { decode } from '../../../src/core/sync/message.js';
 import { SyncMaster, type SyncTuning } from '../../../src/core/sync/master.js';
 import { addr } from '../../helpers/packets.js';
+import { exampleConn } from './arbitrary.js';
 
 const STATE = { SYN_RECV: 3, ESTABLISHED: 1, FIN_WAIT: 4, TIME_WAIT: 5, CLOSE: 6 } as const;
 
 function conn(protocol: number, state: number, flags = 0, cport = 40000): SyncConn {
-  return {
-    af: 4,
-    protocol,
-    flags,
-    state,
-    stateName: syncStateName(protocol, flags, state)!,
-    cport,
-    vport: 80,
-    dport: 80,
-    fwmark: 0,
-    timeoutSec: protocol === IPPROTO_UDP ? 300 : 900,
-    caddr: addr('198.18.0.2'),
-    vaddr: addr('198.18.0.1'),
-    daddr: addr('198.18.1.11'),
-  };
+  const timeoutSec = protocol === IPPROTO_UDP ? 300 : 900;
+  const addrs = { caddr: addr('198.18.0.2'), vaddr: addr('198.18.0.1'), daddr: addr('198.18.1.11') };
+  return exampleConn({ protocol, state, flags, cport, vport: 80, dport: 80, timeoutSec, ...addrs });
 }
 
 function master(tuning: Partial<SyncTuning> = {}, maxLen = 1472) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
+import { IPPROTO_UDP } from '../../../src/core/inet.js';
 import {
   CONN_F_HASHED,
   CONN_F_IN_SEQ,
@@ -20,20 +20,14 @@ import {
   type SyncDecodeResult,
 } from '../../../src/core/sync/message.js';
 import { addr, hex } from '../../helpers/packets.js';
-import { syncConnArb } from './arbitrary.js';
+import { exampleConn, syncConnArb } from './arbitrary.js';
 
 /** Bytes from hex text written with spaces, newlines and `#` comments. */
 function bytes(text: string): Uint8Array {
   return Uint8Array.from(Buffer.from(text.replace(/#.*$/gm, '').replace(/\s+/g, ''), 'hex'));
 }
 
-function conn(fields: Partial<SyncConn> & Pick<SyncConn, 'caddr' | 'vaddr' | 'daddr'>): SyncConn {
-  const base = { af: fields.caddr.af, protocol: IPPROTO_TCP, flags: 0, state: 1 };
-  const merged = { cport: 0, vport: 0, dport: 0, fwmark: 0, timeoutSec: 0, ...base, ...fields };
-  return { ...merged, stateName: syncStateName(merged.protocol, merged.flags, merged.state)! };
-}
-
-const ESTABLISHED_V4 = conn({
+const ESTABLISHED_V4 = exampleConn({
   cport: 40000,
   vport: 80,
   dport: 8080,
@@ -66,7 +60,7 @@ const ESTABLISHED_V4_BYTES = `
   c612010b    # daddr 198.18.1.11
 `;
 
-const SEQ_V4 = conn({
+const SEQ_V4 = exampleConn({
   flags: CONN_F_IN_SEQ | CONN_F_OUT_SEQ,
   cport: 1025,
   vport: 21,
@@ -81,7 +75,7 @@ const SEQ_V4 = conn({
     out: { initSeq: 0x22222222, delta: 0xfffffff0, previousDelta: 8 },
   },
 });
-const UDP_V6 = conn({
+const UDP_V6 = exampleConn({
   protocol: IPPROTO_UDP,
   state: 0,
   cport: 5000,
@@ -113,7 +107,7 @@ const TWO_ENTRIES_BYTES = `
   20010db8000100000000000000000011 # daddr 2001:db8:1::11
 `;
 
-const SIP_TEMPLATE = conn({
+const SIP_TEMPLATE = exampleConn({
   protocol: IPPROTO_UDP,
   flags: CONN_F_TEMPLATE,
   state: 0,
