@@ -56,7 +56,10 @@ export interface SyncConn {
   vport: number;
   dport: number;
   fwmark: number;
-  /** Seconds; 0 (v0 messages) means the protocol's timeout for the state. */
+  /**
+   * The connection's timeout in its state (the kernel's cp->timeout / HZ: the full period a packet
+   * restarts, not the time left), in seconds; 0 (v0 messages) means the protocol's timeout for the state.
+   */
   timeoutSec: number;
   caddr: Addr;
   vaddr: Addr;
