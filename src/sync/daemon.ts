@@ -147,7 +147,8 @@ export class MasterSyncDaemon {
     if (messages.length === 0 || this.stopped) return;
     this.sending = this.sending.then(async () => {
       for (const message of messages) {
-        if (await this.sender.send(message)) {
+        const sent = await this.sender.send(message).catch(() => false);
+        if (sent) {
           this.counters.sent++;
           this.counters.sentBytes += message.length;
           this.counters.lastSentAt = this.clock.now();

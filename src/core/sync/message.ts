@@ -244,7 +244,7 @@ function decodeEntry(buf: Uint8Array, view: DataView, start: number, end: number
         break;
       case IPVS_OPT_PE_DATA:
         if (peData) return { error: 'bad-option' };
-        peData = buf.slice(p, p + plen);
+        peData = new Uint8Array(buf.subarray(p, p + plen)); // a copy, and a plain one even from a Buffer
         break;
       case IPVS_OPT_PE_NAME:
         if (plen > IP_VS_PENAME_MAXLEN || peName !== undefined) return { error: 'bad-option' };

@@ -161,6 +161,11 @@ test('a persistence template carries PE data then PE name', () => {
   const back = accepted(decode(bytes(SIP_TEMPLATE_BYTES)));
   assert.deepEqual(back.conns, [SIP_TEMPLATE]);
   assert.equal(back.conns[0]!.stateName, 'NONE');
+  // From a socket's Buffer too: the PE data is a plain copy, not a view of the datagram.
+  const datagram = Buffer.from(bytes(SIP_TEMPLATE_BYTES));
+  const fromBuffer = accepted(decode(datagram));
+  datagram.fill(0);
+  assert.deepEqual(fromBuffer.conns, [SIP_TEMPLATE]);
 });
 
 test('IP_VS_CONN_F_HASHED is never sent nor taken, as the kernel masks it', () => {
