@@ -89,3 +89,19 @@ export function exampleConn(
   };
   return { ...merged, stateName: syncStateName(merged.protocol, merged.flags, merged.state)! };
 }
+
+/** A DNS flow through the director (UDP, 300 s), 198.18.0.2 -> 198.18.0.1 -> 198.18.1.11 unless `fields` say otherwise. */
+export function exampleUdp(fields: Partial<SyncConn> = {}): SyncConn {
+  return exampleConn({
+    protocol: IPPROTO_UDP,
+    state: 0,
+    cport: 5000,
+    vport: 53,
+    dport: 53,
+    timeoutSec: 300,
+    caddr: addr4(0xc6120002),
+    vaddr: addr4(0xc6120001),
+    daddr: addr4(0xc612010b),
+    ...fields,
+  });
+}

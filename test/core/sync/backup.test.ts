@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ManualClock } from '../../../src/core/clock.js';
-import { IPPROTO_UDP } from '../../../src/core/inet.js';
 import {
   CONN_F_INACTIVE,
   CONN_F_NOOUTPUT,
@@ -13,20 +12,9 @@ import {
 } from '../../../src/core/sync/conn.js';
 import { encode } from '../../../src/core/sync/message.js';
 import { SYNC_DROP_REASONS, SyncBackup, type SyncBackupOptions } from '../../../src/core/sync/backup.js';
-import { addr } from '../../helpers/packets.js';
-import { exampleConn, syncConnArb } from './arbitrary.js';
+import { exampleUdp, syncConnArb } from './arbitrary.js';
 
-const UDP = exampleConn({
-  protocol: IPPROTO_UDP,
-  state: 0,
-  cport: 5000,
-  vport: 53,
-  dport: 53,
-  timeoutSec: 300,
-  caddr: addr('198.18.0.2'),
-  vaddr: addr('198.18.0.1'),
-  daddr: addr('198.18.1.11'),
-});
+const UDP = exampleUdp();
 
 function backup(options: Partial<SyncBackupOptions> = {}) {
   const clock = new ManualClock(5000);

@@ -20,7 +20,7 @@ import {
   type SyncDecodeResult,
 } from '../../../src/core/sync/message.js';
 import { addr, hex } from '../../helpers/packets.js';
-import { exampleConn, syncConnArb } from './arbitrary.js';
+import { exampleConn, exampleUdp, syncConnArb } from './arbitrary.js';
 
 /** Bytes from hex text written with spaces, newlines and `#` comments. */
 function bytes(text: string): Uint8Array {
@@ -75,13 +75,7 @@ const SEQ_V4 = exampleConn({
     out: { initSeq: 0x22222222, delta: 0xfffffff0, previousDelta: 8 },
   },
 });
-const UDP_V6 = exampleConn({
-  protocol: IPPROTO_UDP,
-  state: 0,
-  cport: 5000,
-  vport: 53,
-  dport: 53,
-  timeoutSec: 300,
+const UDP_V6 = exampleUdp({
   caddr: addr('2001:db8::2'),
   vaddr: addr('2001:db8::1'),
   daddr: addr('2001:db8:1::11'),

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../../src/core/clock.js';
-import { IPPROTO_UDP } from '../../../src/core/inet.js';
 import { syncConnKey, SyncMaster } from '../../../src/core/sync/master.js';
 import { SyncBackup } from '../../../src/core/sync/backup.js';
-import { addr } from '../../helpers/packets.js';
-import { exampleConn } from './arbitrary.js';
+import { exampleUdp } from './arbitrary.js';
 
 test('with a share of messages lost, the periodic resend still brings every long-lived flow to the backup', () => {
   for (const kept of [1, 2, 3]) {
@@ -18,19 +16,7 @@ test('with a share of messages lost, the periodic resend still brings every long
       clock,
       deliver: (conns) => conns.forEach((c) => held.add(syncConnKey(c))),
     });
-    const flows = Array.from({ length: 20 }, (_, i) =>
-      exampleConn({
-        protocol: IPPROTO_UDP,
-        state: 0,
-        cport: 1000 + i,
-        vport: 53,
-        dport: 53,
-        timeoutSec: 300,
-        caddr: addr('198.18.0.2'),
-        vaddr: addr('198.18.0.1'),
-        daddr: addr('198.18.1.11'),
-      }),
-    );
+    const flows = Array.from({ length: 20 }, (_, i) => exampleUdp({ cport: 1000 + i }));
     // Every flow sends a packet a second and the master sends when due; three messages in four
     // are lost on the way (the first among them), only the `kept`-th of each four arrives.
     let sent = 0;
