@@ -28,12 +28,7 @@ import {
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
-import {
-  DEFAULT_MCAST_GROUP,
-  DEFAULT_MCAST_PORT,
-  DEFAULT_MCAST_TTL,
-  DEFAULT_SYNC_MAXLEN,
-} from '../ipvsadm/parse.js';
+import { DEFAULT_MCAST_GROUP, DEFAULT_MCAST_PORT, DEFAULT_MCAST_TTL } from '../ipvsadm/parse.js';
 import {
   check,
   IFNAME,
@@ -261,9 +256,8 @@ function readSyncDaemon(value: unknown, what: string): SyncDaemonEntry {
     state: o.state,
     interface: str(o.interface, IFNAME, `${what}.interface`),
     syncId: optional(o, 'syncId', 0, (v) => int(v, 0, 255, `${what}.syncId`)),
-    maxLength: optional(o, 'maxLength', DEFAULT_SYNC_MAXLEN, (v) =>
-      int(v, 1, MAX_SYNC_LEN, `${what}.maxLength`),
-    ),
+    // 0: settled from the interface when the daemon starts, as the kernel does.
+    maxLength: optional(o, 'maxLength', 0, (v) => int(v, 0, MAX_SYNC_LEN, `${what}.maxLength`)),
     group: optional(o, 'group', formatAddr(DEFAULT_MCAST_GROUP), (v) =>
       formatAddr(address(v, `${what}.group`)),
     ),

@@ -170,7 +170,8 @@ export function validateSyncConfig(value: unknown): SyncDaemonConfig {
     state: syncState(o.state),
     mcastInterface: str(o.mcastInterface, IFNAME, 'config.mcastInterface'),
     syncId: int(o.syncId, 0, 255, 'config.syncId'),
-    syncMaxLen: int(o.syncMaxLen, 1, MAX_SYNC_LEN, 'config.syncMaxLen'),
+    // 0: the default, settled from the interface MTU when the daemon starts (as the kernel).
+    syncMaxLen: int(o.syncMaxLen, 0, MAX_SYNC_LEN, 'config.syncMaxLen'),
     mcastGroup: addr(o.mcastGroup, 'config.mcastGroup'),
     mcastPort: int(o.mcastPort, 1, 65535, 'config.mcastPort'),
     mcastTtl: int(o.mcastTtl, 1, 255, 'config.mcastTtl'),

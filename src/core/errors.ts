@@ -31,6 +31,8 @@ export const ErrorCodes = {
   /** a sync daemon is already running / none is running. */
   DAEMON_RUNNING: 'LVS_ERR_DAEMON_RUNNING',
   NO_DAEMON: 'LVS_ERR_NO_DAEMON',
+  /** a sync daemon on an interface that does not exist (ENODEV). */
+  NO_DEVICE: 'LVS_ERR_NO_DEVICE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -20,6 +20,7 @@ export interface SyncDaemonConfig {
   state: SyncState;
   mcastInterface: string;
   syncId: number;
+  /** 0 asks for the kernel's default (from the interface MTU); a running daemon shows the settled value. */
   syncMaxLen: number;
   mcastGroup: Addr;
   mcastPort: number;

@@ -7,7 +7,8 @@ import type { ControlOp } from '../core/ops.js';
 /** What the refused call was, in libipvs's terms (its ipvs_func). */
 export type RefusedCall = ControlOp['op'] | 'start-daemon' | 'stop-daemon' | 'get-service';
 
-type Errno = 'EEXIST' | 'ENOENT' | 'ESRCH' | 'EINVAL' | 'ERANGE' | 'EAFNOSUPPORT' | 'ENOMEM' | 'EPERM';
+type Errno =
+  'EEXIST' | 'ENOENT' | 'ESRCH' | 'EINVAL' | 'ERANGE' | 'EAFNOSUPPORT' | 'ENOMEM' | 'EPERM' | 'ENODEV';
 
 const ERRNO_OF_CODE: Record<string, Errno> = {
   [ErrorCodes.SERVICE_EXISTS]: 'EEXIST',
@@ -23,6 +24,7 @@ const ERRNO_OF_CODE: Record<string, Errno> = {
   [ErrorCodes.OUT_OF_RANGE]: 'ERANGE',
   [ErrorCodes.AF_NOT_SUPPORTED]: 'EAFNOSUPPORT',
   [ErrorCodes.TABLE_FULL]: 'ENOMEM',
+  [ErrorCodes.NO_DEVICE]: 'ENODEV',
 };
 
 const PER_CALL: Partial<Record<RefusedCall, Partial<Record<Errno, string>>>> = {
@@ -54,6 +56,7 @@ const STRERROR: Record<Errno, string> = {
   EAFNOSUPPORT: 'Address family not supported by protocol',
   ENOMEM: 'Cannot allocate memory',
   EPERM: 'Operation not permitted',
+  ENODEV: 'No such device',
 };
 
 /** Exit status of a command the director refused: ipvsadm's main returns -1. */

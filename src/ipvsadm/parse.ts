@@ -37,6 +37,7 @@ import type {
 import { ErrorCodes } from '../core/errors.js';
 import type { ControlOp, SyncDaemonConfig, SyncState } from '../core/ops.js';
 import { REFUSED_EXIT, refusalMessage } from './messages.js';
+import { isMulticastAddr } from '../core/sync/config.js';
 
 /** Name lookups ipvsadm does through the C library (gethostbyname, getservbyname). */
 export interface NameLookup {
@@ -284,8 +285,8 @@ const SPECS: OptionSpec[] = [
 const MAX_TIMEOUT = 86400 * 31;
 /** Scheduler and persistence engine names lvsd's control protocol carries. */
 const SENDABLE_NAME = /^[\x21-\x7e]{1,15}$/;
-/** The kernel's default sync message length for a 1500-byte MTU: 1500 - IP - UDP headers. */
-export const DEFAULT_SYNC_MAXLEN = 1472;
+/** No --sync-maxlen: the kernel derives it from the interface MTU when the daemon starts. */
+const DEFAULT_SYNC_MAXLEN = 0;
 export const DEFAULT_MCAST_GROUP = addr4(0xe0000051); // 224.0.0.81
 export const DEFAULT_MCAST_PORT = 8848;
 export const DEFAULT_MCAST_TTL = 1;
@@ -562,7 +563,10 @@ function tunnelOptCheck(entry: Entry): void {
 function parseSyncState(text: string, command: 'start-daemon' | 'stop-daemon'): SyncState {
   if (text === 'master' || text === 'backup') return text;
   return fail(
-    command === 'start-daemon' ? 'illegal start-daemon parameter specified' : 'illegal stop_daemon specified',
+    // (sic) ipvsadm 1.31 names the wrong command for --stop-daemon.
+    command === 'start-daemon'
+      ? 'illegal start-daemon parameter specified'
+      : 'illegal start_daemon specified',
   );
 }
 
@@ -692,8 +696,10 @@ function handleOption(entry: Entry, tag: string, arg: string | null, env: ParseE
     }
     case 'mcast-group': {
       setOption(entry, 'mcast-group');
-      const group = parseIPv4(arg!) ?? parseIPv6(arg!);
-      if (!group) fail('illegal mcast-group specified');
+      // As ipvsadm: a ':' means IPv6; either way the address must be a multicast group.
+      const v6 = arg!.includes(':');
+      const group = v6 ? parseIPv6(arg!) : parseIPv4(arg!);
+      if (!group || !isMulticastAddr(group)) fail(`invalid IPv${v6 ? 6 : 4} mcast-group \`${arg}'`);
       entry.daemon.group = group;
       return;
     }

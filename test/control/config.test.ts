@@ -67,7 +67,7 @@ test('a document is read with its defaults filled in, and renders canonically', 
     state: 'master',
     interface: 'eth0',
     syncId: 9,
-    maxLength: 1472,
+    maxLength: 0, // settled from the interface when the daemon starts
     group: '224.0.0.81',
     port: 8848,
     ttl: 1,
