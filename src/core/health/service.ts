@@ -300,13 +300,13 @@ function carryServers(spec: HealthServiceSpec, previous: Map<string, ServerState
   const servers = new Map<string, ServerState>();
   for (const rsSpec of spec.realServers) {
     const before = previous.get(rsSpec.id);
-    const unused = before ? [...before.spec.checkers.keys()] : [];
-    const checkers = rsSpec.checkers.map((rules) => {
-      const match = unused.findIndex((i) => before!.spec.checkers[i]!.key === rules.key);
-      if (match < 0) return initialCheckerState(rules);
-      const [index] = unused.splice(match, 1);
-      return before!.checkers[index!]!;
-    });
+    const kept = matchCheckers(
+      before ? before.spec.checkers.map((c) => c.key) : [],
+      rsSpec.checkers.map((c) => c.key),
+    );
+    const checkers = rsSpec.checkers.map((rules, i) =>
+      kept[i] === null ? initialCheckerState(rules) : before!.checkers[kept[i]!]!,
+    );
     servers.set(rsSpec.id, {
       spec: rsSpec,
       checkers,
@@ -315,4 +315,18 @@ function carryServers(spec: HealthServiceSpec, previous: Map<string, ServerState
     });
   }
   return servers;
+}
+
+/**
+ * Which old checker each new one continues across a reload: the first not yet taken with the same
+ * key, or null for a new checker. The adapter uses it too, so that its timers follow the states.
+ */
+export function matchCheckers(oldKeys: readonly string[], newKeys: readonly string[]): Array<number | null> {
+  const taken = new Set<number>();
+  return newKeys.map((key) => {
+    const index = oldKeys.findIndex((k, i) => k === key && !taken.has(i));
+    if (index < 0) return null;
+    taken.add(index);
+    return index;
+  });
 }
