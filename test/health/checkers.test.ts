@@ -113,6 +113,30 @@ runCheckerConformance({
 });
 
 runCheckerConformance({
+  name: 'SSL_GET',
+  setup: async (scenario, targets, timing) => {
+    // The handshake's own failures come from a plain TCP server; the rest from a TLS one.
+    const handshake = scenario === 'stalled' || scenario === 'reset' || scenario === 'garbage';
+    if (scenario === 'refused' || scenario === 'silent' || handshake)
+      return withTarget((t) => httpConfig(timing, t, 'SSL_GET'))(
+        await networkTarget(scenario, targets, 'stream', httpAnswer),
+      );
+    const port = await targets.stream(scenario, httpAnswer, SLOW_MS, targets.certificate());
+    return httpConfig(timing, target(LOOPBACK, port), 'SSL_GET');
+  },
+  expect: {
+    up: { ok: true, code: 'L7OK' },
+    refused: { ok: false, code: 'L4CON' },
+    silent: { ok: false, code: 'L4TOUT' },
+    stalled: { ok: false, code: 'L6TOUT' },
+    reset: { ok: false, code: 'L6RSP' },
+    slow: { ok: false, code: 'L7TOUT' },
+    garbage: { ok: false, code: 'L6RSP' },
+    gigantic: { ok: false, code: ['L7RSP', 'L7TOUT'] },
+  },
+});
+
+runCheckerConformance({
   name: 'UDP_CHECK (require_reply)',
   setup: async (scenario, targets, timing) =>
     withTarget((t) => ({

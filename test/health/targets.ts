@@ -5,8 +5,12 @@
 // the next one).
 
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import tls from 'node:tls';
 import { cleanupStaleLabs } from '../../src/lab/lab.js';
 import type { CheckTarget } from '../../src/health/config.js';
 import { parseAddr, type Addr } from '../../src/core/inet.js';
@@ -33,6 +37,7 @@ export class Targets {
   private ns: string | null = null;
   /** An address whose packets vanish (root only): checks to it time out. */
   blackhole: Addr | null = null;
+  private tlsOptions: tls.TlsOptions | null = null;
 
   /** Sets up the blackholed namespace when running as root. */
   static async open(): Promise<Targets> {
@@ -77,10 +82,10 @@ export class Targets {
     return port;
   }
 
-  /** A TCP server behaving as told; `respond` serves 'up' and, late, 'slow'. */
-  async stream(behavior: Behavior, respond: Responder, slowMs = 0): Promise<number> {
+  /** A TCP (or, with `secure`, TLS) server behaving as told; `respond` serves 'up' and, late, 'slow'. */
+  async stream(behavior: Behavior, respond: Responder, slowMs = 0, secure?: tls.TlsOptions): Promise<number> {
     const sockets = new Set<net.Socket>();
-    const server = net.createServer((socket) => {
+    const handle = (socket: net.Socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {});
@@ -98,7 +103,9 @@ export class Targets {
         if (behavior === 'slow') setTimeout(() => socket.end(answer), slowMs).unref();
         else socket.end(answer);
       });
-    });
+    };
+    const server = secure ? tls.createServer(secure, handle) : net.createServer(handle);
+    server.on('tlsClientError', () => {});
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     this.closers.push(() => {
       for (const s of sockets) s.destroy();
@@ -126,6 +133,38 @@ export class Targets {
       socket.close();
     });
     return socket.address().port;
+  }
+
+  /** A self-signed certificate for TLS targets, made once with openssl. */
+  certificate(): tls.TlsOptions {
+    if (!this.tlsOptions) {
+      const dir = mkdtempSync(join(tmpdir(), 'lvshc-tls-'));
+      try {
+        sh([
+          'openssl',
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=rs.lab',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ]);
+        this.tlsOptions = {
+          key: readFileSync(join(dir, 'key.pem')),
+          cert: readFileSync(join(dir, 'cert.pem')),
+        };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    return this.tlsOptions;
   }
 
   close(): void {
