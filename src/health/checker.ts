@@ -37,6 +37,8 @@ export interface CheckAttempt {
   timeoutMs: number;
   /** Aborted when the monitor stops or the checker is removed: give up at once. */
   signal: AbortSignal;
+  /** The checker is DOWN (or alpha and not yet UP): HTTP_GET then checks one url per attempt. */
+  recovering?: boolean;
 }
 
 /** One configured check. `check` never rejects: every failure is a result. */

@@ -148,18 +148,38 @@ function checkUrl(config: HttpConfig, url: HttpUrl, attempt: CheckAttempt): Prom
   );
 }
 
+/**
+ * Every url must pass. A recovering checker (DOWN, or alpha before its first success) checks one
+ * url per attempt, so one per delay_loop, and passes only when the last of them has passed in a
+ * row, as keepalived does unless fast_recovery is set.
+ */
 export function httpChecker(config: HttpConfig): Checker {
   if (config.urls.length === 0)
     throw new LvsError(ErrorCodes.INVALID, `${config.kind} needs at least one url`);
   const perUrl = config.connectTimeoutMs;
+  let next = 0;
   return {
     kind: config.kind,
-    timeoutMs: perUrl * Math.max(1, config.urls.length),
+    timeoutMs: perUrl * config.urls.length,
     async check(attempt) {
+      const sub = { timeoutMs: perUrl, signal: attempt.signal };
+      if (attempt.recovering && !config.fastRecovery && config.urls.length > 1) {
+        const url = config.urls[next]!;
+        const r = await checkUrl(config, url, sub);
+        if (!r.ok) {
+          next = 0;
+          return { ...r, reason: `${url.path}: ${r.reason}` };
+        }
+        next = (next + 1) % config.urls.length;
+        if (next === 0) return r;
+        // Not up yet: the next url waits for the next delay_loop.
+        return { ...r, ok: false, reason: `${url.path} passed, ${config.urls.length - next} url(s) to go` };
+      }
+      next = 0;
       let last: CheckResult | null = null;
       let total = 0;
       for (const url of config.urls) {
-        const r = await checkUrl(config, url, { timeoutMs: perUrl, signal: attempt.signal });
+        const r = await checkUrl(config, url, sub);
         total += r.durationMs;
         if (!r.ok) return { ...r, reason: `${url.path}: ${r.reason}`, durationMs: total };
         last = r;

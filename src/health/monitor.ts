@@ -50,6 +50,8 @@ export interface MonitorOptions {
   /** Monotonic ms (default performance.now). */
   clock?: Clock;
   timers?: Timers;
+  /** Wall-clock ms since the epoch, for the times shown to operators (default Date.now). */
+  wallClock?: () => number;
   /** [0, 1), for warmup (default Math.random). */
   random?: () => number;
   /** Builds a checker (default the registry's; tests pass fakes). */
@@ -60,16 +62,19 @@ export interface MonitorOptions {
 export interface CheckerStatus {
   kind: CheckerConfig['kind'];
   up: boolean;
-  last: (CheckResult & { at: number }) | null;
+  last: LastCheck | null;
 }
+
+/** A check's result with its monotonic time (`at`) and wall-clock time (`time`, epoch ms). */
+export type LastCheck = CheckResult & { at: number; time: number };
 
 export interface ServerStatus {
   service: string;
   server: string;
   alive: boolean;
   checkers: CheckerStatus[];
-  /** The last RS UP/DOWN, with its reason and monotonic time. */
-  lastChange: { up: boolean; reason: string; at: number } | null;
+  /** The last RS UP/DOWN, with its reason, monotonic and wall-clock times. */
+  lastChange: { up: boolean; reason: string; at: number; time: number } | null;
 }
 
 /** Slack the monitor gives a checker beyond its own deadline before aborting it. */
@@ -85,7 +90,7 @@ interface Entry {
   timer: unknown;
   controller: AbortController | null;
   queued: boolean;
-  last: (CheckResult & { at: number }) | null;
+  last: LastCheck | null;
   removed: boolean;
 }
 
@@ -135,6 +140,7 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
   private readonly clock: Clock;
   private readonly timers: Timers;
   private readonly random: () => number;
+  private readonly wallClock: () => number;
   private readonly makeChecker: (config: CheckerConfig) => Checker;
 
   /** Validates every checker first: a configuration a checker refuses throws (LvsError) and nothing starts. */
@@ -144,6 +150,7 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
     this.clock = options.clock ?? systemClock;
     this.timers = options.timers ?? systemTimers;
     this.random = options.random ?? Math.random;
+    this.wallClock = options.wallClock ?? Date.now;
     this.makeChecker = options.createChecker ?? createChecker;
     const built = this.buildEntries(services, new Map());
     this.model = new HealthModel(toSpecs(services));
@@ -307,7 +314,11 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
     const safety = this.timers.set(() => controller.abort(), entry.checker.timeoutMs + SAFETY_MS);
     let outcome: CheckResult;
     try {
-      outcome = await entry.checker.check({ timeoutMs: entry.checker.timeoutMs, signal: controller.signal });
+      outcome = await entry.checker.check({
+        timeoutMs: entry.checker.timeoutMs,
+        signal: controller.signal,
+        recovering: !(this.model.checkerState(entry.service, entry.server, entry.index)?.up ?? true),
+      });
     } catch (error) {
       outcome = { ok: false, code: 'SOCKERR', reason: (error as Error).message, durationMs: 0 };
     } finally {
@@ -321,7 +332,8 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
 
   private judge(entry: Entry, outcome: CheckResult, startedAt: number): void {
     const now = this.clock.now();
-    entry.last = { ...outcome, at: now };
+    const time = this.wallClock();
+    entry.last = { ...outcome, at: now, time };
     const verdict = this.model.record(entry.service, entry.server, entry.index, {
       ok: outcome.ok,
       reason: `${entry.config.kind} ${outcome.code} ${outcome.reason}`,
@@ -337,6 +349,7 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
           up: event.up,
           reason: event.reason,
           at: now,
+          time,
         });
       this.emit('event', event);
     }

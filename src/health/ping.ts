@@ -55,6 +55,7 @@ class IcmpSocket {
     const error = rawSend(this.fd, packet, target.addr);
     if (error) {
       settle(result(startedAt, false, 'L4CON', error.message));
+      if (this.pending.size === 0) this.close();
       return () => {};
     }
     this.pending.set(seq, { token, settle, startedAt });
@@ -64,7 +65,11 @@ class IcmpSocket {
 
   private forget(seq: number): void {
     this.pending.delete(seq);
-    if (this.pending.size > 0) return;
+    if (this.pending.size === 0) this.close();
+  }
+
+  /** Idle sockets are closed: a raw socket sees every ICMP packet of the host. */
+  private close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     closeFd(this.fd);

@@ -142,7 +142,7 @@ export function udpSocket(target: CheckTarget): Promise<dgram.Socket> {
   });
 }
 
-/** sendto on a raw socket; false when the kernel refused it (the error is in `lastError`). */
+/** sendto on a raw socket: null when sent, else the kernel's refusal. */
 export function rawSend(fd: number, packet: Uint8Array, to: Addr): Error | null {
   const sa = sockaddr(to, 0);
   if ((c.sendto(fd, packet, packet.length, 0, sa, sa.length) as number) < 0) return osError('sendto');

@@ -335,6 +335,19 @@ describe('checkers', () => {
       ]);
       assert.equal(accepted.ok, true);
       assert.throws(() => createChecker({ ...base, urls: [] }), { code: 'LVS_ERR_INVALID' });
+      // Recovering, the urls are checked one per attempt (one per delay_loop) unless fast_recovery.
+      const three = [url, { ...url, path: '/b' }, { ...url, path: '/c' }];
+      const recovering = createChecker({ ...base, urls: three });
+      const step = async () =>
+        (await recovering.check({ timeoutMs: 3000, signal: new AbortController().signal, recovering: true }))
+          .ok;
+      assert.deepEqual([await step(), await step(), await step()], [false, false, true]);
+      const fast = await createChecker({ ...base, urls: three, fastRecovery: true }).check({
+        timeoutMs: 3000,
+        signal: new AbortController().signal,
+        recovering: true,
+      });
+      assert.equal(fast.ok, true);
     } finally {
       targets.close();
     }
