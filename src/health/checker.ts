@@ -146,3 +146,25 @@ export function settleOnce(
     if (done) cleanup();
   });
 }
+
+/**
+ * A checker whose attempt is one settleOnce: `start` begins it; silence until the deadline is
+ * `timeoutCode` with "<what> within N ms".
+ */
+export function timedChecker(
+  config: CheckerConfig & { connectTimeoutMs: number },
+  timeoutCode: CheckCode,
+  what: string,
+  start: (finish: (r: CheckResult) => void, startedAt: number) => () => void,
+): Checker {
+  return {
+    kind: config.kind,
+    timeoutMs: config.connectTimeoutMs,
+    check: (attempt) =>
+      settleOnce(
+        attempt,
+        (t0) => result(t0, false, timeoutCode, `${what} within ${config.connectTimeoutMs} ms`),
+        start,
+      ),
+  };
+}

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { finish as checksumFinish, onesSum } from '../core/packet/checksum.js';
 import type { CheckerConfig, CheckTarget } from './config.js';
-import { registerChecker, result, settleOnce, type Checker, type CheckResult } from './checker.js';
+import { registerChecker, result, timedChecker, type Checker, type CheckResult } from './checker.js';
 import { SOCK_RAW, closeFd, openSocket, rawReceive, rawSend } from './sockets.js';
 
 type PingConfig = Extract<CheckerConfig, { kind: 'PING_CHECK' }>;
@@ -141,16 +141,9 @@ function socketFor(target: CheckTarget): IcmpSocket {
 }
 
 export function pingChecker(config: PingConfig): Checker {
-  return {
-    kind: config.kind,
-    timeoutMs: config.connectTimeoutMs,
-    check: (attempt) =>
-      settleOnce(
-        attempt,
-        (t0) => result(t0, false, 'L4TOUT', `no echo reply within ${config.connectTimeoutMs} ms`),
-        (finish, t0) => socketFor(config.target).send(config.target, finish, t0),
-      ),
-  };
+  return timedChecker(config, 'L4TOUT', 'no echo reply', (finish, t0) =>
+    socketFor(config.target).send(config.target, finish, t0),
+  );
 }
 
 registerChecker({ kinds: ['PING_CHECK'], create: pingChecker });

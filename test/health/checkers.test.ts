@@ -136,18 +136,28 @@ runCheckerConformance({
   },
 });
 
+const udpConfig = (
+  timing: CheckTiming,
+  t: ReturnType<typeof target>,
+  payload: Buffer | null,
+  requireReply: Buffer | null,
+): CheckerConfig => ({
+  ...timing,
+  kind: 'UDP_CHECK',
+  target: t,
+  payload,
+  requireReply,
+  minReplyLength: requireReply ? requireReply.length : 0,
+  maxReplyLength: 255,
+});
+const UDP_HAS_NO_RESET = { reset: 'UDP has no reset' };
+
 runCheckerConformance({
   name: 'UDP_CHECK (require_reply)',
   setup: async (scenario, targets, timing) =>
-    withTarget((t) => ({
-      ...timing,
-      kind: 'UDP_CHECK' as const,
-      target: t,
-      payload: Buffer.from('PING'),
-      requireReply: Buffer.from('PO'),
-      minReplyLength: 2,
-      maxReplyLength: 255,
-    }))(await networkTarget(scenario, targets, 'datagram', () => Buffer.from('PONG'))),
+    withTarget((t) => udpConfig(timing, t, Buffer.from('PING'), Buffer.from('PO')))(
+      await networkTarget(scenario, targets, 'datagram', () => Buffer.from('PONG')),
+    ),
   expect: {
     up: { ok: true, code: 'L7OK' },
     refused: { ok: false, code: 'L4CON' },
@@ -157,21 +167,15 @@ runCheckerConformance({
     garbage: { ok: false, code: 'L7RSP' },
     gigantic: { ok: false, code: 'L7RSP' },
   },
-  skip: { reset: 'UDP has no reset' },
+  skip: UDP_HAS_NO_RESET,
 });
 
 runCheckerConformance({
   name: 'UDP_CHECK (no require_reply)',
   setup: async (scenario, targets, timing) =>
-    withTarget((t) => ({
-      ...timing,
-      kind: 'UDP_CHECK' as const,
-      target: t,
-      payload: null,
-      requireReply: null,
-      minReplyLength: 0,
-      maxReplyLength: 255,
-    }))(await networkTarget(scenario, targets, 'datagram', () => Buffer.from('x'))),
+    withTarget((t) => udpConfig(timing, t, null, null))(
+      await networkTarget(scenario, targets, 'datagram', () => Buffer.from('x')),
+    ),
   // keepalived: without require_reply only an ICMP error fails.
   expect: {
     up: { ok: true, code: 'L4OK' },
@@ -182,7 +186,7 @@ runCheckerConformance({
     garbage: { ok: true, code: 'L4OK' },
     gigantic: { ok: true, code: 'L4OK' },
   },
-  skip: { reset: 'UDP has no reset' },
+  skip: UDP_HAS_NO_RESET,
 });
 
 runCheckerConformance({
@@ -205,7 +209,7 @@ runCheckerConformance({
     garbage: { ok: false, code: 'L7TOUT' },
     gigantic: { ok: false, code: 'L7TOUT' },
   },
-  skip: { reset: 'UDP has no reset' },
+  skip: UDP_HAS_NO_RESET,
 });
 
 runCheckerConformance({

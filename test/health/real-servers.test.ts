@@ -3,7 +3,7 @@
 // DNS_CHECK, and hundreds of real servers checked with bounded concurrency and memory.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -14,7 +14,7 @@ import type { HealthEvent } from '../../src/core/health/service.js';
 import type { CheckerConfig, HttpUrl } from '../../src/health/config.js';
 import { createChecker } from '../../src/health/index.js';
 import { HealthMonitor, type MonitoredService } from '../../src/health/monitor.js';
-import { LOOPBACK, Targets, isRoot, target } from './targets.js';
+import { LOOPBACK, Targets, isRoot, makeCertificate, target } from './targets.js';
 
 const TIMING = {
   delayLoopMs: 200,
@@ -56,25 +56,7 @@ class Nginx {
     readonly httpPort: number,
     readonly httpsPort: number,
   ) {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=rs.lab',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'pipe' },
-    );
+    makeCertificate(dir);
     const locations = `
       location = / { default_type text/plain; return 200 "${PAGE.trim()}\\n"; }
       location = /broken { return 500; }

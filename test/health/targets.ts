@@ -135,31 +135,13 @@ export class Targets {
     return socket.address().port;
   }
 
-  /** A self-signed certificate for TLS targets, made once with openssl. */
+  /** A self-signed certificate for TLS targets, made once. */
   certificate(): tls.TlsOptions {
     if (!this.tlsOptions) {
       const dir = mkdtempSync(join(tmpdir(), 'lvshc-tls-'));
       try {
-        sh([
-          'openssl',
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=rs.lab',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-        ]);
-        this.tlsOptions = {
-          key: readFileSync(join(dir, 'key.pem')),
-          cert: readFileSync(join(dir, 'cert.pem')),
-        };
+        const files = makeCertificate(dir);
+        this.tlsOptions = { key: readFileSync(files.key), cert: readFileSync(files.cert) };
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -177,6 +159,29 @@ export class Targets {
       }
     }
   }
+}
+
+/** A self-signed certificate for rs.lab made with openssl in `dir`: the paths of its key and certificate. */
+export function makeCertificate(dir: string): { key: string; cert: string } {
+  const key = join(dir, 'key.pem');
+  const cert = join(dir, 'cert.pem');
+  sh([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=rs.lab',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
+  return { key, cert };
 }
 
 /** Writes without end, as fast as the peer reads, until the peer goes. */
