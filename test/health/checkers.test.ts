@@ -470,6 +470,33 @@ describe('checkers', () => {
       if (!isRoot) return t.skip('SO_MARK needs CAP_NET_ADMIN');
       assert.equal((await check({ bindAddr, fwmark: 42 })).code, 'L4OK');
       assert.equal(seen.at(-1)!.address, '127.0.0.2');
+      // The same over UDP, from a socket made with the mark and handed to node.
+      const dgram = await import('node:dgram');
+      const udp = dgram.createSocket('udp4');
+      const from: string[] = [];
+      udp.on('message', (m, rinfo) => {
+        from.push(`${rinfo.address}:${rinfo.port}`);
+        udp.send(m, rinfo.port, rinfo.address);
+      });
+      await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+      try {
+        const r = await createChecker({
+          ...TIMING,
+          kind: 'DNS_CHECK',
+          target: target(LOOPBACK, udp.address().port, {
+            bindAddr,
+            bindPort: 5300 + (process.pid % 1000),
+            fwmark: 42,
+          }),
+          type: 'A',
+          name: 'rs.lab',
+        }).check({ timeoutMs: 1000, signal: new AbortController().signal });
+        // The echo is a query, not a response: ignored until the deadline, but it came from the right place.
+        assert.equal(r.code, 'L7TOUT');
+        assert.deepEqual(from, [`127.0.0.2:${5300 + (process.pid % 1000)}`]);
+      } finally {
+        udp.close();
+      }
     } finally {
       server.close();
     }
