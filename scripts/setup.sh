@@ -7,8 +7,9 @@ if [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   # iproute2/nftables: the lab and the director's plumbing; nginx-light: the real servers;
-  # curl, wrk, socat: the clients of the demo and the end-to-end tests.
-  apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps
+  # curl, wrk, socat: the clients of the demo and the end-to-end tests; dnsmasq-base and openssl:
+  # the DNS server and the TLS certificates of the health-check tests.
+  apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps dnsmasq-base openssl
 else
   echo "setup: not root, skipping Debian packages (the lab and end-to-end tests need root)" >&2
 fi
