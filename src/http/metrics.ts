@@ -1,0 +1,339 @@
+// lvsd's /metrics as a pure function of the director's Snapshot (the one `lvsadm -L --json` prints).
+// Two sets: node_exporter's eight node_ipvs_* series with its exact names, labels and label value
+// formats, so Grafana panels made for IPVS hosts work on an lvsd host; and lvsd_* series for what
+// /proc/net/ip_vs never showed. Every series is one row of SERIES, reading what the snapshot has:
+// a new snapshot field becomes a new series by adding a row (docs/metrics.md lists them all).
+
+import { formatAddr, formatIPv4, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
+import type { Addr } from '../core/inet.js';
+import type { Rates, ServiceKey } from '../core/model.js';
+import { SVC_F_PERSISTENT } from '../core/model.js';
+import type { DestSnapshot, ServiceSnapshot, Snapshot, StatsSnapshot } from '../core/ops.js';
+import { orderedServices } from '../ipvsadm/format.js';
+import { renderExposition } from './exposition.js';
+import type { Labels, MetricType, Sample } from './exposition.js';
+
+/** What lvsd says about itself in lvsd_build_info. */
+export interface BuildInfo {
+  version: string;
+  nodeVersion: string;
+}
+
+/** One scrape's input: the snapshot with its services in listing order (real servers sorted too). */
+export interface MetricsInput {
+  readonly snapshot: Snapshot;
+  readonly services: readonly ServiceSnapshot[];
+  readonly build: BuildInfo;
+}
+
+export interface SeriesSpec {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help: string;
+  /** Labels for the docs; the samples carry their own. */
+  readonly labels: readonly string[];
+  samples(input: MetricsInput): Sample[];
+}
+
+// ---- label values as node_exporter writes them ----
+
+/** Go's net.IP String(): RFC 5952 text, except that an IPv4-mapped address prints as IPv4. */
+export function addressLabel(addr: Addr): string {
+  if (addr.af === 6 && addr.a === 0 && addr.b === 0 && addr.c === 0xffff) return formatIPv4(addr.d);
+  return formatAddr(addr);
+}
+
+/** The kernel's `%08X` of a firewall mark, as /proc/net/ip_vs prints it. */
+export function markLabel(fwmark: number): string {
+  return (fwmark >>> 0).toString(16).toUpperCase().padStart(8, '0');
+}
+
+function protoLabel(key: ServiceKey): string {
+  if (key.fwmark) return 'FWM';
+  if (key.protocol === IPPROTO_TCP) return 'TCP';
+  if (key.protocol === IPPROTO_UDP) return 'UDP';
+  return 'SCTP';
+}
+
+/** A virtual service as node_exporter labels it: fwmark services have no address and port 0. */
+function ipvsServiceLabels(key: ServiceKey): [string, string][] {
+  return [
+    ['local_address', key.fwmark ? '' : addressLabel(key.addr)],
+    ['local_mark', key.fwmark ? markLabel(key.fwmark) : ''],
+    ['local_port', key.fwmark ? '0' : String(key.port)],
+    ['proto', protoLabel(key)],
+  ];
+}
+
+/** lvsd's series add the family: fwmark services of both families may share a mark. */
+function serviceLabels(key: ServiceKey): Labels {
+  return [['family', key.af === 6 ? 'inet6' : 'inet'], ...ipvsServiceLabels(key)];
+}
+
+function withRemote(labels: Labels, dest: DestSnapshot): Labels {
+  return [...labels, ['remote_address', addressLabel(dest.addr)], ['remote_port', String(dest.port)]];
+}
+
+const SERVICE_LABELS = ['family', 'local_address', 'local_mark', 'local_port', 'proto'];
+const SERVER_LABELS = [...SERVICE_LABELS, 'remote_address', 'remote_port'];
+const IPVS_BACKEND_LABELS = SERVER_LABELS.filter((name) => name !== 'family');
+
+function series(
+  name: string,
+  type: MetricType,
+  help: string,
+  labels: readonly string[],
+  samples: (input: MetricsInput) => Sample[],
+): SeriesSpec {
+  return { name, type, help, labels, samples };
+}
+
+// ---- node_exporter's ipvs collector ----
+
+/** procfs skips SCTP services (and so their real servers) in /proc/net/ip_vs. */
+function procfsServices(input: MetricsInput): ServiceSnapshot[] {
+  return input.services.filter((svc) => svc.key.fwmark !== 0 || svc.key.protocol !== IPPROTO_SCTP);
+}
+
+/** /proc/net/ip_vs_stats counts every service's traffic, SCTP included. */
+function ipvsTotal(field: keyof StatsSnapshot, name: string, help: string): SeriesSpec {
+  return series(name, 'counter', help, [], ({ services }) => [
+    { labels: [], value: services.reduce((sum, svc) => sum + svc.stats[field], 0) },
+  ]);
+}
+
+type BackendField = 'activeConns' | 'inactConns' | 'weight';
+
+/** node_exporter sums rows whose labels coincide; so does lvsd. */
+function ipvsBackend(field: BackendField, name: string, help: string): SeriesSpec {
+  return series(name, 'gauge', help, IPVS_BACKEND_LABELS, (input) => {
+    const rows = new Map<string, { labels: Labels; value: number }>();
+    for (const svc of procfsServices(input)) {
+      const local = ipvsServiceLabels(svc.key);
+      for (const dest of svc.dests) {
+        const labels = withRemote(local, dest);
+        const key = labels.map(([, value]) => value).join('\0');
+        const row = rows.get(key);
+        if (row) row.value += dest[field];
+        else rows.set(key, { labels, value: dest[field] });
+      }
+    }
+    return [...rows.values()];
+  });
+}
+
+// ---- lvsd's own ----
+
+const STATS_SERIES: readonly [keyof StatsSnapshot, string, string][] = [
+  ['conns', 'connections_total', 'Connections scheduled'],
+  ['inPkts', 'incoming_packets_total', 'Packets from clients'],
+  ['outPkts', 'outgoing_packets_total', 'Packets from real servers'],
+  ['inBytes', 'incoming_bytes_total', 'Bytes from clients'],
+  ['outBytes', 'outgoing_bytes_total', 'Bytes from real servers'],
+];
+
+const RATE_SERIES: readonly [keyof Rates, string, string][] = [
+  ['cps', 'estimated_connections_per_second', 'Connections per second'],
+  ['inpps', 'estimated_incoming_packets_per_second', 'Packets per second from clients'],
+  ['outpps', 'estimated_outgoing_packets_per_second', 'Packets per second from real servers'],
+  ['inbps', 'estimated_incoming_bytes_per_second', 'Bytes per second from clients'],
+  ['outbps', 'estimated_outgoing_bytes_per_second', 'Bytes per second from real servers'],
+];
+
+const ESTIMATOR_NOTE = "(the kernel's 2-second estimator, as ipvsadm --rate)";
+
+/** A value per virtual service; null leaves that service out. */
+function perService(
+  name: string,
+  type: MetricType,
+  help: string,
+  value: (svc: ServiceSnapshot) => number | null,
+): SeriesSpec {
+  return series(name, type, help, SERVICE_LABELS, ({ services }) =>
+    services.flatMap((svc) => {
+      const v = value(svc);
+      return v === null ? [] : [{ labels: serviceLabels(svc.key), value: v }];
+    }),
+  );
+}
+
+/** A value per real server. */
+function perServer(
+  name: string,
+  type: MetricType,
+  help: string,
+  value: (dest: DestSnapshot) => number,
+): SeriesSpec {
+  return series(name, type, help, SERVER_LABELS, ({ services }) =>
+    services.flatMap((svc) => {
+      const local = serviceLabels(svc.key);
+      return svc.dests.map((dest) => ({ labels: withRemote(local, dest), value: value(dest) }));
+    }),
+  );
+}
+
+/** Every series lvsd exports, in the order /metrics prints them. */
+export const SERIES: readonly SeriesSpec[] = [
+  ipvsTotal('conns', 'node_ipvs_connections_total', 'The total number of connections made.'),
+  ipvsTotal('inPkts', 'node_ipvs_incoming_packets_total', 'The total number of incoming packets.'),
+  ipvsTotal('outPkts', 'node_ipvs_outgoing_packets_total', 'The total number of outgoing packets.'),
+  ipvsTotal('inBytes', 'node_ipvs_incoming_bytes_total', 'The total amount of incoming data.'),
+  ipvsTotal('outBytes', 'node_ipvs_outgoing_bytes_total', 'The total amount of outgoing data.'),
+  ipvsBackend(
+    'activeConns',
+    'node_ipvs_backend_connections_active',
+    'The current active connections by local and remote address.',
+  ),
+  ipvsBackend(
+    'inactConns',
+    'node_ipvs_backend_connections_inactive',
+    'The current inactive connections by local and remote address.',
+  ),
+  ipvsBackend(
+    'weight',
+    'node_ipvs_backend_weight',
+    'The current backend weight by local and remote address.',
+  ),
+
+  series(
+    'lvsd_build_info',
+    'gauge',
+    'Always 1; the labels say which lvsd and Node.js are running.',
+    ['node_version', 'version'],
+    ({ build }) => [
+      {
+        labels: [
+          ['node_version', build.nodeVersion],
+          ['version', build.version],
+        ],
+        value: 1,
+      },
+    ],
+  ),
+  series(
+    'lvsd_service_info',
+    'gauge',
+    'Always 1 per virtual service; the scheduler label names its scheduler.',
+    [...SERVICE_LABELS, 'scheduler'],
+    ({ services }) =>
+      services.map((svc) => ({
+        labels: [...serviceLabels(svc.key), ['scheduler', svc.settings.scheduler]],
+        value: 1,
+      })),
+  ),
+  perService(
+    'lvsd_service_persistence_timeout_seconds',
+    'gauge',
+    'Persistence timeout of a persistent virtual service (ipvsadm -p); absent when not persistent.',
+    (svc) => (svc.settings.flags & SVC_F_PERSISTENT ? svc.settings.timeout : null),
+  ),
+  ...STATS_SERIES.map(([field, suffix, help]) =>
+    perService(
+      `lvsd_service_${suffix}`,
+      'counter',
+      `${help}, per virtual service.`,
+      (svc) => svc.stats[field],
+    ),
+  ),
+  ...RATE_SERIES.map(([field, suffix, help]) =>
+    perService(
+      `lvsd_service_${suffix}`,
+      'gauge',
+      `${help} per virtual service ${ESTIMATOR_NOTE}.`,
+      (svc) => svc.rates[field],
+    ),
+  ),
+  perServer(
+    'lvsd_server_weight',
+    'gauge',
+    'Configured weight of a real server (ipvsadm -w).',
+    (d) => d.weight,
+  ),
+  perServer(
+    'lvsd_server_connections_active',
+    'gauge',
+    'Connections of a real server in an active state (ESTABLISHED for TCP).',
+    (d) => d.activeConns,
+  ),
+  perServer(
+    'lvsd_server_connections_inactive',
+    'gauge',
+    'Connections of a real server in any other state.',
+    (d) => d.inactConns,
+  ),
+  perServer(
+    'lvsd_server_connections_persistent',
+    'gauge',
+    'Persistence templates pointing at a real server (ipvsadm --persistent-conn).',
+    (d) => d.persistConns,
+  ),
+  ...STATS_SERIES.map(([field, suffix, help]) =>
+    perServer(`lvsd_server_${suffix}`, 'counter', `${help}, per real server.`, (d) => d.stats[field]),
+  ),
+  ...RATE_SERIES.map(([field, suffix, help]) =>
+    perServer(
+      `lvsd_server_${suffix}`,
+      'gauge',
+      `${help} per real server ${ESTIMATOR_NOTE}.`,
+      (d) => d.rates[field],
+    ),
+  ),
+  series(
+    'lvsd_datapath_forwarded_packets_total',
+    'counter',
+    'Packets the data path forwarded, towards real servers (in) and back to clients (out).',
+    ['direction'],
+    ({ snapshot }) => [
+      { labels: [['direction', 'in']], value: snapshot.dataPath.forwardedIn },
+      { labels: [['direction', 'out']], value: snapshot.dataPath.forwardedOut },
+    ],
+  ),
+  series(
+    'lvsd_datapath_icmp_errors_sent_total',
+    'counter',
+    'ICMP errors the director sent itself (port unreachable when no real server is available).',
+    [],
+    ({ snapshot }) => [{ labels: [], value: snapshot.dataPath.icmpSent }],
+  ),
+  series(
+    'lvsd_datapath_dropped_packets_total',
+    'counter',
+    'Packets the data path dropped, by reason (only reasons seen since start appear).',
+    ['reason'],
+    ({ snapshot }) =>
+      Object.keys(snapshot.dataPath.drops)
+        .sort()
+        .map((reason) => ({ labels: [['reason', reason]], value: snapshot.dataPath.drops[reason]! })),
+  ),
+  series(
+    'lvsd_connection_table_buckets',
+    'gauge',
+    "Hash buckets of the connection table (ipvsadm -L's size=).",
+    [],
+    ({ snapshot }) => [{ labels: [], value: snapshot.connTableBuckets }],
+  ),
+  series(
+    'lvsd_connection_timeout_seconds',
+    'gauge',
+    'Connection timeouts as ipvsadm --set sets them: tcp, tcpfin, udp.',
+    ['timeout'],
+    ({ snapshot }) =>
+      (['tcp', 'tcpfin', 'udp'] as const).map((name) => ({
+        labels: [['timeout', name]],
+        value: snapshot.timeouts[name],
+      })),
+  ),
+];
+
+/** The /metrics body for one snapshot. */
+export function renderMetrics(snapshot: Snapshot, build: BuildInfo): string {
+  const input: MetricsInput = { snapshot, services: orderedServices(snapshot, false), build };
+  return renderExposition(
+    SERIES.map((spec) => ({
+      name: spec.name,
+      type: spec.type,
+      help: spec.help,
+      samples: spec.samples(input),
+    })),
+  );
+}
