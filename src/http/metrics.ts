@@ -30,8 +30,6 @@ export interface SeriesSpec {
   readonly name: string;
   readonly type: MetricType;
   readonly help: string;
-  /** Labels for the docs; the samples carry their own. */
-  readonly labels: readonly string[];
   samples(input: MetricsInput): Sample[];
 }
 
@@ -74,18 +72,13 @@ function withRemote(labels: Labels, dest: DestSnapshot): Labels {
   return [...labels, ['remote_address', addressLabel(dest.addr)], ['remote_port', String(dest.port)]];
 }
 
-const SERVICE_LABELS = ['family', 'local_address', 'local_mark', 'local_port', 'proto'];
-const SERVER_LABELS = [...SERVICE_LABELS, 'remote_address', 'remote_port'];
-const IPVS_BACKEND_LABELS = SERVER_LABELS.filter((name) => name !== 'family');
-
 function series(
   name: string,
   type: MetricType,
   help: string,
-  labels: readonly string[],
   samples: (input: MetricsInput) => Sample[],
 ): SeriesSpec {
-  return { name, type, help, labels, samples };
+  return { name, type, help, samples };
 }
 
 // ---- node_exporter's ipvs collector ----
@@ -97,8 +90,9 @@ function procfsServices(input: MetricsInput): ServiceSnapshot[] {
 
 /** /proc/net/ip_vs_stats counts every service's traffic, SCTP included. */
 function ipvsTotal(field: keyof StatsSnapshot, name: string, help: string): SeriesSpec {
-  return series(name, 'counter', help, [], ({ services }) => [
-    { labels: [], value: services.reduce((sum, svc) => sum + svc.stats[field], 0) },
+  // Summed as bigint: past 2^53 a double sum would round, and these totals are the first to get there.
+  return series(name, 'counter', help, ({ services }) => [
+    { labels: [], value: services.reduce((sum, svc) => sum + BigInt(Math.trunc(svc.stats[field])), 0n) },
   ]);
 }
 
@@ -106,7 +100,7 @@ type BackendField = 'activeConns' | 'inactConns' | 'weight';
 
 /** node_exporter sums rows whose labels coincide; so does lvsd. */
 function ipvsBackend(field: BackendField, name: string, help: string): SeriesSpec {
-  return series(name, 'gauge', help, IPVS_BACKEND_LABELS, (input) => {
+  return series(name, 'gauge', help, (input) => {
     const rows = new Map<string, { labels: Labels; value: number }>();
     for (const svc of procfsServices(input)) {
       const local = ipvsServiceLabels(svc.key);
@@ -149,7 +143,7 @@ function perService(
   help: string,
   value: (svc: ServiceSnapshot) => number | null,
 ): SeriesSpec {
-  return series(name, type, help, SERVICE_LABELS, ({ services }) =>
+  return series(name, type, help, ({ services }) =>
     services.flatMap((svc) => {
       const v = value(svc);
       return v === null ? [] : [{ labels: serviceLabels(svc.key), value: v }];
@@ -164,7 +158,7 @@ function perServer(
   help: string,
   value: (dest: DestSnapshot) => number,
 ): SeriesSpec {
-  return series(name, type, help, SERVER_LABELS, ({ services }) =>
+  return series(name, type, help, ({ services }) =>
     services.flatMap((svc) => {
       const local = serviceLabels(svc.key);
       return svc.dests.map((dest) => ({ labels: withRemote(local, dest), value: value(dest) }));
@@ -199,7 +193,6 @@ export const SERIES: readonly SeriesSpec[] = [
     'lvsd_build_info',
     'gauge',
     'Always 1; the labels say which lvsd and Node.js are running.',
-    ['node_version', 'version'],
     ({ build }) => [
       {
         labels: [
@@ -214,7 +207,6 @@ export const SERIES: readonly SeriesSpec[] = [
     'lvsd_service_info',
     'gauge',
     'Always 1 per virtual service; the scheduler label names its scheduler.',
-    [...SERVICE_LABELS, 'scheduler'],
     ({ services }) =>
       services.map((svc) => ({
         labels: [...serviceLabels(svc.key), ['scheduler', svc.settings.scheduler]],
@@ -239,7 +231,7 @@ export const SERIES: readonly SeriesSpec[] = [
     perService(
       `lvsd_service_${suffix}`,
       'gauge',
-      `${help} per virtual service ${ESTIMATOR_NOTE}.`,
+      `${help}, per virtual service ${ESTIMATOR_NOTE}.`,
       (svc) => svc.rates[field],
     ),
   ),
@@ -274,7 +266,7 @@ export const SERIES: readonly SeriesSpec[] = [
     perServer(
       `lvsd_server_${suffix}`,
       'gauge',
-      `${help} per real server ${ESTIMATOR_NOTE}.`,
+      `${help}, per real server ${ESTIMATOR_NOTE}.`,
       (d) => d.rates[field],
     ),
   ),
@@ -282,7 +274,6 @@ export const SERIES: readonly SeriesSpec[] = [
     'lvsd_datapath_forwarded_packets_total',
     'counter',
     'Packets the data path forwarded, towards real servers (in) and back to clients (out).',
-    ['direction'],
     ({ snapshot }) => [
       { labels: [['direction', 'in']], value: snapshot.dataPath.forwardedIn },
       { labels: [['direction', 'out']], value: snapshot.dataPath.forwardedOut },
@@ -292,14 +283,12 @@ export const SERIES: readonly SeriesSpec[] = [
     'lvsd_datapath_icmp_errors_sent_total',
     'counter',
     'ICMP errors the director sent itself (port unreachable when no real server is available).',
-    [],
     ({ snapshot }) => [{ labels: [], value: snapshot.dataPath.icmpSent }],
   ),
   series(
     'lvsd_datapath_dropped_packets_total',
     'counter',
     'Packets the data path dropped, by reason (only reasons seen since start appear).',
-    ['reason'],
     ({ snapshot }) =>
       Object.keys(snapshot.dataPath.drops)
         .sort()
@@ -309,14 +298,12 @@ export const SERIES: readonly SeriesSpec[] = [
     'lvsd_connection_table_buckets',
     'gauge',
     "Hash buckets of the connection table (ipvsadm -L's size=).",
-    [],
     ({ snapshot }) => [{ labels: [], value: snapshot.connTableBuckets }],
   ),
   series(
     'lvsd_connection_timeout_seconds',
     'gauge',
     'Connection timeouts as ipvsadm --set sets them: tcp, tcpfin, udp.',
-    ['timeout'],
     ({ snapshot }) =>
       (['tcp', 'tcpfin', 'udp'] as const).map((name) => ({
         labels: [['timeout', name]],
