@@ -35,8 +35,9 @@ export function rawExchange(port: number, bytes: string | Buffer): Promise<strin
     let text = '';
     socket.setEncoding('latin1');
     socket.on('data', (chunk: string) => (text += chunk));
+    // A server that stops reading (431) resets the connection under a writer that goes on.
     socket.on('error', (err: NodeJS.ErrnoException) =>
-      err.code === 'ECONNRESET' ? resolve(text) : reject(err),
+      err.code === 'ECONNRESET' || err.code === 'EPIPE' ? resolve(text) : reject(err),
     );
     socket.on('close', () => resolve(text));
     socket.write(bytes);
