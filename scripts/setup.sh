@@ -11,7 +11,7 @@ if [ "$(id -u)" = 0 ]; then
   # the server that scrapes lvsd's /metrics in the tests.
   apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps prometheus
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.
-  if command -v systemctl >/dev/null && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus
   fi
 else
