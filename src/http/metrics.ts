@@ -166,6 +166,22 @@ function perServer(
   );
 }
 
+/** The five counters and the five estimator rates of a virtual service or a real server. */
+function trafficSeries<T extends { stats: StatsSnapshot; rates: Rates }>(
+  prefix: string,
+  per: string,
+  make: (name: string, type: MetricType, help: string, value: (x: T) => number) => SeriesSpec,
+): SeriesSpec[] {
+  return [
+    ...STATS_SERIES.map(([field, suffix, help]) =>
+      make(`${prefix}_${suffix}`, 'counter', `${help}, per ${per}.`, (x) => x.stats[field]),
+    ),
+    ...RATE_SERIES.map(([field, suffix, help]) =>
+      make(`${prefix}_${suffix}`, 'gauge', `${help}, per ${per} ${ESTIMATOR_NOTE}.`, (x) => x.rates[field]),
+    ),
+  ];
+}
+
 /** Every series lvsd exports, in the order /metrics prints them. */
 export const SERIES: readonly SeriesSpec[] = [
   ipvsTotal('conns', 'node_ipvs_connections_total', 'The total number of connections made.'),
@@ -219,22 +235,7 @@ export const SERIES: readonly SeriesSpec[] = [
     'Persistence timeout of a persistent virtual service (ipvsadm -p); absent when not persistent.',
     (svc) => (svc.settings.flags & SVC_F_PERSISTENT ? svc.settings.timeout : null),
   ),
-  ...STATS_SERIES.map(([field, suffix, help]) =>
-    perService(
-      `lvsd_service_${suffix}`,
-      'counter',
-      `${help}, per virtual service.`,
-      (svc) => svc.stats[field],
-    ),
-  ),
-  ...RATE_SERIES.map(([field, suffix, help]) =>
-    perService(
-      `lvsd_service_${suffix}`,
-      'gauge',
-      `${help}, per virtual service ${ESTIMATOR_NOTE}.`,
-      (svc) => svc.rates[field],
-    ),
-  ),
+  ...trafficSeries('lvsd_service', 'virtual service', perService),
   perServer(
     'lvsd_server_weight',
     'gauge',
@@ -259,17 +260,7 @@ export const SERIES: readonly SeriesSpec[] = [
     'Persistence templates pointing at a real server (ipvsadm --persistent-conn).',
     (d) => d.persistConns,
   ),
-  ...STATS_SERIES.map(([field, suffix, help]) =>
-    perServer(`lvsd_server_${suffix}`, 'counter', `${help}, per real server.`, (d) => d.stats[field]),
-  ),
-  ...RATE_SERIES.map(([field, suffix, help]) =>
-    perServer(
-      `lvsd_server_${suffix}`,
-      'gauge',
-      `${help}, per real server ${ESTIMATOR_NOTE}.`,
-      (d) => d.rates[field],
-    ),
-  ),
+  ...trafficSeries('lvsd_server', 'real server', perServer),
   series(
     'lvsd_datapath_forwarded_packets_total',
     'counter',

@@ -1,80 +1,12 @@
 // Hand-built snapshots for the /metrics tests: every kind of service key node_exporter and lvsd
 // label differently (IPv4, compressed IPv6, IPv4-mapped, fwmark of both families, SCTP).
 
-import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, parseAddr } from '../../src/core/inet.js';
-import type { Addr, Family } from '../../src/core/inet.js';
+import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
 import { SVC_F_PERSISTENT } from '../../src/core/model.js';
-import type { ServiceKey } from '../../src/core/model.js';
-import type { DestSnapshot, ServiceSnapshot, Snapshot, StatsSnapshot } from '../../src/core/ops.js';
-import type { Rates } from '../../src/core/model.js';
+import type { Snapshot } from '../../src/core/ops.js';
+import { addrKey, dest, markKey, rates, service, snapshot, stats } from '../helpers/snapshots.js';
 
-export const ip = (text: string): Addr => parseAddr(text)!;
-
-const stats = (conns = 0, inPkts = 0, outPkts = 0, inBytes = 0, outBytes = 0): StatsSnapshot => ({
-  conns,
-  inPkts,
-  outPkts,
-  inBytes,
-  outBytes,
-});
-const rates = (cps = 0, inpps = 0, outpps = 0, inbps = 0, outbps = 0): Rates => ({
-  cps,
-  inpps,
-  outpps,
-  inbps,
-  outbps,
-});
-
-export function dest(addr: string, port: number, extra: Partial<DestSnapshot> = {}): DestSnapshot {
-  return {
-    addr: ip(addr),
-    port,
-    method: 'masq',
-    weight: 1,
-    uThreshold: 0,
-    lThreshold: 0,
-    activeConns: 0,
-    inactConns: 0,
-    persistConns: 0,
-    stats: stats(),
-    rates: rates(),
-    ...extra,
-  };
-}
-
-export function addrKey(protocol: number, addr: string, port: number): ServiceKey {
-  const a = ip(addr);
-  return { af: a.af, protocol: protocol as ServiceKey['protocol'], addr: a, port, fwmark: 0 };
-}
-
-export function markKey(fwmark: number, af: Family): ServiceKey {
-  return { af, protocol: 0, addr: af === 4 ? ip('0.0.0.0') : ip('::'), port: 0, fwmark };
-}
-
-export function service(
-  key: ServiceKey,
-  dests: DestSnapshot[],
-  extra: Partial<ServiceSnapshot> = {},
-): ServiceSnapshot {
-  return {
-    key,
-    settings: { scheduler: 'wlc', flags: 0, timeout: 0, netmaskPrefix: key.af === 4 ? 32 : 128, pe: null },
-    stats: stats(),
-    rates: rates(),
-    dests,
-    ...extra,
-  };
-}
-
-export function snapshot(services: ServiceSnapshot[], extra: Partial<Snapshot> = {}): Snapshot {
-  return {
-    connTableBuckets: 4096,
-    timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
-    services,
-    dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} },
-    ...extra,
-  };
-}
+export { addrKey, dest, ip, markKey, service, snapshot } from '../helpers/snapshots.js';
 
 /** 2^53 + 2: a counter that a double still holds exactly, past Number.MAX_SAFE_INTEGER. */
 export const BIG_COUNTER = 2 ** 53 + 2;
