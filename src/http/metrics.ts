@@ -53,23 +53,28 @@ function protoLabel(key: ServiceKey): string {
   return 'SCTP';
 }
 
+type AddressFormat = (addr: Addr) => string;
+
 /** A virtual service as node_exporter labels it: fwmark services have no address and port 0. */
-function ipvsServiceLabels(key: ServiceKey): [string, string][] {
+function ipvsServiceLabels(key: ServiceKey, address: AddressFormat = addressLabel): [string, string][] {
   return [
-    ['local_address', key.fwmark ? '' : addressLabel(key.addr)],
+    ['local_address', key.fwmark ? '' : address(key.addr)],
     ['local_mark', key.fwmark ? markLabel(key.fwmark) : ''],
     ['local_port', key.fwmark ? '0' : String(key.port)],
     ['proto', protoLabel(key)],
   ];
 }
 
-/** lvsd's series add the family: fwmark services of both families may share a mark. */
+/**
+ * lvsd's series add the family (fwmark services of both families may share a mark) and write an
+ * IPv4-mapped address as such (::ffff:a.b.c.d), so that no two services or real servers share labels.
+ */
 function serviceLabels(key: ServiceKey): Labels {
-  return [['family', key.af === 6 ? 'inet6' : 'inet'], ...ipvsServiceLabels(key)];
+  return [['family', key.af === 6 ? 'inet6' : 'inet'], ...ipvsServiceLabels(key, formatAddr)];
 }
 
-function withRemote(labels: Labels, dest: DestSnapshot): Labels {
-  return [...labels, ['remote_address', addressLabel(dest.addr)], ['remote_port', String(dest.port)]];
+function withRemote(labels: Labels, dest: DestSnapshot, address: AddressFormat = addressLabel): Labels {
+  return [...labels, ['remote_address', address(dest.addr)], ['remote_port', String(dest.port)]];
 }
 
 function series(
@@ -161,7 +166,7 @@ function perServer(
   return series(name, type, help, ({ services }) =>
     services.flatMap((svc) => {
       const local = serviceLabels(svc.key);
-      return svc.dests.map((dest) => ({ labels: withRemote(local, dest), value: value(dest) }));
+      return svc.dests.map((dest) => ({ labels: withRemote(local, dest, formatAddr), value: value(dest) }));
     }),
   );
 }

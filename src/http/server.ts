@@ -94,23 +94,20 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
   const limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
   const metricsBody = coalesce(async () => renderMetrics(await api.snapshot({ connections: false }), build));
 
-  const routes = new Map<string, Partial<Record<string, Handler>>>([
-    [
-      '/metrics',
-      {
-        async GET(_req, res) {
-          let body: string;
-          try {
-            body = await metricsBody();
-          } catch (err) {
-            log('warn', `http: /metrics: no snapshot: ${(err as Error).message}`);
-            send(res, 503, 'lvsd could not take a snapshot; see its log\n');
-            return;
-          }
-          send(res, 200, body, { 'Content-Type': METRICS_CONTENT_TYPE });
-        },
-      },
-    ],
+  const serveMetrics: Handler = async (_req, res) => {
+    let body: string;
+    try {
+      body = await metricsBody();
+    } catch (err) {
+      log('warn', `http: /metrics: no snapshot: ${(err as Error).message}`);
+      send(res, 503, 'lvsd could not take a snapshot; see its log\n');
+      return;
+    }
+    send(res, 200, body, { 'Content-Type': METRICS_CONTENT_TYPE });
+  };
+  // Path, then method; HEAD is answered by GET's handler (node leaves the body out).
+  const routes = new Map<string, ReadonlyMap<string, Handler>>([
+    ['/metrics', new Map([['GET', serveMetrics]])],
   ]);
 
   const server = createServer(
@@ -125,9 +122,9 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
       const path = (req.url ?? '').split('?', 1)[0]!;
       const route = routes.get(path);
       if (!route) return send(res, 404, 'not found\n', { Connection: 'close' });
-      const handler = route[req.method === 'HEAD' ? 'GET' : (req.method ?? '')];
+      const handler = route.get(req.method === 'HEAD' ? 'GET' : (req.method ?? ''));
       if (!handler) {
-        const allow = Object.keys(route).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]));
+        const allow = [...route.keys()].flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]));
         return send(res, 405, 'method not allowed\n', { Allow: allow.join(', '), Connection: 'close' });
       }
       handler(req, res).catch((err: unknown) => {
