@@ -23,6 +23,7 @@ export interface MetricFamily {
 
 /** In a label value: backslash, double quote and line feed are escaped (the format's three). */
 export function escapeLabelValue(value: string): string {
+  if (!/[\\"\n]/.test(value)) return value;
   return value.replace(/[\\"\n]/g, (c) => (c === '\\' ? '\\\\' : c === '"' ? '\\"' : '\\n'));
 }
 
@@ -50,15 +51,21 @@ function formatLabels(labels: Labels): string {
   return `{${labels.map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(',')}}`;
 }
 
-/** The exposition of `families` in their order; a family without samples is left out. */
+/**
+ * The exposition of `families` in their order; a family without samples is left out. Samples that
+ * share one Labels array (a real server's, across its series) have it formatted once.
+ */
 export function renderExposition(families: readonly MetricFamily[]): string {
-  let out = '';
+  const formatted = new Map<Labels, string>();
+  const parts: string[] = [];
   for (const family of families) {
     if (family.samples.length === 0) continue;
-    out += `# HELP ${family.name} ${escapeHelp(family.help)}\n# TYPE ${family.name} ${family.type}\n`;
+    parts.push(`# HELP ${family.name} ${escapeHelp(family.help)}\n# TYPE ${family.name} ${family.type}\n`);
     for (const sample of family.samples) {
-      out += `${family.name}${formatLabels(sample.labels)} ${formatValue(sample.value, family.type)}\n`;
+      let labels = formatted.get(sample.labels);
+      if (labels === undefined) formatted.set(sample.labels, (labels = formatLabels(sample.labels)));
+      parts.push(`${family.name}${labels} ${formatValue(sample.value, family.type)}\n`);
     }
   }
-  return out;
+  return parts.join('');
 }

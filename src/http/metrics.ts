@@ -24,6 +24,15 @@ export interface MetricsInput {
   readonly snapshot: Snapshot;
   readonly services: readonly ServiceSnapshot[];
   readonly build: BuildInfo;
+  /** What several series share, built once per scrape. */
+  readonly cache: ScrapeCache;
+}
+
+export interface ScrapeCache {
+  /** lvsd_* labels of a service, and of a real server. */
+  service(svc: ServiceSnapshot): Labels;
+  server(svc: ServiceSnapshot, dest: DestSnapshot): Labels;
+  ipvsBackends(): readonly IpvsBackendRow[];
 }
 
 export interface SeriesSpec {
@@ -88,11 +97,6 @@ function series(
 
 // ---- node_exporter's ipvs collector ----
 
-/** procfs skips SCTP services (and so their real servers) in /proc/net/ip_vs. */
-function procfsServices(input: MetricsInput): ServiceSnapshot[] {
-  return input.services.filter((svc) => svc.key.fwmark !== 0 || svc.key.protocol !== IPPROTO_SCTP);
-}
-
 /** /proc/net/ip_vs_stats counts every service's traffic, SCTP included. */
 function ipvsTotal(field: keyof StatsSnapshot, name: string, help: string): SeriesSpec {
   // Summed as bigint: past 2^53 a double sum would round, and these totals are the first to get there.
@@ -103,22 +107,35 @@ function ipvsTotal(field: keyof StatsSnapshot, name: string, help: string): Seri
 
 type BackendField = 'activeConns' | 'inactConns' | 'weight';
 
-/** node_exporter sums rows whose labels coincide; so does lvsd. */
-function ipvsBackend(field: BackendField, name: string, help: string): SeriesSpec {
-  return series(name, 'gauge', help, (input) => {
-    const rows = new Map<string, { labels: Labels; value: number }>();
-    for (const svc of procfsServices(input)) {
-      const local = ipvsServiceLabels(svc.key);
-      for (const dest of svc.dests) {
-        const labels = withRemote(local, dest);
-        const key = labels.map(([, value]) => value).join('\0');
-        const row = rows.get(key);
-        if (row) row.value += dest[field];
-        else rows.set(key, { labels, value: dest[field] });
+/** One /proc/net/ip_vs row as node_exporter reports it: rows whose labels coincide are summed. */
+export type IpvsBackendRow = { labels: Labels } & Record<BackendField, number>;
+
+function ipvsBackendRows(services: readonly ServiceSnapshot[]): IpvsBackendRow[] {
+  const rows = new Map<string, IpvsBackendRow>();
+  for (const svc of services) {
+    if (svc.key.fwmark === 0 && svc.key.protocol === IPPROTO_SCTP) continue; // as procfs
+    const local = ipvsServiceLabels(svc.key);
+    for (const dest of svc.dests) {
+      const labels = withRemote(local, dest);
+      const key = labels.map(([, value]) => value).join('\0');
+      const row = rows.get(key);
+      if (row) {
+        row.activeConns += dest.activeConns;
+        row.inactConns += dest.inactConns;
+        row.weight += dest.weight;
+      } else {
+        const { activeConns, inactConns, weight } = dest;
+        rows.set(key, { labels, activeConns, inactConns, weight });
       }
     }
-    return [...rows.values()];
-  });
+  }
+  return [...rows.values()];
+}
+
+function ipvsBackend(field: BackendField, name: string, help: string): SeriesSpec {
+  return series(name, 'gauge', help, ({ cache }) =>
+    cache.ipvsBackends().map((row) => ({ labels: row.labels, value: row[field] })),
+  );
 }
 
 // ---- lvsd's own ----
@@ -148,10 +165,10 @@ function perService(
   help: string,
   value: (svc: ServiceSnapshot) => number | null,
 ): SeriesSpec {
-  return series(name, type, help, ({ services }) =>
-    services.flatMap((svc) => {
+  return series(name, type, help, (input) =>
+    input.services.flatMap((svc) => {
       const v = value(svc);
-      return v === null ? [] : [{ labels: serviceLabels(svc.key), value: v }];
+      return v === null ? [] : [{ labels: input.cache.service(svc), value: v }];
     }),
   );
 }
@@ -163,11 +180,10 @@ function perServer(
   help: string,
   value: (dest: DestSnapshot) => number,
 ): SeriesSpec {
-  return series(name, type, help, ({ services }) =>
-    services.flatMap((svc) => {
-      const local = serviceLabels(svc.key);
-      return svc.dests.map((dest) => ({ labels: withRemote(local, dest, formatAddr), value: value(dest) }));
-    }),
+  return series(name, type, help, ({ services, cache }) =>
+    services.flatMap((svc) =>
+      svc.dests.map((dest) => ({ labels: cache.server(svc, dest), value: value(dest) })),
+    ),
   );
 }
 
@@ -228,9 +244,9 @@ export const SERIES: readonly SeriesSpec[] = [
     'lvsd_service_info',
     'gauge',
     'Always 1 per virtual service; the scheduler label names its scheduler.',
-    ({ services }) =>
+    ({ services, cache }) =>
       services.map((svc) => ({
-        labels: [...serviceLabels(svc.key), ['scheduler', svc.settings.scheduler]],
+        labels: [...cache.service(svc), ['scheduler', svc.settings.scheduler]],
         value: 1,
       })),
   ),
@@ -308,9 +324,30 @@ export const SERIES: readonly SeriesSpec[] = [
   ),
 ];
 
+function scrapeCache(services: readonly ServiceSnapshot[]): ScrapeCache {
+  const serviceLabelsOf = new Map<ServiceSnapshot, Labels>();
+  const serverLabelsOf = new Map<DestSnapshot, Labels>();
+  let backends: IpvsBackendRow[] | null = null;
+  const service = (svc: ServiceSnapshot): Labels => {
+    let labels = serviceLabelsOf.get(svc);
+    if (!labels) serviceLabelsOf.set(svc, (labels = serviceLabels(svc.key)));
+    return labels;
+  };
+  return {
+    service,
+    server(svc, dest) {
+      let labels = serverLabelsOf.get(dest);
+      if (!labels) serverLabelsOf.set(dest, (labels = withRemote(service(svc), dest, formatAddr)));
+      return labels;
+    },
+    ipvsBackends: () => (backends ??= ipvsBackendRows(services)),
+  };
+}
+
 /** The /metrics body for one snapshot. */
 export function renderMetrics(snapshot: Snapshot, build: BuildInfo): string {
-  const input: MetricsInput = { snapshot, services: orderedServices(snapshot, false), build };
+  const services = orderedServices(snapshot, false);
+  const input: MetricsInput = { snapshot, services, build, cache: scrapeCache(services) };
   return renderExposition(
     SERIES.map((spec) => ({
       name: spec.name,
