@@ -10,6 +10,8 @@ import type { Socket } from 'node:net';
 export interface Reply {
   status: number;
   headers: IncomingHttpHeaders;
+  /** The body as sent (still compressed if it was), and as UTF-8 text. */
+  raw: Buffer;
   body: string;
 }
 
@@ -17,10 +19,12 @@ export interface Reply {
 export function fetchText(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        resolve({ status: res.statusCode!, headers: res.headers, raw, body: raw.toString('utf8') });
+      });
       res.on('error', reject);
     });
     req.on('error', reject);

@@ -2,10 +2,11 @@
 
 import assert from 'node:assert/strict';
 import { createConnection } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { after, before, describe, it, test } from 'node:test';
 import type { Snapshot } from '../../src/core/ops.js';
 import { renderMetrics } from '../../src/http/metrics.js';
-import { coalesce, METRICS_CONTENT_TYPE, startHttpListener } from '../../src/http/server.js';
+import { acceptsGzip, coalesce, METRICS_CONTENT_TYPE, startHttpListener } from '../../src/http/server.js';
 import type { HttpLimits, HttpListener } from '../../src/http/server.js';
 import { GOLDEN_SNAPSHOT } from './fixtures.js';
 import { fetchText, rawExchange, stalledClient } from './helpers.js';
@@ -66,6 +67,22 @@ describe('the HTTP listener', () => {
     assert.ok(h.logs.includes(`info http: serving /metrics on ${h.listener.url}`), h.logs.join('\n'));
     // A query string (Prometheus's `params:`) does not change the path.
     assert.equal((await fetchText(`${h.listener.url}/metrics?collect[]=ipvs`)).body, reply.body);
+  });
+
+  it('compresses /metrics with gzip for clients that ask (Prometheus does)', async () => {
+    const expected = renderMetrics(GOLDEN_SNAPSHOT, BUILD);
+    const zipped = await fetchText(`${h.listener.url}/metrics`, 'GET', { 'Accept-Encoding': 'gzip' });
+    assert.equal(zipped.status, 200);
+    assert.equal(zipped.headers['content-encoding'], 'gzip');
+    assert.equal(zipped.headers.vary, 'Accept-Encoding');
+    assert.equal(gunzipSync(zipped.raw).toString('utf8'), expected);
+    for (const refused of ['gzip;q=0', 'identity', 'br, deflate', '']) {
+      const plain = await fetchText(`${h.listener.url}/metrics`, 'GET', { 'Accept-Encoding': refused });
+      assert.equal(plain.headers['content-encoding'], undefined, refused);
+      assert.equal(plain.body, expected);
+    }
+    assert.ok(acceptsGzip('br;q=1.0, GZIP;q=0.5'));
+    assert.ok(!acceptsGzip('x-gzip'));
   });
 
   it('answers HEAD /metrics with the headers and no body', async () => {
