@@ -4,7 +4,13 @@
 import { parseAddr } from '../../src/core/inet.js';
 import type { Addr, Family } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
-import type { DestSnapshot, ServiceSnapshot, Snapshot, StatsSnapshot } from '../../src/core/ops.js';
+import type {
+  DataPathCounters,
+  DestSnapshot,
+  ServiceSnapshot,
+  Snapshot,
+  StatsSnapshot,
+} from '../../src/core/ops.js';
 import type { Rates } from '../../src/core/model.js';
 
 export const ip = (text: string): Addr => parseAddr(text)!;
@@ -65,12 +71,17 @@ export function service(
   };
 }
 
+/** The data path's counters, all zero unless given. */
+export function dataPath(extra: Partial<DataPathCounters> = {}): DataPathCounters {
+  return { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, ...extra };
+}
+
 export function snapshot(services: ServiceSnapshot[], extra: Partial<Snapshot> = {}): Snapshot {
   return {
     connTableBuckets: 4096,
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     services,
-    dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} },
+    dataPath: dataPath(),
     ...extra,
   };
 }

@@ -4,7 +4,7 @@
 import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
 import { SVC_F_PERSISTENT } from '../../src/core/model.js';
 import type { Snapshot } from '../../src/core/ops.js';
-import { addrKey, dest, markKey, rates, service, snapshot, stats } from '../helpers/snapshots.js';
+import { addrKey, dataPath, dest, markKey, rates, service, snapshot, stats } from '../helpers/snapshots.js';
 
 export { addrKey, dest, ip, markKey, service, snapshot } from '../helpers/snapshots.js';
 
@@ -60,11 +60,11 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
     service(addrKey(IPPROTO_TCP, '::ffff:198.18.0.5', 443), [dest('::ffff:198.18.1.21', 8443)]),
   ],
   {
-    dataPath: {
+    dataPath: dataPath({
       forwardedIn: 3213,
       forwardedOut: 2903,
       icmpSent: 2,
       drops: { 'table-full': 1, 'no-service': 7 },
-    },
+    }),
   },
 );

@@ -9,7 +9,7 @@ import type { Addr } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import type { Snapshot } from '../../src/core/ops.js';
 import { renderMetrics } from '../../src/http/metrics.js';
-import { dest, rates, service, snapshot, stats } from '../helpers/snapshots.js';
+import { dataPath, dest, rates, service, snapshot, stats } from '../helpers/snapshots.js';
 import { promtoolCheck, PROMTOOL_SKIP } from './helpers.js';
 
 const BUILD = { version: '0.0.0', nodeVersion: 'v20.0.0' };
@@ -85,7 +85,7 @@ const snapshotArb: fc.Arbitrary<Snapshot> = fc
           settings: { scheduler: s.scheduler, flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
         }),
       ),
-      { dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops } },
+      { dataPath: dataPath({ drops }) },
     ),
   );
 
