@@ -1,23 +1,42 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostNetwork } from '../../src/dataplane/host.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
+import { IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
 import type { ServiceSnapshot } from '../../src/core/ops.js';
-import { addrKey, dest, service as snapshotService } from '../helpers/snapshots.js';
 import { FakeSystem } from './fake-system.js';
 
 const STATE = '/var/lib/lvsd-test';
 const JOURNAL = `${STATE}/host-journal.json`;
 
+function addr(text: string): Addr {
+  const a = parseAddr(text);
+  assert.ok(a, text);
+  return a;
+}
+
 function service(vip: string, protocol: number, port: number, reals: [string, number][]): ServiceSnapshot {
-  const key = addrKey(protocol, vip, port);
-  return snapshotService(
-    key,
-    reals.map(([rip, rport]) => dest(rip, rport)),
-    {
-      settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-    },
-  );
+  const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
+  const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
+  const a = addr(vip);
+  return {
+    key: { af: a.af, protocol: protocol as 6, addr: a, port, fwmark: 0 },
+    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+    stats: zero,
+    rates,
+    dests: reals.map(([rip, rport]) => ({
+      addr: addr(rip),
+      port: rport,
+      method: 'masq' as const,
+      weight: 1,
+      uThreshold: 0,
+      lThreshold: 0,
+      activeConns: 0,
+      inactConns: 0,
+      persistConns: 0,
+      stats: zero,
+      rates,
+    })),
+  };
 }
 
 function setup(): { system: FakeSystem; host: HostNetwork } {
