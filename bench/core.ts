@@ -58,7 +58,7 @@ function benchConnTable(): void {
       const dest = dests[i & 15]!;
       table.create({
         af: 4, protocol: IPPROTO_TCP, caddr: addr4(clientAddr(i)), cport: clientPort(i), vaddr: VIP, vport: 80,
-        daddr: dest.addr, dport: 80, dest, serviceId: 1, template: -1,
+        daddr: dest.addr, dport: 80, dest, method: 0, serviceId: 1, template: -1,
       }); // prettier-ignore
     }
   });

@@ -115,6 +115,16 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       stderrLogger('info', `${signal} received, shutting down`);
       void Promise.all([http?.close(), daemon.close()]).then(() => process.exit(0));
     };
+    engine.onEvent((event) => {
+      if (event.kind === 'exception') {
+        stderrLogger('error', `packet path exception #${event.count} (packet dropped): ${event.message}`);
+        return;
+      }
+      // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
+      // non-zero, so that systemd restarts lvsd.
+      stderrLogger('error', `${event.reason}; shutting down`);
+      void daemon.close().then(() => process.exit(1));
+    });
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   } catch (err) {

@@ -1,16 +1,17 @@
-// `-h` keeps ipvsadm 1.31's usage text (with this program's name); `--help` adds what lvsadm
-// does beyond ipvsadm and how it reaches lvsd.
+// `-h`, `--help` and `-v` print ipvsadm 1.31's texts exactly (with this program's name in the
+// usage lines); `--lvsadm-help` tells what lvsadm does beyond ipvsadm and how it reaches lvsd.
 
 import { DEFAULT_SOCKET_PATH } from './client.js';
 
-export function versionText(program: string): string {
-  return `${program} v1.31 (lvsd 0.1.0; ipvsadm 1.31 compatible, compiled with popt and IPVS v1.2.1)\n`;
+/** ipvsadm's version(): the release it speaks, whatever this program is called. */
+export function versionText(): string {
+  return 'ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n';
 }
 
 export function usageText(program: string): string {
   const p = program;
   return (
-    versionText(p) +
+    versionText() +
     'Usage:\n' +
     `  ${p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]\n` +
     `  ${p} -D virtual-service\n` +
@@ -49,7 +50,7 @@ export function usageText(program: string): string {
     '  --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n\n' +
     'Options:\n' +
     '  --ipv6         -6                   fwmark entry uses IPv6\n' +
-    '  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,\n' +
+    '  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh,\n' +
     '                                      the default scheduler is wlc.\n' +
     '  --pe            engine              alternate persistence engine may be sip,\n' +
     '                                      not set by default.\n' +
@@ -92,11 +93,11 @@ export function usageText(program: string): string {
   );
 }
 
-export function longHelpText(program: string): string {
+/** What lvsadm adds to ipvsadm: its own options, examples, exit statuses and differences. */
+export function lvsadmHelpText(program: string): string {
   const p = program;
   return (
-    usageText(p) +
-    '\n' +
+    `${p} (lvsd 0.1.0) speaks ipvsadm 1.31's language; \`${p} -h' prints ipvsadm's usage.\n` +
     `${p} talks to lvsd, the director daemon, instead of the kernel:\n` +
     `  --socket PATH                       lvsd's control socket (default ${DEFAULT_SOCKET_PATH},\n` +
     '                                      or $LVSD_SOCKET)\n' +
@@ -113,7 +114,7 @@ export function longHelpText(program: string): string {
     'Exit status: 0 success; 1 a listing failed (e.g. no such service for -L -t);\n' +
     '2 invalid command line, or lvsd cannot be reached; 255 lvsd refused the change\n' +
     "(the reason is printed, as ipvsadm prints the kernel's), or bad option syntax.\n" +
-    'Differences from ipvsadm: no sync traffic is sent by --start-daemon (settings are only\n' +
-    'recorded), host names are read from /etc/hosts, and tunnel options are accepted but unused.\n'
+    "Schedulers besides ipvsadm 1.31's list: twos, and none (new clients get no real server).\n" +
+    'Where lvsadm differs from ipvsadm, and why: docs/cli.md, "Known differences".\n'
   );
 }

@@ -43,7 +43,9 @@ export class SystemNames implements NameLookup {
     for (const [address, ...hostNames] of contentLines(options.hostsText ?? readText('/etc/hosts'))) {
       const addr = parseAddr(address!);
       if (!addr) continue;
-      for (const name of hostNames) if (!this.hostByName.has(name)) this.hostByName.set(name, addr);
+      // The C library compares host names without regard to case (strcasecmp).
+      for (const name of hostNames.map((n) => n.toLowerCase()))
+        if (!this.hostByName.has(name)) this.hostByName.set(name, addr);
       if (!this.nameByAddr.has(formatAddr(addr))) this.nameByAddr.set(formatAddr(addr), hostNames[0]!);
     }
     for (const [name, portProto, ...aliases] of contentLines(
@@ -59,7 +61,7 @@ export class SystemNames implements NameLookup {
   }
 
   hostToAddr(name: string): Addr | null {
-    const addr = this.hostByName.get(name);
+    const addr = this.hostByName.get(name.toLowerCase());
     return addr && addr.af === 4 ? addr : null;
   }
 

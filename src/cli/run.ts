@@ -2,6 +2,8 @@
 // process_options and restore_table do, with the kernel replaced by lvsd.
 
 import type { ControlApi } from '../control/api.js';
+import { ProtocolErrorCodes } from '../control/protocol.js';
+import { ErrorCodes } from '../core/errors.js';
 import { ruleWords } from '../ipvsadm/rules.js';
 import type { Addr } from '../core/inet.js';
 import type { Snapshot } from '../core/ops.js';
@@ -17,7 +19,7 @@ import {
   serviceKeyEquals,
 } from '../ipvsadm/format.js';
 import type { NameTable } from '../ipvsadm/format.js';
-import { longHelpText, usageText, versionText } from './help.js';
+import { lvsadmHelpText, usageText, versionText } from './help.js';
 import {
   FAIL_EXIT,
   LIST_EXIT,
@@ -69,10 +71,14 @@ export async function runLvsadm(argv: readonly string[], ctx: CliContext): Promi
 }
 
 async function runLine(argv: readonly string[], ctx: CliContext, readingStdin: boolean): Promise<Outcome> {
-  const command = parseArgs(argv, { program: ctx.program, names: ctx.names ?? NO_NAMES });
+  const command = parseArgs(argv, {
+    program: ctx.program,
+    names: ctx.names ?? NO_NAMES,
+    warn: (text) => ctx.stderr(text + '\n'),
+  });
   if (command.kind === 'usage-error') {
     ctx.stderr(command.text + '\n');
-    return { exit: command.exit, abort: true };
+    return { exit: command.exit, abort: command.endsRestore };
   }
   return runCommand(command, ctx, readingStdin);
 }
@@ -80,10 +86,10 @@ async function runLine(argv: readonly string[], ctx: CliContext, readingStdin: b
 async function runCommand(command: Command, ctx: CliContext, readingStdin: boolean): Promise<Outcome> {
   switch (command.kind) {
     case 'help':
-      ctx.stdout(command.long ? longHelpText(ctx.program) : usageText(ctx.program));
+      ctx.stdout(command.lvsadm ? lvsadmHelpText(ctx.program) : usageText(ctx.program));
       return { exit: 0, abort: true };
     case 'version':
-      ctx.stdout(versionText(ctx.program));
+      ctx.stdout(versionText());
       return { exit: 0, abort: true };
     case 'restore':
       if (readingStdin) {
@@ -115,7 +121,10 @@ async function refusable(call: RefusedCall, ctx: CliContext, action: () => Promi
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     if (err instanceof DaemonUnreachableError || typeof code !== 'string') throw err;
-    ctx.stderr(refusalMessage(call, code, (err as Error).message) + '\n');
+    // A request lvsd's protocol check refuses is one the kernel would refuse with EINVAL; its
+    // text names lvsd's internal fields, so it is not shown.
+    const known = code === ProtocolErrorCodes.BAD_REQUEST ? ErrorCodes.INVALID : code;
+    ctx.stderr(refusalMessage(call, known, (err as Error).message) + '\n');
     return { exit: REFUSED_EXIT, abort: false };
   }
 }

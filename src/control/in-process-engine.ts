@@ -25,6 +25,11 @@ export class InProcessEngine implements Engine {
     return this.director.snapshot(options);
   }
 
+  /** The director in this thread cannot fail apart from the daemon: there is nothing to report. */
+  onEvent(): () => void {
+    return () => undefined;
+  }
+
   async close(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
   }

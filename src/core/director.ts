@@ -3,11 +3,13 @@
 
 import type { Clock } from './clock.js';
 import { ConnTable } from './conn/table.js';
-import { TCP_ACK, TCP_RST, TCP_SYN, type Direction } from './conn/tcp-state.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
-import { addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
+import { forwardingMethodById, forwardingMethodId } from './forward/registry.js';
+import type { ForwardingMethod } from './forward/types.js';
+import { addrEquals, addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -16,9 +18,12 @@ import {
   type Service,
   type Stats,
 } from './model.js';
+import { PASS_TO_HOST } from './ops.js';
 import type {
+  ConnRecord,
   ControlOp,
   DataPathCounters,
+  ImportResult,
   DestSnapshot,
   ServiceSnapshot,
   Snapshot,
@@ -33,7 +38,6 @@ import {
   rewriteIcmpErrorToClient,
   rewriteIcmpErrorToRealServer,
 } from './packet/icmp.js';
-import { rewriteDestination, rewriteSource } from './packet/nat.js';
 import { hasPorts, parsePacket, type DropReason, type ParsedPacket } from './packet/parse.js';
 import {
   readVnetHdr,
@@ -52,7 +56,7 @@ export type DirectorDrop =
   | 'no-conn'
   | 'no-dest'
   | 'table-full'
-  | 'not-masq'
+  | 'no-reply-path'
   | 'not-rewritable'
   | 'icmp-unmatched'
   | 'fragment-unmatched';
@@ -64,10 +68,13 @@ interface FragmentDecision {
   port: number;
   service: Service;
   dest: Dest;
+  method: ForwardingMethod;
 }
 
 const NO_DEST = -1;
 const TABLE_FULL = -2;
+/** importConnections: the entry is there already. */
+const PRESENT = -3;
 
 export interface DirectorOptions {
   clock: Clock;
@@ -89,7 +96,13 @@ export class Director {
   private readonly fragments: FragmentTracker<FragmentDecision>;
   /** Packets ready besides the one `process` returns (held fragments released): the caller sends them. */
   readonly pending: Uint8Array[] = [];
-  readonly counters: DataPathCounters = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} };
+  readonly counters: DataPathCounters = {
+    forwardedIn: 0,
+    forwardedOut: 0,
+    icmpSent: 0,
+    drops: {},
+    passed: {},
+  };
 
   constructor(options: DirectorOptions) {
     this.clock = options.clock;
@@ -106,10 +119,12 @@ export class Director {
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
-        serviceRemoved: (service) => {
-          this.conns.dropService(service.id);
-          this.estimator.remove(service.stats);
-          for (const dest of service.dests) this.estimator.remove(dest.stats);
+        servicesRemoved: (services) => {
+          this.conns.dropServices(new Set(services.map((s) => s.id)));
+          for (const service of services) {
+            this.estimator.remove(service.stats);
+            for (const dest of service.dests) this.estimator.remove(dest.stats);
+          }
         },
         destRemoved: (_service, dest) => {
           this.conns.dropDest(dest);
@@ -141,6 +156,12 @@ export class Director {
         return this.services.editDest(op.key, op.addr, op.port, op.settings);
       case 'delete-dest':
         return this.services.deleteDest(op.key, op.addr, op.port);
+      case 'set-dest-runtime': {
+        const dest = this.services.setDestRuntime(op.key, op.addr, op.port, op.change);
+        // expire_nodest_conn for a server taken out: its connections end now instead of draining.
+        if (op.endConnections && !dest.scheduled) this.conns.dropDest(dest);
+        return;
+      }
       case 'zero':
         return this.zero(op);
       case 'set-timeouts': {
@@ -175,18 +196,20 @@ export class Director {
   // ---- the packet path: never throws, every drop counted ----
 
   /**
-   * Handles one packet read from the TUN: buf[offset, offset + length) is a virtio_net_hdr and an IP
-   * packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and returns
-   * the bytes from offset to send back to the TUN, or 0 to drop it. Check `pending` afterwards.
+   * Handles one packet read from the device: buf[offset, offset + length) is a virtio_net_hdr and an
+   * IP packet. Rewrites it in place (or replaces it by an ICMP error of the director's own) and
+   * returns the verdict: the bytes from offset to transmit, 0 to drop it (counted by reason), or
+   * PASS_TO_HOST when it is not the director's (counted too): the device gives it back to the kernel
+   * unchanged, as IPVS's NF_ACCEPT. Check `pending` afterwards.
    */
-  process(buf: Uint8Array, offset: number, length: number): number {
+  process(buf: Uint8Array, offset: number, length: number, fwmark = 0): number {
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
     const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
     if (!p.ok) return this.drop(p.reason);
     const vflags = vnetFlags(buf, offset);
     if (p.l4Offset < 0) return this.laterFragment(buf, offset, length, p, vflags);
     if (isIcmpError(p)) return this.icmpError(buf, length, p, vflags);
-    if (!hasPorts(p.protocol)) return this.drop('unsupported');
+    if (!hasPorts(p.protocol)) return this.pass('not-a-service');
 
     let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
     if (id >= 0 && (this.isOnePacket(id, p) || this.reopens(id, p))) {
@@ -199,8 +222,15 @@ export class Director {
     id = this.conns.findOut(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
     if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'out');
 
-    const service = this.services.lookup(p.protocol, p.daddr, p.dport);
-    if (!service) return this.drop('no-service');
+    // As ip_vs_service_find: a marked packet matches the mark's service first.
+    const service =
+      (fwmark > 0 ? this.services.lookupFwmark(p.af, fwmark) : undefined) ??
+      this.services.lookup(p.protocol, p.daddr, p.dport);
+    if (!service) {
+      // A real server's packet that belongs to no connection (one that expired, or from before
+      // a restart) must not leave with its own address: the client would see the real server.
+      return this.services.isRealServer(p.saddr, p.sport) ? this.drop('no-conn') : this.pass('not-a-service');
+    }
     // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
     if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {
       return this.drop('no-conn');
@@ -236,10 +266,16 @@ export class Director {
       // Port-0 and firewall-mark services key their templates on port 0: one template for all ports.
       const vport = key.port === 0 || key.fwmark > 0 ? 0 : p.dport;
       template = this.conns.findTemplate(p.af, p.protocol, caddr, p.daddr, vport, key.fwmark);
+      // ip_vs_check_template: a template whose real server left the scheduling (failed, in
+      // maintenance) no longer holds its client there.
+      if (template >= 0 && !this.conns.dest(template).scheduled) {
+        this.conns.expire(template);
+        template = -1;
+      }
       if (template >= 0) {
         dest = this.conns.dest(template);
       } else {
-        dest = service.scheduler.schedule(service.schedState, service, p);
+        dest = service.scheduler.schedule(service.schedState, service.view, p);
         if (!dest) return NO_DEST;
         template = this.conns.createTemplate({
           af: p.af,
@@ -257,7 +293,7 @@ export class Director {
         if (template < 0) return TABLE_FULL;
       }
     } else {
-      dest = service.scheduler.schedule(service.schedState, service, p);
+      dest = service.scheduler.schedule(service.schedState, service.view, p);
       if (!dest) return NO_DEST;
     }
     const id = this.conns.create({
@@ -271,6 +307,8 @@ export class Director {
       // A real server without a port (firewall-mark and port-0 services) keeps the client's.
       dport: dest.port || p.dport,
       dest,
+      // ip_vs_bind_xmit: the method is the connection's from now on, whatever later edits say.
+      method: forwardingMethodId(dest.method),
       serviceId: service.id,
       template,
     });
@@ -290,20 +328,21 @@ export class Director {
     direction: Direction,
   ): number {
     const dest = this.conns.dest(id);
-    if (dest.method !== 'masq') return this.drop('not-masq');
     const service = this.services.byId(this.conns.serviceId(id));
     if (!service) return this.drop('no-service');
+    const method = forwardingMethodById(this.conns.method(id));
     const inbound = direction === 'in';
     const addr = inbound ? dest.addr : this.conns.vaddr(id);
     const port = inbound ? this.conns.dport(id) : this.conns.vport(id);
+    if (!inbound && !method.toClient) return this.drop('no-reply-path');
     const rewritten = inbound
-      ? rewriteDestination(buf, p, addr, port, vflags)
-      : rewriteSource(buf, p, addr, port, vflags);
+      ? method.toRealServer(buf, p, addr, port, vflags)
+      : method.toClient!(buf, p, addr, port, vflags);
     if (!rewritten) return this.drop('not-rewritable');
-    this.conns.onPacket(id, direction, p.tcpFlags);
+    this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
     this.count(service, dest, inbound, buf, offset, p);
     if (p.isFragment) {
-      for (const held of this.fragments.decide(p, { direction, addr, port, service, dest })) {
+      for (const held of this.fragments.decide(p, { direction, addr, port, service, dest, method })) {
         const heldLength = this.laterFragment(held, 0, held.length, null, vnetFlags(held, 0));
         if (heldLength > 0) this.pending.push(held.subarray(0, heldLength));
       }
@@ -332,8 +371,8 @@ export class Director {
     }
     const inbound = decision.direction === 'in';
     const rewritten = inbound
-      ? rewriteDestination(buf, p, decision.addr, decision.port, vflags)
-      : rewriteSource(buf, p, decision.addr, decision.port, vflags);
+      ? decision.method.toRealServer(buf, p, decision.addr, decision.port, vflags)
+      : decision.method.toClient!(buf, p, decision.addr, decision.port, vflags);
     if (!rewritten) return this.drop('not-rewritable');
     this.count(decision.service, decision.dest, inbound, buf, offset, p);
     return length;
@@ -342,7 +381,7 @@ export class Director {
   /** ICMP errors about a tracked connection are translated, outer and quoted headers both. */
   private icmpError(buf: Uint8Array, length: number, p: ParsedPacket, vflags: number): number {
     const inner = parseIcmpError(buf, p);
-    if (!inner) return this.drop('icmp-unmatched');
+    if (!inner) return this.icmpNotOurs(p);
     // About a client -> real server packet: on its way to the client.
     let id = this.conns.findOut(inner.af, inner.protocol, inner.daddr, inner.dport, inner.saddr, inner.sport);
     if (id >= 0) {
@@ -357,7 +396,12 @@ export class Director {
       this.counters.forwardedIn++;
       return length;
     }
-    return this.drop('icmp-unmatched');
+    return this.icmpNotOurs(p);
+  }
+
+  /** An error for the host's own sockets on a VIP (ssh, path MTU) is the host's; any other is dropped. */
+  private icmpNotOurs(p: ParsedPacket): number {
+    return this.services.isVirtualAddress(p.daddr) ? this.pass('icmp-for-host') : this.drop('icmp-unmatched');
   }
 
   /** ip_vs_leave: no real server available, so the client hears "port unreachable" from the VIP. */
@@ -407,12 +451,116 @@ export class Director {
     return 0;
   }
 
+  private pass(reason: 'not-a-service' | 'icmp-for-host'): typeof PASS_TO_HOST {
+    this.counters.passed[reason] = (this.counters.passed[reason] ?? 0) + 1;
+    return PASS_TO_HOST;
+  }
+
+  /** Every connection and template, with its service's key. */
+  exportConnections(): ConnRecord[] {
+    const records: ConnRecord[] = [];
+    for (const id of this.conns.liveIds()) {
+      const service = this.services.byId(this.conns.serviceId(id));
+      if (service) records.push({ ...this.conns.snapshotOf(id), service: service.key });
+    }
+    return records;
+  }
+
+  /**
+   * Re-creates exported entries on the real servers of this director's services (matched by
+   * address and port, so the records may come from another process): templates first, then the
+   * connections they control, each with the state and time left it had.
+   */
+  importConnections(records: readonly ConnRecord[]): ImportResult {
+    const result: ImportResult = {
+      imported: 0,
+      skipped: { noService: 0, noDest: 0, tableFull: 0, present: 0 },
+    };
+    const ordered = [...records].sort((a, b) => Number(b.template) - Number(a.template));
+    // Templates get their time left last: each connection created under one re-arms it.
+    const templates: [number, ConnRecord][] = [];
+    for (const r of ordered) {
+      const service = this.services.find(r.service);
+      if (!service) {
+        result.skipped.noService++;
+        continue;
+      }
+      const dest = service.dests.find(
+        (d) => addrEquals(d.addr, r.daddr) && (d.port === r.dport || d.port === 0),
+      );
+      if (!dest) {
+        result.skipped.noDest++;
+        continue;
+      }
+      const id = r.template ? this.importTemplate(service, dest, r) : this.importConnection(service, dest, r);
+      if (id === TABLE_FULL) result.skipped.tableFull++;
+      else if (id === PRESENT) result.skipped.present++;
+      else {
+        if (r.template) templates.push([id, r]);
+        else this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
+        result.imported++;
+      }
+    }
+    for (const [id, r] of templates) this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
+    return result;
+  }
+
+  private importTemplate(service: Service, dest: Dest, r: ConnRecord): number {
+    const { fwmark } = service.key;
+    if (this.conns.findTemplate(r.af, r.protocol, r.caddr, r.vaddr, r.vport, fwmark) >= 0) return PRESENT;
+    const id = this.conns.createTemplate({
+      af: r.af,
+      protocol: r.protocol,
+      caddr: r.caddr,
+      vaddr: r.vaddr,
+      vport: r.vport,
+      fwmark,
+      daddr: r.daddr,
+      dport: r.dport,
+      dest,
+      serviceId: service.id,
+      timeoutMs: service.settings.timeout * 1000,
+    });
+    return id < 0 ? TABLE_FULL : id;
+  }
+
+  private importConnection(service: Service, dest: Dest, r: ConnRecord): number {
+    if (this.conns.findIn(r.af, r.protocol, r.caddr, r.cport, r.vaddr, r.vport) >= 0) return PRESENT;
+    const { settings, key } = service;
+    const template =
+      settings.flags & SVC_F_PERSISTENT
+        ? this.conns.findTemplate(
+            r.af,
+            r.protocol,
+            addrMask(r.caddr, settings.netmaskPrefix),
+            r.vaddr,
+            key.port === 0 || key.fwmark > 0 ? 0 : r.vport,
+            key.fwmark,
+          )
+        : -1;
+    const id = this.conns.create({
+      af: r.af,
+      protocol: r.protocol,
+      caddr: r.caddr,
+      cport: r.cport,
+      vaddr: r.vaddr,
+      vport: r.vport,
+      daddr: r.daddr,
+      dport: r.dport,
+      dest,
+      method: forwardingMethodId(dest.method),
+      serviceId: service.id,
+      template,
+    });
+    return id < 0 ? TABLE_FULL : id;
+  }
+
   snapshot(options: { connections: boolean }): Snapshot {
     const snapshot: Snapshot = {
       connTableBuckets: 1 << this.connHashBits,
       timeouts: this.timeouts.ipvs(),
       services: this.services.services.map(serviceSnapshot),
-      dataPath: { ...this.counters, drops: { ...this.counters.drops } },
+      dataPath: { ...this.counters, drops: { ...this.counters.drops }, passed: { ...this.counters.passed } },
     };
     if (options.connections) snapshot.connections = [...this.conns.entries()];
     return snapshot;
@@ -440,6 +588,12 @@ function destSnapshot(dest: Dest): DestSnapshot {
     port: dest.port,
     method: dest.method,
     weight: dest.weight,
+    configuredWeight: dest.configuredWeight,
+    scheduled: dest.scheduled,
+    admin: dest.admin,
+    operatorWeight: dest.operatorWeight,
+    health: dest.health,
+    dynamicWeight: dest.dynamicWeight,
     uThreshold: dest.uThreshold,
     lThreshold: dest.lThreshold,
     activeConns: dest.activeConns,

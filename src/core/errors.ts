@@ -18,8 +18,14 @@ export const ErrorCodes = {
   SCHEDULER_EXISTS: 'LVS_ERR_SCHEDULER_EXISTS',
   /** values the kernel refuses with EINVAL (bad flags, address not unicast, ...). */
   INVALID: 'LVS_ERR_INVALID',
+  /** a lower connection threshold above the upper one (ERANGE), checked before the real server's lookup. */
+  OUT_OF_RANGE: 'LVS_ERR_OUT_OF_RANGE',
   /** address families mixed where only tunnels allow it (EAFNOSUPPORT). */
   AF_NOT_SUPPORTED: 'LVS_ERR_AF_NOT_SUPPORTED',
+  /** a forwarding method lvsd cannot carry out yet (direct routing, tunnelling). */
+  METHOD_UNSUPPORTED: 'LVS_ERR_METHOD_UNSUPPORTED',
+  /** the host refused the steering a change needs (nft or ip failed); the change was not made. */
+  HOST_REFUSED: 'LVS_ERR_HOST_REFUSED',
   /** the connection table is full. */
   TABLE_FULL: 'LVS_ERR_TABLE_FULL',
   /** a sync daemon is already running / none is running. */

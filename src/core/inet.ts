@@ -58,6 +58,17 @@ export function addrMask(x: Addr, prefix: number): Addr {
   );
 }
 
+/**
+ * Whether the kernel takes this address for a real server (ip_vs_new_dest): not 0.0.0.0/8,
+ * 255.255.255.255 or multicast; for IPv6 not ::, multicast, link-local or IPv4-mapped.
+ */
+export function isUnicast(x: Addr): boolean {
+  if (x.af === 4) return x.a >>> 24 !== 0 && x.a !== 0xffffffff && x.a >>> 28 !== 0xe;
+  if (x.a >>> 24 === 0xff || x.a >>> 22 === 0xfe80 >>> 6) return false;
+  if (x.a === 0 && x.b === 0) return !((x.c === 0 && x.d === 0) || x.c === 0xffff);
+  return true;
+}
+
 /** Prefix length of a contiguous IPv4 netmask (255.255.255.0 -> 24), or -1 if it is not contiguous. */
 export function netmaskPrefix(mask: Addr): number {
   if (mask.af !== 4) return -1;
@@ -82,6 +93,42 @@ export function parseIPv4(text: string): Addr | null {
     value = value * 256 + octet;
   }
   return addr4(value);
+}
+
+/** What inet_aton read: the address, and whether a zero-padded part was taken as octal. */
+export interface InetAtonResult {
+  addr: Addr;
+  octal: boolean;
+}
+
+// The largest value of the last part, by the number of parts: it fills the remaining bytes.
+const LAST_PART_MAX = [0xffffffff, 0xffffff, 0xffff, 0xff];
+
+/**
+ * IPv4 text as glibc's inet_aton(3) reads it (ipvsadm's addresses and masks): one to four
+ * parts, each decimal, octal (leading 0) or hex (0x); `10.1` is 10.0.0.1, `0x7f000001` is
+ * 127.0.0.1, `010` is 8. Whitespace ends the address and whatever follows it is ignored.
+ */
+export function parseInetAton(text: string): InetAtonResult | null {
+  const space = text.search(/[ \t\n\v\f\r]/);
+  const parts = (space < 0 ? text : text.slice(0, space)).split('.');
+  if (parts.length > 4) return null;
+  let octal = false;
+  const values: number[] = [];
+  for (const part of parts) {
+    let value: number;
+    if (/^0[xX][0-9a-fA-F]+$/.test(part)) value = parseInt(part.slice(2), 16);
+    else if (/^0[0-7]*$/.test(part)) {
+      value = parseInt(part, 8);
+      if (part.length > 1) octal = true;
+    } else if (/^[1-9][0-9]*$/.test(part)) value = Number(part);
+    else return null;
+    values.push(value);
+  }
+  const last = values.pop()!;
+  if (values.some((v) => v > 0xff) || last > LAST_PART_MAX[values.length]!) return null;
+  const high = values.reduce((acc, v, i) => acc + v * 2 ** (24 - 8 * i), 0);
+  return { addr: addr4(high + last), octal };
 }
 
 export function parseIPv6(text: string): Addr | null {
@@ -155,8 +202,10 @@ export function formatIPv6(x: Addr): string {
     }
     i = j;
   }
-  // IPv4-mapped addresses print their tail dotted, as inet_ntop does.
+  // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) addresses print their tail
+  // dotted, as glibc's inet_ntop does.
   if (bestStart === 0 && bestLen === 5 && groups[5] === 0xffff) return `::ffff:${formatIPv4(x.d)}`;
+  if (bestStart === 0 && bestLen === 6) return `::${formatIPv4(x.d)}`;
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;

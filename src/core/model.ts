@@ -55,9 +55,35 @@ export interface Rates {
   outbps: number;
 }
 
+/** The operator's say over a real server at run time (HAProxy's ready/drain/maint). */
+export type AdminState = 'ready' | 'drain' | 'maint';
+
+/** What a real server's runtime state may change, for the `set-dest-runtime` operation. */
+export interface DestRuntimeChange {
+  admin?: AdminState;
+  /** The operator's weight, kept apart from the configured one; null goes back to it. */
+  operatorWeight?: number | null;
+  /** What the health checks say (a server without checks stays 'up'). */
+  health?: HealthState;
+  /** A weight the checks set (misc_dynamic), in place of the configured one; null clears it. */
+  dynamicWeight?: number | null;
+}
+
+/** 'down-inhibited': failed, but kept listed at weight 0 (keepalived's inhibit_on_failure). */
+export type HealthState = 'up' | 'down' | 'down-inhibited';
+
 export class Dest {
   method: ForwardMethod;
+  /** The effective weight, which the schedulers use and -Ln shows (see effectiveWeight). */
   weight: number;
+  /** The weight the configuration gives (-w), which -S saves. */
+  configuredWeight: number;
+  admin: AdminState = 'ready';
+  operatorWeight: number | null = null;
+  health: HealthState = 'up';
+  dynamicWeight: number | null = null;
+  /** Whether schedulers see it: not in maintenance, not failed (without inhibit_on_failure). */
+  scheduled = true;
   uThreshold: number;
   lThreshold: number;
   activeConns = 0;
@@ -79,9 +105,22 @@ export class Dest {
   ) {
     this.method = settings.method;
     this.weight = settings.weight;
+    this.configuredWeight = settings.weight;
     this.uThreshold = settings.uThreshold;
     this.lThreshold = settings.lThreshold;
   }
+}
+
+/** IP_VS_CONN_F_TUNNEL_TYPE_*: the encapsulation of a tunnelling (-i) real server. */
+export type TunnelType = 'ipip' | 'gue' | 'gre';
+/** IP_VS_TUNNEL_ENCAP_FLAG_*: no checksum (the default), checksum, remote checksum offload. */
+export type TunnelCsum = 'nocsum' | 'csum' | 'remcsum';
+
+export interface TunnelSettings {
+  type: TunnelType;
+  /** gue's UDP destination port; 0 for ipip and gre. */
+  port: number;
+  csum: TunnelCsum;
 }
 
 export interface DestSettings {
@@ -89,6 +128,8 @@ export interface DestSettings {
   weight: number;
   uThreshold: number;
   lThreshold: number;
+  /** With method 'tunnel' only; absent means ipip, the kernel's default. */
+  tunnel?: TunnelSettings;
 }
 
 export interface ServiceSettings {
@@ -110,12 +151,14 @@ export interface ServiceView {
   readonly dests: readonly Dest[];
 }
 
-export class Service implements ServiceView {
+export class Service {
   settings: ServiceSettings;
   scheduler: Scheduler;
   schedState: unknown;
-  /** Newest first. */
+  /** Every configured real server, newest first. */
   dests: Dest[] = [];
+  /** What the scheduler sees: the scheduled real servers, in the same order. */
+  readonly view: ServiceView & { dests: Dest[] };
   readonly stats = new Stats();
   rates: Rates = zeroRates();
 
@@ -129,15 +172,32 @@ export class Service implements ServiceView {
     this.settings = settings;
     this.scheduler = scheduler;
     this.schedState = schedState;
+    const flags = () => this.settings.flags;
+    this.view = {
+      af: key.af,
+      get flags() {
+        return flags();
+      },
+      dests: [],
+    };
   }
 
-  get af(): Family {
-    return this.key.af;
+  /** After any change to its real servers: what the scheduler sees follows. */
+  refreshView(): void {
+    this.view.dests = this.dests.filter((d) => d.scheduled);
   }
+}
 
-  get flags(): number {
-    return this.settings.flags;
-  }
+/**
+ * A real server's effective weight and whether it is scheduled, from its configuration, the
+ * operator's state and weight, and its health: maintenance and a failed check take it out;
+ * drain and an inhibited failure keep it at weight 0; the operator's weight wins over the rest.
+ */
+export function applyRuntime(dest: Dest): void {
+  const out = dest.admin === 'maint' || dest.health === 'down';
+  dest.scheduled = !out;
+  if (out || dest.admin === 'drain' || dest.health === 'down-inhibited') dest.weight = 0;
+  else dest.weight = dest.operatorWeight ?? dest.dynamicWeight ?? dest.configuredWeight;
 }
 
 export function zeroRates(): Rates {

@@ -2,7 +2,16 @@
 // socket and the boundary to the data-plane worker thread (structured-clone safe).
 
 import type { Addr, Family, Protocol } from './inet.js';
-import type { DestSettings, ForwardMethod, Rates, ServiceKey, ServiceSettings } from './model.js';
+import type {
+  AdminState,
+  DestRuntimeChange,
+  DestSettings,
+  ForwardMethod,
+  HealthState,
+  Rates,
+  ServiceKey,
+  ServiceSettings,
+} from './model.js';
 
 export type SyncState = 'master' | 'backup';
 
@@ -31,6 +40,19 @@ export type ControlOp =
   | { op: 'add-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
   | { op: 'edit-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
   | { op: 'delete-dest'; key: ServiceKey; addr: Addr; port: number }
+  /**
+   * Runtime state of a real server (health results, drain/maint, the operator's weight): applied
+   * at once, never saved as configuration. With endConnections, a server that leaves the
+   * scheduling has its connections ended (else they drain).
+   */
+  | {
+      op: 'set-dest-runtime';
+      key: ServiceKey;
+      addr: Addr;
+      port: number;
+      change: DestRuntimeChange;
+      endConnections?: boolean;
+    }
   /** Without a key: every service. */
   | { op: 'zero'; key?: ServiceKey }
   /** 0 leaves a value unchanged, as ipvsadm --set. */
@@ -48,7 +70,15 @@ export interface DestSnapshot {
   addr: Addr;
   port: number;
   method: ForwardMethod;
+  /** The effective weight (what -Ln shows); configuredWeight is what -S saves. */
   weight: number;
+  configuredWeight: number;
+  /** False while in maintenance or failed: -Ln leaves it out, as IPVS after keepalived's DELDEST. */
+  scheduled: boolean;
+  admin: AdminState;
+  operatorWeight: number | null;
+  health: HealthState;
+  dynamicWeight: number | null;
   uThreshold: number;
   lThreshold: number;
   activeConns: number;
@@ -82,6 +112,50 @@ export interface ConnSnapshot {
   template: boolean;
 }
 
+/**
+ * A connection or template as plain data, with the service it belongs to: what a restarted
+ * director or a sync peer needs to re-create it (Director.exportConnections/importConnections).
+ */
+export interface ConnRecord extends ConnSnapshot {
+  service: ServiceKey;
+}
+
+/** What importConnections made of a batch of records. */
+export interface ImportResult {
+  imported: number;
+  /** Records that found no service, no real server, a full table, or an entry already there. */
+  skipped: { noService: number; noDest: number; tableFull: number; present: number };
+}
+
+/** The packet loop's own counters. Packets are device frames: a GSO super-packet counts once. */
+export interface DeviceCounters {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  drops: {
+    /** The director's verdict was drop (no service, no real server, bad packet, ...). */
+    verdict: number;
+    /** The kernel refused the rewritten frame (write error, queue full). */
+    writeFailed: number;
+    /** The director threw: a bug, counted rather than allowed to stop the packet loop. */
+    exception: number;
+  };
+}
+
+export function zeroDeviceCounters(): DeviceCounters {
+  return {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    drops: { verdict: 0, writeFailed: 0, exception: 0 },
+  };
+}
+
+/** Director.process's verdict for a packet that is not the director's: give it back to the kernel unchanged. */
+export const PASS_TO_HOST = -1;
+
 /** What the packet path did besides forwarding: every drop by reason (see Director.process). */
 export interface DataPathCounters {
   /** Packets forwarded towards the real servers (in) and back to the clients (out). */
@@ -90,7 +164,18 @@ export interface DataPathCounters {
   /** ICMP errors the director sent itself (port unreachable when no real server is available). */
   icmpSent: number;
   drops: Record<string, number>;
+  /** Packets given back to the kernel unchanged because they were not the director's, by reason. */
+  passed: Record<string, number>;
+  /** Present when packets move: the packet loop's device counters, exceptions and write failures included. */
+  device?: DeviceCounters;
 }
+
+/** What an engine reports unasked. */
+export type EngineEvent =
+  /** The data plane stopped: no packets move any more, and the daemon must not go on as if they did. */
+  | { kind: 'failed'; reason: string }
+  /** The packet path threw (a bug): counted in device.drops.exception, reported at most every few seconds. */
+  | { kind: 'exception'; message: string; count: number };
 
 export interface Snapshot {
   /** Hash buckets of the connection table, shown as "size=" in the list header. */

@@ -2,14 +2,21 @@
 // first and only then changes state, so a refused operation leaves the table as it was.
 
 import { ErrorCodes, LvsError } from './errors.js';
-import { addrEquals, addrKey, IPPROTO_UDP, type Addr } from './inet.js';
+import './forward/index.js';
+import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
+import { addrEquals, addrKey, IPPROTO_UDP, isUnicast, type Addr, type Family } from './inet.js';
 import {
+  applyRuntime,
   Dest,
   MAX_PERSISTENT_TIMEOUT,
   Service,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
+  type AdminState,
+  type DestRuntimeChange,
+  type HealthState,
   type DestSettings,
+  type ForwardMethod,
   type ServiceKey,
   type ServiceSettings,
 } from './model.js';
@@ -20,12 +27,21 @@ export const MAX_WEIGHT = 65535;
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
 export function serviceKeyString(key: ServiceKey): string {
-  return key.fwmark > 0 ? `f${key.af}:${key.fwmark}` : `${key.protocol}:${addrKey(key.addr)}:${key.port}`;
+  return key.fwmark > 0
+    ? fwmarkKeyString(key.af, key.fwmark)
+    : addrKeyString(key.protocol, key.addr, key.port);
 }
+
+export const sameServiceKey = (a: ServiceKey, b: ServiceKey): boolean =>
+  serviceKeyString(a) === serviceKeyString(b);
+
+const fwmarkKeyString = (af: Family, fwmark: number) => `f${af}:${fwmark}`;
+const addrKeyString = (protocol: number, addr: Addr, port: number) => `${protocol}:${addrKey(addr)}:${port}`;
 
 /** What removing a service or a real server means for the connections bound to it. */
 export interface ServiceTableListener {
-  serviceRemoved(service: Service): void;
+  /** Called once per operation, so that `-C` ends every connection in one pass over the table. */
+  servicesRemoved(services: readonly Service[]): void;
   destRemoved(service: Service, dest: Dest): void;
 }
 
@@ -36,6 +52,9 @@ export class ServiceTable {
   private readonly ordered: Service[] = [];
   private nextServiceId = 1;
   private nextDestId = 1;
+  /** How many services use each virtual address, and how many real servers each address:port is. */
+  private readonly virtualAddrs = new RefCount();
+  private readonly realServers = new RefCount();
 
   constructor(
     private readonly env: SchedulerEnv,
@@ -56,19 +75,36 @@ export class ServiceTable {
 
   /** ip_vs_service_find: the exact port first, then a port-zero (all ports) service. */
   lookup(protocol: number, vaddr: Addr, vport: number): Service | undefined {
-    const exact = this.byKey.get(`${protocol}:${addrKey(vaddr)}:${vport}`);
-    return exact ?? (vport !== 0 ? this.byKey.get(`${protocol}:${addrKey(vaddr)}:0`) : undefined);
+    const exact = this.byKey.get(addrKeyString(protocol, vaddr, vport));
+    return exact ?? (vport !== 0 ? this.byKey.get(addrKeyString(protocol, vaddr, 0)) : undefined);
+  }
+
+  /** The firewall-mark service of this family and mark. */
+  lookupFwmark(af: Family, fwmark: number): Service | undefined {
+    return this.byKey.get(fwmarkKeyString(af, fwmark));
+  }
+
+  /** Whether `addr` is the address of a (protocol, address, port) service. */
+  isVirtualAddress(addr: Addr): boolean {
+    return this.virtualAddrs.has(addrKey(addr));
+  }
+
+  /** Whether addr:port is a real server of some service (a port-0 real server matches every port). */
+  isRealServer(addr: Addr, port: number): boolean {
+    return this.realServers.has(`${addrKey(addr)}:${port}`) || this.realServers.has(`${addrKey(addr)}:0`);
   }
 
   add(key: ServiceKey, settings: ServiceSettings): Service {
-    const scheduler = validateService(key, settings);
     const id = serviceKeyString(key);
+    // As the kernel: the service lookup comes before the scheduler's ("Service already exists" wins).
     if (this.byKey.has(id)) throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
+    const scheduler = validateService(key, settings);
     const service = new Service(this.nextServiceId++, key, { ...settings }, scheduler, undefined);
-    service.schedState = scheduler.initService(service, this.env);
+    service.schedState = scheduler.initService(service.view, this.env);
     this.byKey.set(id, service);
     this.byServiceId.set(service.id, service);
     this.ordered.push(service);
+    if (key.fwmark === 0) this.virtualAddrs.add(addrKey(key.addr));
     return service;
   }
 
@@ -79,7 +115,7 @@ export class ServiceTable {
     service.settings = { ...settings };
     if (rebind) {
       service.scheduler = scheduler;
-      service.schedState = scheduler.initService(service, this.env);
+      service.schedState = scheduler.initService(service.view, this.env);
     }
   }
 
@@ -88,7 +124,7 @@ export class ServiceTable {
     this.byKey.delete(serviceKeyString(key));
     this.byServiceId.delete(service.id);
     this.ordered.splice(this.ordered.indexOf(service), 1);
-    this.retire(service);
+    this.retire([service]);
   }
 
   clear(): void {
@@ -96,7 +132,7 @@ export class ServiceTable {
     this.byKey.clear();
     this.byServiceId.clear();
     this.ordered.length = 0;
-    for (const service of all) this.retire(service);
+    this.retire(all);
   }
 
   addDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): Dest {
@@ -104,9 +140,12 @@ export class ServiceTable {
     validateDest(service, addr, port, settings);
     if (findDest(service, addr, port))
       throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
+    // ip_vs_new_dest: a real server must be a unicast address.
+    if (!isUnicast(addr)) throw invalid('real server address is not unicast');
     const dest = new Dest(this.nextDestId++, addr, port, { ...settings });
     // list_add_rcu: the newest real server stands first.
     service.dests.unshift(dest);
+    this.realServers.add(`${addrKey(addr)}:${port}`);
     this.rescheduled(service);
     return dest;
   }
@@ -117,7 +156,8 @@ export class ServiceTable {
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     dest.method = settings.method;
-    dest.weight = settings.weight;
+    dest.configuredWeight = settings.weight;
+    applyRuntime(dest);
     dest.uThreshold = settings.uThreshold;
     dest.lThreshold = settings.lThreshold;
     // __ip_vs_update_dest: new thresholds may lift the overload at once.
@@ -126,23 +166,46 @@ export class ServiceTable {
     this.rescheduled(service);
   }
 
+  /** Runtime state (health, drain, maintenance, the operator's weight): never part of the configuration. */
+  setDestRuntime(key: ServiceKey, addr: Addr, port: number, change: DestRuntimeChange): Dest {
+    const service = this.requireForDest(key);
+    const dest = findDest(service, addr, port);
+    if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
+    validateRuntime(change);
+    if (change.admin !== undefined) dest.admin = change.admin;
+    if (change.operatorWeight !== undefined) dest.operatorWeight = change.operatorWeight;
+    if (change.health !== undefined) dest.health = change.health;
+    if (change.dynamicWeight !== undefined) dest.dynamicWeight = change.dynamicWeight;
+    applyRuntime(dest);
+    this.rescheduled(service);
+    return dest;
+  }
+
   deleteDest(key: ServiceKey, addr: Addr, port: number): void {
     const service = this.requireForDest(key);
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     service.dests.splice(service.dests.indexOf(dest), 1);
+    this.realServers.remove(`${addrKey(addr)}:${port}`);
     dest.available = false;
     this.rescheduled(service);
     this.listener.destRemoved(service, dest);
   }
 
   private rescheduled(service: Service): void {
-    service.scheduler.updateService?.(service.schedState, service);
+    service.refreshView();
+    service.scheduler.updateService?.(service.schedState, service.view);
   }
 
-  private retire(service: Service): void {
-    for (const dest of service.dests) dest.available = false;
-    this.listener.serviceRemoved(service);
+  private retire(services: readonly Service[]): void {
+    for (const service of services) {
+      if (service.key.fwmark === 0) this.virtualAddrs.remove(addrKey(service.key.addr));
+      for (const dest of service.dests) {
+        dest.available = false;
+        this.realServers.remove(`${addrKey(dest.addr)}:${dest.port}`);
+      }
+    }
+    this.listener.servicesRemoved(services);
   }
 
   private require(key: ServiceKey): Service {
@@ -182,7 +245,10 @@ function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler 
   }
   const maxPrefix = key.af === 4 ? 32 : 128;
   const prefix = settings.netmaskPrefix;
-  if (!Number.isInteger(prefix) || prefix < 1 || prefix > maxPrefix) throw invalid('persistence netmask');
+  // An IPv4 mask of 0.0.0.0 (prefix 0) puts every client in one persistence group; IPv6 needs 1..128.
+  const minPrefix = key.af === 4 ? 0 : 1;
+  if (!Number.isInteger(prefix) || prefix < minPrefix || prefix > maxPrefix)
+    throw invalid('persistence netmask');
   if (settings.flags & SVC_F_ONEPACKET && key.fwmark === 0 && key.protocol !== IPPROTO_UDP) {
     throw invalid('one-packet scheduling is only for UDP');
   }
@@ -194,15 +260,64 @@ function validateService(key: ServiceKey, settings: ServiceSettings): Scheduler 
   return scheduler;
 }
 
+const METHOD_OPTIONS: Record<ForwardMethod, string> = {
+  masq: 'masquerading (-m)',
+  route: "direct routing (-g, ipvsadm's default when no method is given)",
+  tunnel: 'tunnelling (-i)',
+  local: 'local delivery',
+};
+
+const ADMIN_STATES = new Set<AdminState>(['ready', 'drain', 'maint']);
+const HEALTH_STATES = new Set<HealthState>(['up', 'down', 'down-inhibited']);
+
+function validateRuntime(change: DestRuntimeChange): void {
+  const weightOk = (w: unknown) =>
+    w === null || (Number.isInteger(w) && (w as number) >= 0 && (w as number) <= MAX_WEIGHT);
+  if (change.admin !== undefined && !ADMIN_STATES.has(change.admin)) throw invalid('admin state');
+  if (change.operatorWeight !== undefined && !weightOk(change.operatorWeight)) throw invalid('weight');
+  if (change.health !== undefined && !HEALTH_STATES.has(change.health)) throw invalid('health state');
+  if (change.dynamicWeight !== undefined && !weightOk(change.dynamicWeight)) throw invalid('weight');
+}
+
 function validateDest(service: Service, addr: Addr, port: number, settings: DestSettings): void {
+  // Refused rather than accepted and then dropped: an ipvsadm script replayed here must fail loudly.
+  if (forwardingMethodId(settings.method) < 0) {
+    const available = forwardingMethodNames().map((m) => METHOD_OPTIONS[m]);
+    throw new LvsError(
+      ErrorCodes.METHOD_UNSUPPORTED,
+      `lvsd cannot forward by ${METHOD_OPTIONS[settings.method]} yet; use ${available.join(' or ')}`,
+    );
+  }
   const { weight, uThreshold, lThreshold } = settings;
   if (!Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) throw invalid('weight');
   if (!Number.isInteger(uThreshold) || uThreshold < 0 || !Number.isInteger(lThreshold) || lThreshold < 0) {
     throw invalid('thresholds');
   }
-  if (uThreshold !== 0 && lThreshold > uThreshold) throw invalid('lower threshold above upper');
+  // ip_vs_add_dest / ip_vs_edit_dest: checked before the real server is looked up; an upper
+  // threshold of 0 (none) still refuses any lower one.
+  if (lThreshold > uThreshold)
+    throw new LvsError(ErrorCodes.OUT_OF_RANGE, 'lower threshold above the upper threshold');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid('port out of range');
-  if (addr.af !== service.af && settings.method !== 'tunnel') {
+  if (addr.af !== service.key.af && settings.method !== 'tunnel') {
     throw new LvsError(ErrorCodes.AF_NOT_SUPPORTED, 'Operation not supported with specified address family');
+  }
+}
+
+/** Counts per key, for "is any service using it" questions on the packet path. */
+class RefCount {
+  private readonly counts = new Map<string, number>();
+
+  add(key: string): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const n = this.counts.get(key)! - 1;
+    if (n === 0) this.counts.delete(key);
+    else this.counts.set(key, n);
+  }
+
+  has(key: string): boolean {
+    return this.counts.has(key);
   }
 }

@@ -2,15 +2,18 @@
 // plain, structured-clone-safe data only.
 
 import type { MessagePort } from 'node:worker_threads';
-import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { ControlOp, EngineEvent, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 
 /** What the worker needs of the director (src/core/director.ts): control and the packet entry point. */
 export interface PacketDirector {
   execute(op: ControlOp): void;
   snapshot(options: { connections: boolean }): Snapshot;
-  /** Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. */
-  process(buf: Uint8Array, offset: number, length: number): number;
+  /**
+   * Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. `fwmark` is
+   * the mark of the device the frame came from (0 for none).
+   */
+  process(buf: Uint8Array, offset: number, length: number, fwmark: number): number;
   /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
   readonly pending: Uint8Array[];
   tick(): void;
@@ -29,22 +32,6 @@ export interface WorkerSettings {
   tickMs: number;
 }
 
-/** Per-worker packet counters. Packets are TUN frames: a GSO super-packet counts once. */
-export interface DataplaneStats {
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
-  drops: {
-    /** The director's verdict was drop (no service, no real server, bad packet, ...). */
-    verdict: number;
-    /** The kernel refused the rewritten frame (write error, queue full). */
-    writeFailed: number;
-    /** The director threw: a bug, counted rather than allowed to stop the packet loop. */
-    exception: number;
-  };
-}
-
 export type RequestBody =
   | { kind: 'execute'; op: ControlOp }
   | { kind: 'snapshot'; connections: boolean }
@@ -61,18 +48,13 @@ export interface SerializedError {
 export type Reply =
   { id: number; ok: true; value: unknown } | { id: number; ok: false; error: SerializedError };
 
+/** Sent by the worker unasked: what it has to report (a packet-path exception, say). */
+export interface WorkerEventMessage {
+  event: EngineEvent;
+}
+
 /** The worker's first message: the device is open (with the name the kernel gave it), or it failed. */
 export type Startup = { kind: 'ready'; tunName: string | null } | { kind: 'failed'; error: SerializedError };
-
-export function zeroDataplaneStats(): DataplaneStats {
-  return {
-    rxPackets: 0,
-    rxBytes: 0,
-    txPackets: 0,
-    txBytes: 0,
-    drops: { verdict: 0, writeFailed: 0, exception: 0 },
-  };
-}
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) {

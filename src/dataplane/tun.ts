@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import koffi from 'koffi';
+import type { DeviceDriver, PacketDevice } from './device.js';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETOFFLOAD = 0x400454d0;
@@ -96,20 +97,22 @@ export interface TunOptions {
   mtu: number;
 }
 
-export class TunDevice {
+export class TunDevice implements PacketDevice {
   readonly name: string;
-  private fd: number;
-  private readonly pollfd = Buffer.alloc(8);
+  /** The descriptor, for poll(); -1 once closed. */
+  fd: number;
 
-  private constructor(fd: number, name: string) {
+  private constructor(
+    fd: number,
+    name: string,
+    readonly fwmark: number,
+  ) {
     this.fd = fd;
     this.name = name;
-    this.pollfd.writeInt32LE(fd, 0);
-    this.pollfd.writeInt16LE(POLLIN, 4);
   }
 
   /** Creates the device, enables offloads, sets its MTU and brings it up. */
-  static open(options: TunOptions): TunDevice {
+  static open(options: TunOptions, fwmark = 0): TunDevice {
     if (Buffer.byteLength(options.name) >= IFNAMSIZ)
       throw new Error(`interface name too long: ${options.name}`);
     const fd = c.open('/dev/net/tun', O_RDWR | O_NONBLOCK | O_CLOEXEC) as number;
@@ -128,7 +131,7 @@ export class TunDevice {
       }
       execFileSync('ip', ['link', 'set', 'dev', name, 'mtu', String(options.mtu), 'up'], { stdio: 'pipe' });
       steerForwarding(name);
-      return new TunDevice(fd, name);
+      return new TunDevice(fd, name, fwmark);
     } catch (error) {
       c.close(fd);
       throw error;
@@ -149,16 +152,33 @@ export class TunDevice {
     return (c.write(this.fd, buf, length) as number) === length;
   }
 
-  /** Waits until a frame is readable or the timeout passes; true when readable. */
-  poll(timeoutMs: number): boolean {
-    const n = c.poll(this.pollfd, 1, timeoutMs) as number;
-    return n > 0 && (this.pollfd.readInt16LE(6) & POLLIN) !== 0;
-  }
-
   /** Closing the last fd of a non-persistent TUN removes the interface and its routes. */
   close(): void {
     if (this.fd < 0) return;
     c.close(this.fd);
     this.fd = -1;
+  }
+}
+
+/** TUN devices of one MTU, waited on together with one poll(). */
+export class TunDriver implements DeviceDriver {
+  private pollfds = Buffer.alloc(0);
+
+  constructor(private readonly mtu: number) {}
+
+  open(name: string, fwmark: number): TunDevice {
+    return TunDevice.open({ name, mtu: this.mtu }, fwmark);
+  }
+
+  wait(devices: readonly PacketDevice[], timeoutMs: number): void {
+    if (devices.length === 0) return sleepMs(timeoutMs);
+    if (this.pollfds.length !== devices.length * 8) this.pollfds = Buffer.alloc(devices.length * 8);
+    devices.forEach((device, i) => {
+      // struct pollfd { int fd; short events; short revents; }
+      this.pollfds.writeInt32LE((device as TunDevice).fd, i * 8);
+      this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
+      this.pollfds.writeInt16LE(0, i * 8 + 6);
+    });
+    c.poll(this.pollfds, devices.length, timeoutMs);
   }
 }

@@ -4,15 +4,17 @@
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Engine } from '../core/engine.js';
-import { LvsError } from '../core/errors.js';
-import type { ControlOp, Snapshot } from '../core/ops.js';
+import { ErrorCodes, LvsError } from '../core/errors.js';
+import { addrEquals } from '../core/inet.js';
+import { sameServiceKey } from '../core/services.js';
+import type { ControlOp, DeviceCounters, EngineEvent, ServiceSnapshot, Snapshot } from '../core/ops.js';
 import type { HostSteering } from './host.js';
 import type {
-  DataplaneStats,
   Reply,
   RequestBody,
   SerializedError,
   Startup,
+  WorkerEventMessage,
   WorkerSettings,
 } from './messages.js';
 
@@ -28,6 +30,11 @@ export interface WorkerEngineOptions {
   tickMs?: number;
 }
 
+type SteeringOp = Extract<
+  ControlOp,
+  { op: 'add-service' | 'add-dest' | 'delete-service' | 'delete-dest' | 'clear' }
+>;
+
 const STEERING_OPS = new Set<ControlOp['op']>([
   'add-service',
   'delete-service',
@@ -35,6 +42,37 @@ const STEERING_OPS = new Set<ControlOp['op']>([
   'add-dest',
   'delete-dest',
 ]);
+
+const isSteering = (op: ControlOp): op is SteeringOp => STEERING_OPS.has(op.op);
+
+/** The operation that takes an addition back. */
+function undoAddition(op: Extract<SteeringOp, { op: 'add-service' | 'add-dest' }>): ControlOp {
+  return op.op === 'add-service'
+    ? { op: 'delete-service', key: op.key }
+    : { op: 'delete-dest', key: op.key, addr: op.addr, port: op.port };
+}
+
+/** The services that remain once a removal is done (as the director will do it). */
+function afterRemoval(
+  services: readonly ServiceSnapshot[],
+  op: Extract<SteeringOp, { op: 'delete-service' | 'delete-dest' | 'clear' }>,
+): ServiceSnapshot[] {
+  if (op.op === 'clear') return [];
+  const others = services.filter((s) => !sameServiceKey(s.key, op.key));
+  if (op.op === 'delete-service') return others;
+  return services.map((s) =>
+    sameServiceKey(s.key, op.key)
+      ? { ...s, dests: s.dests.filter((d) => d.port !== op.port || !addrEquals(d.addr, op.addr)) }
+      : s,
+  );
+}
+
+function hostRefused(error: unknown): LvsError {
+  const why = error instanceof Error ? error.message : String(error);
+  return new LvsError(ErrorCodes.HOST_REFUSED, `the host refused the change, nothing was changed: ${why}`, {
+    cause: error,
+  });
+}
 
 function toError(error: SerializedError): Error {
   return error.code ? new LvsError(error.code, error.message) : new Error(error.message);
@@ -45,6 +83,9 @@ export class WorkerEngine implements Engine {
   private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   private exited: Error | null = null;
   private closing: Promise<void> | null = null;
+  private readonly listeners = new Set<(event: EngineEvent) => void>();
+  /** Why the worker died, when it threw. */
+  private crash: Error | null = null;
 
   private constructor(
     private readonly worker: Worker,
@@ -53,19 +94,42 @@ export class WorkerEngine implements Engine {
     /** The device's name as the kernel gave it, or null without a device. */
     readonly tunName: string | null,
   ) {
-    port.on('message', (reply: Reply) => {
+    port.on('message', (message: Reply | WorkerEventMessage) => {
+      if ('event' in message) {
+        this.emit(message.event);
+        return;
+      }
+      const reply = message;
       const waiter = this.pending.get(reply.id);
       if (!waiter) return;
       this.pending.delete(reply.id);
       if (reply.ok) waiter.resolve(reply.value);
       else waiter.reject(toError(reply.error));
     });
+    worker.on('error', (error) => {
+      this.crash = error;
+    });
     worker.on('exit', (code) => {
       this.exited = new Error(`data-plane worker exited (code ${code})`);
       for (const waiter of this.pending.values()) waiter.reject(this.exited);
       this.pending.clear();
       port.close();
+      if (this.closing) return;
+      // Nobody forwards any more: take the steering away at once, so the service's traffic is
+      // no longer routed into a device nobody reads, and let the daemon stop.
+      this.host?.stop();
+      const why = this.crash ? (this.crash.stack ?? this.crash.message) : `exit code ${code}`;
+      this.emit({ kind: 'failed', reason: `the data-plane worker died: ${why}` });
     });
+  }
+
+  onEvent(listener: (event: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: EngineEvent): void {
+    for (const listener of this.listeners) listener(event);
   }
 
   /** Starts the worker and waits until its device is up (or rejects with why it is not). */
@@ -95,9 +159,6 @@ export class WorkerEngine implements Engine {
       throw toError(startup.error);
     }
     worker.removeAllListeners('error');
-    worker.on('error', () => {
-      // The 'exit' listener reports it to every waiter; a worker error must not crash the daemon.
-    });
     return new WorkerEngine(worker, channel.port1, options.host, startup.tunName);
   }
 
@@ -110,11 +171,44 @@ export class WorkerEngine implements Engine {
     });
   }
 
+  /**
+   * Applies an operation to the director and the host's steering together, or to neither: an
+   * addition is taken back when the host refuses it; a removal leaves the host first, so a
+   * refusal there finds the director untouched.
+   */
   async execute(op: ControlOp): Promise<void> {
-    await this.request<void>({ kind: 'execute', op });
-    if (this.host && STEERING_OPS.has(op.op)) {
-      const { services } = await this.snapshot({ connections: false });
-      this.host.sync(services);
+    const host = this.host;
+    if (!host || !isSteering(op)) return this.request<void>({ kind: 'execute', op });
+    const before = (await this.snapshot({ connections: false })).services;
+    const restore = () => {
+      try {
+        host.sync(before);
+      } catch {
+        // The host refused going back as well: the next change's sync retries the difference.
+      }
+    };
+    if (op.op === 'add-service' || op.op === 'add-dest') {
+      await this.request<void>({ kind: 'execute', op });
+      try {
+        host.sync((await this.snapshot({ connections: false })).services);
+      } catch (error) {
+        await this.request<void>({ kind: 'execute', op: undoAddition(op) });
+        restore();
+        throw hostRefused(error);
+      }
+      return;
+    }
+    try {
+      host.sync(afterRemoval(before, op));
+    } catch (error) {
+      restore();
+      throw hostRefused(error);
+    }
+    try {
+      await this.request<void>({ kind: 'execute', op });
+    } catch (error) {
+      restore();
+      throw error;
     }
   }
 
@@ -123,8 +217,8 @@ export class WorkerEngine implements Engine {
   }
 
   /** The worker's packet and drop counters. */
-  stats(): Promise<DataplaneStats> {
-    return this.request<DataplaneStats>({ kind: 'stats' });
+  stats(): Promise<DeviceCounters> {
+    return this.request<DeviceCounters>({ kind: 'stats' });
   }
 
   /** Stops the packet loop (removing the device), then undoes the host plumbing. Idempotent. */

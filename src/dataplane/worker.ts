@@ -1,72 +1,66 @@
 // The data-plane thread: owns the director (and so the connection table) and runs the packet
 // loop. poll() blocks synchronously, so the thread's event loop never turns: control requests
-// are pulled with receiveMessageOnPort between batches and answered with postMessage.
+// are pulled with receiveMessageOnPort between turns and answered with postMessage.
 
 import { performance } from 'node:perf_hooks';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import type { Clock } from '../core/clock.js';
 import {
   serializeError,
-  zeroDataplaneStats,
   type PacketDirector,
   type Reply,
   type Request,
   type Startup,
+  type WorkerEventMessage,
   type WorkerSettings,
 } from './messages.js';
-import { sleepMs, TunDevice, TUN_FRAME_MAX } from './tun.js';
-
-/** Frames handled before control requests and the tick get their turn. */
-const BATCH = 64;
+import { PacketLoop } from './packet-loop.js';
+import { TUN_FRAME_MAX, TunDriver } from './tun.js';
 
 const settings = workerData as WorkerSettings;
 const port = settings.port;
 const clock: Clock = { now: () => performance.now() };
 
 async function start(): Promise<void> {
-  let tun: TunDevice | null = null;
-  let director: PacketDirector;
+  let loop: PacketLoop;
   try {
     const { Director } = (await import(settings.directorModule)) as {
       Director: new (options: { clock: Clock; connCapacity?: number }) => PacketDirector;
     };
-    director = new Director({ clock, connCapacity: settings.connCapacity });
-    if (settings.tun) tun = TunDevice.open(settings.tun);
+    loop = new PacketLoop({
+      director: new Director({ clock, connCapacity: settings.connCapacity }),
+      driver: new TunDriver(settings.tun?.mtu ?? 0),
+      clock,
+      frameMax: TUN_FRAME_MAX,
+      mainDevice: settings.tun?.name ?? null,
+      idlePollMs: settings.idlePollMs,
+      tickMs: settings.tickMs,
+      report: (event) => port.postMessage({ event } satisfies WorkerEventMessage),
+    });
   } catch (error) {
     parentPort!.postMessage({ kind: 'failed', error: serializeError(error) } satisfies Startup);
     return;
   }
-  parentPort!.postMessage({ kind: 'ready', tunName: tun?.name ?? null } satisfies Startup);
-  run(director, tun);
+  parentPort!.postMessage({ kind: 'ready', tunName: loop.mainDeviceName } satisfies Startup);
+  run(loop);
   port.close();
 }
 
-function run(director: PacketDirector, tun: TunDevice | null): void {
-  const stats = zeroDataplaneStats();
-  const frame = new Uint8Array(TUN_FRAME_MAX);
-  let lastTick = clock.now();
+function run(loop: PacketLoop): void {
   let running = true;
-
   const serve = (request: Request): unknown => {
     switch (request.kind) {
       case 'execute':
-        return director.execute(request.op);
+        return loop.execute(request.op);
       case 'snapshot':
-        return director.snapshot({ connections: request.connections });
+        return loop.snapshot(request.connections);
       case 'stats':
-        return structuredClone(stats);
+        return structuredClone(loop.stats);
       case 'stop':
         running = false;
-        tun?.close();
+        loop.close();
         return undefined;
     }
-  };
-
-  const send = (device: TunDevice, buf: Uint8Array, length: number): void => {
-    if (device.write(buf, length)) {
-      stats.txPackets++;
-      stats.txBytes += length;
-    } else stats.drops.writeFailed++;
   };
 
   while (running) {
@@ -80,38 +74,7 @@ function run(director: PacketDirector, tun: TunDevice | null): void {
       }
       port.postMessage(reply);
     }
-    if (!running) break;
-
-    if (tun) {
-      let handled = 0;
-      for (; handled < BATCH; handled++) {
-        const n = tun.read(frame);
-        if (n === 0) break;
-        stats.rxPackets++;
-        stats.rxBytes += n;
-        let out: number;
-        try {
-          out = director.process(frame, 0, n);
-        } catch {
-          stats.drops.exception++;
-          continue;
-        }
-        if (out === 0) stats.drops.verdict++;
-        else send(tun, frame, out);
-        if (director.pending.length > 0) {
-          for (const extra of director.pending.splice(0)) send(tun, extra, extra.length);
-        }
-      }
-      if (handled === 0) tun.poll(settings.idlePollMs);
-    } else {
-      sleepMs(settings.idlePollMs);
-    }
-
-    const now = clock.now();
-    if (now - lastTick >= settings.tickMs) {
-      lastTick = now;
-      director.tick();
-    }
+    if (running) loop.turn();
   }
 }
 

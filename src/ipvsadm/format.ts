@@ -11,7 +11,7 @@ import {
   SVC_F_SCHED3,
   SVC_F_SCHED_MASK,
 } from '../core/model.js';
-import type { ForwardMethod, ServiceKey } from '../core/model.js';
+import type { DestSettings, ForwardMethod, ServiceKey, TunnelCsum, TunnelSettings } from '../core/model.js';
 import { prefixNetmask } from '../core/inet.js';
 import type {
   ConnSnapshot,
@@ -123,6 +123,35 @@ const FORWARD_SWITCHES: Record<ForwardMethod, string> = {
   route: '-g',
 };
 
+/** A real server as listed; `tunnel` where the snapshot carries a tunnel's settings. */
+type ListedDest = DestSnapshot & Pick<DestSettings, 'tunnel'>;
+
+/** A tunnel without recorded settings is ipip, the kernel's default type. */
+function tunnelOf(d: ListedDest): TunnelSettings {
+  return d.tunnel ?? { type: 'ipip', port: 0, csum: 'nocsum' };
+}
+
+const CSUM_SWITCHES: Record<TunnelCsum, string> = {
+  nocsum: '--tun-nocsum',
+  csum: '--tun-csum',
+  remcsum: '--tun-remcsum',
+};
+const CSUM_MARKS: Record<TunnelCsum, string> = { nocsum: '-c', csum: '+c', remcsum: 'r+c' };
+
+/** print_tunnel_rule: ipip names its type, gue its port and checksum, gre its checksum. */
+function tunnelRule(t: TunnelSettings): string {
+  if (t.type === 'gue') return ` --tun-type gue --tun-port ${t.port} ${CSUM_SWITCHES[t.csum]}`;
+  if (t.type === 'gre') return ` --tun-type gre ${CSUM_SWITCHES[t.csum]}`;
+  return ' --tun-type ipip';
+}
+
+/** fwd_tun_info: the TunnelInfo column of --tun-info. */
+function tunnelInfo(t: TunnelSettings): string {
+  if (t.type === 'gue') return `gue:${t.port}:${CSUM_MARKS[t.csum]}`;
+  if (t.type === 'gre') return `gre:${CSUM_MARKS[t.csum]}`;
+  return 'ipip';
+}
+
 /** print_largenum: 9 columns, scaled with K/M/G/T unless --exact. */
 export function largeNum(value: number, exact: boolean): string {
   const v = Math.max(0, Math.floor(value));
@@ -167,6 +196,8 @@ function title(format: ListFormat): string {
       `${left(head, 33)} ${left('Weight', 9)} ${left('PersistConn', 11)} ${left('ActiveConn', 10)} ${left('InActConn', 10)}\n` +
       '  -> RemoteAddress:Port\n'
     );
+  if (format.tunInfo)
+    return 'Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n';
   return 'Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n';
 }
 
@@ -200,8 +231,9 @@ function serviceLine(svc: ServiceSnapshot, svcName: string, style: Style): strin
       line += ` -p ${s.timeout}`;
       const mask = netmaskText(svc);
       if (mask !== null) line += ` -M ${mask}`;
-      if (s.pe) line += ` --pe ${s.pe}`;
     }
+    // Unlike the listing, -S saves the engine of a non-persistent service too.
+    if (s.pe) line += ` --pe ${s.pe}`;
     if (s.flags & SVC_F_ONEPACKET) line += ' -o';
     if (s.flags & SVC_F_SCHED_MASK) line += ` -b ${schedFlagNames(s.scheduler, s.flags)}`;
     return line;
@@ -232,11 +264,12 @@ function serviceLine(svc: ServiceSnapshot, svcName: string, style: Style): strin
   return line;
 }
 
-function destLine(svc: ServiceSnapshot, svcName: string, d: DestSnapshot, style: Style): string {
+function destLine(svc: ServiceSnapshot, svcName: string, d: ListedDest, style: Style): string {
   const f = style.format;
   let name = addrPortName(d.addr, d.port, svc.key.protocol, f.numeric, style.names);
   if (style.rule) {
     let line = `-a ${svcName} -r ${name} ${FORWARD_SWITCHES[d.method]} -w ${d.weight}`;
+    if (d.method === 'tunnel') line += tunnelRule(tunnelOf(d));
     if (style.thresholdsInRules) {
       if (d.uThreshold) line += ` -x ${d.uThreshold}`;
       if (d.lThreshold) line += ` -y ${d.lThreshold}`;
@@ -261,6 +294,10 @@ function destLine(svc: ServiceSnapshot, svcName: string, d: DestSnapshot, style:
     return `${prefix} ${[d.uThreshold, d.lThreshold, d.activeConns, d.inactConns].map((v) => left(String(v), 10)).join(' ')}`;
   if (f.persistentConn)
     return `${prefix} ${left(String(d.weight), 9)} ${left(String(d.persistConns), 11)} ${left(String(d.activeConns), 10)} ${left(String(d.inactConns), 10)}`;
+  if (f.tunInfo) {
+    const info = d.method === 'tunnel' ? tunnelInfo(tunnelOf(d)) : 'n/a';
+    return `${prefix} ${left(FORWARD_NAMES[d.method], 7)} ${left(info, 13)} ${left(String(d.weight), 6)} ${left(String(d.activeConns), 10)} ${left(String(d.inactConns), 10)}`;
+  }
   return `${prefix} ${left(FORWARD_NAMES[d.method], 7)} ${left(String(d.weight), 6)} ${left(String(d.activeConns), 10)} ${left(String(d.inactConns), 10)}`;
 }
 
@@ -331,9 +368,14 @@ export function formatConnections(
   format: ListFormat,
   names: NameTable,
 ): string {
+  // --persistent-conn adds persistence engine columns; a row fills them only for a connection
+  // with engine data (lvsd keeps none), as ipvsadm prints /proc/net/ip_vs_conn's rows.
+  const columns = format.persistentConn
+    ? `${left('destination', 18)} ${left('pe name', 16)} pe_data`
+    : 'destination';
   let out =
     'IPVS connection entries\n' +
-    `pro expire ${left('state', 11)} ${left('source', 18)} ${left('virtual', 18)} destination\n`;
+    `pro expire ${left('state', 11)} ${left('source', 18)} ${left('virtual', 18)} ${columns}\n`;
   for (const c of conns) {
     const name = (a: Addr, port: number) => addrPortName(a, port, c.protocol, format.numeric, names);
     out +=

@@ -7,7 +7,7 @@ import type { ControlOp } from '../core/ops.js';
 /** What the refused call was, in libipvs's terms (its ipvs_func). */
 export type RefusedCall = ControlOp['op'] | 'start-daemon' | 'stop-daemon' | 'get-service';
 
-type Errno = 'EEXIST' | 'ENOENT' | 'ESRCH' | 'EINVAL' | 'EAFNOSUPPORT' | 'ENOMEM' | 'EPERM';
+type Errno = 'EEXIST' | 'ENOENT' | 'ESRCH' | 'EINVAL' | 'ERANGE' | 'EAFNOSUPPORT' | 'ENOMEM' | 'EPERM';
 
 const ERRNO_OF_CODE: Record<string, Errno> = {
   [ErrorCodes.SERVICE_EXISTS]: 'EEXIST',
@@ -20,6 +20,7 @@ const ERRNO_OF_CODE: Record<string, Errno> = {
   [ErrorCodes.NO_DEST]: 'ENOENT',
   [ErrorCodes.NO_SCHEDULER]: 'ENOENT',
   [ErrorCodes.INVALID]: 'EINVAL',
+  [ErrorCodes.OUT_OF_RANGE]: 'ERANGE',
   [ErrorCodes.AF_NOT_SUPPORTED]: 'EAFNOSUPPORT',
   [ErrorCodes.TABLE_FULL]: 'ENOMEM',
 };
@@ -49,6 +50,7 @@ const STRERROR: Record<Errno, string> = {
   ENOENT: 'No such file or directory',
   ESRCH: 'No such process',
   EINVAL: 'Invalid argument',
+  ERANGE: 'Numerical result out of range',
   EAFNOSUPPORT: 'Address family not supported by protocol',
   ENOMEM: 'Cannot allocate memory',
   EPERM: 'Operation not permitted',

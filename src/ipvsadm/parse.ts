@@ -5,7 +5,9 @@
 import {
   addr4,
   addr6,
+  formatAddr,
   netmaskPrefix,
+  parseInetAton,
   parseIPv4,
   parseIPv6,
   IPPROTO_SCTP,
@@ -23,8 +25,18 @@ import {
   SVC_F_SCHED2,
   SVC_F_SCHED3,
 } from '../core/model.js';
-import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
+import type {
+  DestSettings,
+  ForwardMethod,
+  ServiceKey,
+  ServiceSettings,
+  TunnelCsum,
+  TunnelSettings,
+  TunnelType,
+} from '../core/model.js';
+import { ErrorCodes } from '../core/errors.js';
 import type { ControlOp, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import { REFUSED_EXIT, refusalMessage } from './messages.js';
 
 /** Name lookups ipvsadm does through the C library (gethostbyname, getservbyname). */
 export interface NameLookup {
@@ -58,7 +70,8 @@ export type Command =
   | { kind: 'restore' }
   | { kind: 'start-daemon'; config: SyncDaemonConfig }
   | { kind: 'stop-daemon'; state: SyncState }
-  | { kind: 'help'; long: boolean }
+  /** `-h`/`--help`: ipvsadm's usage; `--lvsadm-help`: what lvsadm adds to it. */
+  | { kind: 'help'; lvsadm: boolean }
   | { kind: 'version' };
 
 /** A refusal: the whole text for stderr (no trailing newline) and the exit status. */
@@ -66,6 +79,11 @@ export interface UsageError {
   kind: 'usage-error';
   text: string;
   exit: number;
+  /**
+   * Whether `-R` stops here: ipvsadm's fail() and tryhelp_exit() end the process, a popt syntax
+   * error after the command only ends that line (parse_options returns -1 and restore goes on).
+   */
+  endsRestore: boolean;
 }
 
 export type ParseResult = Command | UsageError;
@@ -214,6 +232,7 @@ const SPECS: OptionSpec[] = [
   { long: 'set', short: null, arg: 'none', tag: 'cmd:set' },
   { long: 'help', short: 'h', arg: 'none', tag: 'help' },
   { long: 'version', short: 'v', arg: 'none', tag: 'version' },
+  { long: 'lvsadm-help', short: null, arg: 'none', tag: 'lvsadm-help' },
   { long: 'restore', short: 'R', arg: 'none', tag: 'cmd:restore' },
   { long: 'save', short: 'S', arg: 'none', tag: 'cmd:save' },
   { long: 'start-daemon', short: null, arg: 'required', tag: 'cmd:start-daemon' },
@@ -263,6 +282,8 @@ const SPECS: OptionSpec[] = [
 ];
 
 const MAX_TIMEOUT = 86400 * 31;
+/** Scheduler and persistence engine names lvsd's control protocol carries. */
+const SENDABLE_NAME = /^[\x21-\x7e]{1,15}$/;
 /** The kernel's default sync message length for a 1500-byte MTU: 1500 - IP - UDP headers. */
 export const DEFAULT_SYNC_MAXLEN = 1472;
 export const DEFAULT_MCAST_GROUP = addr4(0xe0000051); // 224.0.0.81
@@ -275,6 +296,7 @@ class Refusal {
   constructor(
     readonly text: string,
     readonly exit: number,
+    readonly endsRestore = true,
   ) {}
 }
 
@@ -328,7 +350,9 @@ class OptionScanner {
 
   private shortOption(element: string, chars: string): Token {
     const ch = chars[0]!;
-    const rest = chars.slice(1);
+    const attached = chars.slice(1);
+    // popt skips one '=' after a short option: `-s=rr` is `-s rr`, `-p=600` is `-p 600`.
+    const rest = attached.startsWith('=') ? attached.slice(1) : attached;
     this.cluster = null;
     const spec = SPECS.find((s) => s.short === ch);
     if (!spec) return { type: 'error', argvElement: element, reason: 'unknown option' };
@@ -336,7 +360,7 @@ class OptionScanner {
       if (rest !== '') this.cluster = { element, rest };
       return { type: 'option', spec, arg: null, argvElement: element };
     }
-    if (rest !== '') return { type: 'option', spec, arg: rest, argvElement: element };
+    if (attached !== '') return { type: 'option', spec, arg: rest, argvElement: element };
     return this.withSeparateArg(spec, element);
   }
 
@@ -366,13 +390,33 @@ interface ParsedAddress {
   port: number | null;
 }
 
-/** parse_service(): host[:port] or [v6]:port; null when the address part is not usable. */
-function parseAddressPort(
-  text: string,
-  protocol: Protocol,
-  names: NameLookup,
-): ParsedAddress | null | 'bad-port' {
-  if (text === '' || /^[0-9]+$/.test(text)) return null;
+/** What a parse needs from outside: name lookups, and where warnings go (stderr). */
+interface ParseEnv {
+  names: NameLookup;
+  warn(text: string): void;
+}
+
+/** inet_aton, then the host name; says so when a zero-padded part was read as octal. */
+function parseHost(text: string, env: ParseEnv): Addr | null {
+  const parsed = parseInetAton(text);
+  if (!parsed) {
+    const byName = env.names.hostToAddr(text);
+    return byName && byName.af === 4 ? byName : null;
+  }
+  if (parsed.octal)
+    env.warn(
+      `warning: ${text.trim()} read as ${formatAddr(parsed.addr)}: a part with a leading 0 is octal, as in ipvsadm`,
+    );
+  return parsed.addr;
+}
+
+/**
+ * parse_service(): host[:port], v6 or [v6]:port; null when the address or the port is not usable.
+ * As in ipvsadm, brackets around an IPv4 address or a host name lose the port after them
+ * (`[1.2.3.4]:80` is 1.2.3.4 without a port): only a ':' inside the brackets counts.
+ */
+function parseAddressPort(text: string, protocol: Protocol, env: ParseEnv): ParsedAddress | null {
+  if (/^[0-9]*$/.test(text)) return null;
   let host = text;
   let portText: string | null = null;
   if (text.startsWith('[')) {
@@ -380,30 +424,25 @@ function parseAddressPort(
     if (close < 0 || text[close + 1] !== ':') return null;
     host = text.slice(1, close);
     portText = text.slice(close + 2);
-    const v6 = parseIPv6(host);
-    if (!v6) return null;
-    return withPort(v6, portText, protocol, names);
   }
-  const bare6 = parseIPv6(text);
-  if (bare6) return { addr: bare6, port: null };
-  const colon = text.lastIndexOf(':');
-  if (colon >= 0) {
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-  }
-  const v4 = parseIPv4(host) ?? names.hostToAddr(host);
-  if (!v4 || v4.af !== 4) return null;
-  return portText === null ? { addr: v4, port: null } : withPort(v4, portText, protocol, names);
+  const v6 = parseIPv6(host);
+  if (v6) return portText === null ? { addr: v6, port: null } : withPort(v6, portText, protocol, env);
+  const colon = host.lastIndexOf(':');
+  portText = colon < 0 ? null : host.slice(colon + 1);
+  const v4 = parseHost(colon < 0 ? host : host.slice(0, colon), env);
+  if (!v4) return null;
+  return portText === null ? { addr: v4, port: null } : withPort(v4, portText, protocol, env);
 }
 
-function withPort(
-  addr: Addr,
-  portText: string,
-  protocol: Protocol,
-  names: NameLookup,
-): ParsedAddress | 'bad-port' {
-  const port = stringToNumber(portText, 0, 65535) ?? names.serviceToPort(portText, protocol);
-  return port === null ? 'bad-port' : { addr, port };
+function withPort(addr: Addr, portText: string, protocol: Protocol, env: ParseEnv): ParsedAddress | null {
+  const port = stringToNumber(portText, 0, 65535) ?? env.names.serviceToPort(portText, protocol);
+  return port === null ? null : { addr, port };
+}
+
+/** atoi(3): leading blanks, a sign, then digits up to the first other character; 0 without any. */
+function atoi(text: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?[0-9]+)/.exec(text);
+  return m ? Number(m[1]) : 0;
 }
 
 function zeroAddr(af: Family): Addr {
@@ -457,6 +496,7 @@ interface Entry {
     weight: number;
     uThreshold: number;
     lThreshold: number;
+    tunnel: TunnelSettings;
   };
   daemon: {
     state: SyncState;
@@ -475,24 +515,48 @@ function setOption(entry: Entry, option: OptionName): void {
   entry.options.add(option);
 }
 
-function genericOptCheck(entry: Entry): void {
-  const row = MATRIX[entry.command];
-  let exclusive: OptionName | null = null;
-  OPTIONS.forEach((option) => {
+/** ipvsadm's check of a '+'/'1'/'x' table row; `what` names the row ("the 'add-service' command"). */
+function checkOptionRow<O extends string>(
+  columns: readonly O[],
+  row: Partial<Record<O, Rule>>,
+  given: ReadonlySet<string>,
+  what: string,
+): void {
+  let exclusive: O | null = null;
+  for (const option of columns) {
     const rule = row[option] ?? 'x';
-    if (!entry.options.has(option)) {
-      if (rule === '+') fail(`You need to supply the '${option}' option for the '${entry.command}' command`);
-      return;
+    if (!given.has(option)) {
+      if (rule === '+') fail(`You need to supply the '${option}' option for ${what}`);
+      continue;
     }
-    if (rule === 'x') fail(`Illegal '${option}' option with the '${entry.command}' command`);
+    if (rule === 'x') fail(`Illegal '${option}' option with ${what}`);
     if (rule === '1') {
       if (exclusive === null) exclusive = option;
-      else
-        fail(
-          `The option '${option}' conflicts with the '${exclusive}' option in the '${entry.command}' command`,
-        );
+      else fail(`The option '${option}' conflicts with the '${exclusive}' option in ${what}`);
     }
-  });
+  }
+}
+
+function genericOptCheck(entry: Entry): void {
+  checkOptionRow(OPTIONS, MATRIX[entry.command], entry.options, `the '${entry.command}' command`);
+}
+
+// ipvsadm's tunnel_types_v_options: which tunnel options each tunnel type takes.
+const TUNNEL_OPTIONS = ['tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum'] as const;
+const TUNNEL_MATRIX: Record<TunnelType, Partial<Record<(typeof TUNNEL_OPTIONS)[number], Rule>>> = {
+  ipip: {},
+  gue: { 'tun-port': '+', 'tun-nocsum': '1', 'tun-csum': '1', 'tun-remcsum': '1' },
+  gre: { 'tun-nocsum': '1', 'tun-csum': '1' },
+};
+const TUNNEL_TYPES = Object.keys(TUNNEL_MATRIX) as TunnelType[];
+
+/** -a/-e: tunnel options only with -i, and only those its tunnel type takes. */
+function tunnelOptCheck(entry: Entry): void {
+  const given = entry.options;
+  if ((given.has('tun-type') || TUNNEL_OPTIONS.some((o) => given.has(o))) && entry.dest.method !== 'tunnel')
+    fail('Tunnel options conflict with forward method');
+  const type = entry.dest.tunnel.type;
+  checkOptionRow(TUNNEL_OPTIONS, TUNNEL_MATRIX[type], given, `the '${type}' tunnel type`);
 }
 
 function parseSyncState(text: string, command: 'start-daemon' | 'stop-daemon'): SyncState {
@@ -502,7 +566,7 @@ function parseSyncState(text: string, command: 'start-daemon' | 'stop-daemon'): 
   );
 }
 
-function handleOption(entry: Entry, tag: string, arg: string | null, names: NameLookup): void {
+function handleOption(entry: Entry, tag: string, arg: string | null, env: ParseEnv): void {
   const svc = entry.service;
   switch (tag) {
     case 'tcp':
@@ -510,8 +574,8 @@ function handleOption(entry: Entry, tag: string, arg: string | null, names: Name
     case 'sctp': {
       setOption(entry, 'service-address');
       svc.protocol = tag === 'tcp' ? IPPROTO_TCP : tag === 'udp' ? IPPROTO_UDP : IPPROTO_SCTP;
-      const parsed = parseAddressPort(arg!, svc.protocol, names);
-      if (parsed === null || parsed === 'bad-port') fail('illegal virtual server address[:port] specified');
+      const parsed = parseAddressPort(arg!, svc.protocol, env);
+      if (parsed === null) fail('illegal virtual server address[:port] specified');
       svc.af = parsed.addr.af;
       svc.addr = parsed.addr;
       svc.port = parsed.port ?? 0;
@@ -548,20 +612,26 @@ function handleOption(entry: Entry, tag: string, arg: string | null, names: Name
     case 'netmask': {
       setOption(entry, 'netmask');
       if (svc.af !== 6) {
-        const mask = parseIPv4(arg!);
-        const prefix = mask ? netmaskPrefix(mask) : -1;
-        if (prefix < 0) fail('illegal virtual server persistent mask specified');
+        // parse_netmask: inet_aton or a host name, so `-M 24` is 0.0.0.24.
+        const mask = parseHost(arg!, env);
+        if (!mask) fail('illegal virtual server persistent mask specified');
+        const prefix = netmaskPrefix(mask);
+        if (prefix < 0)
+          fail(
+            `persistent mask ${formatAddr(mask)} is not contiguous: lvsd masks clients by prefix length (as 255.255.255.0)`,
+          );
         entry.netmaskPrefix = prefix;
       } else {
-        const prefix = stringToNumber(arg!, 1, 128);
-        if (prefix === null) fail('illegal ipv6 netmask specified');
+        const prefix = atoi(arg!);
+        if (prefix < 1 || prefix > 128) fail('illegal ipv6 netmask specified');
         entry.netmaskPrefix = prefix;
       }
       return;
     }
     case 'pe':
       setOption(entry, 'pe');
-      entry.pe = arg!.slice(0, 15);
+      // An empty name is no persistence engine, as libipvs leaves the attribute out.
+      entry.pe = arg!.slice(0, 15) || null;
       return;
     case 'sched-flags':
       setOption(entry, 'sched-flags');
@@ -573,8 +643,8 @@ function handleOption(entry: Entry, tag: string, arg: string | null, names: Name
       return;
     case 'real-server': {
       setOption(entry, 'real-server');
-      const parsed = parseAddressPort(arg!, svc.protocol === 0 ? IPPROTO_TCP : svc.protocol, names);
-      if (parsed === null || parsed === 'bad-port') fail('illegal real server address[:port] specified');
+      const parsed = parseAddressPort(arg!, svc.protocol === 0 ? IPPROTO_TCP : svc.protocol, env);
+      if (parsed === null) fail('illegal real server address[:port] specified');
       entry.dest.addr = parsed.addr;
       entry.dest.af = parsed.addr.af;
       entry.dest.port = parsed.port ?? svc.port;
@@ -643,11 +713,21 @@ function handleOption(entry: Entry, tag: string, arg: string | null, names: Name
     }
     case 'tun-type':
       setOption(entry, 'tun-type');
-      if (!['ipip', 'gue', 'gre'].includes(arg!)) fail(`illegal tunnel type \`${arg}' specified`);
+      if (!TUNNEL_TYPES.includes(arg as TunnelType)) fail('illegal tunnel type specified');
+      entry.dest.tunnel.type = arg as TunnelType;
       return;
-    case 'tun-port':
+    case 'tun-port': {
       setOption(entry, 'tun-port');
-      if (stringToNumber(arg!, 1, 65535) === null) fail('illegal tunnel port specified');
+      const port = stringToNumber(arg!, 1, 65535);
+      if (port === null) fail('illegal tunnel port specified');
+      entry.dest.tunnel.port = port;
+      return;
+    }
+    case 'tun-nocsum':
+    case 'tun-csum':
+    case 'tun-remcsum':
+      setOption(entry, tag);
+      entry.dest.tunnel.csum = tag.slice('tun-'.length) as TunnelCsum;
       return;
     case 'sort':
       // ipvsadm's no-op, kept for backwards compatibility.
@@ -700,7 +780,16 @@ function newEntry(command: CommandName): Entry {
     netmaskPrefix: null,
     pe: null,
     schedFlagsText: null,
-    dest: { addr: zeroAddr(4), port: 0, af: 4, method: 'route', weight: 1, uThreshold: 0, lThreshold: 0 },
+    dest: {
+      addr: zeroAddr(4),
+      port: 0,
+      af: 4,
+      method: 'route',
+      weight: 1,
+      uThreshold: 0,
+      lThreshold: 0,
+      tunnel: { type: 'ipip', port: 0, csum: 'nocsum' },
+    },
     daemon: {
       state: 'master',
       mcastInterface: '',
@@ -724,23 +813,28 @@ export function tryHelpText(program: string): string {
  */
 export function parseArgs(
   argv: readonly string[],
-  options: { program?: string; names?: NameLookup } = {},
+  options: { program?: string; names?: NameLookup; warn?: (text: string) => void } = {},
 ): ParseResult {
   const program = options.program ?? 'lvsadm';
+  const env: ParseEnv = {
+    names: options.names ?? NO_NAMES,
+    warn: (text) => options.warn?.(`${program}: ${text}`),
+  };
   try {
-    return parseOrThrow(argv, program, options.names ?? NO_NAMES);
+    return parseOrThrow(argv, program, env);
   } catch (err) {
-    if (err instanceof Refusal) return { kind: 'usage-error', text: err.text, exit: err.exit };
+    if (err instanceof Refusal)
+      return { kind: 'usage-error', text: err.text, exit: err.exit, endsRestore: err.endsRestore };
     throw err;
   }
 }
 
-function parseOrThrow(argv: readonly string[], program: string, names: NameLookup): Command {
+function parseOrThrow(argv: readonly string[], program: string, env: ParseEnv): Command {
   const scanner = new OptionScanner(argv);
   const first = scanner.next();
   if (!first || first.type === 'error') throw new Refusal(tryHelpText(program), 255);
   const tag = first.spec.tag;
-  if (tag === 'help') return { kind: 'help', long: first.argvElement.startsWith('--') };
+  if (tag === 'help' || tag === 'lvsadm-help') return { kind: 'help', lvsadm: tag === 'lvsadm-help' };
   if (tag === 'version') return { kind: 'version' };
   if (!tag.startsWith('cmd:')) throw new Refusal(tryHelpText(program), 255);
   const entry = newEntry(tag.slice(4) as CommandName);
@@ -748,11 +842,11 @@ function parseOrThrow(argv: readonly string[], program: string, names: NameLooku
     entry.daemon.state = parseSyncState(first.arg!, entry.command);
 
   for (let token = scanner.next(); token; token = scanner.next()) {
-    if (token.type === 'error') throw new Refusal(`${token.argvElement}: ${token.reason}`, 255);
+    if (token.type === 'error') throw new Refusal(`${token.argvElement}: ${token.reason}`, 255, false);
     const optTag = token.spec.tag;
-    if (optTag.startsWith('cmd:') || optTag === 'help' || optTag === 'version')
+    if (optTag.startsWith('cmd:') || optTag === 'help' || optTag === 'lvsadm-help' || optTag === 'version')
       fail(`invalid option \`${token.argvElement}'`);
-    handleOption(entry, optTag, token.arg, names);
+    handleOption(entry, optTag, token.arg, env);
   }
 
   const leftovers = [...scanner.leftovers];
@@ -767,6 +861,9 @@ function parseOrThrow(argv: readonly string[], program: string, names: NameLooku
     ];
   }
   if (leftovers.length > 0) fail(`unexpected argument ${leftovers[0]}`);
+  // ipvsadm reads -b here, before the command x option table; `-b ''` is no -b at all.
+  if (entry.schedFlagsText)
+    entry.flags |= parseSchedFlags(entry.schedFlagsText, entry.scheduler || DEFAULT_SCHEDULER);
 
   genericOptCheck(entry);
   return buildCommand(entry, timeouts);
@@ -784,11 +881,12 @@ function serviceSettings(entry: Entry): ServiceSettings {
   if (entry.flags & SVC_F_ONEPACKET && !svc.fwmark && svc.protocol !== IPPROTO_UDP)
     fail('One-Packet Scheduling is only for UDP virtual services');
   const scheduler = entry.scheduler === '' ? DEFAULT_SCHEDULER : entry.scheduler;
-  const schedFlags =
-    entry.schedFlagsText === null ? 0 : parseSchedFlags(entry.schedFlagsText, entry.scheduler || 'none');
+  // The kernel looks such names up and finds nothing; lvsd's protocol cannot carry them.
+  if (!SENDABLE_NAME.test(scheduler) || (entry.pe !== null && !SENDABLE_NAME.test(entry.pe)))
+    throw new Refusal(refusalMessage('add-service', ErrorCodes.NO_SCHEDULER, ''), REFUSED_EXIT, false);
   return {
     scheduler,
-    flags: entry.flags | schedFlags,
+    flags: entry.flags,
     timeout: entry.persistTimeout,
     netmaskPrefix: entry.netmaskPrefix ?? (svc.af === 6 ? 128 : 32),
     pe: entry.pe,
@@ -797,7 +895,8 @@ function serviceSettings(entry: Entry): ServiceSettings {
 
 function destSettings(entry: Entry): DestSettings {
   const d = entry.dest;
-  return { method: d.method, weight: d.weight, uThreshold: d.uThreshold, lThreshold: d.lThreshold };
+  const settings = { method: d.method, weight: d.weight, uThreshold: d.uThreshold, lThreshold: d.lThreshold };
+  return d.method === 'tunnel' ? { ...settings, tunnel: { ...d.tunnel } } : settings;
 }
 
 /** The real server a command names; for -a/-e, with ipvsadm's checks and port rule. */
@@ -807,6 +906,7 @@ function destTarget(entry: Entry, adding: boolean): { key: ServiceKey; addr: Add
   if (!adding) return { key: serviceKey(entry), addr: d.addr, port: d.port };
   if (d.af !== svc.af && d.method !== 'tunnel')
     fail('Different address family is allowed only for tunneling servers');
+  tunnelOptCheck(entry);
   // Direct routing and tunnels cannot change the port: the real server sees the VIP's.
   const port = !svc.fwmark && (d.method === 'tunnel' || d.method === 'route') ? svc.port : d.port;
   return { key: serviceKey(entry), addr: d.addr, port };
@@ -876,8 +976,12 @@ function buildCommand(entry: Entry, timeouts: [number, number, number] | null): 
 
 function listCommand(entry: Entry): Command {
   const o = entry.options;
-  const detail = o.has('stats') || o.has('persistent-conn') || o.has('rate') || o.has('thresholds');
-  if ((o.has('connection') || o.has('timeout') || o.has('daemon')) && detail)
+  const counters = o.has('stats') || o.has('rate') || o.has('thresholds');
+  // -c takes --persistent-conn (pe name and data columns); --timeout and --daemon do not.
+  if (
+    ((o.has('connection') || o.has('timeout') || o.has('daemon')) && counters) ||
+    ((o.has('timeout') || o.has('daemon')) && o.has('persistent-conn'))
+  )
     fail('options conflicts in the list command');
   if (o.has('connection')) return { kind: 'list', what: 'connections', format: entry.format };
   if (o.has('service-address'))

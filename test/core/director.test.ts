@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
+import { PASS_TO_HOST } from '../../src/core/ops.js';
 import { LvsError } from '../../src/core/errors.js';
-import { IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
+import { formatAddr, IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
 import {
+  type DestRuntimeChange,
   DEFAULT_PERSISTENT_TIMEOUT,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -59,14 +61,23 @@ function setup(
   d.execute({ op: 'add-dest', key, addr: ip(RS2), port: 8080, settings: masq() });
 }
 
-/** Sends a packet through the director; returns the packet it put back on the wire, or null. */
-function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null {
+/**
+ * Sends a packet through the director; returns the packet it put back on the wire, null when it
+ * dropped it, 'passed' when it gave it back to the kernel unchanged.
+ */
+function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null;
+function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null | 'passed';
+function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null | 'passed' {
   const input = withVnet(buildPacket(spec));
   // Room to spare, as the data plane's read buffer has: the director may answer with a longer packet.
   const buf = new Uint8Array(input.length + 1500);
   buf.set(input);
   const length = d.process(buf, 0, input.length);
   if (length === 0) return null;
+  if (length === PASS_TO_HOST) {
+    assert.deepEqual(buf.subarray(0, input.length), input, 'a passed packet is unchanged');
+    return 'passed';
+  }
   const packet = buf.slice(VNET_HDR_LEN, length);
   const parsed = parsePacket(packet, 0, packet.length);
   assert.ok(parsed.ok, 'the director emits parseable packets');
@@ -129,13 +140,23 @@ test('connections close and expire, moving ActiveConn and InActConn', () => {
   assert.equal(d.snapshot({ connections: true }).connections!.length, 0);
 });
 
-test('only a SYN opens a TCP connection; traffic for no service is not ours', () => {
+test('only a SYN opens a TCP connection; traffic for no service is given back to the host', () => {
   const d = director();
   setup(d);
   assert.equal(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), null);
-  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 22, SYN)), null);
+  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 22, SYN)), 'passed');
+  assert.equal(send(d, { ...tcp(CLIENT, 0, VIP, 0, 0), protocol: 'icmp', icmpType: 8 }), 'passed');
   assert.equal(d.counters.drops['no-conn'], 1);
-  assert.equal(d.counters.drops['no-service'], 1);
+  assert.equal(d.counters.passed['not-a-service'], 2);
+});
+
+test("a real server's packet of no connection is dropped, never passed with the real server's address", () => {
+  const d = director();
+  setup(d);
+  assert.equal(send(d, tcp(RS1, 8080, CLIENT, 40000, SYN | ACK)), null);
+  assert.equal(d.counters.drops['no-conn'], 1);
+  // Another port of the same host is no real server: the host's own traffic.
+  assert.equal(send(d, tcp(RS1, 22, CLIENT, 40000, SYN | ACK)), 'passed');
 });
 
 test('persistence keeps a client on one real server, across ports of a port-0 service and netmasks', () => {
@@ -233,9 +254,12 @@ test('ICMP errors about a tracked connection are translated both ways', () => {
   });
   assert.ok(ipv4HeaderValid(toClient.packet) && l4ChecksumValid(toClient.packet));
 
-  // About nothing we track: dropped.
+  // About nothing we track, on its way to a client: dropped.
   assert.equal(send(d, icmp('198.18.1.254', CLIENT, buildPacket(tcp(CLIENT, 1, RS1, 2, SYN)))), null);
   assert.equal(d.counters.drops['icmp-unmatched'], 1);
+  // To the VIP about the host's own socket on it (ssh's path MTU, say): the host's, given back.
+  assert.equal(send(d, icmp('198.18.0.254', VIP, buildPacket(tcp(VIP, 22, CLIENT, 40000, ACK)))), 'passed');
+  assert.equal(d.counters.passed['icmp-for-host'], 1);
 });
 
 test('a UDP datagram in fragments reaches the real server its first fragment went to', () => {
@@ -334,6 +358,30 @@ test('refused control operations change nothing and carry codes', () => {
         }),
       'LVS_ERR_INVALID',
     ],
+    ...(['route', 'tunnel'] as const).flatMap((method): [() => void, string][] => [
+      [
+        () =>
+          d.execute({
+            op: 'add-dest',
+            key: tcpService(),
+            addr: ip('198.18.1.14'),
+            port: 80,
+            settings: { ...masq(), method },
+          }),
+        'LVS_ERR_METHOD_UNSUPPORTED',
+      ],
+      [
+        () =>
+          d.execute({
+            op: 'edit-dest',
+            key: tcpService(),
+            addr: ip(RS1),
+            port: 80,
+            settings: { ...masq(), method },
+          }),
+        'LVS_ERR_METHOD_UNSUPPORTED',
+      ],
+    ]),
   ];
   for (const [attempt, code] of attempts) {
     assert.throws(attempt, (e: unknown) => e instanceof LvsError && e.code === code, code);
@@ -396,5 +444,71 @@ test('the snapshot carries the data path counters, so lvsadm -L --json shows eve
   send(d, tcp(CLIENT, 40000, VIP, 22, SYN));
   send(d, tcp(CLIENT, 40000, VIP, 80, SYN));
   const { dataPath } = d.snapshot({ connections: false });
-  assert.deepEqual(dataPath, { forwardedIn: 1, forwardedOut: 0, icmpSent: 0, drops: { 'no-service': 1 } });
+  assert.deepEqual(dataPath, {
+    forwardedIn: 1,
+    forwardedOut: 0,
+    icmpSent: 0,
+    drops: {},
+    passed: { 'not-a-service': 1 },
+  });
+});
+
+test('runtime state: failed, drained and maintained real servers take no new connections; weights kept apart', () => {
+  const d = director();
+  setup(d, 'rr', { flags: SVC_F_PERSISTENT, timeout: 300 });
+  const runtime = (addr: string, change: DestRuntimeChange, endConnections = false) =>
+    d.execute({
+      op: 'set-dest-runtime',
+      key: tcpService(),
+      addr: ip(addr),
+      port: 8080,
+      change,
+      endConnections,
+    });
+  const dests = () =>
+    Object.fromEntries(
+      d
+        .snapshot({ connections: false })
+        .services[0]!.dests.map((x) => [
+          formatAddr(x.addr),
+          `${x.scheduled ? 'in' : 'out'} w${x.weight}/${x.configuredWeight} ${x.admin} conns ${x.activeConns + x.inactConns}`,
+        ]),
+    );
+  const first = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  const pinned = formatAddr(first.parsed.daddr);
+  const other = pinned === RS1 ? RS2 : RS1;
+  // The health checks fail it: out of the scheduling, but its connection goes on (it drains).
+  runtime(pinned, { health: 'down' });
+  assert.ok(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), 'the open connection still flows');
+  assert.equal(
+    formatAddr(send(d, tcp(CLIENT, 40001, VIP, 80, SYN))!.parsed.daddr),
+    other,
+    'persistence let go',
+  );
+  assert.equal(dests()[pinned], 'out w0/1 ready conns 1');
+  // Back up, then drained by the operator: listed at weight 0, scheduled never.
+  runtime(pinned, { health: 'up', admin: 'drain' });
+  assert.equal(dests()[pinned], 'in w0/1 drain conns 1');
+  assert.equal(formatAddr(send(d, tcp('198.18.0.101', 40000, VIP, 80, SYN))!.parsed.daddr), other);
+  // The operator's weight stands apart from the configured one, and outlives a configuration edit.
+  runtime(pinned, { admin: 'ready', operatorWeight: 5 });
+  d.execute({ op: 'edit-dest', key: tcpService(), addr: ip(pinned), port: 8080, settings: masq(3) });
+  assert.equal(dests()[pinned], 'in w5/3 ready conns 1');
+  runtime(pinned, { operatorWeight: null });
+  assert.equal(dests()[pinned], 'in w3/3 ready conns 1');
+  // Maintenance with its connections ended at once (expire_nodest_conn).
+  runtime(pinned, { admin: 'maint' }, true);
+  assert.equal(dests()[pinned], 'out w0/3 maint conns 0');
+  assert.equal(send(d, tcp(CLIENT, 40000, VIP, 80, ACK)), null);
+  // Bad runtime values change nothing.
+  const before = JSON.stringify(dests());
+  assert.throws(
+    () => runtime(other, { admin: 'sleep' as 'drain' }),
+    (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
+  );
+  assert.throws(
+    () => runtime(other, { operatorWeight: 70000 }),
+    (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
+  );
+  assert.equal(JSON.stringify(dests()), before);
 });

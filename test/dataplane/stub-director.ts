@@ -24,6 +24,9 @@ export class Director implements PacketDirector {
       const i = this.services.findIndex((s) => s.key.port === op.key.port);
       if (i < 0) throw new LvsError(ErrorCodes.NO_SERVICE, 'No such service');
       this.services.splice(i, 1);
+    } else if (op.op === 'set-timeouts') {
+      // How a test makes the worker die under the engine.
+      process.exit(3);
     } else {
       throw new Error(`stub director: ${op.op} unsupported`);
     }
@@ -35,7 +38,7 @@ export class Director implements PacketDirector {
       connTableBuckets: this.ticks,
       timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
       services: this.services,
-      dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {} },
+      dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {} },
     };
   }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
 import { addr4, IPPROTO_TCP } from '../../src/core/inet.js';
-import type { ServiceSnapshot } from '../../src/core/ops.js';
+import type { EngineEvent, ServiceSnapshot } from '../../src/core/ops.js';
 import type { HostSteering } from '../../src/dataplane/host.js';
 import { WorkerEngine } from '../../src/dataplane/worker-engine.js';
 
@@ -24,6 +24,18 @@ class RecordingHost implements HostSteering {
   }
   stop(): void {
     this.stopped++;
+  }
+}
+
+/** A host that refuses, as nft or ip do when they fail, every service list `refuses` matches. */
+class FaultyHost extends RecordingHost {
+  constructor(private readonly refuses: (ports: number[]) => boolean) {
+    super();
+  }
+  override sync(services: readonly ServiceSnapshot[]): void {
+    const ports = services.map((s) => s.key.port);
+    if (this.refuses(ports)) throw new Error('nft: Operation not permitted');
+    super.sync(services);
   }
 }
 
@@ -73,6 +85,47 @@ describe('WorkerEngine (no device)', () => {
     await engine.close();
     assert.equal(host.stopped, 1, 'close is idempotent');
     await assert.rejects(engine.snapshot({ connections: false }), /exited/);
+  });
+
+  it('a change the host refuses is not made: the director and the steering stay as they were', async () => {
+    let refuseRemoval = false;
+    const host = new FaultyHost((ports) => ports.includes(666) || (refuseRemoval && !ports.includes(80)));
+    const engine = await WorkerEngine.start({ tun: null, host, directorModule: stub, idlePollMs: 5 });
+    const ports = async () => (await engine.snapshot({ connections: false })).services.map((s) => s.key.port);
+    try {
+      await engine.execute({ op: 'add-service', key: key(80), settings });
+      const refused = (error: unknown) => {
+        assert.ok(error instanceof LvsError);
+        assert.equal(error.code, ErrorCodes.HOST_REFUSED);
+        assert.match(error.message, /nothing was changed: nft: Operation not permitted/);
+        return true;
+      };
+      await assert.rejects(engine.execute({ op: 'add-service', key: key(666), settings }), refused);
+      assert.deepEqual(await ports(), [80]);
+      refuseRemoval = true;
+      await assert.rejects(engine.execute({ op: 'delete-service', key: key(80) }), refused);
+      assert.deepEqual(await ports(), [80]);
+      assert.deepEqual(host.syncs.at(-1), [80], 'the steering is back where it was');
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('a worker that dies takes the steering away and reports the failure', async () => {
+    const host = new RecordingHost();
+    const engine = await WorkerEngine.start({ tun: null, host, directorModule: stub, idlePollMs: 5 });
+    const failed = new Promise<EngineEvent>((resolve) => engine.onEvent(resolve));
+    await assert.rejects(
+      engine.execute({ op: 'set-timeouts', timeouts: { tcp: 1, tcpfin: 1, udp: 1 } }),
+      /exited/,
+    );
+    const event = await failed;
+    assert.equal(event.kind, 'failed');
+    assert.match(event.kind === 'failed' ? event.reason : '', /worker died: exit code 3/);
+    assert.equal(host.stopped, 1);
+    await assert.rejects(engine.snapshot({ connections: false }), /exited/);
+    await engine.close();
+    assert.equal(host.stopped, 2, 'close after a failure undoes the steering again, harmlessly');
   });
 
   it('reports a director module that cannot load as a startup failure', async () => {

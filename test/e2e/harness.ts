@@ -208,6 +208,15 @@ export class Lvsd {
   kill(): void {
     if (!this.closed) this.child.kill('SIGKILL');
   }
+
+  /** Resolves to the exit code once lvsd has exited by itself; rejects after `timeoutMs`. */
+  async exitCode(timeoutMs: number): Promise<number | null> {
+    const timedOut = sleep(timeoutMs).then(() => {
+      throw new Error(`lvsd still running after ${timeoutMs} ms:\n${this.log}`);
+    });
+    await Promise.race([this.exited, timedOut]);
+    return this.child.exitCode;
+  }
 }
 
 /** What lvsd may change in the director namespace, as text to compare before and after. */

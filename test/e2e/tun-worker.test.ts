@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { DataplaneStats } from '../../src/dataplane/messages.js';
+import type { DeviceCounters } from '../../src/core/ops.js';
 import { cleanupStaleLabs } from '../../src/lab/lab.js';
 
 const root = process.getuid?.() === 0;
@@ -49,7 +49,7 @@ describe(
         }
         reflector.stdin.end();
         await once(reflector, 'exit');
-        const stats = JSON.parse(out.split('\n')[1]!) as DataplaneStats;
+        const stats = JSON.parse(out.split('\n')[1]!) as DeviceCounters;
         assert.ok(stats.rxPackets >= sizes.length, JSON.stringify(stats));
         assert.ok(stats.txPackets >= sizes.length);
         assert.ok(stats.txBytes >= sizes.reduce((a, b) => a + b + 28, 0));

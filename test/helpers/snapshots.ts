@@ -35,7 +35,13 @@ export function dest(addr: string, port: number, extra: Partial<DestSnapshot> = 
     addr: ip(addr),
     port,
     method: 'masq',
-    weight: 1,
+    weight: extra.weight ?? 1,
+    configuredWeight: extra.weight ?? 1,
+    scheduled: true,
+    admin: 'ready',
+    operatorWeight: null,
+    health: 'up',
+    dynamicWeight: null,
     uThreshold: 0,
     lThreshold: 0,
     activeConns: 0,
@@ -73,7 +79,7 @@ export function service(
 
 /** The data path's counters, all zero unless given. */
 export function dataPath(extra: Partial<DataPathCounters> = {}): DataPathCounters {
-  return { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, ...extra };
+  return { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {}, ...extra };
 }
 
 export function snapshot(services: ServiceSnapshot[], extra: Partial<Snapshot> = {}): Snapshot {

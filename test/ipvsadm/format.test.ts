@@ -12,7 +12,8 @@ import { emptyListFormat } from '../../src/ipvsadm/parse.js';
 import type { ListFormat } from '../../src/ipvsadm/parse.js';
 import { IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
 import type { Addr } from '../../src/core/inet.js';
-import type { ConnSnapshot, DestSnapshot, ServiceSnapshot } from '../../src/core/ops.js';
+import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+import type { TunnelSettings } from '../../src/core/model.js';
 import { addrKey, dest, service, snapshot } from '../helpers/snapshots.js';
 
 const a = (text: string): Addr => parseAddr(text)!;
@@ -158,4 +159,75 @@ test('-S prints persistence, netmask, pe, one-packet and scheduler flags in ipvs
     '-A -t 198.18.0.1:80 -s sh -p 600 -M 255.255.255.0 --pe sip -o -b sh-port\n' +
       '-a -t 198.18.0.1:80 -r 198.19.0.1:80 -g -w 5\n',
   );
+});
+
+// Issue 14, item 1 and 10: tunnel settings in -S and --tun-info, as ipvsadm 1.31 prints them.
+function tunnelDest(addr: string, tunnel: TunnelSettings, extra: Partial<DestSnapshot> = {}): DestSnapshot {
+  return Object.assign(dest(addr, 80, { method: 'tunnel', ...extra }), { tunnel });
+}
+
+function tunnelSnapshot(): Snapshot {
+  return snapshot([
+    tcpService('198.18.0.1', 80, [
+      dest('198.19.0.11', 80, { method: 'tunnel' }),
+      tunnelDest('198.19.0.12', { type: 'ipip', port: 0, csum: 'nocsum' }, { weight: 2 }),
+      tunnelDest('198.19.0.13', { type: 'gue', port: 6080, csum: 'nocsum' }),
+      tunnelDest('198.19.0.14', { type: 'gue', port: 6081, csum: 'remcsum' }),
+      tunnelDest('198.19.0.15', { type: 'gre', port: 0, csum: 'csum' }),
+      tunnelDest('198.19.0.16', { type: 'gre', port: 0, csum: 'nocsum' }),
+      dest('198.19.0.17', 8080),
+    ]),
+  ]);
+}
+
+test('-S saves the tunnel type, gue port and checksum flag (--tun-nocsum when none was given)', () => {
+  assert.equal(
+    formatRules(tunnelSnapshot(), numeric(), NUMERIC_NAMES),
+    '-A -t 198.18.0.1:80 -s wlc\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.11:80 -i -w 1 --tun-type ipip\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.12:80 -i -w 2 --tun-type ipip\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.13:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.14:80 -i -w 1 --tun-type gue --tun-port 6081 --tun-remcsum\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.15:80 -i -w 1 --tun-type gre --tun-csum\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.16:80 -i -w 1 --tun-type gre --tun-nocsum\n' +
+      '-a -t 198.18.0.1:80 -r 198.19.0.17:8080 -m -w 1\n',
+  );
+});
+
+test('--tun-info: a TunnelInfo column, n/a for servers that are not tunnels', () => {
+  assert.equal(
+    formatServiceList(tunnelSnapshot(), numeric({ tunInfo: true }), NUMERIC_NAMES),
+    'IP Virtual Server version 1.2.1 (size=4096)\n' +
+      'Prot LocalAddress:Port Scheduler Flags\n' +
+      '  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n' +
+      'TCP  198.18.0.1:80 wlc\n' +
+      '  -> 198.19.0.11:80               Tunnel  ipip          1      0          0         \n' +
+      '  -> 198.19.0.12:80               Tunnel  ipip          2      0          0         \n' +
+      '  -> 198.19.0.13:80               Tunnel  gue:6080:-c   1      0          0         \n' +
+      '  -> 198.19.0.14:80               Tunnel  gue:6081:r+c  1      0          0         \n' +
+      '  -> 198.19.0.15:80               Tunnel  gre:+c        1      0          0         \n' +
+      '  -> 198.19.0.16:80               Tunnel  gre:-c        1      0          0         \n' +
+      '  -> 198.19.0.17:8080             Masq    n/a           1      0          0         \n',
+  );
+});
+
+test('-S keeps --pe of a non-persistent service; -L shows it only with persistence', () => {
+  const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: 'sip' };
+  const snap = snapshot([tcpService('198.18.0.1', 5060, [], { settings })]);
+  assert.equal(formatRules(snap, numeric(), NUMERIC_NAMES), '-A -t 198.18.0.1:5060 -s rr --pe sip\n');
+  assert.match(formatServiceList(snap, numeric(), NUMERIC_NAMES), /\nTCP {2}198\.18\.0\.1:5060 rr\n$/);
+});
+
+test('-L -c --persistent-conn: the persistence engine columns in the title', () => {
+  assert.equal(
+    formatConnections([], numeric({ persistentConn: true }), NUMERIC_NAMES),
+    'IPVS connection entries\n' +
+      'pro expire state       source             virtual            destination        pe name          pe_data\n',
+  );
+});
+
+test('an IPv4-compatible IPv6 real server prints dotted, as inet_ntop', () => {
+  const svc = tcpService('2001:db8::1', 80, [dest('::198.19.0.1', 80)]);
+  const lines = formatServiceList(snapshot([svc]), numeric(), NUMERIC_NAMES).split('\n');
+  assert.equal(lines[4], '  -> [::198.19.0.1]:80            Masq    1      0          0         ');
 });

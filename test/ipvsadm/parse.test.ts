@@ -143,6 +143,7 @@ test('ipvsadm texts and exit statuses for bad command lines', () => {
     kind: 'usage-error',
     text: "Illegal 'u-threshold' option with the 'list' command",
     exit: 2,
+    endsRestore: true,
   });
   assert.equal(usageError(['-n', '-L']).exit, 255);
   assert.equal(usageError([]).text, "Try `lvsadm -h' or 'lvsadm --help' for more information.");
@@ -158,9 +159,11 @@ test('ipvsadm texts and exit statuses for bad command lines', () => {
   assert.equal(usageError(['-L', '-t']).text, '-t: missing argument');
 });
 
-test('-h and --help, -v', () => {
-  assert.deepEqual(parseArgs(['-h']), { kind: 'help', long: false });
-  assert.deepEqual(parseArgs(['--help']), { kind: 'help', long: true });
+test('-h and --help, -v; --lvsadm-help', () => {
+  assert.deepEqual(parseArgs(['-h']), { kind: 'help', lvsadm: false });
+  assert.deepEqual(parseArgs(['--help']), { kind: 'help', lvsadm: false });
+  assert.deepEqual(parseArgs(['--lvsadm-help']), { kind: 'help', lvsadm: true });
+  assert.equal(usageError(['-L', '--lvsadm-help']).text, "invalid option `--lvsadm-help'");
   assert.deepEqual(parseArgs(['-v', 'junk']), { kind: 'version' });
 });
 
@@ -246,4 +249,167 @@ test('random command lines never throw: a Command or a usage error', () => {
     ),
     { numRuns: 3000 },
   );
+});
+
+// ---- Issue 14: where lvsadm once differed from ipvsadm 1.31 ----
+
+test('short options written -s=rr, -p=600, -w=3: popt skips the =', () => {
+  const svc = op(['-A', '-t', '198.18.0.1:80', '-s=rr', '-p=600']) as Extract<
+    ControlOp,
+    { op: 'add-service' }
+  >;
+  assert.equal(svc.settings.scheduler, 'rr');
+  assert.equal(svc.settings.timeout, 600);
+  const dest = op(['-a', '-t', '198.18.0.1:80', '-r', '198.19.0.1', '-m', '-w=3']) as Extract<
+    ControlOp,
+    { op: 'add-dest' }
+  >;
+  assert.equal(dest.settings.weight, 3);
+  // `-s=` is an empty name: the default scheduler, as ipvsadm.
+  const bare = op(['-A', '-t', '198.18.0.1:80', '-s=']) as Extract<ControlOp, { op: 'add-service' }>;
+  assert.equal(bare.settings.scheduler, 'wlc');
+});
+
+test('addresses through inet_aton: octal, short forms, hex, trailing words, brackets', () => {
+  const addrOf = (text: string) =>
+    (op(['-A', '-t', text, '-p']) as Extract<ControlOp, { op: 'add-service' }>).key;
+  assert.deepEqual(addrOf('198.022.0.010:80').addr, addr4(0xc6120008));
+  assert.deepEqual(addrOf('198.18.3:80').addr, addr4(0xc6120003));
+  assert.deepEqual(addrOf('198.1179648:80').addr, addr4(0xc6120000));
+  assert.deepEqual(addrOf('0xc6120004:80').addr, addr4(0xc6120004));
+  assert.deepEqual(addrOf('198.18.0.5 junk:80').addr, addr4(0xc6120005));
+  // ipvsadm loses the port after brackets around an IPv4 address.
+  assert.deepEqual(addrOf('[198.18.0.6]:80'), addrOf('198.18.0.6'));
+  assert.equal(addrOf('[198.18.0.6]:80').port, 0);
+  for (const bad of [
+    '198.18.0.08:80',
+    '198.18.256.1:80',
+    '198.18.0.1.1:80',
+    '198..1:80',
+    ' 198.18.0.1:80',
+    '0x:80',
+  ])
+    assert.equal(usageError(['-A', '-t', bad]).text, 'illegal virtual server address[:port] specified', bad);
+});
+
+test('a zero-padded address part is read as octal, with a warning', () => {
+  const warnings: string[] = [];
+  parseArgs(['-A', '-t', '198.022.0.1:80'], { warn: (t) => warnings.push(t) });
+  assert.deepEqual(warnings, [
+    'lvsadm: warning: 198.022.0.1 read as 198.18.0.1: a part with a leading 0 is octal, as in ipvsadm',
+  ]);
+  warnings.length = 0;
+  parseArgs(['-A', '-t', '198.18.0.10:80', '-p', '-M', '0xffffff00'], { warn: (t) => warnings.push(t) });
+  assert.deepEqual(warnings, []);
+});
+
+test('-M through inet_aton; 0.0.0.0 is prefix 0; non-contiguous masks are refused clearly', () => {
+  const mask = (text: string) =>
+    (op(['-A', '-t', '198.18.0.1:80', '-p', '-M', text]) as Extract<ControlOp, { op: 'add-service' }>)
+      .settings.netmaskPrefix;
+  assert.equal(mask('255.255.255.0'), 24);
+  assert.equal(mask('0xffffff00'), 24);
+  assert.equal(mask('255.255.65280'), 24);
+  assert.equal(mask('0.0.0.0'), 0);
+  assert.equal(mask('0'), 0);
+  assert.match(
+    usageError(['-A', '-t', '198.18.0.1:80', '-p', '-M', '24']).text,
+    /^persistent mask 0\.0\.0\.24 is not contiguous/,
+  );
+  assert.match(usageError(['-A', '-t', '198.18.0.1:80', '-p', '-M', '255.255.255']).text, /255\.255\.0\.255/);
+  assert.equal(
+    usageError(['-A', '-t', '198.18.0.1:80', '-p', '-M', 'bogus']).text,
+    'illegal virtual server persistent mask specified',
+  );
+  // IPv6: atoi, as ipvsadm.
+  const v6 = (text: string) =>
+    (op(['-A', '-t', '[2001:db8::1]:80', '-p', '-M', text]) as Extract<ControlOp, { op: 'add-service' }>)
+      .settings.netmaskPrefix;
+  assert.equal(v6('64'), 64);
+  assert.equal(v6('64abc'), 64);
+  assert.equal(
+    usageError(['-A', '-t', '[2001:db8::1]:80', '-p', '-M', '0x40']).text,
+    'illegal ipv6 netmask specified',
+  );
+});
+
+test('empty -s and --pe are no scheduler and no engine; names lvsd cannot carry are not found', () => {
+  const svc = op(['-A', '-t', '198.18.0.1:80', '-s', '', '--pe', '']) as Extract<
+    ControlOp,
+    { op: 'add-service' }
+  >;
+  assert.equal(svc.settings.scheduler, 'wlc');
+  assert.equal(svc.settings.pe, null);
+  for (const argv of [
+    ['-A', '-t', '198.18.0.1:80', '-s', 'r r'],
+    ['-E', '-t', '198.18.0.1:80', '--pe', 'sïp'],
+  ])
+    assert.deepEqual(parseArgs(argv), {
+      kind: 'usage-error',
+      text: 'Scheduler or persistence engine not found',
+      exit: 255,
+      endsRestore: false,
+    });
+});
+
+test('-b is read before the command x option table', () => {
+  assert.equal(
+    usageError(['-D', '-t', '198.18.0.1:80', '-b', 'bogus']).text,
+    "invalid scheduler flag `bogus'",
+  );
+  assert.equal(usageError(['-A', '-b', 'sh-port']).text, "incompatible scheduler flag `sh-port'");
+  assert.equal(
+    usageError(['-D', '-t', '198.18.0.1:80', '-b', '']).text,
+    "Illegal 'sched-flags' option with the 'delete-service' command",
+  );
+});
+
+test('popt syntax errors after the command let -R go on; fail() and a bad first option end it', () => {
+  assert.deepEqual(parseArgs(['-a', '-t', '198.18.0.1:80', '-w']), {
+    kind: 'usage-error',
+    text: '-w: missing argument',
+    exit: 255,
+    endsRestore: false,
+  });
+  assert.equal((parseArgs(['-A', '--bogus']) as { endsRestore: boolean }).endsRestore, false);
+  assert.equal((parseArgs(['--bogus']) as { endsRestore: boolean }).endsRestore, true);
+  assert.equal((parseArgs(['-A', '-t', 'x']) as { endsRestore: boolean }).endsRestore, true);
+});
+
+test('tunnel options: settings for -i, and ipvsadm checks by method and tunnel type', () => {
+  const base = ['-a', '-t', '198.18.0.1:80', '-r', '198.19.0.1'];
+  const tunnel = (...extra: string[]) =>
+    (op([...base, '-i', ...extra]) as Extract<ControlOp, { op: 'add-dest' }>).settings.tunnel;
+  assert.deepEqual(tunnel(), { type: 'ipip', port: 0, csum: 'nocsum' });
+  assert.deepEqual(tunnel('--tun-type', 'gue', '--tun-port', '6080', '--tun-remcsum'), {
+    type: 'gue',
+    port: 6080,
+    csum: 'remcsum',
+  });
+  assert.deepEqual(tunnel('--tun-type', 'gre', '--tun-csum'), { type: 'gre', port: 0, csum: 'csum' });
+  assert.equal((op([...base, '-m']) as Extract<ControlOp, { op: 'add-dest' }>).settings.tunnel, undefined);
+  const cases: [string[], string][] = [
+    [['-m', '--tun-type', 'ipip'], 'Tunnel options conflict with forward method'],
+    [['--tun-nocsum'], 'Tunnel options conflict with forward method'],
+    [['-i', '--tun-type', 'gue'], "You need to supply the 'tun-port' option for the 'gue' tunnel type"],
+    [['-i', '--tun-port', '1'], "Illegal 'tun-port' option with the 'ipip' tunnel type"],
+    [['-i', '--tun-type', 'gre', '--tun-port', '1'], "Illegal 'tun-port' option with the 'gre' tunnel type"],
+    [['-i', '--tun-type', 'gre', '--tun-remcsum'], "Illegal 'tun-remcsum' option with the 'gre' tunnel type"],
+    [
+      ['-i', '--tun-type', 'gue', '--tun-port', '1', '--tun-nocsum', '--tun-csum'],
+      "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gue' tunnel type",
+    ],
+    [['-i', '--tun-type', 'vxlan'], 'illegal tunnel type specified'],
+    [['-i', '--tun-type', 'gue', '--tun-port', '0'], 'illegal tunnel port specified'],
+  ];
+  for (const [extra, text] of cases)
+    assert.equal(usageError([...base, ...extra]).text, text, extra.join(' '));
+});
+
+test('-L -c takes --persistent-conn; --timeout and --daemon do not', () => {
+  const list = parseArgs(['-L', '-c', '--persistent-conn']) as Extract<Command, { kind: 'list' }>;
+  assert.equal(list.what, 'connections');
+  assert.equal(list.format.persistentConn, true);
+  for (const what of ['--timeout', '--daemon'])
+    assert.equal(usageError(['-L', what, '--persistent-conn']).text, 'options conflicts in the list command');
 });

@@ -76,6 +76,8 @@ export interface ConnSpec {
   daddr: Addr;
   dport: number;
   dest: Dest;
+  /** The forwarding method bound to the connection (an id from the forwarding-method registry). */
+  method: number;
   serviceId: number;
   /** The persistence template controlling this connection, or -1. */
   template: number;
@@ -142,8 +144,12 @@ export class ConnTable {
   private readonly flags: Uint8Array;
   private readonly timeoutMs: Uint32Array;
   private readonly expiry: Float64Array;
-  private readonly dests: (Dest | null)[];
+  /** The real server of each entry, by Dest.id: a typed array the garbage collector never walks. */
+  private readonly destIds: Int32Array;
+  /** The real servers entries are bound to, indexed by Dest.id; a slot empties when its last entry goes. */
+  private readonly boundDests: (Dest | undefined)[] = [];
   private readonly serviceIds: Int32Array;
+  private readonly methods: Uint8Array;
   private readonly controllers: Int32Array;
   private readonly controlled: Uint32Array;
 
@@ -176,8 +182,9 @@ export class ConnTable {
     this.flags = new Uint8Array(capacity);
     this.timeoutMs = new Uint32Array(capacity);
     this.expiry = new Float64Array(capacity);
-    this.dests = new Array<Dest | null>(capacity).fill(null);
+    this.destIds = new Int32Array(capacity);
     this.serviceIds = new Int32Array(capacity);
+    this.methods = new Uint8Array(capacity);
     this.controllers = new Int32Array(capacity);
     this.controlled = new Uint32Array(capacity);
 
@@ -306,6 +313,7 @@ export class ConnTable {
     this.states[id] = state;
     this.flags[id] = F_LIVE | F_INACTIVE;
     this.serviceIds[id] = spec.serviceId;
+    this.methods[id] = spec.method;
     this.controllers[id] = spec.template;
     this.controlled[id] = 0;
     this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
@@ -458,7 +466,7 @@ export class ConnTable {
 
   private moveState(id: number, flags: number, state: number): void {
     this.states[id] = state;
-    const dest = this.dests[id]!;
+    const dest = this.dest(id);
     if (state === S_ESTABLISHED) {
       if (flags & F_INACTIVE) {
         this.flags[id] = flags & ~F_INACTIVE;
@@ -523,12 +531,12 @@ export class ConnTable {
 
   /** Ends every connection and template bound to `dest` (a deleted real server). */
   dropDest(dest: Dest): number {
-    return this.removeWhere((id) => this.dests[id] === dest);
+    return this.removeWhere((id) => this.destIds[id] === dest.id);
   }
 
-  /** Ends every connection and template of a service. */
-  dropService(serviceId: number): number {
-    return this.removeWhere((id) => this.serviceIds[id] === serviceId);
+  /** Ends every connection and template of these services, in one pass over the table. */
+  dropServices(serviceIds: ReadonlySet<number>): number {
+    return this.removeWhere((id) => serviceIds.has(this.serviceIds[id]!));
   }
 
   flush(): number {
@@ -574,7 +582,6 @@ export class ConnTable {
 
   private free(id: number): void {
     this.flags[id] = 0;
-    this.dests[id] = null;
     this.links[id * ENTRY_WORDS + IN_NEXT] = this.freeHead;
     this.freeHead = id;
   }
@@ -582,20 +589,21 @@ export class ConnTable {
   // ---- destination counters (ip_vs_bind_dest / ip_vs_unbind_dest) ----
 
   private bind(id: number, dest: Dest): void {
-    this.dests[id] = dest;
+    this.destIds[id] = dest.id;
+    this.boundDests[dest.id] = dest;
     if (this.flags[id]! & F_TEMPLATE) dest.persistConns++;
     else dest.inactConns++;
     if (dest.uThreshold && dest.activeConns + dest.inactConns >= dest.uThreshold) dest.overloaded = true;
   }
 
   private unbind(id: number): void {
-    const dest = this.dests[id]!;
+    const dest = this.dest(id);
     const flags = this.flags[id]!;
     if (flags & F_TEMPLATE) dest.persistConns--;
     else if (flags & F_INACTIVE) dest.inactConns--;
     else dest.activeConns--;
-    this.dests[id] = null;
     const total = dest.activeConns + dest.inactConns;
+    if (total + dest.persistConns === 0) this.boundDests[dest.id] = undefined;
     if (dest.lThreshold) {
       if (total < dest.lThreshold) dest.overloaded = false;
     } else if (dest.uThreshold) {
@@ -617,11 +625,16 @@ export class ConnTable {
   }
 
   dest(id: number): Dest {
-    return this.dests[id]!;
+    return this.boundDests[this.destIds[id]!]!;
   }
 
   serviceId(id: number): number {
     return this.serviceIds[id]!;
+  }
+
+  /** The forwarding method bound to a connection when it was created. */
+  method(id: number): number {
+    return this.methods[id]!;
   }
 
   /** The controlling template, or -1. */
@@ -699,23 +712,45 @@ export class ConnTable {
     return Math.max(0, this.expiry[id]! - this.clock.now());
   }
 
+  /** The ids of the live entries, in slot order. */
+  *liveIds(): IterableIterator<number> {
+    for (let id = 0; id < this.unused; id++) if (this.isLive(id)) yield id;
+  }
+
+  /**
+   * Gives an imported entry (created a moment ago) the state and remaining time it had where it
+   * came from; the real server's active/inactive counts follow the state.
+   */
+  restore(id: number, state: ConnStateName, expiresInMs: number): void {
+    const code = STATE_NAMES.indexOf(state);
+    if (!(this.flags[id]! & F_TEMPLATE) && this.protocol(id) === IPPROTO_TCP && code >= 0 && code !== S_UDP) {
+      this.moveState(id, this.flags[id]!, code);
+      this.timeoutMs[id] = this.timeouts.stateMs(code);
+    }
+    this.wheel.remove(id);
+    this.expiry[id] = this.clock.now() + expiresInMs;
+    this.wheel.insert(id, this.expiry[id]!);
+  }
+
   /** The live entries, as ipvsadm -Lnc lists them. */
   *entries(): IterableIterator<ConnSnapshot> {
-    for (let id = 0; id < this.unused; id++) {
-      if (!this.isLive(id)) continue;
-      yield {
-        af: this.af(id),
-        protocol: this.protocol(id) as Protocol | 0,
-        caddr: this.caddr(id),
-        cport: this.cport(id),
-        vaddr: this.vaddr(id),
-        vport: this.vport(id),
-        daddr: this.daddr(id),
-        dport: this.dport(id),
-        state: this.state(id),
-        expiresMs: this.expiresIn(id),
-        template: this.isTemplate(id),
-      };
-    }
+    for (const id of this.liveIds()) yield this.snapshotOf(id);
+  }
+
+  /** A live entry as plain data. */
+  snapshotOf(id: number): ConnSnapshot {
+    return {
+      af: this.af(id),
+      protocol: this.protocol(id) as Protocol | 0,
+      caddr: this.caddr(id),
+      cport: this.cport(id),
+      vaddr: this.vaddr(id),
+      vport: this.vport(id),
+      daddr: this.daddr(id),
+      dport: this.dport(id),
+      state: this.state(id),
+      expiresMs: this.expiresIn(id),
+      template: this.isTemplate(id),
+    };
   }
 }

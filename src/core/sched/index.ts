@@ -7,6 +7,7 @@ import { lblcScheduler } from './lblc.js';
 import { lblcrScheduler } from './lblcr.js';
 import { lcScheduler } from './lc.js';
 import { mhScheduler } from './mh.js';
+import { noneScheduler } from './none.js';
 import { nqScheduler } from './nq.js';
 import { ovfScheduler } from './ovf.js';
 import { registerScheduler } from './registry.js';
@@ -35,6 +36,7 @@ export const BUILTIN_SCHEDULER_NAMES = [
   'ovf',
   'mh',
   'twos',
+  'none',
 ] as const;
 
 registerScheduler(rrScheduler);
@@ -51,3 +53,4 @@ registerScheduler(foScheduler);
 registerScheduler(ovfScheduler);
 registerScheduler(mhScheduler);
 registerScheduler(twosScheduler);
+registerScheduler(noneScheduler);

@@ -37,6 +37,7 @@ export function connSpec(n: number, dest: Dest, overrides: Partial<ConnSpec> = {
     daddr: dest.addr,
     dport: dest.port,
     dest,
+    method: 0,
     serviceId: 1,
     template: -1,
     ...overrides,

@@ -262,7 +262,7 @@ test('dropDest ends exactly the connections and templates of that real server', 
   assert.equal(table.size, 3);
   assert.equal(table.findIn(4, IPPROTO_TCP, addr4(0x0a000000), 40000, VIP, 80), -1);
   assert.notEqual(table.findIn(4, IPPROTO_TCP, addr4(0x0a000001), 40001, VIP, 80), -1);
-  assert.equal(table.dropService(1), 3);
+  assert.equal(table.dropServices(new Set([1])), 3);
   assert.equal(table.size, 0);
   assert.deepEqual(counters(b), [0, 0, 0]);
 });
@@ -308,6 +308,7 @@ test('IPv6 connections are found both ways and never confused with IPv4', () => 
     daddr: dest.addr,
     dport: 8080,
     dest,
+    method: 0,
     serviceId: 3,
     template: -1,
   });

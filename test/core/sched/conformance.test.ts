@@ -23,6 +23,7 @@ const options: Record<(typeof BUILTIN_SCHEDULER_NAMES)[number], ConformanceOptio
   ovf: { complete: true, eligible: hasOverflowRoom },
   mh: { complete: false },
   twos: { complete: true },
+  none: { complete: false },
 };
 
 for (const name of BUILTIN_SCHEDULER_NAMES) runSchedulerConformance(name, options[name]);

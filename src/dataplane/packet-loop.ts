@@ -1,0 +1,161 @@
+// The packet loop, whatever the devices: read a batch from each device, let the director rewrite
+// each frame, write it back where it came from (the kernel routes it on), run the housekeeping.
+// It also keeps one device per fwmark service, opened before the service is added, closed after
+// it goes, so a refused open leaves the director unchanged.
+
+import type { Clock } from '../core/clock.js';
+import {
+  PASS_TO_HOST,
+  zeroDeviceCounters,
+  type ControlOp,
+  type DeviceCounters,
+  type EngineEvent,
+  type Snapshot,
+} from '../core/ops.js';
+import { fwmarkDeviceName, type DeviceDriver, type PacketDevice } from './device.js';
+import type { PacketDirector } from './messages.js';
+
+/** Frames handled per device before control requests and the tick get their turn. */
+const BATCH = 64;
+/** Packet-path exceptions are reported at most this often (each is counted). */
+const EXCEPTION_REPORT_MS = 10_000;
+
+export interface PacketLoopOptions {
+  director: PacketDirector;
+  driver: DeviceDriver;
+  clock: Clock;
+  /** Frame buffer size: the largest frame a device delivers. */
+  frameMax: number;
+  /** The device for traffic without a mark, or null for a loop that only serves control. */
+  mainDevice: string | null;
+  /** How long to wait for traffic when idle; bounds control latency. */
+  idlePollMs: number;
+  tickMs: number;
+  /** Where the loop's events go (the engine passes them on to the daemon's log). */
+  report(event: EngineEvent): void;
+}
+
+export class PacketLoop {
+  readonly stats: DeviceCounters = zeroDeviceCounters();
+  private readonly director: PacketDirector;
+  private readonly driver: DeviceDriver;
+  private readonly clock: Clock;
+  private readonly frame: Uint8Array;
+  private readonly devices: PacketDevice[] = [];
+  /** Devices of fwmark services, by mark. */
+  private readonly marked = new Map<number, PacketDevice>();
+  private readonly serveDevices: boolean;
+  private lastTick: number;
+  private lastExceptionReport = -Infinity;
+
+  constructor(private readonly options: PacketLoopOptions) {
+    this.director = options.director;
+    this.driver = options.driver;
+    this.clock = options.clock;
+    this.frame = new Uint8Array(options.frameMax);
+    this.lastTick = this.clock.now();
+    this.serveDevices = options.mainDevice !== null;
+    if (options.mainDevice !== null) this.devices.push(this.driver.open(options.mainDevice, 0));
+  }
+
+  /** The main device's name as the kernel gave it, or null. */
+  get mainDeviceName(): string | null {
+    return this.serveDevices ? this.devices[0]!.name : null;
+  }
+
+  /** Applies a control operation, opening or closing fwmark services' devices around it. */
+  execute(op: ControlOp): void {
+    const mark = op.op === 'add-service' ? op.key.fwmark : 0;
+    const opened = this.serveDevices && mark > 0 && !this.marked.has(mark) ? this.openMarked(mark) : null;
+    try {
+      this.director.execute(op);
+    } catch (error) {
+      if (opened) this.closeMarked(mark);
+      throw error;
+    }
+    if (op.op === 'delete-service' || op.op === 'clear') {
+      const wanted = new Set(
+        this.director.snapshot({ connections: false }).services.map((s) => s.key.fwmark),
+      );
+      for (const mark of [...this.marked.keys()]) if (!wanted.has(mark)) this.closeMarked(mark);
+    }
+  }
+
+  snapshot(connections: boolean): Snapshot {
+    const snapshot = this.director.snapshot({ connections });
+    snapshot.dataPath.device = structuredClone(this.stats);
+    return snapshot;
+  }
+
+  /** One turn: a batch from every device (or a wait when all were idle), then the tick when due. */
+  turn(): void {
+    let handled = 0;
+    for (const device of this.devices) handled += this.drain(device);
+    if (handled === 0) this.driver.wait(this.devices, this.options.idlePollMs);
+    const now = this.clock.now();
+    if (now - this.lastTick >= this.options.tickMs) {
+      this.lastTick = now;
+      this.director.tick();
+    }
+  }
+
+  close(): void {
+    for (const device of this.devices.splice(0)) device.close();
+    this.marked.clear();
+  }
+
+  private drain(device: PacketDevice): number {
+    const { frame, stats, director } = this;
+    let handled = 0;
+    for (; handled < BATCH; handled++) {
+      const n = device.read(frame);
+      if (n === 0) break;
+      stats.rxPackets++;
+      stats.rxBytes += n;
+      let out: number;
+      try {
+        out = director.process(frame, 0, n, device.fwmark);
+      } catch (error) {
+        stats.drops.exception++;
+        this.exception(error);
+        continue;
+      }
+      if (out === 0) stats.drops.verdict++;
+      // Written back unchanged, the kernel takes it from the device as it would have without us.
+      else this.send(device, frame, out === PASS_TO_HOST ? n : out);
+      if (director.pending.length > 0) {
+        for (const extra of director.pending.splice(0)) this.send(device, extra, extra.length);
+      }
+    }
+    return handled;
+  }
+
+  private exception(error: unknown): void {
+    const now = this.clock.now();
+    if (now - this.lastExceptionReport < EXCEPTION_REPORT_MS) return;
+    this.lastExceptionReport = now;
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    this.options.report({ kind: 'exception', message, count: this.stats.drops.exception });
+  }
+
+  private send(device: PacketDevice, buf: Uint8Array, length: number): void {
+    if (device.write(buf, length)) {
+      this.stats.txPackets++;
+      this.stats.txBytes += length;
+    } else this.stats.drops.writeFailed++;
+  }
+
+  private openMarked(mark: number): PacketDevice {
+    const device = this.driver.open(fwmarkDeviceName(mark), mark);
+    this.marked.set(mark, device);
+    this.devices.push(device);
+    return device;
+  }
+
+  private closeMarked(mark: number): void {
+    const device = this.marked.get(mark)!;
+    this.marked.delete(mark);
+    this.devices.splice(this.devices.indexOf(device), 1);
+    device.close();
+  }
+}

@@ -1,0 +1,47 @@
+// In-memory packet devices: the real packet loop runs over them without root. A driver can be
+// told to fail opening a name, as the kernel does when a device cannot be created.
+
+import type { DeviceDriver, PacketDevice } from '../../src/dataplane/device.js';
+
+export class FakeDevice implements PacketDevice {
+  /** Frames waiting to be read, oldest first. */
+  readonly inbox: Uint8Array[] = [];
+  /** Frames the loop wrote, oldest first. */
+  readonly outbox: Uint8Array[] = [];
+  closed = false;
+
+  constructor(
+    readonly name: string,
+    readonly fwmark: number,
+  ) {}
+
+  read(buf: Uint8Array): number {
+    const frame = this.inbox.shift();
+    if (!frame) return 0;
+    buf.set(frame);
+    return frame.length;
+  }
+
+  write(buf: Uint8Array, length: number): boolean {
+    this.outbox.push(buf.slice(0, length));
+    return true;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+export class FakeDriver implements DeviceDriver {
+  readonly opened = new Map<string, FakeDevice>();
+  readonly refuse = new Set<string>();
+
+  open(name: string, fwmark: number): FakeDevice {
+    if (this.refuse.has(name)) throw new Error(`TUNSETIFF ${name}: Device or resource busy`);
+    const device = new FakeDevice(name, fwmark);
+    this.opened.set(name, device);
+    return device;
+  }
+
+  wait(): void {}
+}
