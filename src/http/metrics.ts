@@ -6,9 +6,9 @@
 
 import { formatAddr, formatIPv4, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
-import type { Rates, ServiceKey } from '../core/model.js';
+import type { AdminState, HealthState, Rates, ServiceKey } from '../core/model.js';
 import { SVC_F_PERSISTENT } from '../core/model.js';
-import type { DestSnapshot, ServiceSnapshot, Snapshot, StatsSnapshot } from '../core/ops.js';
+import type { DestSnapshot, DeviceCounters, ServiceSnapshot, Snapshot, StatsSnapshot } from '../core/ops.js';
 import { orderedServices } from '../ipvsadm/format.js';
 import { renderExposition } from './exposition.js';
 import type { Labels, MetricType, Sample } from './exposition.js';
@@ -116,6 +116,8 @@ function ipvsBackendRows(services: readonly ServiceSnapshot[]): IpvsBackendRow[]
     if (svc.key.fwmark === 0 && svc.key.protocol === IPPROTO_SCTP) continue; // as procfs
     const local = ipvsServiceLabels(svc.key);
     for (const dest of svc.dests) {
+      // A real server out of scheduling (maint, failed) is gone from IPVS after keepalived's DELDEST.
+      if (!dest.scheduled) continue;
       const labels = withRemote(local, dest);
       const key = labels.map(([, value]) => value).join('\0');
       const row = rows.get(key);
@@ -173,16 +175,43 @@ function perService(
   );
 }
 
-/** A value per real server. */
+/** A value per real server; null leaves that real server out. */
 function perServer(
   name: string,
   type: MetricType,
   help: string,
-  value: (dest: DestSnapshot) => number,
+  value: (dest: DestSnapshot) => number | null,
 ): SeriesSpec {
   return series(name, type, help, ({ services, cache }) =>
     services.flatMap((svc) =>
-      svc.dests.map((dest) => ({ labels: cache.server(svc, dest), value: value(dest) })),
+      svc.dests.flatMap((dest) => {
+        const v = value(dest);
+        return v === null ? [] : [{ labels: cache.server(svc, dest), value: v }];
+      }),
+    ),
+  );
+}
+
+const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint'];
+const HEALTH_STATES: readonly HealthState[] = ['up', 'down', 'down-inhibited'];
+
+/** One series per state, 1 for the real server's and 0 for the others (HAProxy's haproxy_server_status). */
+function perServerState<S extends string>(
+  name: string,
+  help: string,
+  states: readonly S[],
+  state: (dest: DestSnapshot) => S,
+): SeriesSpec {
+  return series(name, 'gauge', help, ({ services, cache }) =>
+    services.flatMap((svc) =>
+      svc.dests.flatMap((dest) => {
+        const labels = cache.server(svc, dest);
+        const current = state(dest);
+        return states.map((s) => ({
+          labels: [...labels, ['state', s] as const],
+          value: s === current ? 1 : 0,
+        }));
+      }),
     ),
   );
 }
@@ -202,6 +231,18 @@ function trafficSeries<T extends { stats: StatsSnapshot; rates: Rates }>(
     ),
   ];
 }
+
+/** The packet loop's device counters (frames: a GSO super-packet counts once); absent without a data plane. */
+const DEVICE_SERIES: readonly [string, string, (device: DeviceCounters) => number][] = [
+  ['lvsd_device_received_packets_total', 'Frames the packet loop read from its devices.', (d) => d.rxPackets],
+  ['lvsd_device_received_bytes_total', 'Bytes the packet loop read from its devices.', (d) => d.rxBytes],
+  [
+    'lvsd_device_transmitted_packets_total',
+    'Frames the packet loop wrote to its devices.',
+    (d) => d.txPackets,
+  ],
+  ['lvsd_device_transmitted_bytes_total', 'Bytes the packet loop wrote to its devices.', (d) => d.txBytes],
+];
 
 /** Every series lvsd exports, in the order /metrics prints them. */
 export const SERIES: readonly SeriesSpec[] = [
@@ -260,8 +301,44 @@ export const SERIES: readonly SeriesSpec[] = [
   perServer(
     'lvsd_server_weight',
     'gauge',
-    'Configured weight of a real server (ipvsadm -w).',
+    'Configured weight of a real server (ipvsadm -w; what -S saves).',
+    (d) => d.configuredWeight,
+  ),
+  perServer(
+    'lvsd_server_effective_weight',
+    'gauge',
+    'Weight the schedulers use (what -Ln shows): the operator, the checks, drain and health applied.',
     (d) => d.weight,
+  ),
+  perServer(
+    'lvsd_server_operator_weight',
+    'gauge',
+    "The operator's run-time weight of a real server; absent when none is set.",
+    (d) => d.operatorWeight,
+  ),
+  perServer(
+    'lvsd_server_dynamic_weight',
+    'gauge',
+    'The weight the health checks set (misc_dynamic); absent when none is set.',
+    (d) => d.dynamicWeight,
+  ),
+  perServer(
+    'lvsd_server_scheduled',
+    'gauge',
+    '1 while the schedulers may pick the real server, 0 in maintenance or when failed.',
+    (d) => (d.scheduled ? 1 : 0),
+  ),
+  perServerState(
+    'lvsd_server_admin_state',
+    "1 for the real server's admin state (ready, drain, maint), 0 for the others.",
+    ADMIN_STATES,
+    (d) => d.admin,
+  ),
+  perServerState(
+    'lvsd_server_health_state',
+    "1 for the real server's health (up, down, down-inhibited), 0 for the others.",
+    HEALTH_STATES,
+    (d) => d.health,
   ),
   perServer(
     'lvsd_server_connections_active',
@@ -305,6 +382,34 @@ export const SERIES: readonly SeriesSpec[] = [
       Object.keys(snapshot.dataPath.drops)
         .sort()
         .map((reason) => ({ labels: [['reason', reason]], value: snapshot.dataPath.drops[reason]! })),
+  ),
+  series(
+    'lvsd_datapath_passed_to_host_packets_total',
+    'counter',
+    "Packets given back to the host's own stack unchanged (not the director's), by reason.",
+    ({ snapshot }) =>
+      Object.keys(snapshot.dataPath.passed)
+        .sort()
+        .map((reason) => ({ labels: [['reason', reason]], value: snapshot.dataPath.passed[reason]! })),
+  ),
+  ...DEVICE_SERIES.map(([name, help, value]) =>
+    series(name, 'counter', help, ({ snapshot }) =>
+      snapshot.dataPath.device ? [{ labels: [], value: value(snapshot.dataPath.device) }] : [],
+    ),
+  ),
+  series(
+    'lvsd_device_dropped_packets_total',
+    'counter',
+    "Frames the packet loop dropped: the director's verdict, a write the kernel refused, an exception.",
+    ({ snapshot }) => {
+      const device = snapshot.dataPath.device;
+      if (!device) return [];
+      return [
+        { labels: [['reason', 'verdict']], value: device.drops.verdict },
+        { labels: [['reason', 'write-failed']], value: device.drops.writeFailed },
+        { labels: [['reason', 'exception']], value: device.drops.exception },
+      ];
+    },
   ),
   series(
     'lvsd_connection_table_buckets',

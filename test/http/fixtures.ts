@@ -24,8 +24,12 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
     service(
       addrKey(IPPROTO_TCP, '198.18.0.1', 80),
       [
+        // Drained by the operator: configured 4, effective 0, the operator's weight 2 kept for later.
         dest('198.18.1.12', 80, {
-          weight: 1,
+          weight: 0,
+          configuredWeight: 4,
+          admin: 'drain',
+          operatorWeight: 2,
           activeConns: 2,
           inactConns: 5,
           persistConns: 1,
@@ -49,10 +53,33 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
     ),
     service(
       addrKey(IPPROTO_UDP, '2001:db8:0:0:0:0:0:1', 53),
-      [dest('2001:db8:0:1:0:0:0:11', 53, { stats: stats(3, 3, 3, 180, 300) })],
+      [
+        dest('2001:db8:0:1:0:0:0:11', 53, {
+          stats: stats(3, 3, 3, 180, 300),
+          dynamicWeight: 7,
+          weight: 7,
+          configuredWeight: 1,
+        }),
+        // Failed, not scheduled: gone from node_ipvs_backend_* as from IPVS after DELDEST.
+        dest('2001:db8:0:1:0:0:0:12', 53, {
+          health: 'down',
+          scheduled: false,
+          weight: 0,
+          configuredWeight: 1,
+        }),
+      ],
       { stats: stats(3, 3, 3, 180, 300) },
     ),
-    service(markKey(23, 4), [dest('198.18.1.13', 0, { activeConns: 4, inactConns: 2 })]),
+    // Failed with inhibit_on_failure: listed at weight 0.
+    service(markKey(23, 4), [
+      dest('198.18.1.13', 0, {
+        activeConns: 4,
+        inactConns: 2,
+        health: 'down-inhibited',
+        weight: 0,
+        configuredWeight: 1,
+      }),
+    ]),
     // SCTP: counted in node_ipvs_*_total (the kernel's totals), absent from node_ipvs_backend_*.
     service(addrKey(IPPROTO_SCTP, '198.18.0.1', 9), [dest('198.18.1.11', 9, { weight: 5 })], {
       stats: stats(1, 10, 10, 1000, 1001),
@@ -65,6 +92,14 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
       forwardedOut: 2903,
       icmpSent: 2,
       drops: { 'table-full': 1, 'no-service': 7 },
+      passed: { 'not-a-service': 12 },
+      device: {
+        rxPackets: 6130,
+        rxBytes: 9_100_000,
+        txPackets: 6116,
+        txBytes: 9_090_000,
+        drops: { verdict: 8, writeFailed: 1, exception: 0 },
+      },
     }),
   },
 );

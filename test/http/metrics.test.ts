@@ -38,11 +38,12 @@ test("node_ipvs_* label values are node_exporter's", () => {
   const text = renderMetrics(GOLDEN_SNAPSHOT, BUILD);
   assert.deepEqual(lines(text, 'node_ipvs_backend_weight'), [
     'node_ipvs_backend_weight{local_address="198.18.0.1",local_mark="",local_port="80",proto="TCP",remote_address="198.18.1.11",remote_port="80"} 3',
-    'node_ipvs_backend_weight{local_address="198.18.0.1",local_mark="",local_port="80",proto="TCP",remote_address="198.18.1.12",remote_port="80"} 1',
+    'node_ipvs_backend_weight{local_address="198.18.0.1",local_mark="",local_port="80",proto="TCP",remote_address="198.18.1.12",remote_port="80"} 0',
     'node_ipvs_backend_weight{local_address="198.18.0.5",local_mark="",local_port="443",proto="TCP",remote_address="198.18.1.21",remote_port="8443"} 1',
-    'node_ipvs_backend_weight{local_address="2001:db8::1",local_mark="",local_port="53",proto="UDP",remote_address="2001:db8:0:1::11",remote_port="53"} 1',
-    // fwmark 23 of both families, one real server: one row, summed as node_exporter does.
-    'node_ipvs_backend_weight{local_address="",local_mark="00000017",local_port="0",proto="FWM",remote_address="198.18.1.13",remote_port="0"} 3',
+    'node_ipvs_backend_weight{local_address="2001:db8::1",local_mark="",local_port="53",proto="UDP",remote_address="2001:db8:0:1::11",remote_port="53"} 7',
+    // fwmark 23 of both families, one real server: one row, summed as node_exporter does (2 + 0
+    // for the IPv4 service's, failed and inhibited); the unscheduled 2001:db8:0:1::12 is not listed.
+    'node_ipvs_backend_weight{local_address="",local_mark="00000017",local_port="0",proto="FWM",remote_address="198.18.1.13",remote_port="0"} 2',
   ]);
   // The kernel's totals count SCTP; its per-backend rows leave SCTP out (procfs).
   assert.deepEqual(lines(text, 'node_ipvs_connections_total'), ['node_ipvs_connections_total 164']);
