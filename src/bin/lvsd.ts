@@ -13,12 +13,20 @@ import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { startDataplaneEngine } from '../dataplane/start.js';
+import { parseListenAddress } from '../http/address.js';
+import type { ListenAddress } from '../http/address.js';
+import { readBuildInfo } from '../http/build-info.js';
+import { startHttpListener } from '../http/server.js';
+import type { HttpListener } from '../http/server.js';
 
-const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane]
+const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
        lvsd demo [--keep]
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
+  --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics (off unless given); PORT
+                      alone listens on loopback (127.0.0.1); ADDR is an IP address: [::1] for IPv6,
+                      0.0.0.0 for every address (anyone who reaches it can read the metrics)
   demo              build a lab in network namespaces and show a director at work (root)
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json and applies what changed;
 SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
@@ -30,6 +38,7 @@ interface CommandLine {
   socketPath: string;
   stateDir: string;
   dataplane: boolean;
+  http: ListenAddress | null;
 }
 
 function usageError(message: string): never {
@@ -41,6 +50,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let socketPath = process.env.LVSD_SOCKET || DEFAULT_SOCKET_PATH;
   let stateDir = process.env.LVSD_STATE_DIR || DEFAULT_STATE_DIR;
   let dataplane = true;
+  let http: ListenAddress | null = null;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -51,13 +61,19 @@ function parseCommandLine(args: string[]): CommandLine {
       dataplane = false;
       continue;
     }
-    if (name !== '--socket' && name !== '--state-dir') usageError(`unknown option ${name}`);
+    if (name !== '--socket' && name !== '--state-dir' && name !== '--http')
+      usageError(`unknown option ${name}`);
     const value = inline ?? args[++i];
     if (!value) usageError(`${name} needs a value`);
     if (name === '--socket') socketPath = value;
-    else stateDir = value;
+    else if (name === '--state-dir') stateDir = value;
+    else {
+      const parsed = parseListenAddress(value);
+      if ('error' in parsed) usageError(`--http: ${parsed.error}`);
+      http = parsed;
+    }
   }
-  return { socketPath, stateDir, dataplane };
+  return { socketPath, stateDir, dataplane, http };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
@@ -100,9 +116,24 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     process.exit(1);
   }
   const running = daemon;
+  let http: HttpListener | null = null;
+  if (commandLine.http) {
+    try {
+      http = await startHttpListener({
+        address: commandLine.http,
+        api: running.service,
+        build: await readBuildInfo(),
+        log: stderrLogger,
+      });
+    } catch (err) {
+      await running.close();
+      stderrLogger('error', `cannot start: ${(err as Error).message}`);
+      process.exit(1);
+    }
+  }
   const stop = (signal: string) => {
     stderrLogger('info', `${signal} received, shutting down`);
-    void running.close().then(() => process.exit(0));
+    void Promise.all([http?.close(), running.close()]).then(() => process.exit(0));
   };
   running.engine.onEvent((event) => {
     if (event.kind === 'exception') {

@@ -32,12 +32,23 @@ export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
+export interface SpawnOptions {
+  /** More lvsd options (`--http ...`). */
+  args?: string[];
+  /** Wait for this on stderr too (the HTTP listener logs after the control socket). */
+  ready?: string;
+}
+
 /** Spawns lvsd and waits until its socket exists (or it exits). */
-export async function spawnDaemon(dir: string, stateDir = join(dir, 'state')): Promise<SpawnedDaemon> {
+export async function spawnDaemon(
+  dir: string,
+  stateDir = join(dir, 'state'),
+  { args = [], ready = 'listening' }: SpawnOptions = {},
+): Promise<SpawnedDaemon> {
   const socketPath = join(dir, 'run', 'lvsd.sock');
   const child = spawn(
     process.execPath,
-    [LVSD, '--no-dataplane', '--socket', socketPath, '--state-dir', stateDir],
+    [LVSD, '--no-dataplane', '--socket', socketPath, '--state-dir', stateDir, ...args],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
     },
@@ -46,7 +57,7 @@ export async function spawnDaemon(dir: string, stateDir = join(dir, 'state')): P
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   const deadline = Date.now() + 10_000;
-  while (!existsSync(socketPath) || !stderr.includes('listening')) {
+  while (!existsSync(socketPath) || !stderr.includes('listening') || !stderr.includes(ready)) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`lvsd did not start (exit ${child.exitCode}): ${stderr}`);
@@ -80,11 +91,12 @@ export async function spawnDaemon(dir: string, stateDir = join(dir, 'state')): P
 export function runDaemonToExit(
   dir: string,
   stateDir: string,
+  args: string[] = [],
 ): Promise<{ code: number | null; stderr: string }> {
   return new Promise((res) => {
     const child = spawn(
       process.execPath,
-      [LVSD, '--no-dataplane', '--socket', join(dir, 'run', 'lvsd.sock'), '--state-dir', stateDir],
+      [LVSD, '--no-dataplane', '--socket', join(dir, 'run', 'lvsd.sock'), '--state-dir', stateDir, ...args],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },

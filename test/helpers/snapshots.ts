@@ -1,17 +1,98 @@
-// Service snapshots as the engine hands them to the host plumbing: what a test needs to say which
-// services and real servers are configured, with zero counters.
+// Snapshots built by hand for tests of what reads them (listings, metrics, host plumbing):
+// every field filled with the director's defaults, overridable per test.
 
-import assert from 'node:assert/strict';
-import { parseAddr, type Addr } from '../../src/core/inet.js';
-import type { ServiceSnapshot } from '../../src/core/ops.js';
+import { parseAddr } from '../../src/core/inet.js';
+import type { Addr, Family } from '../../src/core/inet.js';
+import type { ServiceKey } from '../../src/core/model.js';
+import type {
+  DataPathCounters,
+  DestSnapshot,
+  ServiceSnapshot,
+  Snapshot,
+  StatsSnapshot,
+} from '../../src/core/ops.js';
+import type { Rates } from '../../src/core/model.js';
 
-function addr(text: string): Addr {
-  const a = parseAddr(text);
-  assert.ok(a, text);
-  return a;
+export const ip = (text: string): Addr => parseAddr(text)!;
+
+export const stats = (conns = 0, inPkts = 0, outPkts = 0, inBytes = 0, outBytes = 0): StatsSnapshot => ({
+  conns,
+  inPkts,
+  outPkts,
+  inBytes,
+  outBytes,
+});
+export const rates = (cps = 0, inpps = 0, outpps = 0, inbps = 0, outbps = 0): Rates => ({
+  cps,
+  inpps,
+  outpps,
+  inbps,
+  outbps,
+});
+
+export function dest(addr: string, port: number, extra: Partial<DestSnapshot> = {}): DestSnapshot {
+  return {
+    addr: ip(addr),
+    port,
+    method: 'masq',
+    weight: extra.weight ?? 1,
+    configuredWeight: extra.weight ?? 1,
+    scheduled: true,
+    admin: 'ready',
+    operatorWeight: null,
+    health: 'up',
+    dynamicWeight: null,
+    uThreshold: 0,
+    lThreshold: 0,
+    activeConns: 0,
+    inactConns: 0,
+    persistConns: 0,
+    stats: stats(),
+    rates: rates(),
+    ...extra,
+  };
 }
 
-/** A masq service on vip:port (or fwmark `fwmark`, protocol 0) with its real servers. */
+export function addrKey(protocol: number, addr: string, port: number): ServiceKey {
+  const a = ip(addr);
+  return { af: a.af, protocol: protocol as ServiceKey['protocol'], addr: a, port, fwmark: 0 };
+}
+
+export function markKey(fwmark: number, af: Family): ServiceKey {
+  return { af, protocol: 0, addr: af === 4 ? ip('0.0.0.0') : ip('::'), port: 0, fwmark };
+}
+
+export function service(
+  key: ServiceKey,
+  dests: DestSnapshot[],
+  extra: Partial<ServiceSnapshot> = {},
+): ServiceSnapshot {
+  return {
+    key,
+    settings: { scheduler: 'wlc', flags: 0, timeout: 0, netmaskPrefix: key.af === 4 ? 32 : 128, pe: null },
+    stats: stats(),
+    rates: rates(),
+    dests,
+    ...extra,
+  };
+}
+
+/** The data path's counters, all zero unless given. */
+export function dataPath(extra: Partial<DataPathCounters> = {}): DataPathCounters {
+  return { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {}, ...extra };
+}
+
+export function snapshot(services: ServiceSnapshot[], extra: Partial<Snapshot> = {}): Snapshot {
+  return {
+    connTableBuckets: 4096,
+    timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+    services,
+    dataPath: dataPath(),
+    ...extra,
+  };
+}
+
+/** A masq service on vip:port (or fwmark `fwmark`) with its real servers, as the host plumbing sees it. */
 export function serviceSnapshot(
   vip: string,
   protocol: number,
@@ -19,32 +100,9 @@ export function serviceSnapshot(
   reals: [string, number][],
   fwmark = 0,
 ): ServiceSnapshot {
-  const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
-  const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
-  const a = addr(vip);
-  return {
-    key: { af: a.af, protocol: (fwmark > 0 ? 0 : protocol) as 6, addr: a, port, fwmark },
-    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-    stats: zero,
-    rates,
-    dests: reals.map(([rip, rport]) => ({
-      addr: addr(rip),
-      port: rport,
-      method: 'masq' as const,
-      weight: 1,
-      configuredWeight: 1,
-      scheduled: true,
-      admin: 'ready' as const,
-      operatorWeight: null,
-      health: 'up' as const,
-      dynamicWeight: null,
-      uThreshold: 0,
-      lThreshold: 0,
-      activeConns: 0,
-      inactConns: 0,
-      persistConns: 0,
-      stats: zero,
-      rates,
-    })),
-  };
+  const key = fwmark > 0 ? markKey(fwmark, ip(vip).af) : addrKey(protocol, vip, port);
+  return service(
+    key,
+    reals.map(([rip, rport]) => dest(rip, rport)),
+  );
 }

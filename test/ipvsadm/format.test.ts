@@ -10,57 +10,20 @@ import {
 } from '../../src/ipvsadm/format.js';
 import { emptyListFormat } from '../../src/ipvsadm/parse.js';
 import type { ListFormat } from '../../src/ipvsadm/parse.js';
-import { parseAddr } from '../../src/core/inet.js';
+import { IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
 import type { Addr } from '../../src/core/inet.js';
 import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
 import type { TunnelSettings } from '../../src/core/model.js';
+import { addrKey, dest, service, snapshot } from '../helpers/snapshots.js';
 
 const a = (text: string): Addr => parseAddr(text)!;
-const zeroStats = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
-const zeroRates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
-
-function dest(addr: string, port: number, extra: Partial<DestSnapshot> = {}): DestSnapshot {
-  return {
-    addr: a(addr),
-    port,
-    method: 'masq',
-    weight: extra.weight ?? 1,
-    configuredWeight: extra.weight ?? 1,
-    scheduled: true,
-    admin: 'ready',
-    operatorWeight: null,
-    health: 'up',
-    dynamicWeight: null,
-    uThreshold: 0,
-    lThreshold: 0,
-    activeConns: 0,
-    inactConns: 0,
-    persistConns: 0,
-    stats: zeroStats,
-    rates: zeroRates,
-    ...extra,
-  };
-}
-
 function tcpService(
   addr: string,
   port: number,
   dests: DestSnapshot[],
   extra: Partial<ServiceSnapshot> = {},
 ): ServiceSnapshot {
-  return {
-    key: { af: a(addr).af, protocol: 6, addr: a(addr), port, fwmark: 0 },
-    settings: { scheduler: 'wlc', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-    stats: zeroStats,
-    rates: zeroRates,
-    dests,
-    ...extra,
-  };
-}
-
-function snapshot(services: ServiceSnapshot[]): Snapshot {
-  const dataPath = { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {} };
-  return { connTableBuckets: 4096, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, services, dataPath };
+  return service(addrKey(IPPROTO_TCP, addr, port), dests, extra);
 }
 
 const numeric = (extra: Partial<ListFormat> = {}): ListFormat => ({

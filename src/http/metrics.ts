@@ -1,0 +1,464 @@
+// lvsd's /metrics as a pure function of the director's Snapshot (the one `lvsadm -L --json` prints).
+// Two sets: node_exporter's eight node_ipvs_* series with its exact names, labels and label value
+// formats, so Grafana panels made for IPVS hosts work on an lvsd host; and lvsd_* series for what
+// /proc/net/ip_vs never showed. Every series is one row of SERIES, reading what the snapshot has:
+// a new snapshot field becomes a new series by adding a row (docs/metrics.md lists them all).
+
+import { formatAddr, formatIPv4, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
+import type { Addr } from '../core/inet.js';
+import type { AdminState, HealthState, Rates, ServiceKey } from '../core/model.js';
+import { SVC_F_PERSISTENT } from '../core/model.js';
+import type { DestSnapshot, DeviceCounters, ServiceSnapshot, Snapshot, StatsSnapshot } from '../core/ops.js';
+import { orderedServices } from '../ipvsadm/format.js';
+import { renderExposition } from './exposition.js';
+import type { Labels, MetricType, Sample } from './exposition.js';
+
+/** What lvsd says about itself in lvsd_build_info. */
+export interface BuildInfo {
+  version: string;
+  nodeVersion: string;
+}
+
+/** One scrape's input: the snapshot with its services in listing order (real servers sorted too). */
+export interface MetricsInput {
+  readonly snapshot: Snapshot;
+  readonly services: readonly ServiceSnapshot[];
+  readonly build: BuildInfo;
+  /** What several series share, built once per scrape. */
+  readonly cache: ScrapeCache;
+}
+
+export interface ScrapeCache {
+  /** lvsd_* labels of a service, and of a real server. */
+  service(svc: ServiceSnapshot): Labels;
+  server(svc: ServiceSnapshot, dest: DestSnapshot): Labels;
+  ipvsBackends(): readonly IpvsBackendRow[];
+}
+
+export interface SeriesSpec {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help: string;
+  samples(input: MetricsInput): Sample[];
+}
+
+// ---- label values as node_exporter writes them ----
+
+/** Go's net.IP String(): RFC 5952 text, except that an IPv4-mapped address prints as IPv4. */
+export function addressLabel(addr: Addr): string {
+  if (addr.af === 6 && addr.a === 0 && addr.b === 0 && addr.c === 0xffff) return formatIPv4(addr.d);
+  return formatAddr(addr);
+}
+
+/** The kernel's `%08X` of a firewall mark, as /proc/net/ip_vs prints it. */
+export function markLabel(fwmark: number): string {
+  return (fwmark >>> 0).toString(16).toUpperCase().padStart(8, '0');
+}
+
+function protoLabel(key: ServiceKey): string {
+  if (key.fwmark) return 'FWM';
+  if (key.protocol === IPPROTO_TCP) return 'TCP';
+  if (key.protocol === IPPROTO_UDP) return 'UDP';
+  return 'SCTP';
+}
+
+type AddressFormat = (addr: Addr) => string;
+
+/** A virtual service as node_exporter labels it: fwmark services have no address and port 0. */
+function ipvsServiceLabels(key: ServiceKey, address: AddressFormat = addressLabel): [string, string][] {
+  return [
+    ['local_address', key.fwmark ? '' : address(key.addr)],
+    ['local_mark', key.fwmark ? markLabel(key.fwmark) : ''],
+    ['local_port', key.fwmark ? '0' : String(key.port)],
+    ['proto', protoLabel(key)],
+  ];
+}
+
+/**
+ * lvsd's series add the family (fwmark services of both families may share a mark) and write an
+ * IPv4-mapped address as such (::ffff:a.b.c.d), so that no two services or real servers share labels.
+ */
+function serviceLabels(key: ServiceKey): Labels {
+  return [['family', key.af === 6 ? 'inet6' : 'inet'], ...ipvsServiceLabels(key, formatAddr)];
+}
+
+function withRemote(labels: Labels, dest: DestSnapshot, address: AddressFormat = addressLabel): Labels {
+  return [...labels, ['remote_address', address(dest.addr)], ['remote_port', String(dest.port)]];
+}
+
+function series(
+  name: string,
+  type: MetricType,
+  help: string,
+  samples: (input: MetricsInput) => Sample[],
+): SeriesSpec {
+  return { name, type, help, samples };
+}
+
+// ---- node_exporter's ipvs collector ----
+
+/** /proc/net/ip_vs_stats counts every service's traffic, SCTP included. */
+function ipvsTotal(field: keyof StatsSnapshot, name: string, help: string): SeriesSpec {
+  // Summed as bigint: past 2^53 a double sum would round, and these totals are the first to get there.
+  return series(name, 'counter', help, ({ services }) => [
+    { labels: [], value: services.reduce((sum, svc) => sum + BigInt(Math.trunc(svc.stats[field])), 0n) },
+  ]);
+}
+
+type BackendField = 'activeConns' | 'inactConns' | 'weight';
+
+/** One /proc/net/ip_vs row as node_exporter reports it: rows whose labels coincide are summed. */
+export type IpvsBackendRow = { labels: Labels } & Record<BackendField, number>;
+
+function ipvsBackendRows(services: readonly ServiceSnapshot[]): IpvsBackendRow[] {
+  const rows = new Map<string, IpvsBackendRow>();
+  for (const svc of services) {
+    if (svc.key.fwmark === 0 && svc.key.protocol === IPPROTO_SCTP) continue; // as procfs
+    const local = ipvsServiceLabels(svc.key);
+    for (const dest of svc.dests) {
+      // A real server out of scheduling (maint, failed) is gone from IPVS after keepalived's DELDEST.
+      if (!dest.scheduled) continue;
+      const labels = withRemote(local, dest);
+      const key = labels.map(([, value]) => value).join('\0');
+      const row = rows.get(key);
+      if (row) {
+        row.activeConns += dest.activeConns;
+        row.inactConns += dest.inactConns;
+        row.weight += dest.weight;
+      } else {
+        const { activeConns, inactConns, weight } = dest;
+        rows.set(key, { labels, activeConns, inactConns, weight });
+      }
+    }
+  }
+  return [...rows.values()];
+}
+
+function ipvsBackend(field: BackendField, name: string, help: string): SeriesSpec {
+  return series(name, 'gauge', help, ({ cache }) =>
+    cache.ipvsBackends().map((row) => ({ labels: row.labels, value: row[field] })),
+  );
+}
+
+// ---- lvsd's own ----
+
+const STATS_SERIES: readonly [keyof StatsSnapshot, string, string][] = [
+  ['conns', 'connections_total', 'Connections scheduled'],
+  ['inPkts', 'incoming_packets_total', 'Packets from clients'],
+  ['outPkts', 'outgoing_packets_total', 'Packets from real servers'],
+  ['inBytes', 'incoming_bytes_total', 'Bytes from clients'],
+  ['outBytes', 'outgoing_bytes_total', 'Bytes from real servers'],
+];
+
+const RATE_SERIES: readonly [keyof Rates, string, string][] = [
+  ['cps', 'estimated_connections_per_second', 'Connections per second'],
+  ['inpps', 'estimated_incoming_packets_per_second', 'Packets per second from clients'],
+  ['outpps', 'estimated_outgoing_packets_per_second', 'Packets per second from real servers'],
+  ['inbps', 'estimated_incoming_bytes_per_second', 'Bytes per second from clients'],
+  ['outbps', 'estimated_outgoing_bytes_per_second', 'Bytes per second from real servers'],
+];
+
+const ESTIMATOR_NOTE = "(the kernel's 2-second estimator, as ipvsadm --rate)";
+
+/** A value per virtual service; null leaves that service out. */
+function perService(
+  name: string,
+  type: MetricType,
+  help: string,
+  value: (svc: ServiceSnapshot) => number | null,
+): SeriesSpec {
+  return series(name, type, help, (input) =>
+    input.services.flatMap((svc) => {
+      const v = value(svc);
+      return v === null ? [] : [{ labels: input.cache.service(svc), value: v }];
+    }),
+  );
+}
+
+/** A value per real server; null leaves that real server out. */
+function perServer(
+  name: string,
+  type: MetricType,
+  help: string,
+  value: (dest: DestSnapshot) => number | null,
+): SeriesSpec {
+  return series(name, type, help, ({ services, cache }) =>
+    services.flatMap((svc) =>
+      svc.dests.flatMap((dest) => {
+        const v = value(dest);
+        return v === null ? [] : [{ labels: cache.server(svc, dest), value: v }];
+      }),
+    ),
+  );
+}
+
+const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint'];
+const HEALTH_STATES: readonly HealthState[] = ['up', 'down', 'down-inhibited'];
+
+/** One series per state, 1 for the real server's and 0 for the others (HAProxy's haproxy_server_status). */
+function perServerState<S extends string>(
+  name: string,
+  help: string,
+  states: readonly S[],
+  state: (dest: DestSnapshot) => S,
+): SeriesSpec {
+  return series(name, 'gauge', help, ({ services, cache }) =>
+    services.flatMap((svc) =>
+      svc.dests.flatMap((dest) => {
+        const labels = cache.server(svc, dest);
+        const current = state(dest);
+        return states.map((s) => ({
+          labels: [...labels, ['state', s] as const],
+          value: s === current ? 1 : 0,
+        }));
+      }),
+    ),
+  );
+}
+
+/** The five counters and the five estimator rates of a virtual service or a real server. */
+function trafficSeries<T extends { stats: StatsSnapshot; rates: Rates }>(
+  prefix: string,
+  per: string,
+  make: (name: string, type: MetricType, help: string, value: (x: T) => number) => SeriesSpec,
+): SeriesSpec[] {
+  return [
+    ...STATS_SERIES.map(([field, suffix, help]) =>
+      make(`${prefix}_${suffix}`, 'counter', `${help}, per ${per}.`, (x) => x.stats[field]),
+    ),
+    ...RATE_SERIES.map(([field, suffix, help]) =>
+      make(`${prefix}_${suffix}`, 'gauge', `${help}, per ${per} ${ESTIMATOR_NOTE}.`, (x) => x.rates[field]),
+    ),
+  ];
+}
+
+/** The packet loop's device counters (frames: a GSO super-packet counts once); absent without a data plane. */
+const DEVICE_SERIES: readonly [string, string, (device: DeviceCounters) => number][] = [
+  ['lvsd_device_received_packets_total', 'Frames the packet loop read from its devices.', (d) => d.rxPackets],
+  ['lvsd_device_received_bytes_total', 'Bytes the packet loop read from its devices.', (d) => d.rxBytes],
+  [
+    'lvsd_device_transmitted_packets_total',
+    'Frames the packet loop wrote to its devices.',
+    (d) => d.txPackets,
+  ],
+  ['lvsd_device_transmitted_bytes_total', 'Bytes the packet loop wrote to its devices.', (d) => d.txBytes],
+];
+
+/** Every series lvsd exports, in the order /metrics prints them. */
+export const SERIES: readonly SeriesSpec[] = [
+  ipvsTotal('conns', 'node_ipvs_connections_total', 'The total number of connections made.'),
+  ipvsTotal('inPkts', 'node_ipvs_incoming_packets_total', 'The total number of incoming packets.'),
+  ipvsTotal('outPkts', 'node_ipvs_outgoing_packets_total', 'The total number of outgoing packets.'),
+  ipvsTotal('inBytes', 'node_ipvs_incoming_bytes_total', 'The total amount of incoming data.'),
+  ipvsTotal('outBytes', 'node_ipvs_outgoing_bytes_total', 'The total amount of outgoing data.'),
+  ipvsBackend(
+    'activeConns',
+    'node_ipvs_backend_connections_active',
+    'The current active connections by local and remote address.',
+  ),
+  ipvsBackend(
+    'inactConns',
+    'node_ipvs_backend_connections_inactive',
+    'The current inactive connections by local and remote address.',
+  ),
+  ipvsBackend(
+    'weight',
+    'node_ipvs_backend_weight',
+    'The current backend weight by local and remote address.',
+  ),
+
+  series(
+    'lvsd_build_info',
+    'gauge',
+    'Always 1; the labels say which lvsd and Node.js are running.',
+    ({ build }) => [
+      {
+        labels: [
+          ['node_version', build.nodeVersion],
+          ['version', build.version],
+        ],
+        value: 1,
+      },
+    ],
+  ),
+  series(
+    'lvsd_service_info',
+    'gauge',
+    'Always 1 per virtual service; the scheduler label names its scheduler.',
+    ({ services, cache }) =>
+      services.map((svc) => ({
+        labels: [...cache.service(svc), ['scheduler', svc.settings.scheduler]],
+        value: 1,
+      })),
+  ),
+  perService(
+    'lvsd_service_persistence_timeout_seconds',
+    'gauge',
+    'Persistence timeout of a persistent virtual service (ipvsadm -p); absent when not persistent.',
+    (svc) => (svc.settings.flags & SVC_F_PERSISTENT ? svc.settings.timeout : null),
+  ),
+  ...trafficSeries('lvsd_service', 'virtual service', perService),
+  perServer(
+    'lvsd_server_weight',
+    'gauge',
+    'Configured weight of a real server (ipvsadm -w; what -S saves).',
+    (d) => d.configuredWeight,
+  ),
+  perServer(
+    'lvsd_server_effective_weight',
+    'gauge',
+    'Weight the schedulers use (what -Ln shows): the operator, the checks, drain and health applied.',
+    (d) => d.weight,
+  ),
+  perServer(
+    'lvsd_server_operator_weight',
+    'gauge',
+    "The operator's run-time weight of a real server; absent when none is set.",
+    (d) => d.operatorWeight,
+  ),
+  perServer(
+    'lvsd_server_dynamic_weight',
+    'gauge',
+    'The weight the health checks set (misc_dynamic); absent when none is set.',
+    (d) => d.dynamicWeight,
+  ),
+  perServer(
+    'lvsd_server_scheduled',
+    'gauge',
+    '1 while the schedulers may pick the real server, 0 in maintenance or when failed.',
+    (d) => (d.scheduled ? 1 : 0),
+  ),
+  perServerState(
+    'lvsd_server_admin_state',
+    "1 for the real server's admin state (ready, drain, maint), 0 for the others.",
+    ADMIN_STATES,
+    (d) => d.admin,
+  ),
+  perServerState(
+    'lvsd_server_health_state',
+    "1 for the real server's health (up, down, down-inhibited), 0 for the others.",
+    HEALTH_STATES,
+    (d) => d.health,
+  ),
+  perServer(
+    'lvsd_server_connections_active',
+    'gauge',
+    'Connections of a real server in an active state (ESTABLISHED for TCP).',
+    (d) => d.activeConns,
+  ),
+  perServer(
+    'lvsd_server_connections_inactive',
+    'gauge',
+    'Connections of a real server in any other state.',
+    (d) => d.inactConns,
+  ),
+  perServer(
+    'lvsd_server_connections_persistent',
+    'gauge',
+    'Persistence templates pointing at a real server (ipvsadm --persistent-conn).',
+    (d) => d.persistConns,
+  ),
+  ...trafficSeries('lvsd_server', 'real server', perServer),
+  series(
+    'lvsd_datapath_forwarded_packets_total',
+    'counter',
+    'Packets the data path forwarded, towards real servers (in) and back to clients (out).',
+    ({ snapshot }) => [
+      { labels: [['direction', 'in']], value: snapshot.dataPath.forwardedIn },
+      { labels: [['direction', 'out']], value: snapshot.dataPath.forwardedOut },
+    ],
+  ),
+  series(
+    'lvsd_datapath_icmp_errors_sent_total',
+    'counter',
+    'ICMP errors the director sent itself (port unreachable when no real server is available).',
+    ({ snapshot }) => [{ labels: [], value: snapshot.dataPath.icmpSent }],
+  ),
+  series(
+    'lvsd_datapath_dropped_packets_total',
+    'counter',
+    'Packets the data path dropped, by reason (only reasons seen since start appear).',
+    ({ snapshot }) =>
+      Object.keys(snapshot.dataPath.drops)
+        .sort()
+        .map((reason) => ({ labels: [['reason', reason]], value: snapshot.dataPath.drops[reason]! })),
+  ),
+  series(
+    'lvsd_datapath_passed_to_host_packets_total',
+    'counter',
+    "Packets given back to the host's own stack unchanged (not the director's), by reason.",
+    ({ snapshot }) =>
+      Object.keys(snapshot.dataPath.passed)
+        .sort()
+        .map((reason) => ({ labels: [['reason', reason]], value: snapshot.dataPath.passed[reason]! })),
+  ),
+  ...DEVICE_SERIES.map(([name, help, value]) =>
+    series(name, 'counter', help, ({ snapshot }) =>
+      snapshot.dataPath.device ? [{ labels: [], value: value(snapshot.dataPath.device) }] : [],
+    ),
+  ),
+  series(
+    'lvsd_device_dropped_packets_total',
+    'counter',
+    "Frames the packet loop dropped: the director's verdict, a write the kernel refused, an exception.",
+    ({ snapshot }) => {
+      const device = snapshot.dataPath.device;
+      if (!device) return [];
+      return [
+        { labels: [['reason', 'verdict']], value: device.drops.verdict },
+        { labels: [['reason', 'write-failed']], value: device.drops.writeFailed },
+        { labels: [['reason', 'exception']], value: device.drops.exception },
+      ];
+    },
+  ),
+  series(
+    'lvsd_connection_table_buckets',
+    'gauge',
+    "Hash buckets of the connection table (ipvsadm -L's size=).",
+    ({ snapshot }) => [{ labels: [], value: snapshot.connTableBuckets }],
+  ),
+  series(
+    'lvsd_connection_timeout_seconds',
+    'gauge',
+    'Connection timeouts as ipvsadm --set sets them: tcp, tcpfin, udp.',
+    ({ snapshot }) =>
+      (['tcp', 'tcpfin', 'udp'] as const).map((name) => ({
+        labels: [['timeout', name]],
+        value: snapshot.timeouts[name],
+      })),
+  ),
+];
+
+function scrapeCache(services: readonly ServiceSnapshot[]): ScrapeCache {
+  const serviceLabelsOf = new Map<ServiceSnapshot, Labels>();
+  const serverLabelsOf = new Map<DestSnapshot, Labels>();
+  let backends: IpvsBackendRow[] | null = null;
+  const service = (svc: ServiceSnapshot): Labels => {
+    let labels = serviceLabelsOf.get(svc);
+    if (!labels) serviceLabelsOf.set(svc, (labels = serviceLabels(svc.key)));
+    return labels;
+  };
+  return {
+    service,
+    server(svc, dest) {
+      let labels = serverLabelsOf.get(dest);
+      if (!labels) serverLabelsOf.set(dest, (labels = withRemote(service(svc), dest, formatAddr)));
+      return labels;
+    },
+    ipvsBackends: () => (backends ??= ipvsBackendRows(services)),
+  };
+}
+
+/** The /metrics body for one snapshot. */
+export function renderMetrics(snapshot: Snapshot, build: BuildInfo): string {
+  const services = orderedServices(snapshot, false);
+  const input: MetricsInput = { snapshot, services, build, cache: scrapeCache(services) };
+  return renderExposition(
+    SERIES.map((spec) => ({
+      name: spec.name,
+      type: spec.type,
+      help: spec.help,
+      samples: spec.samples(input),
+    })),
+  );
+}
