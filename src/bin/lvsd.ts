@@ -13,10 +13,12 @@ import { startDataplaneEngine } from '../dataplane/start.js';
 
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane]
        lvsd demo [--keep]
+       lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
   demo              build a lab in network namespaces and show a director at work (root)
+  check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. Stop it with SIGTERM or SIGINT.
 `;
 
@@ -97,7 +99,10 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
 }
 
 const args = process.argv.slice(2);
-if (args[0] === 'demo') {
+if (args[0] === 'check-config') {
+  const { runCheckConfig } = await import('./check-config.js');
+  process.exitCode = runCheckConfig(args.slice(1));
+} else if (args[0] === 'demo') {
   const { runDemo } = await import('../demo/demo.js');
   process.exit(await runDemo(args.slice(1)));
 } else {
