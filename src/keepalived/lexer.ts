@@ -259,7 +259,6 @@ const BUILTIN_REFUSED: Record<string, string> = {
 
 class Lexer {
   readonly lines: ConfigLine[] = [];
-  readonly warnings: Diagnostic[] = [];
   readonly filesRead: string[] = [];
   private readonly defs = new Map<string, Definition>();
   private readonly reading: string[] = [];
@@ -268,6 +267,7 @@ class Lexer {
   constructor(
     private readonly files: ConfigFiles,
     private readonly options: LexOptions,
+    private readonly warnings: Diagnostic[],
   ) {
     this.defs.set('_HASH', { lines: ['#'] });
     this.defs.set('_BANG', { lines: ['!'] });
@@ -479,9 +479,17 @@ export interface LexResult {
   files: string[];
 }
 
-/** Reads `path` (absolute) and its includes into keepalived's line stream; throws ConfigError. */
-export function lexKeepalivedConf(files: ConfigFiles, path: string, options: LexOptions): LexResult {
-  const lexer = new Lexer(files, options);
+/**
+ * Reads `path` (absolute) and its includes into keepalived's line stream; throws ConfigError.
+ * Warnings go to `warnings` as they come, so that those before an error are kept.
+ */
+export function lexKeepalivedConf(
+  files: ConfigFiles,
+  path: string,
+  options: LexOptions,
+  warnings: Diagnostic[] = [],
+): LexResult {
+  const lexer = new Lexer(files, options, warnings);
   lexer.readFile(path, null, true);
-  return { lines: lexer.lines, warnings: lexer.warnings, files: lexer.filesRead };
+  return { lines: lexer.lines, warnings, files: lexer.filesRead };
 }

@@ -203,7 +203,8 @@ function fail(pos: SourcePos, reason: string): never {
 }
 
 class Parser {
-  readonly warnings: Diagnostic[] = [];
+  constructor(private readonly warnings: Diagnostic[]) {}
+
   readonly globals: RawGlobals = {
     timeouts: null,
     flush: false,
@@ -1095,13 +1096,10 @@ function need<T>(value: T | null, pos: SourcePos, reason: string): T {
   return value;
 }
 
-/** The file's keywords as raw records, with the warnings of reading them; throws ConfigError. */
-export function parseTree(nodes: readonly ConfigNode[]): { raw: RawConfig; warnings: Diagnostic[] } {
-  const parser = new Parser();
+/** The file's keywords as raw records; warnings go to `warnings`; throws ConfigError. */
+export function parseTree(nodes: readonly ConfigNode[], warnings: Diagnostic[]): RawConfig {
+  const parser = new Parser(warnings);
   parser.top(nodes);
   checkBlocks(nodes, parser);
-  return {
-    raw: { globals: parser.globals, groups: parser.groups, virtualServers: parser.virtualServers },
-    warnings: parser.warnings,
-  };
+  return { globals: parser.globals, groups: parser.groups, virtualServers: parser.virtualServers };
 }

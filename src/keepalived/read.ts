@@ -22,13 +22,10 @@ export type ReadResult =
  * an error comes back as `FILE:LINE: reason` data, with the warnings seen before it.
  */
 export function readKeepalivedConf(files: ConfigFiles, path: string, options: LexOptions): ReadResult {
-  let warnings: Diagnostic[] = [];
+  const warnings: Diagnostic[] = [];
   try {
-    const lexed = lexKeepalivedConf(files, path, options);
-    warnings = lexed.warnings;
-    const parsed = parseTree(buildTree(lexed.lines));
-    warnings = [...warnings, ...parsed.warnings];
-    const config = resolveConfig(parsed.raw, warnings);
+    const lexed = lexKeepalivedConf(files, path, options, warnings);
+    const config = resolveConfig(parseTree(buildTree(lexed.lines), warnings), warnings);
     return { ok: true, config: { ...config, warnings, files: lexed.files } };
   } catch (err) {
     if (err instanceof ConfigError) {
