@@ -543,6 +543,9 @@ class Parser {
       checkers: [],
     };
     for (const child of this.block(node)) this.rsKeyword(rs, child);
+    if (rs.uThreshold !== 0 && rs.lThreshold > rs.uThreshold) {
+      fail(node, `real server lthreshold ${rs.lThreshold} is above its uthreshold ${rs.uThreshold}`);
+    }
     // rs_end_handler: the first real server gives a fwmark or group service its family.
     if (vs.af === undefined) vs.af = addr.af;
     else if (vs.af !== addr.af) {

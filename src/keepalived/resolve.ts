@@ -23,7 +23,13 @@ import {
 } from '../core/model.js';
 import type { CheckerConfig, CheckTarget, CheckTiming } from '../health/config.js';
 import { ConfigError, type Diagnostic, type SourcePos } from './lexer.js';
-import type { KeepalivedConfig, RealServerConfig, SorryServerConfig, VirtualServerConfig } from './model.js';
+import {
+  realServerPort,
+  type KeepalivedConfig,
+  type RealServerConfig,
+  type SorryServerConfig,
+  type VirtualServerConfig,
+} from './model.js';
 import type { RawChecker, RawConfig, RawRealServer, RawTiming, RawVirtualServer } from './parser.js';
 
 /** keepalived's per-VS defaults (alloc_vs), in ms. */
@@ -188,12 +194,25 @@ class Resolver {
       services.push({ af, protocol: protocol!, addr: vs.addr!, port: vs.port, fwmark: 0 });
     }
 
+    // A group's addresses carry their own family; IPVS takes no real server of another (NAT).
+    for (const server of [...vs.realServers, ...(sorry ? [sorry] : [])]) {
+      const other = services.find((key) => key.af !== server.addr.af);
+      if (other) {
+        throw new ConfigError(
+          server.pos,
+          `Address family of virtual server ${name} (${formatAddr(other.addr)}) and real server ${formatAddr(server.addr)} don't match`,
+        );
+      }
+    }
+
     let methodWarned = vs.methodSet;
     const portRule = { fwmark: vs.fwmark, port: vs.port, group: group !== null && group !== undefined };
     const realServers: RealServerConfig[] = [];
     let weightSum = 0;
     for (const rs of vs.realServers) {
-      if (realServers.some((r) => addrEquals(r.addr, rs.addr) && r.port === rs.port)) {
+      // keepalived compares the ports as written; lvsd also catches `IP` next to `IP PORT`.
+      const resolvedPort = resolveServerPort('masq', portRule, rs.port).port;
+      if (realServers.some((r) => addrEquals(r.addr, rs.addr) && r.port === resolvedPort)) {
         this.warn(
           rs.pos,
           `VS ${name}: real server ${trio(rs.addr, protocol, rs.port)} is duplicated - removing second rs`,
@@ -241,6 +260,20 @@ class Resolver {
         notifyDown: rs.notifyDown,
         pos: rs.pos,
       });
+    }
+    // In a group, a real server without a port takes each service's: it may meet one with that port.
+    for (const key of services) {
+      const seen = new Set<string>();
+      for (const rs of realServers) {
+        const id = `${formatAddr(rs.addr)}:${realServerPort(key, rs.port)}`;
+        if (seen.has(id)) {
+          throw new ConfigError(
+            rs.pos,
+            `real server ${id} would be in service ${formatAddr(key.addr)}:${key.port} twice`,
+          );
+        }
+        seen.add(id);
+      }
     }
     if (sorry && !methodWarned) {
       this.warn(pos, `Virtual server ${name}: no forwarding method set, setting default NAT`);

@@ -1,11 +1,16 @@
 // Reading a keepalived.conf given as text, for the parser's tests.
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { DIST } from '../cli/daemon-harness.js';
 import type { KeepalivedConfig } from '../../src/keepalived/model.js';
 import { readKeepalivedConf, type ReadResult } from '../../src/keepalived/read.js';
 import { fakeFiles } from './fake-files.js';
 
 export const MAIN = '/etc/keepalived/keepalived.conf';
+
+/** Real configurations, each citing its source on its first line. */
+export const FIXTURES = join(DIST, '../test/keepalived/fixtures');
 
 export function read(text: string, others: Record<string, string> = {}): ReadResult {
   return readKeepalivedConf(fakeFiles({ [MAIN]: text, ...others }), MAIN, { configId: 'lb1' });
