@@ -121,6 +121,13 @@ describe('real servers', () => {
     );
   });
 
+  test('a real server without a port next to the same with the service port is a duplicate too', () => {
+    const text = quietVs('', 'real_server 192.168.1.10 {\n}\nreal_server 192.168.1.10 80 {\n}\n');
+    assert.deepEqual(warnings(text), [
+      '8: VS [10.0.0.1]:tcp:80: real server [192.168.1.10]:tcp:80 is duplicated - removing second rs',
+    ]);
+  });
+
   test('a duplicated real server is removed with the warning', () => {
     const text = quietVs(
       '',
@@ -644,6 +651,21 @@ describe('errors at FILE:LINE, nothing partial', () => {
       'a non-contiguous netmask',
       quietVs(' persistence_granularity 255.0.255.0'),
       '5: persistence_granularity 255.0.255.0: lvsd needs a contiguous netmask',
+    ],
+    [
+      'lthreshold above uthreshold (the director would refuse it)',
+      quietVs('', 'real_server 192.168.1.10 80 {\n uthreshold 10\n lthreshold 20\n}\n'),
+      '6: real server lthreshold 20 is above its uthreshold 10',
+    ],
+    [
+      'an IPv6 real server in a group of IPv4 addresses',
+      'virtual_server_group G {\n 10.0.0.1 80\n}\nvirtual_server group G {\n protocol TCP\n real_server 2001:db8::1 80 {\n }\n}\n',
+      "6: Address family of virtual server [G]:0 (10.0.0.1) and real server 2001:db8::1 don't match",
+    ],
+    [
+      'a group real server without a port meeting one with the service port',
+      'virtual_server_group G {\n 10.0.0.1 80\n 10.0.0.2 81\n}\nvirtual_server group G {\n protocol TCP\n real_server 10.0.1.1 {\n }\n real_server 10.0.1.1 81 {\n }\n}\n',
+      '9: real server 10.0.1.1:81 would be in service 10.0.0.2:81 twice',
     ],
   ];
   for (const [name, text, expected] of cases) {
