@@ -195,6 +195,14 @@ const CHECKER_KINDS = new Set<RawChecker['kind']>([
 
 const DNS_TYPES = new Set<DnsType>(['A', 'NS', 'CNAME', 'SOA', 'MX', 'TXT', 'AAAA']);
 
+/** The flags that stand alone (lbflags_handler). */
+const PLAIN_FLAGS: Record<string, number> = {
+  ops: SVC_F_ONEPACKET,
+  'flag-1': SVC_F_SCHED1,
+  'flag-2': SVC_F_SCHED2,
+  'flag-3': SVC_F_SCHED3,
+};
+
 const SCHEDULERS: ReadonlySet<string> = new Set(BUILTIN_SCHEDULER_NAMES);
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
@@ -397,16 +405,10 @@ class Parser {
         vs.scheduler = a0;
         return;
       case 'ops':
-        vs.flags |= SVC_F_ONEPACKET;
-        return;
       case 'flag-1':
-        vs.flags |= SVC_F_SCHED1;
-        return;
       case 'flag-2':
-        vs.flags |= SVC_F_SCHED2;
-        return;
       case 'flag-3':
-        vs.flags |= SVC_F_SCHED3;
+        vs.flags |= PLAIN_FLAGS[node.keyword];
         return;
       case 'sh-port':
       case 'sh-fallback':
@@ -573,19 +575,16 @@ class Parser {
         rs.methodSet = true;
         return;
       case 'uthreshold':
-        rs.uThreshold = need(
+      case 'lthreshold': {
+        const value = need(
           readUnsigned(a0, 0, UINT_MAX),
           node,
-          `Invalid real_server uthreshold '${a0 ?? ''}'`,
+          `Invalid real_server ${node.keyword} '${a0 ?? ''}'`,
         );
+        if (node.keyword === 'uthreshold') rs.uThreshold = value;
+        else rs.lThreshold = value;
         return;
-      case 'lthreshold':
-        rs.lThreshold = need(
-          readUnsigned(a0, 0, UINT_MAX),
-          node,
-          `Invalid real_server lthreshold '${a0 ?? ''}'`,
-        );
-        return;
+      }
       case 'inhibit_on_failure':
         rs.inhibit = need(readBool(a0), node, `Invalid inhibit_on_failure parameter ${a0}`);
         return;
@@ -643,70 +642,37 @@ class Parser {
     const [a0] = node.args;
     const http = c.kind === 'HTTP_GET' || c.kind === 'SSL_GET';
     const connects = c.kind !== 'MISC_CHECK';
+    // A MISC_CHECK has no connection, hence no connect_timeout.
+    if ((connects || node.keyword !== 'connect_timeout') && readTiming(c.timing, node, 'checker')) return;
     switch (connects ? node.keyword : `misc:${node.keyword}`) {
       case 'connect_ip':
-        c.connectIp = need(readAddr(a0), node, `Invalid connect_ip address ${a0 ?? ''}`);
-        if (c.bindAddr && c.bindAddr.af !== c.connectIp.af) {
-          fail(node, `connect_ip address ${a0} does not match address family of bindto`);
+      case 'bindto': {
+        const connect = node.keyword === 'connect_ip';
+        const addr = need(readAddr(a0), node, `Invalid ${node.keyword} address ${a0 ?? ''}`);
+        const other = connect ? c.bindAddr : c.connectIp;
+        if (other && other.af !== addr.af) {
+          fail(
+            node,
+            `${node.keyword} address ${a0} does not match address family of ${connect ? 'bindto' : 'connect_ip'}`,
+          );
         }
+        if (connect) c.connectIp = addr;
+        else c.bindAddr = addr;
         return;
+      }
       case 'connect_port':
-        c.connectPort = need(readUnsigned(a0, 1, 65535), node, `Invalid checker connect_port '${a0 ?? ''}'`);
+      case 'bind_port': {
+        const port = need(readUnsigned(a0, 1, 65535), node, `Invalid checker ${node.keyword} '${a0 ?? ''}'`);
+        if (node.keyword === 'connect_port') c.connectPort = port;
+        else c.bindPort = port;
         return;
-      case 'bindto':
-        c.bindAddr = need(readAddr(a0), node, `Invalid bindto address ${a0 ?? ''}`);
-        if (c.connectIp && c.connectIp.af !== c.bindAddr.af) {
-          fail(node, `bindto address ${a0} does not match address family of connect_ip`);
-        }
-        return;
-      case 'bind_port':
-        c.bindPort = need(readUnsigned(a0, 1, 65535), node, `Invalid checker bind_port '${a0 ?? ''}'`);
-        return;
+      }
       case 'bind_if':
         if (a0 === undefined || a0.length > 15) fail(node, `Interface name ${a0 ?? ''} is too long`);
         c.bindInterface = a0;
         return;
       case 'fwmark':
         c.fwmark = need(readUnsigned(a0, 0, UINT_MAX), node, `Invalid fwmark connection value '${a0 ?? ''}'`);
-        return;
-      case 'connect_timeout':
-        c.timing.connectTimeoutMs = need(
-          readTimerMs(a0, 1, UINT_MAX),
-          node,
-          `connect_timeout ${a0 ?? ''} invalid`,
-        );
-        return;
-      case 'retry':
-      case 'misc:retry':
-        c.timing.retry = need(
-          readUnsigned(a0, 0, UINT_MAX),
-          node,
-          `Invalid retry connection value '${a0 ?? ''}'`,
-        );
-        return;
-      case 'delay_before_retry':
-      case 'misc:delay_before_retry':
-        c.timing.delayBeforeRetryMs = need(
-          readTimerMs(a0, 0, TIMER_MAX_US),
-          node,
-          `Invalid delay_before_retry connection value '${a0 ?? ''}'`,
-        );
-        return;
-      case 'warmup':
-      case 'misc:warmup':
-        c.timing.warmupMs = need(
-          readTimerMs(a0, 0, TIMER_MAX_US),
-          node,
-          `Invalid warmup connection value '${a0 ?? ''}'`,
-        );
-        return;
-      case 'delay_loop':
-      case 'misc:delay_loop':
-        c.timing.delayLoopMs = need(
-          readTimerMs(a0, 1, TIMER_MAX_US),
-          node,
-          `delay_loop '${a0 ?? ''}' is invalid`,
-        );
         return;
       case 'alpha':
       case 'misc:alpha':
@@ -844,19 +810,17 @@ function udpKeyword(c: RawChecker, node: ConfigNode): boolean {
           : need(readHex(hex), node, 'Invalid hex string for UDP_CHECK reply');
       return true;
     case 'min_reply_length':
-      c.minReplyLength = need(
+    case 'max_reply_length': {
+      const which = node.keyword.slice(0, 3);
+      const value = need(
         readUnsigned(a0, 0, 65535),
         node,
-        `UDP_CHECK min length ${a0 ?? ''} not valid - must be between 0 & 65535`,
+        `UDP_CHECK ${which} length ${a0 ?? ''} not valid - must be between 0 & 65535`,
       );
+      if (which === 'min') c.minReplyLength = value;
+      else c.maxReplyLength = value;
       return true;
-    case 'max_reply_length':
-      c.maxReplyLength = need(
-        readUnsigned(a0, 0, 65535),
-        node,
-        `UDP_CHECK max length ${a0 ?? ''} not valid - must be between 0 & 65535`,
-      );
-      return true;
+    }
   }
   return false;
 }
@@ -887,39 +851,86 @@ function miscKeyword(c: RawChecker, node: ConfigNode): boolean {
   return false;
 }
 
-/** The VS/RS timing keywords (with keepalived's messages for the level); false if not one. */
-function readTiming(t: RawTiming, node: ConfigNode, level: 'virtual server' | 'real server'): boolean {
-  const [a0] = node.args;
-  const v = a0 ?? '';
-  const vs = level === 'virtual server';
-  switch (node.keyword) {
-    case 'connect_timeout':
-      t.connectTimeoutMs = need(readTimerMs(a0, 1, UINT_MAX), node, `${level} connect_timeout ${v} invalid`);
-      return true;
-    case 'delay_loop':
-      t.delayLoopMs = need(
-        readTimerMs(a0, 1, TIMER_MAX_US),
-        node,
-        vs ? `virtual server delay loop '${v}' invalid` : `real server delay_loop '${v}' invalid`,
-      );
-      return true;
-    case 'delay_before_retry':
-      t.delayBeforeRetryMs = need(
-        readTimerMs(a0, 0, TIMER_MAX_US),
-        node,
-        vs
-          ? `virtual server delay before retry '${v}' invalid`
-          : `real server delay_before_retry '${v}' invalid`,
-      );
-      return true;
-    case 'retry':
-      t.retry = need(readUnsigned(a0, 1, UINT_MAX), node, `retry value invalid - ${v}`);
-      return true;
-    case 'warmup':
-      t.warmupMs = need(readTimerMs(a0, 0, TIMER_MAX_US), node, `${level} warmup '${v}' invalid`);
-      return true;
+type TimingLevel = 'virtual server' | 'real server' | 'checker';
+type TimingKeyword = 'connect_timeout' | 'delay_loop' | 'delay_before_retry' | 'retry' | 'warmup';
+
+/** The timing keywords: field, bounds (µs for timers), and keepalived's message at each level. */
+const TIMING: Record<
+  TimingKeyword,
+  {
+    field: Exclude<keyof RawTiming, 'alpha'>;
+    timer: boolean;
+    min: number;
+    max: number;
+    says: Record<TimingLevel, (v: string) => string>;
   }
-  return false;
+> = {
+  connect_timeout: {
+    field: 'connectTimeoutMs',
+    timer: true,
+    min: 1,
+    max: UINT_MAX,
+    says: {
+      'virtual server': (v) => `virtual server connect_timeout ${v} invalid`,
+      'real server': (v) => `real server connect_timeout ${v} invalid`,
+      checker: (v) => `connect_timeout ${v} invalid`,
+    },
+  },
+  delay_loop: {
+    field: 'delayLoopMs',
+    timer: true,
+    min: 1,
+    max: TIMER_MAX_US,
+    says: {
+      'virtual server': (v) => `virtual server delay loop '${v}' invalid`,
+      'real server': (v) => `real server delay_loop '${v}' invalid`,
+      checker: (v) => `delay_loop '${v}' is invalid`,
+    },
+  },
+  delay_before_retry: {
+    field: 'delayBeforeRetryMs',
+    timer: true,
+    min: 0,
+    max: TIMER_MAX_US,
+    says: {
+      'virtual server': (v) => `virtual server delay before retry '${v}' invalid`,
+      'real server': (v) => `real server delay_before_retry '${v}' invalid`,
+      checker: (v) => `Invalid delay_before_retry connection value '${v}'`,
+    },
+  },
+  retry: {
+    field: 'retry',
+    timer: false,
+    min: 1,
+    max: UINT_MAX,
+    says: {
+      'virtual server': (v) => `retry value invalid - ${v}`,
+      'real server': (v) => `retry value invalid - ${v}`,
+      checker: (v) => `Invalid retry connection value '${v}'`,
+    },
+  },
+  warmup: {
+    field: 'warmupMs',
+    timer: true,
+    min: 0,
+    max: TIMER_MAX_US,
+    says: {
+      'virtual server': (v) => `virtual server warmup '${v}' invalid`,
+      'real server': (v) => `real server warmup '${v}' invalid`,
+      checker: (v) => `Invalid warmup connection value '${v}'`,
+    },
+  },
+};
+
+/** A timing keyword at a level (a checker's retry may be 0); false if the keyword is not one. */
+function readTiming(t: RawTiming, node: ConfigNode, level: TimingLevel): boolean {
+  if (!Object.hasOwn(TIMING, node.keyword)) return false;
+  const rule = TIMING[node.keyword as TimingKeyword];
+  const [a0] = node.args;
+  const min = level === 'checker' && rule.field === 'retry' ? 0 : rule.min;
+  const value = rule.timer ? readTimerMs(a0, min, rule.max) : readUnsigned(a0, min, rule.max);
+  t[rule.field] = need(value, node, rule.says[level](a0 ?? ''));
+  return true;
 }
 
 /** lb_kind / lvs_method: NAT; the data plane cannot do DR or TUN yet. */
