@@ -336,7 +336,6 @@ class Lexer {
 
   /** One decommented line; returns the definition it opens when it ends with `\`. */
   private logicalLine(text: string, pos: SourcePos): Definition | null {
-    if (this.include(text, pos)) return null;
     let line = text;
     if (line.startsWith('@')) {
       const reverse = line[1] === '^';
@@ -439,9 +438,14 @@ class Lexer {
     return { end, lines: def.lines.length > 0 ? def.lines : [''] };
   }
 
+  /**
+   * A line after substitution: an include (checked on the whole line, so a glob may hold braces),
+   * or keyword lines split at braces (the rest of a line after a brace may be an include too).
+   */
   private emit(text: string, pos: SourcePos): void {
+    if (this.include(text, pos)) return;
     for (const segment of splitBraces(text)) {
-      if (this.include(segment, pos)) continue;
+      if (segment !== text && this.include(segment, pos)) continue;
       if (this.lines.length >= LEX_LIMITS.lines) {
         throw new ConfigError(pos, `more than ${LEX_LIMITS.lines} configuration lines`);
       }

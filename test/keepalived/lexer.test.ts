@@ -106,6 +106,18 @@ describe('include', () => {
     assert.deepEqual(lines, ['ex', 'ay', 'bee', 'last']);
   });
 
+  test('include after parameters and conditional lines, and after a brace, as keepalived reads it', () => {
+    const lines = lex({
+      [MAIN]:
+        '$DIR=conf.d\ninclude ${DIR}/a.conf\n@lb1 include b.conf\n@lb2 include c.conf\nx { include d.conf\n}\n',
+      '/etc/keepalived/conf.d/a.conf': 'ay\n',
+      '/etc/keepalived/b.conf': 'bee\n',
+      '/etc/keepalived/c.conf': 'sea\n',
+      '/etc/keepalived/d.conf': 'dee\n',
+    });
+    assert.deepEqual(lines, ['ay', 'bee', 'x', '{', 'dee', '}']);
+  });
+
   test('lines keep their own file and line number', () => {
     const result = lexKeepalivedConf(
       fakeFiles({ [MAIN]: '\n\ninclude other.conf\n', '/etc/keepalived/other.conf': '\nweight 1\n' }),
