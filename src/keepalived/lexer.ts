@@ -54,6 +54,8 @@ export const LEX_LIMITS = {
   files: 4096,
   /** Parameter substitutions in one line (a definition that refers to itself never ends). */
   substitutions: 1000,
+  /** Values of one ~SEQ. */
+  sequence: 65536,
 } as const;
 
 /** Words that take a script: their lines may hold a lone `"` inside single quotes. */
@@ -358,11 +360,53 @@ class Lexer {
       this.defs.set(name, { lines: [value] });
       return null;
     }
-    if (line.startsWith('~SEQ') || line.startsWith('~LST')) {
-      throw new ConfigError(pos, `${line.slice(0, 4)} is not supported by lvsd yet: write the lines out`);
+    if (line.startsWith('~LST')) {
+      throw new ConfigError(pos, '~LST is not supported by lvsd yet: write the lines out, or use ~SEQ');
+    }
+    if (line.startsWith('~SEQ')) {
+      this.sequence(line, pos);
+      return null;
     }
     for (const expanded of this.substitute(line, pos)) this.emit(expanded, pos);
     return null;
+  }
+
+  /**
+   * add_seq: `~SEQ(var, [start,] [step,] end) rest` reads `rest` once per value, with $var set to
+   * it (`~SEQx`: in hexadecimal); the values may be parameters, the rest may hold another ~SEQ.
+   */
+  private sequence(line: string, pos: SourcePos): void {
+    const m = /^~SEQ(x?)[ \t]*\([ \t]*([^ \t,)]+)[ \t]*,([^)]*)\)[ \t]*(.*)$/s.exec(line);
+    if (!m || m[2]!.startsWith('{')) throw new ConfigError(pos, `Invalid ~SEQ definition '${line}'`);
+    const [, hex, name, args, rest] = m as unknown as [string, string, string, string, string];
+    const numbers = this.substitute(args, pos)[0]!.split(',').map(readLong);
+    if (numbers.some((n) => n === null) || numbers.length > 3) {
+      throw new ConfigError(pos, `Invalid ~SEQ definition '${line}'`);
+    }
+    const [one, two, three] = numbers as number[];
+    let start: number, step: number, end: number;
+    if (two === undefined) {
+      end = one!;
+      step = end < 1 ? -1 : 1;
+      start = end < 0 ? -1 : 1;
+    } else if (three === undefined) {
+      [start, end] = [one!, two];
+      step = start <= end ? 1 : -1;
+    } else {
+      [start, step, end] = [one!, two, three];
+      if (step === 0 || (start < end && step < 0) || (start > end && step > 0)) {
+        throw new ConfigError(pos, `Invalid ~SEQ values '${line}'`);
+      }
+    }
+    if (hex && (start < 0 || end < 0))
+      throw new ConfigError(pos, `~SEQx is only valid for positive numbers '${line}'`);
+    if (Math.floor((end - start) / step) >= LEX_LIMITS.sequence) {
+      throw new ConfigError(pos, `~SEQ of more than ${LEX_LIMITS.sequence} values`);
+    }
+    for (let v = start; step > 0 ? v <= end : v >= end; v += step) {
+      this.defs.set(name, { lines: [hex ? v.toString(16) : String(v)] });
+      this.logicalLine(rest, pos);
+    }
   }
 
   private include(text: string, pos: SourcePos): boolean {
@@ -457,6 +501,19 @@ class Lexer {
   private warn(pos: SourcePos, message: string): void {
     this.warnings.push({ file: pos.file, line: pos.line, message });
   }
+}
+
+/** strtol(s, 0): decimal, 0x hexadecimal or 0 octal, with blanks around; null if not a number. */
+function readLong(text: string): number | null {
+  const m = /^[ \t]*([+-]?)(0[xX][0-9A-Fa-f]+|0[0-7]*|[1-9][0-9]{0,15})[ \t]*$/.exec(text);
+  if (!m) return null;
+  const digits = m[2]!;
+  const value = /^0[xX]/.test(digits)
+    ? parseInt(digits, 16)
+    : digits.startsWith('0')
+      ? parseInt(digits, 8) || 0
+      : Number(digits);
+  return m[1] === '-' ? -value : value;
 }
 
 const decoder = new TextDecoder('utf-8');

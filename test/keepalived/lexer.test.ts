@@ -203,6 +203,36 @@ describe('parameters', () => {
   });
 });
 
+describe('~SEQ', () => {
+  test('end only, start and end, start step end, hexadecimal', () => {
+    assert.deepEqual(lex({ [MAIN]: '~SEQ(i, 3) w $i\n' }), ['w 1', 'w 2', 'w 3']);
+    assert.deepEqual(lex({ [MAIN]: '~SEQ(i, 5, 3) w $i\n' }), ['w 5', 'w 4', 'w 3']);
+    assert.deepEqual(lex({ [MAIN]: '~SEQ(i, 1, 4, 9) w $i\n' }), ['w 1', 'w 5', 'w 9']);
+    assert.deepEqual(lex({ [MAIN]: '~SEQx(i, 9, 11) w $i\n' }), ['w 9', 'w a', 'w b']);
+  });
+
+  test('parameters as bounds, nested sequences, blocks in the repeated text', () => {
+    const lines = lex({
+      [MAIN]: '$N=2\n~SEQ(a, $N) ~SEQ(b, 1, 2) real_server 10.0.${a}.$b 80 { weight $b }\n',
+    });
+    assert.deepEqual(
+      lines,
+      ['1.1', '1.2', '2.1', '2.2'].flatMap((ab) => [
+        `real_server 10.0.${ab} 80`,
+        '{',
+        `weight ${ab.slice(2)}`,
+        '}',
+      ]),
+    );
+  });
+
+  test('bad sequences are errors with keepalived texts', () => {
+    assert.match(lexError({ [MAIN]: '~SEQ(i) w\n' }), /:1: Invalid ~SEQ definition/);
+    assert.match(lexError({ [MAIN]: '~SEQ(i, 1, -1, 5) w\n' }), /:1: Invalid ~SEQ values/);
+    assert.match(lexError({ [MAIN]: '~SEQx(i, -2, 2) w\n' }), /:1: ~SEQx is only valid for positive numbers/);
+  });
+});
+
 describe('conditional lines', () => {
   test('@ID keeps a line for that config id only; @^ID for every other', () => {
     const text = '@lb1 weight 1\n@lb2 weight 2\n@^lb1 weight 3\n@^lb2 weight 4\n@lb1\n';
@@ -212,12 +242,15 @@ describe('conditional lines', () => {
 });
 
 describe('refusals and bounds', () => {
-  test('~SEQ and ~LST are refused clearly', () => {
+  test('~LST is refused clearly', () => {
+    assert.match(lexError({ [MAIN]: '~LST(i,a,b) x $i\n' }), /:1: ~LST is not supported by lvsd yet/);
+  });
+
+  test('a ~SEQ too long is refused before it runs', () => {
     assert.match(
-      lexError({ [MAIN]: '~SEQ(i,1,1,3) real_server 10.0.0.$i 80\n' }),
-      /:1: ~SEQ is not supported by lvsd yet/,
+      lexError({ [MAIN]: '~SEQ(i,1,100000000) weight $i\n' }),
+      /:1: ~SEQ of more than 65536 values/,
     );
-    assert.match(lexError({ [MAIN]: '~LST(i,a,b) x $i\n' }), /:1: ~LST is not supported/);
   });
 
   test('binary data is an error at its line', () => {
