@@ -265,6 +265,10 @@ class Lexer {
   private readonly defs = new Map<string, Definition>();
   private readonly reading: string[] = [];
   private totalBytes = 0;
+  private sequenceRuns = 0;
+  private sequenceDepth = 0;
+  /** Substitutions made for the current physical line (its multi-line values and sequences included). */
+  private substitutions = 0;
 
   constructor(
     private readonly files: ConfigFiles,
@@ -332,6 +336,7 @@ class Lexer {
       if (raw.trim() === '') continue;
       const { text: line } = decomment(raw, pos);
       if (line === '') continue;
+      this.substitutions = 0;
       open = this.logicalLine(line, pos);
     }
   }
@@ -403,10 +408,20 @@ class Lexer {
     if (Math.floor((end - start) / step) >= LEX_LIMITS.sequence) {
       throw new ConfigError(pos, `~SEQ of more than ${LEX_LIMITS.sequence} values`);
     }
+    if (this.sequenceDepth >= LEX_LIMITS.includeDepth) {
+      throw new ConfigError(pos, `~SEQ nested deeper than ${LEX_LIMITS.includeDepth}`);
+    }
+    this.sequenceDepth++;
     for (let v = start; step > 0 ? v <= end : v >= end; v += step) {
+      // Nested sequences multiply: bound them all together, lines or not.
+      if (++this.sequenceRuns > LEX_LIMITS.lines) {
+        throw new ConfigError(pos, `~SEQ repeats lines more than ${LEX_LIMITS.lines} times`);
+      }
       this.defs.set(name, { lines: [hex ? v.toString(16) : String(v)] });
+      this.substitutions = 0;
       this.logicalLine(rest, pos);
     }
+    this.sequenceDepth--;
   }
 
   private include(text: string, pos: SourcePos): boolean {
@@ -428,7 +443,6 @@ class Lexer {
   private substitute(text: string, pos: SourcePos): string[] {
     let line = text;
     const extra: string[] = [];
-    let count = 0;
     let at = line.indexOf('$');
     while (at >= 0 && at + 1 < line.length) {
       const ref = this.reference(line, at, pos);
@@ -436,7 +450,7 @@ class Lexer {
         at = line.indexOf('$', at + 1);
         continue;
       }
-      if (++count > LEX_LIMITS.substitutions) {
+      if (++this.substitutions > LEX_LIMITS.substitutions) {
         throw new ConfigError(
           pos,
           `more than ${LEX_LIMITS.substitutions} parameter substitutions in one line (a definition that uses itself?)`,

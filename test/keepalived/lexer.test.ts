@@ -194,6 +194,10 @@ describe('parameters', () => {
     assert.match(lexError({ [MAIN]: 'weight ${_ENV HOME}\n' }), /:1: \$\{_ENV\} is not supported/);
   });
 
+  test('a multi-line definition that ends with itself is stopped too', () => {
+    assert.match(lexError({ [MAIN]: '$A=x \\\n$A\nw $A\n' }), /:3: more than 1000 parameter substitutions/);
+  });
+
   test('a definition that uses itself is stopped, not looped on', () => {
     assert.match(
       lexError({ [MAIN]: '$A=$A x\nweight $A\n' }),
@@ -226,6 +230,11 @@ describe('~SEQ', () => {
     );
   });
 
+  test('a long sequence may substitute in each of its lines', () => {
+    const lines = lex({ [MAIN]: '~SEQ(i, 1, 3000) real_server 10.0.${i} 80\n' });
+    assert.deepEqual([lines.length, lines[2999]], [3000, 'real_server 10.0.3000 80']);
+  });
+
   test('bad sequences are errors with keepalived texts', () => {
     assert.match(lexError({ [MAIN]: '~SEQ(i) w\n' }), /:1: Invalid ~SEQ definition/);
     assert.match(lexError({ [MAIN]: '~SEQ(i, 1, -1, 5) w\n' }), /:1: Invalid ~SEQ values/);
@@ -244,6 +253,17 @@ describe('conditional lines', () => {
 describe('refusals and bounds', () => {
   test('~LST is refused clearly', () => {
     assert.match(lexError({ [MAIN]: '~LST(i,a,b) x $i\n' }), /:1: ~LST is not supported by lvsd yet/);
+  });
+
+  test('nested ~SEQ that multiply past the bound are stopped, even making no lines', () => {
+    assert.match(
+      lexError({ [MAIN]: '~SEQ(a,100) '.repeat(5) + '\n' }),
+      /:1: ~SEQ repeats lines more than 1000000 times/,
+    );
+  });
+
+  test('~SEQ nested too deep is an error, not a stack overflow', () => {
+    assert.match(lexError({ [MAIN]: '~SEQ(a,1) '.repeat(5000) + 'w\n' }), /:1: ~SEQ nested deeper than 32/);
   });
 
   test('a ~SEQ too long is refused before it runs', () => {
