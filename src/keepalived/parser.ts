@@ -102,7 +102,6 @@ export interface RawVirtualServer {
   weight: number;
   virtualhost?: string;
   sorry: { pos: SourcePos; addr: Addr; port: number; inhibit: boolean } | null;
-  sorryInhibitPos?: SourcePos;
   realServers: RawRealServer[];
 }
 
@@ -544,7 +543,7 @@ class Parser {
       timing: {},
       checkers: [],
     };
-    for (const child of this.block(node)) this.rsKeyword(rs, child);
+    for (const child of this.block(node)) this.rsKeyword(rs, child, vs.group);
     if (rs.uThreshold !== 0 && rs.lThreshold > rs.uThreshold) {
       fail(node, `real server lthreshold ${rs.lThreshold} is above its uthreshold ${rs.uThreshold}`);
     }
@@ -560,7 +559,7 @@ class Parser {
     vs.realServers.push(rs);
   }
 
-  private rsKeyword(rs: RawRealServer, node: ConfigNode): void {
+  private rsKeyword(rs: RawRealServer, node: ConfigNode, group: string | null): void {
     const [a0] = node.args;
     switch (node.keyword) {
       case 'weight':
@@ -595,7 +594,10 @@ class Parser {
       case 'notify_down': {
         const key = node.keyword === 'notify_up' ? 'notifyUp' : 'notifyDown';
         if (rs[key]) {
-          this.warn(node, `((null)) ${node.keyword} script already specified - ignoring ${a0 ?? ''}`);
+          this.warn(
+            node,
+            `(${group ?? '(null)'}) ${node.keyword} script already specified - ignoring ${a0 ?? ''}`,
+          );
           return;
         }
         rs[key] = readScript(node);

@@ -8,6 +8,7 @@ import { SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2 } from '.
 import type { CheckerConfig } from '../../src/health/config.js';
 import { toControlOps } from '../../src/keepalived/ops.js';
 import { resolveServerPort } from '../../src/keepalived/resolve.js';
+import { readKeepalivedConf } from '../../src/keepalived/read.js';
 import { MAIN, parse, parseError, quietVs, read, warnings } from './helpers.js';
 
 function firstChecker(text: string): CheckerConfig {
@@ -391,6 +392,55 @@ describe('checkers: every default resolved', () => {
     const text =
       'virtual_server 2001:db8::1 80 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n real_server fe80::1 80 {\n TCP_CHECK {\n }\n }\n}\n';
     assert.deepEqual(warnings(text), ['6: Checker link local address fe80::1 requires a bind_if']);
+  });
+});
+
+describe('the other warnings keepalived gives', () => {
+  test('second scripts, names, digests and paths: the first stays', () => {
+    const text = quietVs(
+      ' quorum_up /bin/a\n quorum_up /bin/b',
+      'real_server 192.168.1.10 80 {\n notify_up /bin/c\n notify_up /bin/d\n HTTP_GET {\n url {\n path /x\n path /y\n digest 640205b7b0fc66c1ea91c463fac6334d\n digest 00000000000000000000000000000000\n }\n }\n DNS_CHECK {\n name a.example\n name b.example\n }\n}\n',
+    );
+    assert.deepEqual(warnings(text), [
+      '6: ((null)) quorum_up script already specified - ignoring /bin/b',
+      '9: ((null)) notify_up script already specified - ignoring /bin/d',
+      '13: Duplicate path - overwriting /x with /y',
+      "15: Digest '00000000000000000000000000000000' is a duplicate",
+      '20: DNS_CHECK name already specified - ignoring',
+    ]);
+    const rs = parse(text).virtualServers[0]!.realServers[0]!;
+    assert.deepEqual(rs.notifyUp!.argv, ['/bin/c']);
+    const [http, dns] = rs.checkers;
+    assert.ok(http!.kind === 'HTTP_GET' && dns!.kind === 'DNS_CHECK');
+    assert.deepEqual(
+      [http.urls[0]!.path, http.urls[0]!.digest, dns.name],
+      ['/y', '640205b7b0fc66c1ea91c463fac6334d', 'a.example'],
+    );
+  });
+
+  test('a sorry server of the other family is dropped', () => {
+    const text = quietVs(' sorry_server 2001:db8::9 80');
+    assert.deepEqual(warnings(text), [
+      "5: Address family of virtual server and sorry server 2001:db8::9 don't match - skipping sorry server.",
+    ]);
+    assert.equal(parse(text).virtualServers[0]!.sorryServer, null);
+  });
+
+  test('a plain include of an unreadable file is skipped with the warning', () => {
+    const result = readKeepalivedConf(
+      {
+        read: (path) =>
+          path === MAIN ? new TextEncoder().encode('include other.conf\n') : { error: 'EACCES' },
+        glob: (pattern) => [pattern],
+      },
+      MAIN,
+      { configId: 'lb1' },
+    );
+    assert.ok(result.ok);
+    assert.deepEqual(
+      result.config.warnings.map((w) => w.message),
+      ["Configuration file '/etc/keepalived/other.conf' open problem (EACCES) - skipping"],
+    );
   });
 });
 
