@@ -227,11 +227,16 @@ const virtualServer = fc
     fc.array(realServer, { maxLength: 4 }),
   )
   .map(([h, lines, servers]) => `virtual_server ${h} {\n${[...lines, ...servers].join('\n')}\n}`);
+const globals = fc
+  .array(fc.constantFrom('tcp 0', 'tcp 7200', 'tcpfin 2147483', 'udp 2147484', 'udp 2678400', 'tcp 1'), {
+    maxLength: 3,
+  })
+  .map((opts) => (opts.length ? `global_defs {\n lvs_timeouts ${opts.join(' ')}\n lvs_flush\n}\n` : ''));
 const structured = fc
-  .tuple(fc.array(virtualServer, { minLength: 1, maxLength: 3 }), fc.boolean())
+  .tuple(globals, fc.array(virtualServer, { minLength: 1, maxLength: 3 }), fc.boolean())
   .map(
-    ([servers, group]) =>
-      (group ? 'virtual_server_group G {\n 10.1.0.1-3 80\n fwmark 9\n}\n' : '') + servers.join('\n'),
+    ([defs, servers, group]) =>
+      defs + (group ? 'virtual_server_group G {\n 10.1.0.1-3 80\n fwmark 9\n}\n' : '') + servers.join('\n'),
   );
 
 test('structured configurations: the director takes every one that is accepted', () => {

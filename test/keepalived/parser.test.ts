@@ -516,6 +516,18 @@ describe('global_defs', () => {
     ]);
   });
 
+  test('lvs_timeouts beyond what the connection table keeps is refused; keepalived bad values too', () => {
+    assert.equal(
+      parseError('global_defs {\n lvs_timeouts tcp 2678400\n}\n'),
+      '2: lvs_timeout tcp 2678400: lvsd keeps connection timeouts up to 2147483 s',
+    );
+    assert.equal(parseError('global_defs {\n lvs_timeouts tcp x\n}\n'), '2: Invalid lvs_timeout tcp (x)');
+    assert.equal(
+      parseError('global_defs {\n lvs_timeouts sctp 5\n}\n'),
+      '2: Unknown option sctp specified for lvs_timeouts',
+    );
+  });
+
   test('VRRP, SMTP and process keywords are skipped without a word', () => {
     const config = parse(
       'global_defs {\n notification_email {\n a@b\n }\n smtp_server 1.2.3.4\n vrrp_skip_check_adv_addr\n}\n',
