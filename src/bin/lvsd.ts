@@ -21,6 +21,7 @@ import type { HttpListener } from '../http/server.js';
 
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
        lvsd demo [--keep]
+       lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
@@ -28,6 +29,7 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
                       alone listens on loopback (127.0.0.1); ADDR is an IP address: [::1] for IPv6,
                       0.0.0.0 for every address (anyone who reaches it can read the metrics)
   demo              build a lab in network namespaces and show a director at work (root)
+  check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json and applies what changed;
 SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
 `;
@@ -151,7 +153,10 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
 }
 
 const args = process.argv.slice(2);
-if (args[0] === 'demo') {
+if (args[0] === 'check-config') {
+  const { runCheckConfig } = await import('./check-config.js');
+  process.exitCode = runCheckConfig(args.slice(1));
+} else if (args[0] === 'demo') {
   const { runDemo } = await import('../demo/demo.js');
   process.exit(await runDemo(args.slice(1)));
 } else {
