@@ -27,14 +27,11 @@ export function str(value: unknown, pattern: RegExp, what: string): string {
 }
 
 export const U32 = 0xffffffff;
-/** The largest IPVS timeout (--set) lvsd takes: 31 days in seconds. */
-export const MAX_TIMEOUT = 86400 * 31;
 /** Scheduler and persistence-engine names: IP_VS_SCHEDNAME_MAXLEN less the NUL. */
 export const NAME = /^[\x21-\x7e]{1,15}$/;
 /** A network interface name: IFNAMSIZ less the NUL, no blanks or slashes. */
 export const IFNAME = /^[^\s/]{1,15}$/;
-/** Real-server weight and thresholds, as the kernel bounds them. */
-export const MAX_WEIGHT = 65535;
+/** Real-server thresholds, as the kernel bounds them. */
 export const MAX_THRESHOLD = 0x7fffffff;
 /** The largest sync message that fits in an IPv4/UDP datagram. */
 export const MAX_SYNC_LEN = 65535 - 28;

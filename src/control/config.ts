@@ -25,6 +25,8 @@ import {
   SVC_F_SCHED1,
   SVC_F_SCHED2,
   SVC_F_SCHED3,
+  MAX_TIMEOUT,
+  MAX_WEIGHT,
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
@@ -36,8 +38,6 @@ import {
   Invalid,
   MAX_SYNC_LEN,
   MAX_THRESHOLD,
-  MAX_TIMEOUT,
-  MAX_WEIGHT,
   NAME,
   record,
   str,

@@ -15,6 +15,8 @@ import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
   SVC_F_SCHED_MASK,
+  MAX_TIMEOUT,
+  MAX_WEIGHT,
 } from '../core/model.js';
 import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, SyncDaemonConfig, SyncState } from '../core/ops.js';
@@ -25,8 +27,6 @@ import {
   Invalid,
   MAX_SYNC_LEN,
   MAX_THRESHOLD,
-  MAX_TIMEOUT,
-  MAX_WEIGHT,
   NAME,
   record,
   str,

@@ -21,7 +21,11 @@ export const SVC_F_SCHED_MASK = SVC_F_SCHED1 | SVC_F_SCHED2 | SVC_F_SCHED3;
 
 /** Bare `-p`: IPVS_SVC_PERSISTENT_TIMEOUT, six minutes. */
 export const DEFAULT_PERSISTENT_TIMEOUT = 360;
-export const MAX_PERSISTENT_TIMEOUT = 86400 * 31;
+/** The largest IPVS timeout in seconds, for persistence and --set alike (ipvsadm's parse_timeout bound). */
+export const MAX_TIMEOUT = 86400 * 31;
+export const MAX_PERSISTENT_TIMEOUT = MAX_TIMEOUT;
+/** A real server's weight, as the kernel bounds it. */
+export const MAX_WEIGHT = 65535;
 export const DEFAULT_SCHEDULER = 'wlc';
 
 /** (protocol, address, port) with fwmark 0, or fwmark > 0 with protocol 0 and a zero address. */

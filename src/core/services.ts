@@ -9,6 +9,7 @@ import {
   applyRuntime,
   Dest,
   MAX_PERSISTENT_TIMEOUT,
+  MAX_WEIGHT,
   Service,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -23,7 +24,6 @@ import {
 import { findScheduler } from './sched/registry.js';
 import type { Scheduler, SchedulerEnv } from './sched/types.js';
 
-export const MAX_WEIGHT = 65535;
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
 export function serviceKeyString(key: ServiceKey): string {

@@ -19,6 +19,8 @@ import {
   DEFAULT_PERSISTENT_TIMEOUT,
   DEFAULT_SCHEDULER,
   MAX_PERSISTENT_TIMEOUT,
+  MAX_TIMEOUT,
+  MAX_WEIGHT,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
   SVC_F_SCHED1,
@@ -282,7 +284,6 @@ const SPECS: OptionSpec[] = [
   { long: 'json', short: null, arg: 'none', tag: 'json' },
 ];
 
-const MAX_TIMEOUT = 86400 * 31;
 /** Scheduler and persistence engine names lvsd's control protocol carries. */
 const SENDABLE_NAME = /^[\x21-\x7e]{1,15}$/;
 /** No --sync-maxlen: the kernel derives it from the interface MTU when the daemon starts. */
@@ -662,7 +663,7 @@ function handleOption(entry: Entry, tag: string, arg: string | null, env: ParseE
       return;
     case 'weight': {
       setOption(entry, 'weight');
-      const weight = stringToNumber(arg!, 0, 65535);
+      const weight = stringToNumber(arg!, 0, MAX_WEIGHT);
       if (weight === null) fail('illegal weight specified');
       entry.dest.weight = weight;
       return;

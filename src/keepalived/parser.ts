@@ -7,12 +7,12 @@ import type { Addr, Protocol } from '../core/inet.js';
 import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, netmaskPrefix, parseIPv4 } from '../core/inet.js';
 import {
   MAX_PERSISTENT_TIMEOUT,
+  MAX_WEIGHT,
   SVC_F_ONEPACKET,
   SVC_F_SCHED1,
   SVC_F_SCHED2,
   SVC_F_SCHED3,
 } from '../core/model.js';
-import { MAX_WEIGHT } from '../core/services.js';
 import { BUILTIN_SCHEDULER_NAMES } from '../core/sched/index.js';
 import type { HttpUrl } from '../health/config.js';
 import { ConfigError, splitQuoted, type Diagnostic, type SourcePos } from './lexer.js';
