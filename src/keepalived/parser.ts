@@ -22,7 +22,6 @@ import { readAddr, readBool, readHex, readPort, readTimerMs, readUnsigned, TIMER
 
 const UINT_MAX = 0xffffffff;
 /** The connection table's bound (src/core/conn/timeouts.ts: milliseconds in 31 bits), below keepalived's 31 days. */
-const MAX_CONN_TIMEOUT = Math.floor(0x7fffffff / 1000);
 
 /** Timing keywords a virtual server, a real server and a checker may each set. */
 export interface RawTiming {
@@ -969,9 +968,6 @@ function readLvsTimeouts(node: ConfigNode): { tcp: number; tcpfin: number; udp: 
       node,
       `Invalid lvs_timeout ${name} (${value})`,
     );
-    if (t[name] > MAX_CONN_TIMEOUT) {
-      fail(node, `lvs_timeout ${name} ${value}: lvsd keeps connection timeouts up to ${MAX_CONN_TIMEOUT} s`);
-    }
   }
   return t;
 }

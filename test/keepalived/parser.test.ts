@@ -516,11 +516,12 @@ describe('global_defs', () => {
     ]);
   });
 
-  test('lvs_timeouts beyond what the connection table keeps is refused; keepalived bad values too', () => {
-    assert.equal(
-      parseError('global_defs {\n lvs_timeouts tcp 2678400\n}\n'),
-      '2: lvs_timeout tcp 2678400: lvsd keeps connection timeouts up to 2147483 s',
-    );
+  test("lvs_timeouts up to ipvsadm's bound are taken; keepalived's bad values are refused", () => {
+    assert.deepEqual(parse('global_defs {\n lvs_timeouts tcp 2678400\n}\n').timeouts, {
+      tcp: 2678400,
+      tcpfin: 0,
+      udp: 0,
+    });
     assert.equal(parseError('global_defs {\n lvs_timeouts tcp x\n}\n'), '2: Invalid lvs_timeout tcp (x)');
     assert.equal(
       parseError('global_defs {\n lvs_timeouts sctp 5\n}\n'),

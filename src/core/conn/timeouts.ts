@@ -4,6 +4,7 @@
 import { ErrorCodes, LvsError } from '../errors.js';
 import type { IpvsTimeouts } from '../ops.js';
 import { S_ESTABLISHED, S_FIN_WAIT, S_UDP, STATE_COUNT } from './tcp-state.js';
+import { MAX_TIMEOUT } from '../model.js';
 
 /** Seconds, in state-code order: the TCP states, then UDP. */
 // prettier-ignore
@@ -21,8 +22,6 @@ const DEFAULT_SECONDS = [
   120, // SYNACK
   300, // UDP
 ];
-
-const MAX_SECONDS = Math.floor(0x7fffffff / 1000);
 
 export class Timeouts {
   private readonly ms = new Float64Array(STATE_COUNT);
@@ -48,8 +47,8 @@ export class Timeouts {
   /** ipvsadm --set tcp tcpfin udp, in seconds; 0 leaves a value unchanged. */
   setIpvs(tcp: number, tcpfin: number, udp: number): void {
     for (const seconds of [tcp, tcpfin, udp]) {
-      // The table keeps milliseconds in 32 bits, as the kernel keeps jiffies in an int.
-      if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_SECONDS) {
+      // ipvsadm's bound; the table keeps milliseconds in unsigned 32 bits, which holds it.
+      if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_TIMEOUT) {
         throw new LvsError(ErrorCodes.INVALID, `invalid timeout value ${seconds}`);
       }
     }
