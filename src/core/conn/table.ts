@@ -60,8 +60,11 @@ const WHEEL_TICK_MS = 250;
 const WHEEL_SLOTS = 8192;
 /** 16M entries: a 1 GiB key array, within what a typed array may hold. */
 export const MAX_CAPACITY = 1 << 24;
-/** Slots early drop samples for a half-open entry before refusing, as conntrack's eviction range. */
-const EARLY_DROP_SAMPLES = 8;
+/**
+ * Slots early drop samples for a half-open entry before refusing (conntrack looks at 8): with a
+ * quarter of the table established, a new connection is refused once in 4 billion.
+ */
+const EARLY_DROP_SAMPLES = 16;
 
 export interface ConnTableOptions {
   /** Most entries (connections and templates) held at once. */

@@ -43,3 +43,12 @@ export function connSpec(n: number, dest: Dest, overrides: Partial<ConnSpec> = {
     ...overrides,
   };
 }
+
+/** A deterministic uniform source in [0, 1) (a linear congruential generator), so evictions replay exactly. */
+export function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 0x100000000;
+  };
+}
