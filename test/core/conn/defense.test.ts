@@ -11,7 +11,7 @@ import { ConnTable } from '../../../src/core/conn/table.js';
 import { TCP_ACK, TCP_SYN } from '../../../src/core/conn/tcp-state.js';
 import { ErrorCodes } from '../../../src/core/errors.js';
 import { addr4, IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
-import { connSpec, makeDest, makeTable, seeded, VIP } from './helpers.js';
+import { connSpec, makeDest, makeTable, seeded, templateSpec, VIP } from './helpers.js';
 
 function tableWith(capacity: number, seed = 1) {
   const made = makeTable(capacity);
@@ -126,19 +126,7 @@ test('early drop spares templates and answered UDP flows; one-sided UDP goes', (
   const { table } = tableWith(3);
   table.earlyDrop = true;
   const dest = makeDest(0, '198.18.1.10');
-  const template = table.createTemplate({
-    af: 4,
-    protocol: IPPROTO_TCP,
-    caddr: addr4(0x0a000009),
-    vaddr: VIP,
-    vport: 80,
-    fwmark: 0,
-    daddr: dest.addr,
-    dport: 80,
-    dest,
-    serviceId: 1,
-    timeoutMs: 300_000,
-  });
+  const template = table.createTemplate(templateSpec(addr4(0x0a000009), dest));
   const answered = table.create(connSpec(1, dest, { protocol: IPPROTO_UDP }));
   table.onPacket(answered, 'in', 0);
   table.onPacket(answered, 'out', 0);

@@ -7,7 +7,7 @@ import { ManualClock } from '../../../src/core/clock.js';
 import { Director } from '../../../src/core/director.js';
 import { addr4, formatAddr, IPPROTO_TCP, parseAddr } from '../../../src/core/inet.js';
 import type { ServiceKey } from '../../../src/core/model.js';
-import { buildPacket, withVnet, type PacketSpec } from '../../helpers/packets.js';
+import { buildPacket, tcpSegment, withVnet, type PacketSpec } from '../../helpers/packets.js';
 import { seeded } from './helpers.js';
 
 const SYN = 0x02;
@@ -25,14 +25,7 @@ function forwarded(d: Director, spec: PacketSpec): boolean {
   return d.process(buf, 0, input.length) > 0;
 }
 
-const segment = (src: string, sport: number, dst: string, dport: number, tcpFlags: number): PacketSpec => ({
-  src,
-  dst,
-  protocol: 'tcp',
-  sport,
-  dport,
-  tcpFlags,
-});
+const segment = tcpSegment;
 
 /** A legitimate client's whole handshake through the director, as NAT sees it; false if any step dropped. */
 function handshake(d: Director, client: string, port: number): boolean {
