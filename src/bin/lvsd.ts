@@ -3,7 +3,9 @@
 // src/control/daemon.ts, the packet path in src/dataplane/.
 
 import { performance } from 'node:perf_hooks';
-import { Director } from '../core/director.js';
+import { DEFAULT_DEFENSE, defenseSettings, type DefenseSettings } from '../core/conn/defense.js';
+import { MAX_CAPACITY } from '../core/conn/table.js';
+import { DEFAULT_CONN_CAPACITY, Director } from '../core/director.js';
 import { DEFAULT_SOCKET_PATH } from '../cli/client.js';
 import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
 import type { RunningDaemon } from '../control/daemon.js';
@@ -20,6 +22,8 @@ import { startHttpListener } from '../http/server.js';
 import type { HttpListener } from '../http/server.js';
 
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
+            [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
+            [--defense-threshold PERCENT] [--early-drop on|off]
        lvsd demo [--keep]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
@@ -28,6 +32,14 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics (off unless given); PORT
                       alone listens on loopback (127.0.0.1); ADDR is an IP address: [::1] for IPv6,
                       0.0.0.0 for every address (anyone who reaches it can read the metrics)
+  --conn-capacity N   most connections and persistence templates held at once, 1..${MAX_CAPACITY}
+                      (default ${DEFAULT_CONN_CAPACITY}; about 100 bytes each, taken at start)
+  --drop-entry MODE   evict half-open entries at random each second: 0 never, 1 when the table is
+                      over the threshold, 3 always (default ${DEFAULT_DEFENSE.dropEntry}; IPVS's drop_entry)
+  --secure-tcp MODE   stricter TCP states, 10 s half-open timeouts: 0, 1 or 3 as above
+                      (default ${DEFAULT_DEFENSE.secureTcp}; IPVS's secure_tcp)
+  --defense-threshold PERCENT  share of the table in use that switches mode 1 on (default ${DEFAULT_DEFENSE.thresholdPercent})
+  --early-drop on|off a new connection on a full table evicts a half-open one (default on)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json and applies what changed;
@@ -41,6 +53,30 @@ interface CommandLine {
   stateDir: string;
   dataplane: boolean;
   http: ListenAddress | null;
+  connCapacity: number;
+  defense: DefenseSettings;
+}
+
+const VALUE_OPTIONS = new Set([
+  '--socket',
+  '--state-dir',
+  '--http',
+  '--conn-capacity',
+  '--drop-entry',
+  '--secure-tcp',
+  '--defense-threshold',
+  '--early-drop',
+]);
+
+const DEFENSE_OPTIONS = {
+  '--drop-entry': 'dropEntry',
+  '--secure-tcp': 'secureTcp',
+  '--defense-threshold': 'thresholdPercent',
+} as const;
+
+/** A whole decimal number, or NaN: Number() would take '', '0x10' and '1e3'. */
+function decimal(value: string): number {
+  return /^\d{1,9}$/.test(value) ? Number(value) : NaN;
 }
 
 function usageError(message: string): never {
@@ -53,6 +89,8 @@ function parseCommandLine(args: string[]): CommandLine {
   let stateDir = process.env.LVSD_STATE_DIR || DEFAULT_STATE_DIR;
   let dataplane = true;
   let http: ListenAddress | null = null;
+  let connCapacity = DEFAULT_CONN_CAPACITY;
+  const defense: Partial<DefenseSettings> = {};
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -63,25 +101,41 @@ function parseCommandLine(args: string[]): CommandLine {
       dataplane = false;
       continue;
     }
-    if (name !== '--socket' && name !== '--state-dir' && name !== '--http')
-      usageError(`unknown option ${name}`);
+    if (!VALUE_OPTIONS.has(name)) usageError(`unknown option ${name}`);
     const value = inline ?? args[++i];
     if (!value) usageError(`${name} needs a value`);
     if (name === '--socket') socketPath = value;
     else if (name === '--state-dir') stateDir = value;
-    else {
+    else if (name === '--http') {
       const parsed = parseListenAddress(value);
       if ('error' in parsed) usageError(`--http: ${parsed.error}`);
       http = parsed;
+    } else if (name === '--conn-capacity') {
+      connCapacity = decimal(value);
+      if (!(connCapacity >= 1 && connCapacity <= MAX_CAPACITY)) {
+        usageError(`--conn-capacity: ${value} is not a whole number of entries in 1..${MAX_CAPACITY}`);
+      }
+    } else if (name === '--early-drop') {
+      if (value !== 'on' && value !== 'off') usageError(`--early-drop: ${value} is not on or off`);
+      defense.earlyDrop = value === 'on';
+    } else {
+      const field = DEFENSE_OPTIONS[name as keyof typeof DEFENSE_OPTIONS];
+      const change = { [field]: decimal(value) };
+      try {
+        defenseSettings(change);
+      } catch (err) {
+        usageError(`${name} ${value}: ${(err as Error).message}`);
+      }
+      Object.assign(defense, change);
     }
   }
-  return { socketPath, stateDir, dataplane, http };
+  return { socketPath, stateDir, dataplane, http, connCapacity, defense: defenseSettings(defense) };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
-async function buildEngine({ dataplane, stateDir }: CommandLine): Promise<Engine> {
+async function buildEngine({ dataplane, stateDir, connCapacity, defense }: CommandLine): Promise<Engine> {
   if (!dataplane) {
-    const director = new Director({ clock: { now: () => performance.now() } });
+    const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense });
     return new InProcessEngine(director, { tickIntervalMs: 1000 });
   }
   if (process.getuid?.() !== 0) {
@@ -90,7 +144,13 @@ async function buildEngine({ dataplane, stateDir }: CommandLine): Promise<Engine
     );
   }
   // The host plumbing is checked and repaired every 2 s (a firewall reload, a device bounced).
-  return startDataplaneEngine({ stateDir, repairIntervalMs: HOST_REPAIR_INTERVAL_MS, log: stderrLogger });
+  return startDataplaneEngine({
+    stateDir,
+    connCapacity,
+    defense,
+    repairIntervalMs: HOST_REPAIR_INTERVAL_MS,
+    log: stderrLogger,
+  });
 }
 
 async function runDaemon(commandLine: CommandLine): Promise<void> {

@@ -2,6 +2,7 @@
 // control operations and by packets. Pure: the clock and randomness are injected.
 
 import type { Clock } from './clock.js';
+import { Defense, defenseSettings, type DefenseSettings } from './conn/defense.js';
 import { ConnTable } from './conn/table.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
@@ -71,6 +72,9 @@ interface FragmentDecision {
   method: ForwardingMethod;
 }
 
+/** 1M entries: about 100 MB of typed arrays (docs/limits.md). */
+export const DEFAULT_CONN_CAPACITY = 1 << 20;
+
 const NO_DEST = -1;
 const TABLE_FULL = -2;
 /** importConnections: the entry is there already. */
@@ -80,8 +84,10 @@ export interface DirectorOptions {
   clock: Clock;
   /** Uniform in [0, 1); defaults to Math.random. */
   random?: () => number;
-  /** Most connections (and persistence templates) tracked at once. */
+  /** Most connections (and persistence templates) tracked at once; default DEFAULT_CONN_CAPACITY. */
   connCapacity?: number;
+  /** How the table defends itself under pressure; unset fields take DEFAULT_DEFENSE's. */
+  defense?: Partial<DefenseSettings>;
   /** log2 of the hash buckets reported as "size=" (IPVS's conn_tab_bits, default 12). */
   connHashBits?: number;
 }
@@ -91,6 +97,7 @@ export class Director {
   readonly services: ServiceTable;
   readonly conns: ConnTable;
   readonly timeouts = new Timeouts();
+  private readonly defense: Defense;
   private readonly estimator = new Estimator();
   private readonly connHashBits: number;
   private readonly fragments: FragmentTracker<FragmentDecision>;
@@ -109,13 +116,17 @@ export class Director {
     this.connHashBits = options.connHashBits ?? 12;
     this.fragments = new FragmentTracker(this.clock);
     const random = options.random ?? Math.random;
+    // Validated before the table's memory is taken.
+    const defense = defenseSettings(options.defense);
     this.conns = new ConnTable({
-      capacity: options.connCapacity ?? 1 << 20,
+      capacity: options.connCapacity ?? DEFAULT_CONN_CAPACITY,
       clock: this.clock,
       timeouts: this.timeouts,
       // Unpredictable buckets: clients cannot aim their flows at one chain.
       hashSeed: Math.floor(random() * 0x100000000),
+      random,
     });
+    this.defense = new Defense(this.conns, defense);
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
@@ -186,9 +197,10 @@ export class Director {
     owner.rates = zeroRates();
   }
 
-  /** Housekeeping: expire connections due by now, sample the rate estimator. */
+  /** Housekeeping: expire connections due by now, defend a table under pressure, sample the rate estimator. */
   tick(): void {
     this.conns.advance();
+    this.defense.tick(this.clock.now());
     this.fragments.expire();
     this.estimator.tick(this.clock.now());
   }
@@ -558,6 +570,7 @@ export class Director {
   snapshot(options: { connections: boolean }): Snapshot {
     const snapshot: Snapshot = {
       connTableBuckets: 1 << this.connHashBits,
+      connTable: { ...this.conns.stats(), defense: this.defense.snapshot() },
       timeouts: this.timeouts.ipvs(),
       services: this.services.services.map(serviceSnapshot),
       dataPath: { ...this.counters, drops: { ...this.counters.drops }, passed: { ...this.counters.passed } },

@@ -1,6 +1,7 @@
 // The director's control operations and its state as plain data: what crosses the control
 // socket and the boundary to the data-plane worker thread (structured-clone safe).
 
+import type { DefenseSnapshot } from './conn/defense.js';
 import type { Addr, Family, Protocol } from './inet.js';
 import type {
   AdminState,
@@ -178,9 +179,27 @@ export type EngineEvent =
   /** The packet path threw (a bug): counted in device.drops.exception, reported at most every few seconds. */
   | { kind: 'exception'; message: string; count: number };
 
+/** The connection table's occupancy and what it refused or evicted for want of room. */
+export interface ConnTableStats {
+  /** Most entries (connections and templates) it holds: lvsd --conn-capacity. */
+  capacity: number;
+  /** Entries in use, templates included. */
+  entries: number;
+  templates: number;
+  /** New connections refused because the table was full (each also a table-full drop). */
+  refusedFull: number;
+  /** Half-open entries evicted to make room for a new connection (early drop). */
+  earlyDrops: number;
+}
+
+/** The table and its defense under pressure (src/core/conn/defense.ts). */
+export type ConnTableSnapshot = ConnTableStats & { defense: DefenseSnapshot };
+
 export interface Snapshot {
   /** Hash buckets of the connection table, shown as "size=" in the list header. */
   connTableBuckets: number;
+  /** What a director reports of its connection table (absent from snapshots made without one). */
+  connTable?: ConnTableSnapshot;
   timeouts: IpvsTimeouts;
   /** In the order they were added; listings sort them as libipvs does. */
   services: ServiceSnapshot[];

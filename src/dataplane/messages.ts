@@ -2,6 +2,7 @@
 // plain, structured-clone-safe data only.
 
 import type { MessagePort } from 'node:worker_threads';
+import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ControlOp, EngineEvent, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 
@@ -24,9 +25,10 @@ export interface WorkerSettings {
   port: MessagePort;
   /** null: no device, the worker only serves control (tests, a director without root). */
   tun: { name: string; mtu: number } | null;
-  /** URL of a module exporting `Director`, constructed as `new Director({ clock, connCapacity })`. */
+  /** URL of a module exporting `Director`, constructed as `new Director({ clock, connCapacity, defense })`. */
   directorModule: string;
   connCapacity?: number;
+  defense?: Partial<DefenseSettings>;
   /** How long poll() waits when no packet is queued; bounds control latency when idle. */
   idlePollMs: number;
   tickMs: number;

@@ -2,6 +2,7 @@
 // with its TUN device and the host plumbing that steers service traffic through it, and keep
 // that plumbing in place while the host changes under it (a firewall reload, a device bounced).
 
+import type { DefenseSettings } from '../core/conn/defense.js';
 import { HostNetwork, RealSystem, type HostRepair } from './host.js';
 import { DEFAULT_TUN_MTU, DEFAULT_TUN_NAME } from './tun.js';
 import { WorkerEngine } from './worker-engine.js';
@@ -14,6 +15,7 @@ export interface DataplaneOptions {
   tunName?: string;
   mtu?: number;
   connCapacity?: number;
+  defense?: Partial<DefenseSettings>;
   /** How often the host plumbing is checked against the journal and repaired; 0 never. */
   repairIntervalMs?: number;
   /** Where repairs are reported. */
@@ -28,6 +30,7 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     tun: { name: tunName, mtu: options.mtu ?? DEFAULT_TUN_MTU },
     host,
     connCapacity: options.connCapacity,
+    defense: options.defense,
   });
   if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
   return engine;

@@ -4,6 +4,7 @@
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Engine } from '../core/engine.js';
+import type { DefenseSettings } from '../core/conn/defense.js';
 import { ErrorCodes, LvsError } from '../core/errors.js';
 import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
@@ -24,6 +25,7 @@ export interface WorkerEngineOptions {
   /** Kernel plumbing to keep in step with the services; null leaves the host alone. */
   host: HostSteering | null;
   connCapacity?: number;
+  defense?: Partial<DefenseSettings>;
   /** Defaults to the real director; tests point it at a module of their own. */
   directorModule?: string;
   idlePollMs?: number;
@@ -140,6 +142,7 @@ export class WorkerEngine implements Engine {
       tun: options.tun,
       directorModule: options.directorModule ?? new URL('../core/director.js', import.meta.url).href,
       connCapacity: options.connCapacity,
+      defense: options.defense,
       idlePollMs: options.idlePollMs ?? 20,
       tickMs: options.tickMs ?? 100,
     };

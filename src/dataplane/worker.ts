@@ -25,10 +25,12 @@ async function start(): Promise<void> {
   let loop: PacketLoop;
   try {
     const { Director } = (await import(settings.directorModule)) as {
-      Director: new (options: { clock: Clock; connCapacity?: number }) => PacketDirector;
+      Director: new (
+        options: Pick<WorkerSettings, 'connCapacity' | 'defense'> & { clock: Clock },
+      ) => PacketDirector;
     };
     loop = new PacketLoop({
-      director: new Director({ clock, connCapacity: settings.connCapacity }),
+      director: new Director({ clock, connCapacity: settings.connCapacity, defense: settings.defense }),
       driver: new TunDriver(settings.tun?.mtu ?? 0),
       clock,
       frameMax: TUN_FRAME_MAX,

@@ -439,6 +439,7 @@ export function formatJson(snapshot: Snapshot, options: { counters: boolean; nos
     ? {
         version: IPVS_VERSION,
         connTableSize: snapshot.connTableBuckets,
+        ...(snapshot.connTable && { connTable: snapshot.connTable }),
         timeouts: snapshot.timeouts,
         services,
         dataPath: snapshot.dataPath,

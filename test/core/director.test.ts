@@ -22,6 +22,7 @@ import {
   fragmentPacket,
   ipv4HeaderValid,
   l4ChecksumValid,
+  tcpSegment,
   withVnet,
   type PacketSpec,
 } from '../helpers/packets.js';
@@ -84,14 +85,7 @@ function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: Pars
   return { packet, parsed };
 }
 
-const tcp = (src: string, sport: number, dst: string, dport: number, tcpFlags: number): PacketSpec => ({
-  src,
-  dst,
-  protocol: 'tcp',
-  sport,
-  dport,
-  tcpFlags,
-});
+const tcp = tcpSegment;
 
 test('LVS-NAT: only the destination is rewritten on the way in, only the source on the way out', () => {
   const d = director();

@@ -102,7 +102,11 @@ export class Lvsd {
   private readonly child: ChildProcess;
   private readonly exited: Promise<unknown>;
 
-  constructor(private readonly lab: Lab) {
+  /** `args`: more lvsd options (--conn-capacity 2000, say). */
+  constructor(
+    private readonly lab: Lab,
+    args: readonly string[] = [],
+  ) {
     this.socket = join(lab.tmpDir, 'lvsd.sock');
     this.stateDir = join(lab.tmpDir, 'state');
     this.logPath = join(lab.tmpDir, 'lvsd.log');
@@ -112,7 +116,7 @@ export class Lvsd {
     // `ip netns exec` execs lvsd: signals to this pid reach the daemon itself.
     this.child = lab.spawn(
       lab.ns.director,
-      [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir],
+      [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir, ...args],
       { stdio: ['ignore', log, log] },
     );
     this.exited = once(this.child, 'exit');
@@ -245,8 +249,10 @@ export interface Setup {
   teardown(): Promise<void>;
 }
 
-export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<Setup> {
-  const lab = buildLab({ prefix: 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
+export async function setupLab(
+  options: { bulkFileMb?: number; prefix?: string; lvsdArgs?: string[] } = {},
+): Promise<Setup> {
+  const lab = buildLab({ prefix: options.prefix ?? 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {
     try {
@@ -258,7 +264,7 @@ export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<S
   };
   try {
     const stateBefore = hostState(lab);
-    director = new Lvsd(lab);
+    director = new Lvsd(lab, options.lvsdArgs);
     await director.ready();
     return {
       lab,

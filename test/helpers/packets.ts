@@ -310,3 +310,14 @@ export function addr(text: string): Addr {
   if (!parsed) throw new Error(`bad address ${text}`);
   return parsed;
 }
+
+/** A TCP segment with `tcpFlags` and nothing else set. */
+export function tcpSegment(
+  src: string,
+  sport: number,
+  dst: string,
+  dport: number,
+  tcpFlags: number,
+): PacketSpec {
+  return { src, dst, protocol: 'tcp', sport, dport, tcpFlags };
+}

@@ -2,15 +2,17 @@
 // (client -> virtual address) and from the real server side (real server -> client), plus the
 // persistence templates. Entries live in parallel typed arrays indexed by a connection id, chained
 // into two hash tables and into a timer wheel, so a million connections cost no JS objects and
-// the packet path allocates nothing. The table is bounded: when full, new entries are refused and
-// counted; nothing is evicted.
+// the packet path allocates nothing. The table is bounded: when full, a new entry evicts a
+// half-open one sampled at random (early drop, when on; see defense.ts) or is refused and counted.
+// Established connections and templates are never evicted.
 
 import type { Clock } from '../clock.js';
 import { ErrorCodes, LvsError } from '../errors.js';
 import { addr4, addr6, IPPROTO_TCP, IPPROTO_UDP, type Addr, type Family, type Protocol } from '../inet.js';
 import type { Dest } from '../model.js';
-import type { ConnSnapshot } from '../ops.js';
+import type { ConnSnapshot, ConnTableStats } from '../ops.js';
 import {
+  isHalfOpen,
   nextTcpState,
   S_ESTABLISHED,
   S_NONE,
@@ -30,6 +32,8 @@ const F_TEMPLATE = 0x02;
 const F_INACTIVE = 0x04;
 /** A template removed while connections still name it: unfindable, kept until they end. */
 const F_ORPHAN = 0x08;
+/** A reply went back through the director: for UDP, the flow is no longer one-sided (conntrack's assured). */
+const F_REPLIED = 0x10;
 
 // The key fields of an entry share one 64-byte line of 16 words, so a lookup touches one bucket
 // word and then one line per chained entry:
@@ -55,7 +59,12 @@ const WHEEL_TICK_MS = 250;
 /** 8192 ticks of 250 ms: 34 minutes before a slot comes round again. */
 const WHEEL_SLOTS = 8192;
 /** 16M entries: a 1 GiB key array, within what a typed array may hold. */
-const MAX_CAPACITY = 1 << 24;
+export const MAX_CAPACITY = 1 << 24;
+/**
+ * Slots early drop samples for a half-open entry before refusing (conntrack looks at 8): with a
+ * quarter of the table established, a new connection is refused once in 4 billion.
+ */
+const EARLY_DROP_SAMPLES = 16;
 
 export interface ConnTableOptions {
   /** Most entries (connections and templates) held at once. */
@@ -64,6 +73,8 @@ export interface ConnTableOptions {
   timeouts: Timeouts;
   /** Mixed into the hashes; pass a random value so clients cannot aim at one bucket. */
   hashSeed?: number;
+  /** Uniform in [0, 1): where evictions look. Defaults to Math.random. */
+  random?: () => number;
 }
 
 export interface ConnSpec {
@@ -130,12 +141,21 @@ export class ConnTable {
   readonly capacity: number;
   /** Live connections and templates. */
   size = 0;
+  /** Live templates (counted in size too). */
+  templates = 0;
   /** Creates refused because the table was full. */
   refusedFull = 0;
+  /** Half-open entries evicted to make room for a new one. */
+  earlyDrops = 0;
+  /** On a full table, evict a half-open entry for a new one rather than refuse it. */
+  earlyDrop = false;
+  /** Track TCP with secure_tcp's state table and half-open timeouts. */
+  secureTcp = false;
 
   private readonly clock: Clock;
   private readonly timeouts: Timeouts;
   private readonly seed: number;
+  private readonly random: () => number;
 
   /** Key lines, ENTRY_WORDS per entry; `links` views the same memory for the signed chain words. */
   private readonly keys: Uint32Array;
@@ -175,6 +195,7 @@ export class ConnTable {
     this.clock = options.clock;
     this.timeouts = options.timeouts;
     this.seed = (options.hashSeed ?? 0x9e3779b9) | 0;
+    this.random = options.random ?? Math.random;
 
     this.keys = new Uint32Array(capacity * ENTRY_WORDS);
     this.links = new Int32Array(this.keys.buffer);
@@ -197,9 +218,15 @@ export class ConnTable {
     this.wheel = new TimerWheel(capacity, WHEEL_TICK_MS, WHEEL_SLOTS, this.clock.now());
   }
 
-  /** Hash buckets per direction (ipvsadm's "size="). */
+  /** Hash buckets per direction. */
   get buckets(): number {
     return this.bucketMask + 1;
+  }
+
+  /** Occupancy and what the table refused or evicted, as lvsadm -L --json shows it. */
+  stats(): ConnTableStats {
+    const { capacity, size, templates, refusedFull, earlyDrops } = this;
+    return { capacity, entries: size, templates, refusedFull, earlyDrops };
   }
 
   // ---- lookups (packet path: no allocation) ----
@@ -318,7 +345,7 @@ export class ConnTable {
     this.controlled[id] = 0;
     this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
     this.hash(this.outBuckets, OUT_NEXT, this.outBucket(id), id);
-    this.arm(id, this.timeouts.stateMs(state));
+    this.arm(id, this.timeouts.stateMs(state, this.secureTcp));
     this.bind(id, spec.dest);
     if (spec.template !== NIL) {
       this.controlled[spec.template]!++;
@@ -338,6 +365,7 @@ export class ConnTable {
     this.fillDest(id, spec.daddr, spec.dport);
     this.states[id] = S_NONE;
     this.flags[id] = F_LIVE | F_TEMPLATE;
+    this.templates++;
     this.serviceIds[id] = spec.serviceId;
     this.controllers[id] = NIL;
     this.controlled[id] = 0;
@@ -349,17 +377,58 @@ export class ConnTable {
   }
 
   private allocate(): number {
-    let id = this.freeHead;
-    if (id !== NIL) {
-      this.freeHead = this.links[id * ENTRY_WORDS + IN_NEXT]!;
-    } else if (this.unused < this.capacity) {
-      id = this.unused++;
-    } else {
+    if (this.freeHead === NIL && this.unused === this.capacity && !this.evictForNew()) {
       this.refusedFull++;
       return NIL;
     }
+    let id = this.freeHead;
+    if (id !== NIL) this.freeHead = this.links[id * ENTRY_WORDS + IN_NEXT]!;
+    else id = this.unused++;
     this.size++;
     return id;
+  }
+
+  /** Early drop: the first half-open entry among a few slots sampled at random goes. */
+  private evictForNew(): boolean {
+    if (!this.earlyDrop) return false;
+    for (let sample = 0; sample < EARLY_DROP_SAMPLES; sample++) {
+      const id = Math.floor(this.random() * this.capacity);
+      if (this.isEvictable(id)) {
+        this.release(id, true);
+        this.earlyDrops++;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * A connection that never got going: TCP that has not completed its handshake, UDP that never
+   * had a reply. Templates, and everything else, stay.
+   */
+  private isEvictable(id: number): boolean {
+    const flags = this.flags[id]!;
+    if ((flags & (F_LIVE | F_TEMPLATE | F_ORPHAN)) !== F_LIVE) return false;
+    const protocol = this.protocol(id);
+    if (protocol === IPPROTO_TCP) return isHalfOpen(this.states[id]!);
+    return protocol === IPPROTO_UDP && !(flags & F_REPLIED);
+  }
+
+  /** drop_entry's scan: evicts the half-open entries chained in `count` buckets picked at random. */
+  dropHalfOpen(count: number): number {
+    let dropped = 0;
+    for (let i = 0; i < count; i++) {
+      let id = this.inBuckets[Math.floor(this.random() * this.buckets)]!;
+      while (id !== NIL) {
+        const next = this.links[id * ENTRY_WORDS + IN_NEXT]!;
+        if (this.isEvictable(id)) {
+          this.release(id, true);
+          dropped++;
+        }
+        id = next;
+      }
+    }
+    return dropped;
   }
 
   /** The client-side key: `afAndTemplate` is the family, with META_TEMPLATE for templates. */
@@ -455,10 +524,12 @@ export class ConnTable {
     let state = S_UDP;
     if (this.protocol(id) === IPPROTO_TCP) {
       const old = this.states[id]!;
-      state = nextTcpState(old, direction, tcpFlags);
+      state = nextTcpState(old, direction, tcpFlags, this.secureTcp);
       if (state !== old) this.moveState(id, flags, state);
+    } else if (direction === 'out' && !(flags & F_REPLIED)) {
+      this.flags[id] = flags | F_REPLIED;
     }
-    this.timeoutMs[id] = this.timeouts.stateMs(state);
+    this.timeoutMs[id] = this.timeouts.stateMs(state, this.secureTcp);
     this.rearm(id);
     const template = this.controllers[id]!;
     if (template !== NIL && !(this.flags[template]! & F_ORPHAN)) this.rearm(template);
@@ -567,6 +638,7 @@ export class ConnTable {
     this.unbind(id);
     this.size--;
     if (template) {
+      this.templates--;
       if (this.controlled[id]! > 0) {
         this.flags[id] = flags | F_ORPHAN;
         return;
@@ -725,7 +797,7 @@ export class ConnTable {
     const code = STATE_NAMES.indexOf(state);
     if (!(this.flags[id]! & F_TEMPLATE) && this.protocol(id) === IPPROTO_TCP && code >= 0 && code !== S_UDP) {
       this.moveState(id, this.flags[id]!, code);
-      this.timeoutMs[id] = this.timeouts.stateMs(code);
+      this.timeoutMs[id] = this.timeouts.stateMs(code, this.secureTcp);
     }
     this.wheel.remove(id);
     this.expiry[id] = this.clock.now() + expiresInMs;

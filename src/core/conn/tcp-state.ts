@@ -71,6 +71,31 @@ const INPUT_ONLY = [
   row('CLOSE', 'CLOSE', 'CLOSE', 'SYN_RECV', 'CLOSE', 'CLOSE', 'CLOSE', 'CLOSE', 'LAST_ACK', 'LISTEN', 'CLOSE'),
 ];
 
+// secure_tcp's table (tcp_states_dos): the client's ACK alone no longer establishes a connection.
+// Under NAT it is ESTABLISHED only once the real server has answered past its SYN-ACK, so a SYN
+// from a spoofed source, or a SYN followed by a blind ACK, stays half-open (and times out soon).
+// prettier-ignore
+const INPUT_DOS = [
+  row('SYN_RECV', 'ESTABLISHED', 'ESTABLISHED', 'SYN_RECV', 'SYN_RECV', 'SYN_RECV', 'SYN_RECV', 'SYN_RECV', 'SYN_RECV', 'SYN_RECV', 'SYNACK'),
+  row('CLOSE', 'CLOSE_WAIT', 'SYN_SENT', 'TIME_WAIT', 'TIME_WAIT', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'SYNACK'),
+  row('CLOSE', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'CLOSE', 'LISTEN', 'SYNACK'),
+  row('CLOSE', 'CLOSE', 'CLOSE', 'SYN_RECV', 'CLOSE', 'CLOSE', 'CLOSE', 'CLOSE', 'LAST_ACK', 'LISTEN', 'CLOSE'),
+];
+// prettier-ignore
+const OUTPUT_DOS = [
+  row('SYN_SENT', 'ESTABLISHED', 'SYN_SENT', 'SYNACK', 'SYN_SENT', 'SYN_SENT', 'SYN_SENT', 'SYN_SENT', 'SYN_SENT', 'LISTEN', 'SYNACK'),
+  OUTPUT[1]!,
+  OUTPUT[2]!,
+  OUTPUT[3]!,
+];
+// prettier-ignore
+const INPUT_ONLY_DOS = [
+  row('SYNACK', 'ESTABLISHED', 'ESTABLISHED', 'SYN_RECV', 'SYNACK', 'SYNACK', 'SYNACK', 'SYNACK', 'SYNACK', 'SYNACK', 'SYNACK'),
+  INPUT_ONLY[1]!,
+  INPUT_ONLY[2]!,
+  INPUT_ONLY[3]!,
+];
+
 const ROW_SYN = 0;
 const ROW_FIN = 1;
 const ROW_ACK = 2;
@@ -85,11 +110,29 @@ function flagRow(tcpFlags: number): number {
   return -1;
 }
 
-/** The state after a segment with `tcpFlags` crosses the director in `direction`. */
-export function nextTcpState(state: number, direction: Direction, tcpFlags: number): number {
+/**
+ * The state after a segment with `tcpFlags` crosses the director in `direction`; `secure` selects
+ * secure_tcp's table.
+ */
+export function nextTcpState(state: number, direction: Direction, tcpFlags: number, secure = false): number {
   const flag = flagRow(tcpFlags);
   // A segment without RST, SYN, FIN or ACK is nonsense: IPVS closes the entry.
   if (flag < 0) return S_CLOSE;
-  const table = direction === 'in' ? INPUT : direction === 'out' ? OUTPUT : INPUT_ONLY;
+  const table = secure
+    ? direction === 'in'
+      ? INPUT_DOS
+      : direction === 'out'
+        ? OUTPUT_DOS
+        : INPUT_ONLY_DOS
+    : direction === 'in'
+      ? INPUT
+      : direction === 'out'
+        ? OUTPUT
+        : INPUT_ONLY;
   return table[flag]![state]!;
+}
+
+/** A TCP connection that never completed its handshake: what a SYN flood leaves behind. */
+export function isHalfOpen(state: number): boolean {
+  return state === S_NONE || state === S_SYN_RECV || state === S_SYNACK;
 }

@@ -3,7 +3,7 @@
 
 import { ErrorCodes, LvsError } from '../errors.js';
 import type { IpvsTimeouts } from '../ops.js';
-import { S_ESTABLISHED, S_FIN_WAIT, S_UDP, STATE_COUNT } from './tcp-state.js';
+import { S_ESTABLISHED, S_FIN_WAIT, S_SYN_RECV, S_SYNACK, S_UDP, STATE_COUNT } from './tcp-state.js';
 import { MAX_TIMEOUT } from '../model.js';
 
 /** Seconds, in state-code order: the TCP states, then UDP. */
@@ -23,6 +23,13 @@ const DEFAULT_SECONDS = [
   300, // UDP
 ];
 
+/**
+ * Under secure_tcp, SYN_RECV and SYNACK time out after 10 s (2.4's vs_timeout_table_dos gave
+ * SYN_RECV 10 s): a real handshake takes milliseconds, a flood's entries should not hold a slot
+ * for a minute or two.
+ */
+export const SECURE_HALF_OPEN_MS = 10_000;
+
 export class Timeouts {
   private readonly ms = new Float64Array(STATE_COUNT);
 
@@ -30,9 +37,10 @@ export class Timeouts {
     DEFAULT_SECONDS.forEach((seconds, state) => (this.ms[state] = seconds * 1000));
   }
 
-  /** Milliseconds a connection may idle in `state` (a state code). */
-  stateMs(state: number): number {
-    return this.ms[state]!;
+  /** Milliseconds a connection may idle in `state` (a state code); `secure` under secure_tcp. */
+  stateMs(state: number, secure = false): number {
+    const ms = this.ms[state]!;
+    return secure && (state === S_SYN_RECV || state === S_SYNACK) ? Math.min(ms, SECURE_HALF_OPEN_MS) : ms;
   }
 
   /** ipvsadm --timeout: seconds for ESTABLISHED, FIN_WAIT and UDP. */

@@ -1,6 +1,6 @@
 // Shared fixtures for the connection-table tests.
 import { ManualClock } from '../../../src/core/clock.js';
-import { ConnTable, type ConnSpec } from '../../../src/core/conn/table.js';
+import { ConnTable, type ConnSpec, type TemplateSpec } from '../../../src/core/conn/table.js';
 import { Timeouts } from '../../../src/core/conn/timeouts.js';
 import { addr4, IPPROTO_TCP, parseAddr, type Addr } from '../../../src/core/inet.js';
 import { Dest } from '../../../src/core/model.js';
@@ -41,5 +41,31 @@ export function connSpec(n: number, dest: Dest, overrides: Partial<ConnSpec> = {
     serviceId: 1,
     template: -1,
     ...overrides,
+  };
+}
+
+/** A deterministic uniform source in [0, 1) (a linear congruential generator), so evictions replay exactly. */
+export function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 0x100000000;
+  };
+}
+
+/** A TCP persistence template for `caddr` (already masked) on VIP:80, bound to `dest`. */
+export function templateSpec(caddr: Addr, dest: Dest, timeoutMs = 300_000): TemplateSpec {
+  return {
+    af: 4,
+    protocol: IPPROTO_TCP,
+    caddr,
+    vaddr: VIP,
+    vport: 80,
+    fwmark: 0,
+    daddr: dest.addr,
+    dport: 80,
+    dest,
+    serviceId: 1,
+    timeoutMs,
   };
 }

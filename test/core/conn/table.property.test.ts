@@ -5,7 +5,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../../src/core/conn/tcp-s
 import type { ConnTable } from '../../../src/core/conn/table.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
 import type { Dest } from '../../../src/core/model.js';
-import { connSpec, ip, makeDest, makeTable, VIP } from './helpers.js';
+import { connSpec, ip, makeDest, makeTable, templateSpec, VIP } from './helpers.js';
 
 type Op =
   | { kind: 'conn'; dest: number; udp: boolean; persistent: boolean }
@@ -89,19 +89,7 @@ test('random create / packet / expire / wait / drop sequences keep the table con
               const masked = ip(`10.0.${client % 4}.0`);
               template = table.findTemplate(4, IPPROTO_TCP, masked, VIP, 80, 0);
               if (template < 0) {
-                template = table.createTemplate({
-                  af: 4,
-                  protocol: IPPROTO_TCP,
-                  caddr: masked,
-                  vaddr: VIP,
-                  vport: 80,
-                  fwmark: 0,
-                  daddr: dest.addr,
-                  dport: 80,
-                  dest,
-                  serviceId: 1,
-                  timeoutMs: 30_000,
-                });
+                template = table.createTemplate(templateSpec(masked, dest, 30_000));
               }
               if (template < 0) break;
             }

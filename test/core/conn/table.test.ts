@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../../src/core/conn/tcp-state.js';
 import { addr4, IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
 import { ErrorCodes } from '../../../src/core/errors.js';
-import { connSpec, ip, makeDest, makeTable, VIP } from './helpers.js';
+import { connSpec, ip, makeDest, makeTable, templateSpec, VIP } from './helpers.js';
 
 const counters = (d: { activeConns: number; inactConns: number; persistConns: number }) => [
   d.activeConns,
@@ -126,19 +126,7 @@ test('a template lives while it controls connections, then expires after its own
   const { table, clock } = makeTable();
   const dest = makeDest(0, '198.18.1.10');
   const client = ip('10.0.0.0'); // already masked with /24
-  const tpl = table.createTemplate({
-    af: 4,
-    protocol: IPPROTO_TCP,
-    caddr: client,
-    vaddr: VIP,
-    vport: 80,
-    fwmark: 0,
-    daddr: dest.addr,
-    dport: 80,
-    dest,
-    serviceId: 1,
-    timeoutMs: 300_000,
-  });
+  const tpl = table.createTemplate(templateSpec(client, dest));
   assert.equal(table.findTemplate(4, IPPROTO_TCP, client, VIP, 80, 0), tpl);
   assert.equal(table.findTemplate(4, IPPROTO_UDP, client, VIP, 80, 0), -1);
   assert.equal(table.findIn(4, IPPROTO_TCP, client, 0, VIP, 80), -1, 'a template is not a connection');
@@ -209,19 +197,7 @@ test('firewall-mark templates key on the mark with protocol 0 and list as NONE',
 test('expiring a template that still controls connections hides it until they end', () => {
   const { table, clock } = makeTable(2);
   const dest = makeDest(0, '198.18.1.10');
-  const spec = {
-    af: 4 as const,
-    protocol: IPPROTO_TCP,
-    caddr: ip('10.0.0.0'),
-    vaddr: VIP,
-    vport: 80,
-    fwmark: 0,
-    daddr: dest.addr,
-    dport: 80,
-    dest,
-    serviceId: 1,
-    timeoutMs: 60_000,
-  };
+  const spec = templateSpec(ip('10.0.0.0'), dest, 60_000);
   const tpl = table.createTemplate(spec);
   const conn = table.create(connSpec(1, dest, { template: tpl }));
   assert.equal(table.expire(tpl), true);
@@ -348,19 +324,7 @@ test('OVERLOAD is set at uThreshold and cleared below 3/4 of it, or below lThres
 test('persistence longer than the timer wheel turn expires on time, not early', () => {
   const { table, clock } = makeTable();
   const dest = makeDest(0, '198.18.1.10');
-  table.createTemplate({
-    af: 4,
-    protocol: IPPROTO_TCP,
-    caddr: ip('10.0.0.0'),
-    vaddr: VIP,
-    vport: 80,
-    fwmark: 0,
-    daddr: dest.addr,
-    dport: 80,
-    dest,
-    serviceId: 1,
-    timeoutMs: 3 * 3600_000,
-  });
+  table.createTemplate(templateSpec(ip('10.0.0.0'), dest, 3 * 3600_000));
   for (let t = 0; t < 3 * 60 - 1; t++) {
     clock.advance(60_000);
     assert.equal(table.advance(), 0, `minute ${t}`);
