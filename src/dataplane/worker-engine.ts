@@ -7,7 +7,16 @@ import type { Engine } from '../core/engine.js';
 import { ErrorCodes, LvsError } from '../core/errors.js';
 import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
-import type { ControlOp, DeviceCounters, EngineEvent, ServiceSnapshot, Snapshot } from '../core/ops.js';
+import type {
+  ControlOp,
+  DeviceCounters,
+  EngineEvent,
+  ImportResult,
+  ServiceSnapshot,
+  Snapshot,
+} from '../core/ops.js';
+import type { SyncConn } from '../core/sync/conn.js';
+import type { SyncTuning } from '../core/sync/master.js';
 import type { HostSteering } from './host.js';
 import type {
   Reply,
@@ -214,6 +223,14 @@ export class WorkerEngine implements Engine {
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return this.request<Snapshot>({ kind: 'snapshot', connections: options.connections });
+  }
+
+  setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void> {
+    return this.request<void>({ kind: 'sync-source', tuning });
+  }
+
+  importSynced(conns: SyncConn[]): Promise<ImportResult> {
+    return this.request<ImportResult>({ kind: 'sync-import', conns });
   }
 
   /** The worker's packet and drop counters. */
