@@ -527,7 +527,8 @@ export class Director {
 
   /** The entry a record describes, when this director has it already; else -1. */
   private findRecorded(service: Service, r: ConnRecord): number {
-    if (r.template) return this.conns.findTemplate(r.af, r.protocol, r.caddr, r.vaddr, r.vport, service.key.fwmark);
+    if (r.template)
+      return this.conns.findTemplate(r.af, r.protocol, r.caddr, r.vaddr, r.vport, service.key.fwmark);
     return this.conns.findIn(r.af, r.protocol, r.caddr, r.cport, r.vaddr, r.vport);
   }
 

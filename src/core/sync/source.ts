@@ -79,7 +79,8 @@ export class SyncSource {
     if (fwmark === undefined) return null;
     const template = table.isTemplate(id);
     const state = kernelState(table, id);
-    const flags = (template ? CONN_F_TEMPLATE : 0) | CONN_F_MASQ | (inactive(table, id) ? CONN_F_INACTIVE : 0);
+    const flags =
+      (template ? CONN_F_TEMPLATE : 0) | CONN_F_MASQ | (inactive(table, id) ? CONN_F_INACTIVE : 0);
     const protocol = table.protocol(id);
     const stateName = syncStateName(protocol, flags, state);
     if (stateName === null) return null;
