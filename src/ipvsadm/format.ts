@@ -368,13 +368,8 @@ export function formatSyncDaemons(daemons: readonly SyncDaemonConfig[]): string 
 /** `--daemon --json`: the settings, and what each daemon has sent, received and dropped. */
 export function formatSyncDaemonsJson(daemons: readonly SyncDaemonStatus[]): string {
   const body = orderedDaemons(daemons).map((d) => ({
-    state: d.state,
-    interface: d.mcastInterface,
-    syncId: d.syncId,
-    maxLength: d.syncMaxLen,
-    group: formatAddr(d.mcastGroup),
-    port: d.mcastPort,
-    ttl: d.mcastTtl,
+    ...d,
+    mcastGroup: formatAddr(d.mcastGroup),
     stats: d.stats ?? null,
   }));
   return JSON.stringify({ daemons: body }, null, 2) + '\n';
