@@ -202,6 +202,8 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       stderrLogger('error', `packet path exception #${event.count} (packet dropped): ${event.message}`);
       return;
     }
+    // The sync daemons take these (ControlService).
+    if (event.kind === 'sync') return;
     // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
     // non-zero, so that systemd restarts lvsd.
     stderrLogger('error', `${event.reason}; shutting down`);

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { ControlApi } from '../control/api.js';
 import { PROTOCOL_VERSION } from '../control/protocol.js';
 import type { Response } from '../control/protocol.js';
-import type { ControlOp, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import type { ControlOp, Snapshot, SyncDaemonConfig, SyncDaemonStatus, SyncState } from '../core/ops.js';
 
 export const DEFAULT_SOCKET_PATH = '/run/lvsd/lvsd.sock';
 
@@ -137,8 +137,8 @@ export class DaemonClient implements ControlApi {
     await this.request({ op: 'stop-sync', state });
   }
 
-  async syncDaemons(): Promise<SyncDaemonConfig[]> {
-    return (await this.request({ op: 'sync-daemons' })) as SyncDaemonConfig[];
+  async syncDaemons(): Promise<SyncDaemonStatus[]> {
+    return (await this.request({ op: 'sync-daemons' })) as SyncDaemonStatus[];
   }
 
   close(): void {

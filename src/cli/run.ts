@@ -14,6 +14,7 @@ import {
   formatRules,
   formatServiceList,
   formatSyncDaemons,
+  formatSyncDaemonsJson,
   formatTimeouts,
   NUMERIC_NAMES,
   serviceKeyEquals,
@@ -151,9 +152,11 @@ async function list(command: Extract<Command, { kind: 'list' }>, ctx: CliContext
     case 'timeout':
       ctx.stdout(formatTimeouts((await ctx.api.snapshot({ connections: false })).timeouts));
       return OK;
-    case 'daemon':
-      ctx.stdout(formatSyncDaemons(await ctx.api.syncDaemons()));
+    case 'daemon': {
+      const daemons = await ctx.api.syncDaemons();
+      ctx.stdout(format.json ? formatSyncDaemonsJson(daemons) : formatSyncDaemons(daemons));
       return OK;
+    }
     case 'connections': {
       const snapshot = await ctx.api.snapshot({ connections: true });
       ctx.stdout(

@@ -1,7 +1,7 @@
 // What lvsadm asks of lvsd, as one interface: the socket client implements it on the CLI side,
 // ControlService implements it in the daemon (and in tests, without a socket).
 
-import type { ControlOp, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import type { ControlOp, Snapshot, SyncDaemonConfig, SyncDaemonStatus, SyncState } from '../core/ops.js';
 
 export interface ControlApi {
   /** Rejects with an LvsError-shaped error ({ code, message }) when the director refuses. */
@@ -9,5 +9,6 @@ export interface ControlApi {
   snapshot(options: { connections: boolean }): Promise<Snapshot>;
   startSyncDaemon(config: SyncDaemonConfig): Promise<void>;
   stopSyncDaemon(state: SyncState): Promise<void>;
-  syncDaemons(): Promise<SyncDaemonConfig[]>;
+  /** The running daemons, with their counters where they run. */
+  syncDaemons(): Promise<SyncDaemonStatus[]>;
 }

@@ -110,11 +110,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const limits = { ...DEFAULT_CLIENT_LIMITS, ...options.clientLimits };
   const lock = lockStateDir(stateDir);
   let engine: Engine | null = null;
+  let startedService: ControlService | null = null;
   try {
     const store = new ConfigStore(stateDir, options.fs ?? nodeStateFs);
     const { config, migrated } = await store.load();
     engine = await options.createEngine();
-    const service = new ControlService(engine, { store, log });
+    const service = new ControlService(engine, { store, log, runSyncDaemons: true });
+    startedService = service;
     if (config) {
       await applyDocument(service, config, migrated ? store.rulesFile : store.file);
       if (migrated) {
@@ -170,7 +172,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           for (const socket of sockets) socket.destroy();
           await stopped;
           await unlink(socketPath).catch(() => undefined);
-          await service.drain();
+          await service.close();
           await runningEngine.close();
           lock.release();
           log('info', 'stopped');
@@ -179,6 +181,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       },
     };
   } catch (err) {
+    await startedService?.close();
     await engine?.close();
     lock.release();
     throw err;
@@ -337,7 +340,7 @@ async function handle(request: Request, service: ControlService, log: Logger): P
         };
       case 'start-sync':
         await service.startSyncDaemon(request.config);
-        log('info', `start-sync ${request.config.state}: recorded (no sync traffic is sent yet)`);
+        log('info', `start-sync ${request.config.state}: running`);
         return { v: 1, id: request.id, ok: true };
       case 'stop-sync':
         await service.stopSyncDaemon(request.state);

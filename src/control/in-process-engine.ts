@@ -3,7 +3,9 @@
 
 import type { Director } from '../core/director.js';
 import type { Engine } from '../core/engine.js';
-import type { ControlOp, Snapshot } from '../core/ops.js';
+import type { ControlOp, ImportResult, Snapshot } from '../core/ops.js';
+import type { SyncConn } from '../core/sync/conn.js';
+import type { SyncTuning } from '../core/sync/master.js';
 
 export class InProcessEngine implements Engine {
   private readonly ticker: NodeJS.Timeout | null;
@@ -23,6 +25,16 @@ export class InProcessEngine implements Engine {
 
   async snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return this.director.snapshot(options);
+  }
+
+  /** No packets move through this engine, so no connection ever needs syncing. */
+  async setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void> {
+    if (tuning) this.director.startSyncSource(tuning);
+    else this.director.stopSyncSource();
+  }
+
+  async importSynced(conns: SyncConn[]): Promise<ImportResult> {
+    return this.director.importSynced(conns);
   }
 
   /** The director in this thread cannot fail apart from the daemon: there is nothing to report. */

@@ -10,13 +10,13 @@
 // Either way the client gets the error and what runs, what is listed and what is saved agree.
 
 import type { Engine } from '../core/engine.js';
-import type { ControlOp, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import type { ControlOp, Snapshot, SyncDaemonConfig, SyncDaemonStatus, SyncState } from '../core/ops.js';
 import type { ControlApi } from './api.js';
 import { afterRemoval, afterSyncStop, configFromSnapshot, emptyConfig, planChanges } from './config.js';
 import type { ConfigChange, LvsdConfig } from './config.js';
 import type { Logger } from './log.js';
 import { ProtocolErrorCodes } from './protocol.js';
-import { SyncDaemons } from './sync-daemons.js';
+import { SyncDaemons, type SyncDaemonsOptions } from './sync-daemons.js';
 
 /** Where the configuration is saved (ConfigStore, or a fake). */
 export interface ConfigSink {
@@ -55,11 +55,18 @@ export interface ControlServiceOptions {
   /** Without one (tests, the migration's scratch director) nothing is saved. */
   store?: ConfigSink | null;
   log?: Logger;
+  /**
+   * Run the sync daemons on the engine (lvsd itself); without it they are only recorded, for a
+   * scratch service that reads a configuration and runs nothing.
+   */
+  runSyncDaemons?: boolean;
+  /** Options of the sync daemons (tests give fake interfaces and a fake multicast bus). */
+  sync?: Omit<SyncDaemonsOptions, 'engine' | 'log'>;
 }
 
 export class ControlService implements ControlApi {
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly daemons = new SyncDaemons();
+  private readonly daemons: SyncDaemons;
   private readonly store: ConfigSink | null;
   private readonly log: Logger;
   /** The configuration the engine runs, as last committed (saved, when there is a store). */
@@ -71,6 +78,11 @@ export class ControlService implements ControlApi {
   ) {
     this.store = options.store ?? null;
     this.log = options.log ?? (() => undefined);
+    this.daemons = new SyncDaemons({
+      ...options.sync,
+      engine: options.runSyncDaemons ? engine : null,
+      log: this.log,
+    });
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -94,8 +106,8 @@ export class ControlService implements ControlApi {
 
   private async applyChange(change: ConfigChange): Promise<void> {
     if (change.kind === 'execute') await this.engine.execute(change.op);
-    else if (change.kind === 'start-sync') this.daemons.start(change.config);
-    else this.daemons.stop(change.state);
+    else if (change.kind === 'start-sync') await this.daemons.start(change.config);
+    else await this.daemons.stop(change.state);
   }
 
   /** Brings the engine back to `target`; what cannot be undone is logged (it should not happen). */
@@ -151,7 +163,7 @@ export class ControlService implements ControlApi {
 
   startSyncDaemon(config: SyncDaemonConfig): Promise<void> {
     return this.serialize(async () => {
-      this.daemons.start(config);
+      await this.daemons.start(config);
       await this.commit();
     });
   }
@@ -159,14 +171,19 @@ export class ControlService implements ControlApi {
   stopSyncDaemon(state: SyncState): Promise<void> {
     return this.serialize(async () => {
       const predicted = afterSyncStop(this.running, state);
-      if (predicted) return this.removal(predicted, async () => this.daemons.stop(state));
-      this.daemons.stop(state);
+      if (predicted) return this.removal(predicted, () => this.daemons.stop(state));
+      await this.daemons.stop(state);
       await this.commit();
     });
   }
 
-  async syncDaemons(): Promise<SyncDaemonConfig[]> {
-    return this.daemons.list();
+  async syncDaemons(): Promise<SyncDaemonStatus[]> {
+    return this.daemons.status();
+  }
+
+  /** Stops the sync daemons (what a master has pending is sent first); the engine is the caller's. */
+  close(): Promise<void> {
+    return this.serialize(() => this.daemons.close());
   }
 
   /**

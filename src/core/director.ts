@@ -4,7 +4,7 @@
 import type { Clock } from './clock.js';
 import { Defense, defenseSettings, type DefenseSettings } from './conn/defense.js';
 import { ConnTable } from './conn/table.js';
-import { TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
+import { S_UDP, TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
@@ -48,6 +48,9 @@ import {
   writePlainVnetHdr,
 } from './packet/vnet.js';
 import { ServiceTable } from './services.js';
+import { CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
+import type { SyncTuning } from './sync/master.js';
+import { SyncSource } from './sync/source.js';
 import './sched/index.js';
 
 /** Why the data path dropped a packet: the parser's reasons and the director's own. */
@@ -77,8 +80,6 @@ export const DEFAULT_CONN_CAPACITY = 1 << 20;
 
 const NO_DEST = -1;
 const TABLE_FULL = -2;
-/** importConnections: the entry is there already. */
-const PRESENT = -3;
 
 export interface DirectorOptions {
   clock: Clock;
@@ -103,6 +104,8 @@ export class Director {
   private readonly fragments: FragmentTracker<FragmentDecision>;
   /** Packets ready besides the one `process` returns (held fragments released): the caller sends them. */
   readonly pending: Uint8Array[] = [];
+  /** The master sync role's decisions, while a master sync daemon runs. */
+  private syncSource: SyncSource | null = null;
   readonly counters: DataPathCounters = {
     forwardedIn: 0,
     forwardedOut: 0,
@@ -352,6 +355,7 @@ export class Director {
       : method.toClient!(buf, p, addr, port, vflags);
     if (!rewritten) return this.drop('not-rewritable');
     this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
+    if (inbound && this.syncSource !== null) this.syncSource.onClientPacket(id, this.isOnePacket(id, p));
     this.count(service, dest, inbound, buf, offset, p);
     if (p.isFragment) {
       for (const held of this.fragments.decide(p, { direction, addr, port, service, dest, method })) {
@@ -481,11 +485,14 @@ export class Director {
   /**
    * Re-creates exported entries on the real servers of this director's services (matched by
    * address and port, so the records may come from another process): templates first, then the
-   * connections they control, each with the state and time left it had.
+   * connections they control, each with the state and time left it had. With `refresh`, an entry
+   * already there takes the record's state and time (as a sync backup updates its copy); else it
+   * is left as it is and counted as present.
    */
-  importConnections(records: readonly ConnRecord[]): ImportResult {
+  importConnections(records: readonly ConnRecord[], options: { refresh?: boolean } = {}): ImportResult {
     const result: ImportResult = {
       imported: 0,
+      refreshed: 0,
       skipped: { noService: 0, noDest: 0, tableFull: 0, present: 0 },
     };
     const ordered = [...records].sort((a, b) => Number(b.template) - Number(a.template));
@@ -504,22 +511,107 @@ export class Director {
         result.skipped.noDest++;
         continue;
       }
-      const id = r.template ? this.importTemplate(service, dest, r) : this.importConnection(service, dest, r);
-      if (id === TABLE_FULL) result.skipped.tableFull++;
-      else if (id === PRESENT) result.skipped.present++;
-      else {
-        if (r.template) templates.push([id, r]);
-        else this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
-        result.imported++;
+      const existing = this.findRecorded(service, r);
+      if (existing >= 0) {
+        if (!options.refresh) {
+          result.skipped.present++;
+          continue;
+        }
+        result.refreshed++;
       }
+      const id =
+        existing >= 0
+          ? existing
+          : r.template
+            ? this.importTemplate(service, dest, r)
+            : this.importConnection(service, dest, r);
+      if (id === TABLE_FULL) {
+        result.skipped.tableFull++;
+        continue;
+      }
+      if (r.template) templates.push([id, r]);
+      else this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
+      if (existing < 0) result.imported++;
     }
     for (const [id, r] of templates) this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
     return result;
   }
 
+  /** The entry a record describes, when this director has it already; else -1. */
+  private findRecorded(service: Service, r: ConnRecord): number {
+    if (r.template)
+      return this.conns.findTemplate(r.af, r.protocol, r.caddr, r.vaddr, r.vport, service.key.fwmark);
+    return this.conns.findIn(r.af, r.protocol, r.caddr, r.cport, r.vaddr, r.vport);
+  }
+
+  /**
+   * A backup's side of connection sync (ip_vs_proc_conn): each synced connection is matched to
+   * this director's service by its virtual address, port and protocol (or its firewall mark) and
+   * held on the same real server, with the state and full timeout the master gave it; one it
+   * holds already is updated. They take effect when the traffic arrives here.
+   */
+  importSynced(conns: readonly SyncConn[]): ImportResult {
+    const records: ConnRecord[] = [];
+    let noService = 0;
+    for (const conn of conns) {
+      const record = this.recordOfSynced(conn);
+      if (record) records.push(record);
+      else noService++;
+    }
+    const result = this.importConnections(records, { refresh: true });
+    result.skipped.noService += noService;
+    return result;
+  }
+
+  private recordOfSynced(conn: SyncConn): ConnRecord | null {
+    const service =
+      conn.fwmark > 0
+        ? this.services.lookupFwmark(conn.af, conn.fwmark)
+        : this.services.lookup(conn.protocol, conn.vaddr, conn.vport);
+    if (!service) return null;
+    const template = (conn.flags & CONN_F_TEMPLATE) !== 0;
+    const stateName = template ? 'NONE' : conn.protocol === IPPROTO_TCP ? conn.stateName : 'UDP';
+    // v0 messages carry no timeout: the state's own, as the kernel's backup takes it.
+    const defaultMs = template
+      ? service.settings.timeout * 1000
+      : this.timeouts.stateMs(conn.protocol === IPPROTO_TCP ? conn.state : S_UDP);
+    return {
+      af: conn.af,
+      protocol: conn.protocol as ConnRecord['protocol'],
+      caddr: conn.caddr,
+      cport: conn.cport,
+      vaddr: conn.vaddr,
+      vport: conn.vport,
+      daddr: conn.daddr,
+      dport: conn.dport,
+      state: stateName,
+      expiresMs: conn.timeoutSec > 0 ? conn.timeoutSec * 1000 : defaultMs,
+      template,
+      service: service.key,
+    };
+  }
+
+  /** Starts the master sync role's decisions on every client packet (a master sync daemon runs). */
+  startSyncSource(tuning?: Partial<SyncTuning>): void {
+    this.syncSource = new SyncSource({
+      table: this.conns,
+      clock: this.clock,
+      tuning,
+      serviceFwmark: (serviceId) => this.services.byId(serviceId)?.key.fwmark,
+    });
+  }
+
+  stopSyncSource(): void {
+    this.syncSource = null;
+  }
+
+  /** The connections chosen for sync since the last call (none while no sync source runs). */
+  takeSyncConns(): SyncConn[] {
+    return this.syncSource?.take() ?? [];
+  }
+
   private importTemplate(service: Service, dest: Dest, r: ConnRecord): number {
     const { fwmark } = service.key;
-    if (this.conns.findTemplate(r.af, r.protocol, r.caddr, r.vaddr, r.vport, fwmark) >= 0) return PRESENT;
     const id = this.conns.createTemplate({
       af: r.af,
       protocol: r.protocol,
@@ -537,7 +629,6 @@ export class Director {
   }
 
   private importConnection(service: Service, dest: Dest, r: ConnRecord): number {
-    if (this.conns.findIn(r.af, r.protocol, r.caddr, r.cport, r.vaddr, r.vport) >= 0) return PRESENT;
     const { settings, key } = service;
     const template =
       settings.flags & SVC_F_PERSISTENT

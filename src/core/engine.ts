@@ -1,7 +1,9 @@
 // The control plane talks to the director through an Engine: in the same thread (tests, a
 // director without a data plane) or in the data-plane worker that owns the connection table.
 
-import type { ControlOp, EngineEvent, Snapshot } from './ops.js';
+import type { ControlOp, EngineEvent, ImportResult, Snapshot } from './ops.js';
+import type { SyncConn } from './sync/conn.js';
+import type { SyncTuning } from './sync/master.js';
 
 export interface Engine {
   /** Applies one operation; rejects with an LvsError (its code intact) and changes nothing when refused. */
@@ -9,5 +11,12 @@ export interface Engine {
   snapshot(options: { connections: boolean }): Promise<Snapshot>;
   /** Calls `listener` with each event from now on; returns the unsubscribe function. */
   onEvent(listener: (event: EngineEvent) => void): () => void;
+  /**
+   * The master sync role: from now on, connections to sync (chosen on the kernel's schedule with
+   * `tuning`) come as 'sync' events; null stops them.
+   */
+  setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void>;
+  /** The backup sync role: the director holds these connections of a master's. */
+  importSynced(conns: SyncConn[]): Promise<ImportResult>;
   close(): Promise<void>;
 }

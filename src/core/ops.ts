@@ -3,6 +3,7 @@
 
 import type { DefenseSnapshot } from './conn/defense.js';
 import type { Addr, Family, Protocol } from './inet.js';
+import type { SyncConn } from './sync/conn.js';
 import type {
   AdminState,
   DestRuntimeChange,
@@ -26,6 +27,27 @@ export interface SyncDaemonConfig {
   mcastGroup: Addr;
   mcastPort: number;
   mcastTtl: number;
+}
+
+/** What a running sync daemon has done (`-L --daemon --json`). */
+export interface SyncDaemonStats {
+  /** Master: messages sent. */
+  sent: number;
+  /** Backup: datagrams received, good or not. */
+  received: number;
+  /** Master: messages not sent (queue full, socket refused); backup: datagrams refused. */
+  dropped: number;
+  /** The drops by reason. */
+  droppedBy: Record<string, number>;
+  /** Master: connections put into messages; backup: connections received and held or updated. */
+  conns: number;
+  /** Milliseconds since the last message sent (master) or accepted (backup); null before the first. */
+  lastMessageAgeMs: number | null;
+}
+
+/** A sync daemon as `-L --daemon` lists it; stats are there while it runs in lvsd. */
+export interface SyncDaemonStatus extends SyncDaemonConfig {
+  stats?: SyncDaemonStats;
 }
 
 export interface IpvsTimeouts {
@@ -125,6 +147,8 @@ export interface ConnRecord extends ConnSnapshot {
 /** What importConnections made of a batch of records. */
 export interface ImportResult {
   imported: number;
+  /** Entries already there that took the record's state and time (importConnections' refresh). */
+  refreshed: number;
   /** Records that found no service, no real server, a full table, or an entry already there. */
   skipped: { noService: number; noDest: number; tableFull: number; present: number };
 }
@@ -177,7 +201,9 @@ export type EngineEvent =
   /** The data plane stopped: no packets move any more, and the daemon must not go on as if they did. */
   | { kind: 'failed'; reason: string }
   /** The packet path threw (a bug): counted in device.drops.exception, reported at most every few seconds. */
-  | { kind: 'exception'; message: string; count: number };
+  | { kind: 'exception'; message: string; count: number }
+  /** Connections to send to the backups, chosen on the kernel's sync schedule (a master sync role runs). */
+  | { kind: 'sync'; conns: SyncConn[] };
 
 /** The connection table's occupancy and what it refused or evicted for want of room. */
 export interface ConnTableStats {

@@ -3,8 +3,10 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
-import type { ControlOp, EngineEvent, Snapshot } from '../core/ops.js';
+import type { ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
+import type { SyncConn } from '../core/sync/conn.js';
+import type { SyncTuning } from '../core/sync/master.js';
 
 /** What the worker needs of the director (src/core/director.ts): control and the packet entry point. */
 export interface PacketDirector {
@@ -18,6 +20,12 @@ export interface PacketDirector {
   /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
   readonly pending: Uint8Array[];
   tick(): void;
+  /** The master sync role: decide on every client packet (startSyncSource), taken once a turn. */
+  startSyncSource(tuning?: Partial<SyncTuning>): void;
+  stopSyncSource(): void;
+  takeSyncConns(): SyncConn[];
+  /** The backup sync role: hold a master's connections. */
+  importSynced(conns: readonly SyncConn[]): ImportResult;
 }
 
 export interface WorkerSettings {
@@ -38,6 +46,10 @@ export type RequestBody =
   | { kind: 'execute'; op: ControlOp }
   | { kind: 'snapshot'; connections: boolean }
   | { kind: 'stats' }
+  /** Start (with the tuning) or stop (null) reporting connections to sync: the master role. */
+  | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }
+  /** Connections a backup received from its master. */
+  | { kind: 'sync-import'; conns: SyncConn[] }
   | { kind: 'stop' };
 
 export type Request = RequestBody & { id: number };

@@ -37,7 +37,7 @@ export interface PacketLoopOptions {
 
 export class PacketLoop {
   readonly stats: DeviceCounters = zeroDeviceCounters();
-  private readonly director: PacketDirector;
+  readonly director: PacketDirector;
   private readonly driver: DeviceDriver;
   private readonly clock: Clock;
   private readonly frame: Uint8Array;
@@ -97,6 +97,8 @@ export class PacketLoop {
       this.lastTick = now;
       this.director.tick();
     }
+    const synced = this.director.takeSyncConns();
+    if (synced.length > 0) this.options.report({ kind: 'sync', conns: synced });
   }
 
   close(): void {

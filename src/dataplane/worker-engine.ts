@@ -8,7 +8,16 @@ import type { DefenseSettings } from '../core/conn/defense.js';
 import { ErrorCodes, LvsError } from '../core/errors.js';
 import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
-import type { ControlOp, DeviceCounters, EngineEvent, ServiceSnapshot, Snapshot } from '../core/ops.js';
+import type {
+  ControlOp,
+  DeviceCounters,
+  EngineEvent,
+  ImportResult,
+  ServiceSnapshot,
+  Snapshot,
+} from '../core/ops.js';
+import type { SyncConn } from '../core/sync/conn.js';
+import type { SyncTuning } from '../core/sync/master.js';
 import type { HostSteering } from './host.js';
 import type {
   Reply,
@@ -217,6 +226,14 @@ export class WorkerEngine implements Engine {
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return this.request<Snapshot>({ kind: 'snapshot', connections: options.connections });
+  }
+
+  setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void> {
+    return this.request<void>({ kind: 'sync-source', tuning });
+  }
+
+  importSynced(conns: SyncConn[]): Promise<ImportResult> {
+    return this.request<ImportResult>({ kind: 'sync-import', conns });
   }
 
   /** The worker's packet and drop counters. */

@@ -58,6 +58,12 @@ function run(loop: PacketLoop): void {
         return loop.snapshot(request.connections);
       case 'stats':
         return structuredClone(loop.stats);
+      case 'sync-source':
+        if (request.tuning) loop.director.startSyncSource(request.tuning);
+        else loop.director.stopSyncSource();
+        return undefined;
+      case 'sync-import':
+        return loop.director.importSynced(request.conns);
       case 'stop':
         running = false;
         loop.close();

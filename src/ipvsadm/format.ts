@@ -20,6 +20,7 @@ import type {
   ServiceSnapshot,
   Snapshot,
   SyncDaemonConfig,
+  SyncDaemonStatus,
 } from '../core/ops.js';
 import type { ListFormat } from './parse.js';
 
@@ -346,17 +347,32 @@ export function formatTimeouts(t: IpvsTimeouts): string {
   return `Timeout (tcp tcpfin udp): ${t.tcp} ${t.tcpfin} ${t.udp}\n`;
 }
 
-/** `--daemon`: master first, then backup; every field the kernel reports. */
-export function formatSyncDaemons(daemons: readonly SyncDaemonConfig[]): string {
+/** Master first, then backup, as the kernel reports them. */
+function orderedDaemons<T extends SyncDaemonConfig>(daemons: readonly T[]): T[] {
   return ['master', 'backup']
     .map((state) => daemons.find((d) => d.state === state))
-    .filter((d): d is SyncDaemonConfig => d !== undefined)
+    .filter((d): d is T => d !== undefined);
+}
+
+/** `--daemon`: master first, then backup; every field the kernel reports. */
+export function formatSyncDaemons(daemons: readonly SyncDaemonConfig[]): string {
+  return orderedDaemons(daemons)
     .map(
       (d) =>
         `${d.state} sync daemon (mcast=${d.mcastInterface}, syncid=${d.syncId}, maxlen=${d.syncMaxLen}, ` +
         `group=${formatAddr(d.mcastGroup)}, port=${d.mcastPort}, ttl=${d.mcastTtl})\n`,
     )
     .join('');
+}
+
+/** `--daemon --json`: the settings, and what each daemon has sent, received and dropped. */
+export function formatSyncDaemonsJson(daemons: readonly SyncDaemonStatus[]): string {
+  const body = orderedDaemons(daemons).map((d) => ({
+    ...d,
+    mcastGroup: formatAddr(d.mcastGroup),
+    stats: d.stats ?? null,
+  }));
+  return JSON.stringify({ daemons: body }, null, 2) + '\n';
 }
 
 function expireText(expiresMs: number): string {

@@ -112,6 +112,14 @@ export class MasterSyncDaemon {
     if (!this.stopped) this.master.handle(change);
   }
 
+  /**
+   * Connections already chosen on the kernel's schedule where the table lives (the engine's
+   * SyncSource): put into messages as they come, sent when full or within the flush time.
+   */
+  queue(conns: Iterable<SyncConn>): void {
+    if (!this.stopped) this.master.syncAll(conns);
+  }
+
   /** Sends every given connection now, whatever the schedule (a whole table). */
   syncAll(conns: Iterable<SyncConn>): void {
     if (this.stopped) return;

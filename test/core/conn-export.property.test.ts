@@ -106,6 +106,7 @@ test('records for services or real servers this director does not have are skipp
   b.execute({ op: 'delete-service', key: tcpKey });
   assert.deepEqual(b.importConnections(exported), {
     imported: 0,
+    refreshed: 0,
     skipped: { noService: 1, noDest: 1, tableFull: 0, present: 0 },
   });
 });

@@ -2,7 +2,8 @@
 // UDP reflector for the packet path (swapping addresses and ports leaves every checksum valid).
 
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
-import type { ControlOp, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+import type { ControlOp, ImportResult, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+import type { SyncConn } from '../../src/core/sync/conn.js';
 import type { PacketDirector } from '../../src/dataplane/messages.js';
 
 const VNET = 10;
@@ -53,6 +54,19 @@ export class Director implements PacketDirector {
 
   tick(): void {
     this.ticks++;
+  }
+
+  // The stub has no connections: nothing to sync, nothing to hold.
+  startSyncSource(): void {}
+
+  stopSyncSource(): void {}
+
+  takeSyncConns(): SyncConn[] {
+    return [];
+  }
+
+  importSynced(): ImportResult {
+    return { imported: 0, refreshed: 0, skipped: { noService: 0, noDest: 0, tableFull: 0, present: 0 } };
   }
 }
 

@@ -94,28 +94,38 @@ function counters(fields: string[]): Counters {
   return { conns, inPkts, outPkts, inBytes, outBytes };
 }
 
-/** lvsd running in the lab's director namespace. */
+/** Where an lvsd runs: a namespace, and a directory for its socket, state and log. */
+export interface LvsdSite {
+  ns: string;
+  dir: string;
+}
+
+/** lvsd running in the lab's director namespace (or another namespace of the lab's). */
 export class Lvsd {
   readonly socket: string;
   readonly stateDir: string;
   readonly logPath: string;
+  private readonly ns: string;
   private readonly child: ChildProcess;
   private readonly exited: Promise<unknown>;
 
-  /** `args`: more lvsd options (--conn-capacity 2000, say). */
+  /** `args`: more lvsd options (--conn-capacity 2000, say); `site`: where it runs, for labs with two directors. */
   constructor(
-    private readonly lab: Lab,
+    lab: Lab,
     args: readonly string[] = [],
+    site: LvsdSite = { ns: lab.ns.director, dir: lab.tmpDir },
   ) {
-    this.socket = join(lab.tmpDir, 'lvsd.sock');
-    this.stateDir = join(lab.tmpDir, 'state');
-    this.logPath = join(lab.tmpDir, 'lvsd.log');
+    this.ns = site.ns;
+    mkdirSync(site.dir, { recursive: true });
+    this.socket = join(site.dir, 'lvsd.sock');
+    this.stateDir = join(site.dir, 'state');
+    this.logPath = join(site.dir, 'lvsd.log');
     // A restart in the same lab reuses the state directory, as a restarted daemon does.
     mkdirSync(this.stateDir, { recursive: true });
     const log = openSync(this.logPath, 'a');
     // `ip netns exec` execs lvsd: signals to this pid reach the daemon itself.
     this.child = lab.spawn(
-      lab.ns.director,
+      site.ns,
       [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir, ...args],
       { stdio: ['ignore', log, log] },
     );
@@ -143,7 +153,7 @@ export class Lvsd {
   /** One lvsadm command, e.g. adm('-A -t 198.18.0.1:80 -s rr'); throws unless it exits 0 silently on stderr. */
   adm(args: string): string {
     const argv = [process.execPath, LVSADM, '--socket', this.socket, ...words(args)];
-    const result = spawnSync('ip', ['netns', 'exec', this.lab.ns.director, ...argv], {
+    const result = spawnSync('ip', ['netns', 'exec', this.ns, ...argv], {
       encoding: 'utf8',
       timeout: 15_000,
     });

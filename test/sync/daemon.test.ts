@@ -56,14 +56,14 @@ test('the settings are settled as the kernel does, a missing interface is No suc
   });
 });
 
-test('SyncDaemons records the settled settings and checks the device before a running daemon', () => {
-  const daemons = new SyncDaemons(interfaces);
-  daemons.start(config('backup', { syncMaxLen: 100 }));
+test('SyncDaemons records the settled settings and checks the device before a running daemon', async () => {
+  const daemons = new SyncDaemons({ interfaces });
+  await daemons.start(config('backup', { syncMaxLen: 100 }));
   assert.equal(daemons.list()[0]!.syncMaxLen, 1024);
-  assert.throws(() => daemons.start(config('backup', { mcastInterface: 'eth9' })), {
+  await assert.rejects(daemons.start(config('backup', { mcastInterface: 'eth9' })), {
     code: 'LVS_ERR_NO_DEVICE',
   });
-  assert.throws(() => daemons.start(config('backup')), { code: 'LVS_ERR_DAEMON_RUNNING' });
+  await assert.rejects(daemons.start(config('backup')), { code: 'LVS_ERR_DAEMON_RUNNING' });
   assert.equal(daemons.list().length, 1);
 });
 

@@ -172,6 +172,8 @@ export class ConnTable {
   private readonly methods: Uint8Array;
   private readonly controllers: Int32Array;
   private readonly controlled: Uint32Array;
+  /** Packets from the client side (ip_vs_conn's in_pkts); a template counts its connections' packets. */
+  private readonly inPkts: Uint32Array;
 
   private readonly bucketMask: number;
   private readonly inBuckets: Int32Array;
@@ -208,6 +210,7 @@ export class ConnTable {
     this.methods = new Uint8Array(capacity);
     this.controllers = new Int32Array(capacity);
     this.controlled = new Uint32Array(capacity);
+    this.inPkts = new Uint32Array(capacity);
 
     // Load factor at most 1: chains stay short without a resize.
     const buckets = 2 ** Math.ceil(Math.log2(capacity));
@@ -343,6 +346,7 @@ export class ConnTable {
     this.methods[id] = spec.method;
     this.controllers[id] = spec.template;
     this.controlled[id] = 0;
+    this.inPkts[id] = 0;
     this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
     this.hash(this.outBuckets, OUT_NEXT, this.outBucket(id), id);
     this.arm(id, this.timeouts.stateMs(state, this.secureTcp));
@@ -369,6 +373,7 @@ export class ConnTable {
     this.serviceIds[id] = spec.serviceId;
     this.controllers[id] = NIL;
     this.controlled[id] = 0;
+    this.inPkts[id] = 0;
     // Templates are looked up from the client side only.
     this.hash(this.inBuckets, IN_NEXT, this.inBucket(id), id);
     this.arm(id, spec.timeoutMs);
@@ -531,8 +536,13 @@ export class ConnTable {
     }
     this.timeoutMs[id] = this.timeouts.stateMs(state, this.secureTcp);
     this.rearm(id);
+    const fromClient = direction !== 'out';
+    if (fromClient) this.inPkts[id]++;
     const template = this.controllers[id]!;
-    if (template !== NIL && !(this.flags[template]! & F_ORPHAN)) this.rearm(template);
+    if (template !== NIL && !(this.flags[template]! & F_ORPHAN)) {
+      this.rearm(template);
+      if (fromClient) this.inPkts[template]++;
+    }
   }
 
   private moveState(id: number, flags: number, state: number): void {
@@ -712,6 +722,21 @@ export class ConnTable {
   /** The controlling template, or -1. */
   template(id: number): number {
     return this.controllers[id]!;
+  }
+
+  /** Packets from the client side so far (for a template: its connections' packets). */
+  inPackets(id: number): number {
+    return this.inPkts[id]!;
+  }
+
+  /** The state as a code (TCP_STATE_NAMES' index, the kernel's IP_VS_TCP_S_* numbers; S_UDP for UDP). */
+  stateCode(id: number): number {
+    return this.states[id]!;
+  }
+
+  /** The full timeout of the entry's current state, in ms (what a packet restarts). */
+  timeoutOf(id: number): number {
+    return this.timeoutMs[id]!;
   }
 
   /** Connections a template controls. */
