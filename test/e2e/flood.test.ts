@@ -60,8 +60,9 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
             '/dev/null',
             '-w',
             '%{http_code}',
+            // Room for two SYN retransmissions (1 s, 3 s), as a user's client would wait.
             '--max-time',
-            '3',
+            '8',
             `http://${VIP}/`,
           ]);
           if (code === '200') succeeded++;
