@@ -2,11 +2,13 @@
 // lvsd: the director daemon. This main picks the engine; the control side lives in
 // src/control/daemon.ts, the packet path in src/dataplane/.
 
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Director } from '../core/director.js';
 import { DEFAULT_SOCKET_PATH } from '../cli/client.js';
 import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
 import type { RunningDaemon } from '../control/daemon.js';
+import { KeepalivedSource } from '../control/keepalived-source.js';
 import { StateLockError } from '../control/lock.js';
 import { stderrLogger } from '../control/log.js';
 import { StateFileError } from '../control/state-file.js';
@@ -14,12 +16,16 @@ import type { Engine } from '../core/engine.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { startDataplaneEngine } from '../dataplane/start.js';
 import { parseListenAddress } from '../http/address.js';
+import { readKeepalivedConf } from '../keepalived/read.js';
+import { defaultConfigId } from './check-config.js';
+import { fileSystemConfigFiles } from './keepalived-files.js';
 import type { ListenAddress } from '../http/address.js';
 import { readBuildInfo } from '../http/build-info.js';
 import { startHttpListener } from '../http/server.js';
 import type { HttpListener } from '../http/server.js';
 
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
+            [--keepalived-conf FILE]
        lvsd demo [--keep]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
@@ -28,9 +34,13 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics (off unless given); PORT
                       alone listens on loopback (127.0.0.1); ADDR is an IP address: [::1] for IPv6,
                       0.0.0.0 for every address (anyone who reaches it can read the metrics)
+  --keepalived-conf FILE  run the virtual servers, real servers, sorry servers and health checks
+                    of a keepalived.conf; the file owns the configuration (lvsd.json is not used,
+                    lvsadm may only drain/ready/maint, set weights and zero counters)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
-Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json and applies what changed;
+Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)
+and applies what changed;
 SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
 `;
 
@@ -41,6 +51,7 @@ interface CommandLine {
   stateDir: string;
   dataplane: boolean;
   http: ListenAddress | null;
+  keepalivedConf: string | null;
 }
 
 function usageError(message: string): never {
@@ -53,6 +64,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let stateDir = process.env.LVSD_STATE_DIR || DEFAULT_STATE_DIR;
   let dataplane = true;
   let http: ListenAddress | null = null;
+  let keepalivedConf: string | null = null;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -63,19 +75,20 @@ function parseCommandLine(args: string[]): CommandLine {
       dataplane = false;
       continue;
     }
-    if (name !== '--socket' && name !== '--state-dir' && name !== '--http')
+    if (name !== '--socket' && name !== '--state-dir' && name !== '--http' && name !== '--keepalived-conf')
       usageError(`unknown option ${name}`);
     const value = inline ?? args[++i];
     if (!value) usageError(`${name} needs a value`);
     if (name === '--socket') socketPath = value;
     else if (name === '--state-dir') stateDir = value;
+    else if (name === '--keepalived-conf') keepalivedConf = resolve(value);
     else {
       const parsed = parseListenAddress(value);
       if ('error' in parsed) usageError(`--http: ${parsed.error}`);
       http = parsed;
     }
   }
-  return { socketPath, stateDir, dataplane, http };
+  return { socketPath, stateDir, dataplane, http, keepalivedConf };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
@@ -98,16 +111,20 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   // SIGHUP reloads; one that arrives during start-up is kept for when lvsd is up.
   let daemon: RunningDaemon | null = null;
   let reloadPending = false;
+  const keepalived = commandLine.keepalivedConf ? keepalivedSource(commandLine.keepalivedConf) : null;
   process.on('SIGHUP', () => {
     if (daemon) void daemon.reload();
     else reloadPending = true;
   });
   try {
+    // A keepalived.conf with errors stops lvsd before it touches anything.
+    keepalived?.check();
     daemon = await startDaemon({
       socketPath,
       stateDir,
       createEngine: () => buildEngine(commandLine),
       log: stderrLogger,
+      ...(keepalived ? { configOwner: keepalived.name, reloadHooks: [keepalived] } : {}),
     });
   } catch (err) {
     const lines = (err as Error).message.split('\n');
@@ -118,6 +135,15 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     process.exit(1);
   }
   const running = daemon;
+  if (keepalived) {
+    try {
+      await keepalived.start(running.service);
+    } catch (err) {
+      await running.close();
+      for (const line of (err as Error).message.split('\n')) stderrLogger('error', line);
+      process.exit(1);
+    }
+  }
   let http: HttpListener | null = null;
   if (commandLine.http) {
     try {
@@ -135,7 +161,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   }
   const stop = (signal: string) => {
     stderrLogger('info', `${signal} received, shutting down`);
-    void Promise.all([http?.close(), running.close()]).then(() => process.exit(0));
+    void Promise.all([http?.close(), keepalived?.close(), running.close()]).then(() => process.exit(0));
   };
   running.engine.onEvent((event) => {
     if (event.kind === 'exception') {
@@ -145,11 +171,20 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
     // non-zero, so that systemd restarts lvsd.
     stderrLogger('error', `${event.reason}; shutting down`);
-    void running.close().then(() => process.exit(1));
+    void Promise.all([keepalived?.close(), running.close()]).then(() => process.exit(1));
   });
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   if (reloadPending) void running.reload();
+}
+
+function keepalivedSource(file: string): KeepalivedSource {
+  const configId = defaultConfigId();
+  return new KeepalivedSource({
+    file,
+    read: () => readKeepalivedConf(fileSystemConfigFiles, file, { configId }),
+    log: stderrLogger,
+  });
 }
 
 const args = process.argv.slice(2);
