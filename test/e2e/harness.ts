@@ -102,7 +102,11 @@ export class Lvsd {
   private readonly child: ChildProcess;
   private readonly exited: Promise<unknown>;
 
-  constructor(private readonly lab: Lab) {
+  /** `args`: more of lvsd's command line (e.g. --keepalived-conf FILE). */
+  constructor(
+    private readonly lab: Lab,
+    args: readonly string[] = [],
+  ) {
     this.socket = join(lab.tmpDir, 'lvsd.sock');
     this.stateDir = join(lab.tmpDir, 'state');
     this.logPath = join(lab.tmpDir, 'lvsd.log');
@@ -112,7 +116,7 @@ export class Lvsd {
     // `ip netns exec` execs lvsd: signals to this pid reach the daemon itself.
     this.child = lab.spawn(
       lab.ns.director,
-      [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir],
+      [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir, ...args],
       { stdio: ['ignore', log, log] },
     );
     this.exited = once(this.child, 'exit');
@@ -210,6 +214,11 @@ export class Lvsd {
     if (!this.closed) this.child.kill('SIGKILL');
   }
 
+  /** SIGHUP, as an operator asks for a reload. */
+  reload(): void {
+    this.child.kill('SIGHUP');
+  }
+
   /** Resolves to the exit code once lvsd has exited by itself; rejects after `timeoutMs`. */
   async exitCode(timeoutMs: number): Promise<number | null> {
     const timedOut = sleep(timeoutMs).then(() => {
@@ -245,8 +254,16 @@ export interface Setup {
   teardown(): Promise<void>;
 }
 
-export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<Setup> {
-  const lab = buildLab({ prefix: 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
+export interface SetupOptions {
+  bulkFileMb?: number;
+  /** Namespace prefix (default lvse2e). */
+  prefix?: string;
+  /** More of lvsd's command line, given the lab (to write a file into lab.tmpDir first). */
+  lvsdArgs?: (lab: Lab) => string[];
+}
+
+export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
+  const lab = buildLab({ prefix: options.prefix ?? 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {
     try {
@@ -258,7 +275,7 @@ export async function setupLab(options: { bulkFileMb?: number } = {}): Promise<S
   };
   try {
     const stateBefore = hostState(lab);
-    director = new Lvsd(lab);
+    director = new Lvsd(lab, options.lvsdArgs?.(lab) ?? []);
     await director.ready();
     return {
       lab,
