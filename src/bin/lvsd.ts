@@ -13,6 +13,7 @@ import { StateLockError } from '../control/lock.js';
 import { stderrLogger } from '../control/log.js';
 import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
+import type { Snapshot } from '../core/ops.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { startDataplaneEngine } from '../dataplane/start.js';
 import { parseListenAddress } from '../http/address.js';
@@ -124,7 +125,13 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       stateDir,
       createEngine: () => buildEngine(commandLine),
       log: stderrLogger,
-      ...(keepalived ? { configOwner: keepalived.name, reloadHooks: [keepalived] } : {}),
+      ...(keepalived
+        ? {
+            configOwner: keepalived.name,
+            reloadHooks: [keepalived],
+            annotateSnapshot: (snapshot: Snapshot) => keepalived.annotate(snapshot),
+          }
+        : {}),
     });
   } catch (err) {
     const lines = (err as Error).message.split('\n');

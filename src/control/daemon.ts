@@ -10,6 +10,7 @@ import type { Server, Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { isLvsError } from '../core/errors.js';
 import type { Engine } from '../core/engine.js';
+import type { Snapshot } from '../core/ops.js';
 import { refusalMessage } from '../ipvsadm/messages.js';
 import type { RefusedCall } from '../ipvsadm/messages.js';
 import type { LvsdConfig } from './config.js';
@@ -63,6 +64,8 @@ export interface DaemonOptions {
    * runtime state (drain, maint, weights) and counters.
    */
   configOwner?: string;
+  /** See ControlServiceOptions.annotateSnapshot. */
+  annotateSnapshot?: (snapshot: Snapshot) => Snapshot;
 }
 
 export interface ReloadResult {
@@ -121,7 +124,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const owner = options.configOwner ?? null;
     const { config, migrated } = owner ? { config: null, migrated: false } : await store.load();
     engine = await options.createEngine();
-    const service = new ControlService(engine, { store: owner ? null : store, log });
+    const service = new ControlService(engine, {
+      store: owner ? null : store,
+      log,
+      ...(options.annotateSnapshot ? { annotateSnapshot: options.annotateSnapshot } : {}),
+    });
     if (owner) log('info', `the configuration comes from ${owner}; ${store.file} is not used`);
     if (config) {
       await applyDocument(service, config, migrated ? store.rulesFile : store.file);

@@ -13,7 +13,7 @@ import { Director } from '../core/director.js';
 import { endpointName, type HealthEvent } from '../core/health/service.js';
 import { formatAddr, type Addr } from '../core/inet.js';
 import type { DestRuntimeChange, ServiceKey } from '../core/model.js';
-import type { ControlOp } from '../core/ops.js';
+import type { ControlOp, DestChecks, Snapshot } from '../core/ops.js';
 import { HealthMonitor, type MonitoredService, type MonitorOptions } from '../health/monitor.js';
 import type { KeepalivedConfig, VirtualServerConfig } from '../keepalived/model.js';
 import { realServerPort } from '../keepalived/model.js';
@@ -60,6 +60,10 @@ const protocolNames: Record<number, 'tcp' | 'udp' | 'sctp'> = { 6: 'tcp', 17: 'u
 
 function serverId(addr: Addr, port: number): string {
   return `${formatAddr(addr)}:${port}`;
+}
+
+function destKey(key: ServiceKey, addr: Addr, port: number): string {
+  return JSON.stringify([key, addr, port]);
 }
 
 function pairKey(service: string, server: string): string {
@@ -247,9 +251,45 @@ export class KeepalivedSource implements ReloadHook {
     await this.settled();
   }
 
-  /** Health of every checked real server, for listings. */
-  status() {
-    return this.monitor?.status() ?? [];
+  /** Adds each checked real server's last checks and last change to a snapshot (for `-L --json`). */
+  annotate(snapshot: Snapshot): Snapshot {
+    const plan = this.plan;
+    const monitor = this.monitor;
+    if (!plan || !monitor) return snapshot;
+    const byDest = new Map<string, DestChecks>();
+    for (const status of monitor.status()) {
+      const placement = plan.servers.get(pairKey(status.service, status.server));
+      const checks: DestChecks = {
+        alive: status.alive,
+        checkers: status.checkers.map((c) => ({
+          kind: c.kind,
+          up: c.up,
+          last: c.last && {
+            ok: c.last.ok,
+            code: c.last.code,
+            reason: c.last.reason,
+            durationMs: c.last.durationMs,
+            time: c.last.time,
+          },
+        })),
+        lastChange: status.lastChange && {
+          up: status.lastChange.up,
+          reason: status.lastChange.reason,
+          time: status.lastChange.time,
+        },
+      };
+      for (const dest of placement?.dests ?? []) byDest.set(destKey(dest.key, dest.addr, dest.port), checks);
+    }
+    return {
+      ...snapshot,
+      services: snapshot.services.map((svc) => ({
+        ...svc,
+        dests: svc.dests.map((d) => {
+          const checks = byDest.get(destKey(svc.key, d.addr, d.port));
+          return checks ? { ...d, checks } : d;
+        }),
+      })),
+    };
   }
 
   async close(): Promise<void> {

@@ -55,6 +55,8 @@ export interface ControlServiceOptions {
   /** Without one (tests, the migration's scratch director) nothing is saved. */
   store?: ConfigSink | null;
   log?: Logger;
+  /** Adds what the engine does not know to snapshots (the health checker's view of real servers). */
+  annotateSnapshot?: (snapshot: Snapshot) => Snapshot;
 }
 
 export class ControlService implements ControlApi {
@@ -62,6 +64,7 @@ export class ControlService implements ControlApi {
   private readonly daemons = new SyncDaemons();
   private readonly store: ConfigSink | null;
   private readonly log: Logger;
+  private readonly annotate: (snapshot: Snapshot) => Snapshot;
   /** The configuration the engine runs, as last committed (saved, when there is a store). */
   private running: LvsdConfig = emptyConfig();
 
@@ -71,6 +74,7 @@ export class ControlService implements ControlApi {
   ) {
     this.store = options.store ?? null;
     this.log = options.log ?? (() => undefined);
+    this.annotate = options.annotateSnapshot ?? ((snapshot) => snapshot);
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -146,7 +150,7 @@ export class ControlService implements ControlApi {
   }
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {
-    return this.serialize(() => this.engine.snapshot(options));
+    return this.serialize(async () => this.annotate(await this.engine.snapshot(options)));
   }
 
   startSyncDaemon(config: SyncDaemonConfig): Promise<void> {

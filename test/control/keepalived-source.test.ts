@@ -65,6 +65,7 @@ async function harness(text: string) {
   });
   const service = new ControlService(
     new InProcessEngine(new Director({ clock: new ManualClock(), connCapacity: 16 })),
+    { annotateSnapshot: (snapshot) => source.annotate(snapshot) },
   );
   await source.start(service);
   /** Real servers in scheduling, as `-Ln` lists them: "addr:port weight". */
@@ -96,6 +97,17 @@ describe('KeepalivedSource', () => {
     await h.advance(2000);
     assert.deepEqual(await h.listed(), ['198.18.1.12:80 1']);
     assert.ok(h.logs.some((l) => /^RS \[198\.18\.1\.11\]:tcp:80 .* DOWN/.test(l)));
+    const failed = (await h.service.snapshot({ connections: false })).services[0]!.dests.find(
+      (d) => formatAddr(d.addr) === '198.18.1.11',
+    )!;
+    assert.equal(failed.health, 'down');
+    assert.equal(failed.checks?.alive, false);
+    assert.deepEqual(
+      failed.checks?.checkers.map((c) => [c.kind, c.up, c.last?.code]),
+      [['TCP_CHECK', false, 'L4CON']],
+    );
+    assert.equal(failed.checks?.lastChange?.up, false);
+    assert.match(failed.checks?.lastChange?.reason ?? '', /TCP_CHECK L4CON connection refused/);
     h.healthy.add('198.18.1.11');
     await h.advance(2000);
     assert.deepEqual(await h.listed(), ['198.18.1.11:80 2', '198.18.1.12:80 1']);

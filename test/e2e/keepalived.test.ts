@@ -108,6 +108,22 @@ describe('lvsd --keepalived-conf end to end (root, netns)', { skip: ROOT_SKIP, c
     await listedBecomes([`${RS2}:80 1`]);
     const during = requests(10);
     assert.deepEqual(during, Array(10).fill(2), 'every request answered, by the live server');
+    const listing = JSON.parse(s.director.adm('-L --json')) as {
+      services: Array<{
+        realServers: Array<{
+          address: string;
+          scheduled: boolean;
+          health: string;
+          checks?: { lastChange: { up: boolean; reason: string; time: string } | null };
+        }>;
+      }>;
+    };
+    const stopped = listing.services[0]!.realServers.find((d) => d.address === RS1)!;
+    assert.equal(stopped.scheduled, false);
+    assert.equal(stopped.health, 'down');
+    assert.equal(stopped.checks?.lastChange?.up, false);
+    assert.match(stopped.checks?.lastChange?.reason ?? '', /^HTTP_GET /);
+    assert.ok(!Number.isNaN(Date.parse(stopped.checks?.lastChange?.time ?? '')));
     nginx(0);
     await listedBecomes([`${RS1}:80 1`, `${RS2}:80 1`]);
     assert.deepEqual([...new Set(requests(10))].sort(), [1, 2]);
