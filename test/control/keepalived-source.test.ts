@@ -10,7 +10,7 @@ import { formatAddr } from '../../src/core/inet.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
 import { KeepalivedConfError, KeepalivedSource } from '../../src/control/keepalived-source.js';
 import { ControlService } from '../../src/control/service.js';
-import type { Checker } from '../../src/health/checker.js';
+import type { Checker, CheckResult } from '../../src/health/checker.js';
 import type { CheckerConfig } from '../../src/health/config.js';
 import { readKeepalivedConf } from '../../src/keepalived/read.js';
 import { VirtualTime } from '../health/virtual-time.js';
@@ -45,16 +45,20 @@ async function harness(text: string) {
   const files: Record<string, string> = { [FILE]: text };
   const time = new VirtualTime();
   const healthy = new Set<string>(['198.18.1.11', '198.18.1.12']);
+  /** What a misc_dynamic script asks for (exit status - 2); 'configured' for exit 0. */
+  let miscWeight: number | 'configured' = 'configured';
   const logs: string[] = [];
   const createChecker = (config: CheckerConfig): Checker => {
     const addr = 'target' in config ? formatAddr(config.target.addr) : '';
     return {
       kind: config.kind,
       timeoutMs: config.connectTimeoutMs,
-      check: async () =>
-        healthy.has(addr)
-          ? { ok: true, code: 'L4OK', reason: 'connected', durationMs: 0 }
-          : { ok: false, code: 'L4CON', reason: 'connection refused', durationMs: 0 },
+      check: async (): Promise<CheckResult> =>
+        config.kind === 'MISC_CHECK'
+          ? { ok: true, code: 'PROCOK', reason: 'exit status 7', durationMs: 0, weight: miscWeight }
+          : healthy.has(addr)
+            ? { ok: true, code: 'L4OK', reason: 'connected', durationMs: 0 }
+            : { ok: false, code: 'L4CON', reason: 'connection refused', durationMs: 0 },
     };
   };
   const source = new KeepalivedSource({
@@ -85,7 +89,8 @@ async function harness(text: string) {
     files[FILE] = next;
     await source.reload(service);
   };
-  return { source, service, healthy, listed, advance, reload, logs };
+  const setMiscWeight = (weight: number | 'configured') => (miscWeight = weight);
+  return { source, service, healthy, listed, advance, reload, logs, setMiscWeight };
 }
 
 describe('KeepalivedSource', () => {
@@ -160,6 +165,35 @@ describe('KeepalivedSource', () => {
     h.healthy.add('198.18.1.11');
     await h.advance(2000);
     assert.deepEqual(await h.listed(), ['198.18.1.11:80 4', '198.18.1.12:80 0']);
+    await h.source.close();
+  });
+
+  it('applies misc_dynamic weights as the dynamic weight, below an operator weight', async () => {
+    const misc = `real_server 198.18.1.11 80 {
+        weight 2
+        MISC_CHECK {
+            misc_path "/usr/local/bin/weigh"
+            misc_dynamic
+        }
+    }`;
+    const h = await harness(conf(misc));
+    h.setMiscWeight(5);
+    await h.advance(2000);
+    assert.deepEqual(await h.listed(), ['198.18.1.11:80 5']);
+    const key = (await h.service.snapshot({ connections: false })).services[0]!.key;
+    const addr = (await h.service.snapshot({ connections: false })).services[0]!.dests[0]!.addr;
+    await h.service.execute({ op: 'set-dest-runtime', key, addr, port: 80, change: { operatorWeight: 9 } });
+    assert.deepEqual(await h.listed(), ['198.18.1.11:80 9']);
+    await h.service.execute({
+      op: 'set-dest-runtime',
+      key,
+      addr,
+      port: 80,
+      change: { operatorWeight: null },
+    });
+    h.setMiscWeight('configured');
+    await h.advance(2000);
+    assert.deepEqual(await h.listed(), ['198.18.1.11:80 2']);
     await h.source.close();
   });
 
