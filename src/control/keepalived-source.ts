@@ -6,7 +6,8 @@
 //
 // A sorry server is always a member of its service, kept out of scheduling (health down) until the
 // monitor's `sorry` event brings it in: adding it is a runtime change, so it never touches the
-// saved configuration or another server's connections.
+// saved configuration or another server's connections. notify_up/down and quorum_up/down scripts
+// start on the monitor's `rs` and `vs` events.
 
 import { ManualClock } from '../core/clock.js';
 import { Director } from '../core/director.js';
@@ -15,7 +16,9 @@ import { formatAddr, type Addr } from '../core/inet.js';
 import type { DestRuntimeChange, ServiceKey } from '../core/model.js';
 import type { ControlOp, DestChecks, Snapshot } from '../core/ops.js';
 import { HealthMonitor, type MonitoredService, type MonitorOptions } from '../health/monitor.js';
-import type { KeepalivedConfig, VirtualServerConfig } from '../keepalived/model.js';
+import { notifyScript, processScriptRunner, type NotifyScript, type ScriptRunner } from '../health/notify.js';
+import type { SourcePos } from '../keepalived/lexer.js';
+import type { KeepalivedConfig, ScriptConfig, VirtualServerConfig } from '../keepalived/model.js';
 import { realServerPort } from '../keepalived/model.js';
 import { toControlOps } from '../keepalived/ops.js';
 import { formatDiagnostic, type ReadResult } from '../keepalived/read.js';
@@ -39,6 +42,8 @@ export interface KeepalivedSourceOptions {
   read(): ReadResult;
   log: Logger;
   monitor?: MonitorOptions;
+  /** Starts notify_up/down and quorum_up/down scripts (default: as processes). */
+  scripts?: ScriptRunner;
 }
 
 /** One real (or sorry) server of a virtual server, in every IPVS service the virtual server makes. */
@@ -48,8 +53,16 @@ interface Placement {
   inhibit: boolean;
 }
 
+/** A server's (or a virtual server's quorum's) scripts, for its UP and DOWN. */
+interface Scripts {
+  up: NotifyScript | null;
+  down: NotifyScript | null;
+}
+
 interface Plan {
   config: KeepalivedConfig;
+  /** By pairKey for real servers (notify_up/down), by virtual server name for quorum_up/down. */
+  scripts: Map<string, Scripts>;
   desired: LvsdConfig;
   monitored: MonitoredService[];
   servers: Map<string, Placement>;
@@ -83,13 +96,10 @@ function refuseUnsupported(config: KeepalivedConfig): void {
   const main = { file: config.files[0] ?? '', line: 0 };
   if (config.notifyFifo) refuse(main, 'notify_fifo');
   if (config.lvsNotifyFifo) refuse(main, 'lvs_notify_fifo');
+  if (config.rsInitNotifies) refuse(main, 'rs_init_notifies');
+  // Nothing would check the scripts' permissions: running them anyway would ignore it.
+  if (config.scriptSecurity) refuse(main, 'enable_script_security');
   for (const vs of config.virtualServers) {
-    if (vs.quorumUp) refuse(vs.pos, 'quorum_up');
-    if (vs.quorumDown) refuse(vs.pos, 'quorum_down');
-    for (const rs of vs.realServers) {
-      if (rs.notifyUp) refuse(rs.pos, 'notify_up');
-      if (rs.notifyDown) refuse(rs.pos, 'notify_down');
-    }
     const sorry = vs.sorryServer;
     if (
       sorry &&
@@ -140,8 +150,25 @@ function planOf(result: ReadResult): Plan {
   refuseUnsupported(config);
   const servers = new Map<string, Placement>();
   const sorry = new Map<string, Placement>();
+  const scripts = new Map<string, Scripts>();
+  const resolve = (keyword: string, script: ScriptConfig | null, pos: SourcePos): NotifyScript | null => {
+    if (!script) return null;
+    const fallback = config.scriptUser;
+    const user = script.user ?? fallback?.user ?? null;
+    const group = script.user !== null ? script.group : (fallback?.group ?? null);
+    try {
+      return notifyScript(keyword, script.argv, user, group);
+    } catch (err) {
+      throw new KeepalivedConfError(formatDiagnostic({ ...pos, message: (err as Error).message }));
+    }
+  };
   const monitored: MonitoredService[] = config.virtualServers.map((vs) => {
     const protocol = protocolNames[vs.services[0]?.protocol ?? 6] ?? 'tcp';
+    if (vs.quorumUp || vs.quorumDown)
+      scripts.set(vs.name, {
+        up: resolve('quorum_up', vs.quorumUp, vs.pos),
+        down: resolve('quorum_down', vs.quorumDown, vs.pos),
+      });
     if (vs.sorryServer) {
       const s = vs.sorryServer;
       sorry.set(vs.name, placementOf(vs, s.addr, s.port, s.settings.weight, s.inhibit));
@@ -164,6 +191,11 @@ function planOf(result: ReadResult): Plan {
           pairKey(vs.name, id),
           placementOf(vs, rs.addr, rs.port, rs.settings.weight, rs.inhibitOnFailure),
         );
+        if (rs.notifyUp || rs.notifyDown)
+          scripts.set(pairKey(vs.name, id), {
+            up: resolve('notify_up', rs.notifyUp, rs.pos),
+            down: resolve('notify_down', rs.notifyDown, rs.pos),
+          });
         return {
           id,
           name: endpointName(rs.addr, protocol, rs.port),
@@ -174,7 +206,7 @@ function planOf(result: ReadResult): Plan {
       }),
     };
   });
-  return { config, desired: desiredConfig(config, sorry), monitored, servers, sorry };
+  return { config, scripts, desired: desiredConfig(config, sorry), monitored, servers, sorry };
 }
 
 /** A monitor event as the runtime change of a real server. */
@@ -202,8 +234,13 @@ export class KeepalivedSource implements ReloadHook {
   /** Runtime changes go to the director in the order the monitor decided them. */
   private applying: Promise<void> = Promise.resolve();
 
+  private readonly runner: ScriptRunner;
+
   constructor(private readonly options: KeepalivedSourceOptions) {
     this.name = options.file;
+    this.runner =
+      options.scripts ??
+      processScriptRunner((argv, message) => options.log('error', `cannot run ${argv[0]}: ${message}`));
   }
 
   /** Reads and checks the file without applying it (lvsd refuses to start on an error). */
@@ -292,7 +329,20 @@ export class KeepalivedSource implements ReloadHook {
     };
   }
 
+  /** Stops the checks; with omega, runs notify_down of alive real servers and quorum_down, as keepalived. */
   async close(): Promise<void> {
+    const plan = this.plan;
+    const monitor = this.monitor;
+    if (plan && monitor)
+      for (const vs of plan.config.virtualServers) {
+        if (!vs.omega) continue;
+        for (const rs of vs.realServers) {
+          const down = plan.scripts.get(pairKey(vs.name, serverId(rs.addr, rs.port)))?.down;
+          if (down && monitor.isAlive(vs.name, serverId(rs.addr, rs.port))) this.runner.run(down);
+        }
+        const quorumDown = plan.scripts.get(vs.name)?.down;
+        if (quorumDown && monitor.quorumUp(vs.name)) this.runner.run(quorumDown);
+      }
     await this.monitor?.stop();
     await this.settled();
   }
@@ -307,6 +357,11 @@ export class KeepalivedSource implements ReloadHook {
     if (!plan) return;
     if (event.type === 'rs' || event.type === 'vs') {
       this.options.log('info', `${event.line}${event.type === 'rs' ? ` (${event.reason})` : ''}`);
+      const scripts = plan.scripts.get(
+        event.type === 'rs' ? pairKey(event.service, event.server) : event.service,
+      );
+      const script = event.up ? scripts?.up : scripts?.down;
+      if (script) this.runner.run(script);
       return;
     }
     const placement =

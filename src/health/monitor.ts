@@ -203,6 +203,11 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
     return this.model.isAlive(service, server);
   }
 
+  /** Whether the virtual service holds its quorum. */
+  quorumUp(service: string): boolean {
+    return this.model.quorumUp(service);
+  }
+
   status(): ServerStatus[] {
     const out: ServerStatus[] = [];
     for (const [key, list] of this.entries) {

@@ -42,6 +42,7 @@ function realServer(addr: string, weight: number, extra = ''): string {
 
 /** A lvsd run from `text`, whose checks pass for the addresses in `healthy`. */
 async function harness(text: string) {
+  const started: string[][] = [];
   const files: Record<string, string> = { [FILE]: text };
   const time = new VirtualTime();
   const healthy = new Set<string>(['198.18.1.11', '198.18.1.12']);
@@ -66,6 +67,7 @@ async function harness(text: string) {
     read: () => readKeepalivedConf(fakeFiles(files), FILE, { configId: 'lvsd' }),
     log: (_level, line) => logs.push(line),
     monitor: { clock: time.clock, timers: time, random: () => 0, createChecker },
+    scripts: { run: (script) => started.push(script.argv) },
   });
   const service = new ControlService(
     new InProcessEngine(new Director({ clock: new ManualClock(), connCapacity: 16 })),
@@ -90,7 +92,7 @@ async function harness(text: string) {
     await source.reload(service);
   };
   const setMiscWeight = (weight: number | 'configured') => (miscWeight = weight);
-  return { source, service, healthy, listed, advance, reload, logs, setMiscWeight };
+  return { source, service, healthy, listed, advance, reload, logs, setMiscWeight, started };
 }
 
 describe('KeepalivedSource', () => {
@@ -197,12 +199,43 @@ describe('KeepalivedSource', () => {
     await h.source.close();
   });
 
-  it('refuses at start what it cannot carry out, naming the line', async () => {
-    const text = conf(realServer('198.18.1.11', 1, 'notify_up /bin/true'));
-    await assert.rejects(harness(text), (err: unknown) => {
-      assert.ok(err instanceof KeepalivedConfError);
-      assert.match(err.message, /^\/etc\/keepalived\/keepalived\.conf:\d+: notify_up is not supported/);
-      return true;
-    });
+  it('runs notify_up/notify_down and quorum_up/quorum_down with their words, and at shutdown with omega', async () => {
+    const scripts = 'notify_up "/usr/local/bin/rs up"\n notify_down "/usr/local/bin/rs down"';
+    const h = await harness(
+      conf(
+        realServer('198.18.1.11', 1, scripts),
+        'quorum_up "/usr/local/bin/q up"\n quorum_down /usr/local/bin/qd\n omega',
+      ),
+    );
+    await h.advance(2000);
+    assert.deepEqual(h.started, []);
+    h.healthy.delete('198.18.1.11');
+    await h.advance(2000);
+    assert.deepEqual(h.started, [['/usr/local/bin/rs', 'down'], ['/usr/local/bin/qd']]);
+    h.healthy.add('198.18.1.11');
+    await h.advance(2000);
+    assert.deepEqual(h.started.slice(2), [
+      ['/usr/local/bin/rs', 'up'],
+      ['/usr/local/bin/q', 'up'],
+    ]);
+    await h.source.close();
+    assert.deepEqual(h.started.slice(4), [['/usr/local/bin/rs', 'down'], ['/usr/local/bin/qd']]);
+  });
+
+  it('refuses at start what it cannot carry out, naming the file or line', async () => {
+    const refused = async (text: string, pattern: RegExp) =>
+      assert.rejects(harness(text), (err: unknown) => {
+        assert.ok(err instanceof KeepalivedConfError);
+        assert.match(err.message, pattern);
+        return true;
+      });
+    await refused(
+      'global_defs {\n enable_script_security\n}\n' + conf(realServer('198.18.1.11', 1)),
+      /^\/etc\/keepalived\/keepalived\.conf: enable_script_security is not supported/,
+    );
+    await refused(
+      conf(realServer('198.18.1.11', 1, 'notify_up "/bin/true" nosuchuser-lvsd')),
+      /^\/etc\/keepalived\/keepalived\.conf:\d+: notify_up user nosuchuser-lvsd: no such user/,
+    );
   });
 });
