@@ -2,6 +2,7 @@
 // lvsd: the director daemon. This main picks the engine; the control side lives in
 // src/control/daemon.ts, the packet path in src/dataplane/.
 
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_DEFENSE, defenseSettings, type DefenseSettings } from '../core/conn/defense.js';
 import { MAX_CAPACITY } from '../core/conn/table.js';
@@ -9,13 +10,18 @@ import { DEFAULT_CONN_CAPACITY, Director } from '../core/director.js';
 import { DEFAULT_SOCKET_PATH } from '../cli/client.js';
 import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
 import type { RunningDaemon } from '../control/daemon.js';
+import { KeepalivedSource } from '../control/keepalived-source.js';
 import { StateLockError } from '../control/lock.js';
 import { stderrLogger } from '../control/log.js';
 import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
+import type { Snapshot } from '../core/ops.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { startDataplaneEngine } from '../dataplane/start.js';
 import { parseListenAddress } from '../http/address.js';
+import { readKeepalivedConf } from '../keepalived/read.js';
+import { defaultConfigId } from './check-config.js';
+import { fileSystemConfigFiles } from './keepalived-files.js';
 import type { ListenAddress } from '../http/address.js';
 import { readBuildInfo } from '../http/build-info.js';
 import { startHttpListener } from '../http/server.js';
@@ -24,6 +30,7 @@ import type { HttpListener } from '../http/server.js';
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
+            [--keepalived-conf FILE]
        lvsd demo [--keep]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
@@ -40,9 +47,13 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
                       (default ${DEFAULT_DEFENSE.secureTcp}; IPVS's secure_tcp)
   --defense-threshold PERCENT  share of the table in use that switches mode 1 on (default ${DEFAULT_DEFENSE.thresholdPercent})
   --early-drop on|off a new connection on a full table evicts a half-open one (default on)
+  --keepalived-conf FILE  run the virtual servers, real servers, sorry servers and health checks
+                    of a keepalived.conf; the file owns the configuration (lvsd.json is not used,
+                    lvsadm may only drain/ready/maint, set weights and zero counters)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
-Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json and applies what changed;
+Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)
+and applies what changed;
 SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
 `;
 
@@ -55,6 +66,7 @@ interface CommandLine {
   http: ListenAddress | null;
   connCapacity: number;
   defense: DefenseSettings;
+  keepalivedConf: string | null;
 }
 
 const VALUE_OPTIONS = new Set([
@@ -66,6 +78,7 @@ const VALUE_OPTIONS = new Set([
   '--secure-tcp',
   '--defense-threshold',
   '--early-drop',
+  '--keepalived-conf',
 ]);
 
 const DEFENSE_OPTIONS = {
@@ -91,6 +104,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let http: ListenAddress | null = null;
   let connCapacity = DEFAULT_CONN_CAPACITY;
   const defense: Partial<DefenseSettings> = {};
+  let keepalivedConf: string | null = null;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -106,6 +120,7 @@ function parseCommandLine(args: string[]): CommandLine {
     if (!value) usageError(`${name} needs a value`);
     if (name === '--socket') socketPath = value;
     else if (name === '--state-dir') stateDir = value;
+    else if (name === '--keepalived-conf') keepalivedConf = resolve(value);
     else if (name === '--http') {
       const parsed = parseListenAddress(value);
       if ('error' in parsed) usageError(`--http: ${parsed.error}`);
@@ -129,7 +144,15 @@ function parseCommandLine(args: string[]): CommandLine {
       Object.assign(defense, change);
     }
   }
-  return { socketPath, stateDir, dataplane, http, connCapacity, defense: defenseSettings(defense) };
+  return {
+    socketPath,
+    stateDir,
+    dataplane,
+    http,
+    connCapacity,
+    defense: defenseSettings(defense),
+    keepalivedConf,
+  };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
@@ -158,16 +181,26 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   // SIGHUP reloads; one that arrives during start-up is kept for when lvsd is up.
   let daemon: RunningDaemon | null = null;
   let reloadPending = false;
+  const keepalived = commandLine.keepalivedConf ? keepalivedSource(commandLine.keepalivedConf) : null;
   process.on('SIGHUP', () => {
     if (daemon) void daemon.reload();
     else reloadPending = true;
   });
   try {
+    // A keepalived.conf with errors stops lvsd before it touches anything.
+    keepalived?.check();
     daemon = await startDaemon({
       socketPath,
       stateDir,
       createEngine: () => buildEngine(commandLine),
       log: stderrLogger,
+      ...(keepalived
+        ? {
+            configOwner: keepalived.name,
+            reloadHooks: [keepalived],
+            annotateSnapshot: (snapshot: Snapshot) => keepalived.annotate(snapshot),
+          }
+        : {}),
     });
   } catch (err) {
     const lines = (err as Error).message.split('\n');
@@ -178,6 +211,15 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     process.exit(1);
   }
   const running = daemon;
+  if (keepalived) {
+    try {
+      await keepalived.start(running.service);
+    } catch (err) {
+      await running.close();
+      for (const line of (err as Error).message.split('\n')) stderrLogger('error', line);
+      process.exit(1);
+    }
+  }
   let http: HttpListener | null = null;
   if (commandLine.http) {
     try {
@@ -195,7 +237,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   }
   const stop = (signal: string) => {
     stderrLogger('info', `${signal} received, shutting down`);
-    void Promise.all([http?.close(), running.close()]).then(() => process.exit(0));
+    void Promise.all([http?.close(), keepalived?.close(), running.close()]).then(() => process.exit(0));
   };
   running.engine.onEvent((event) => {
     if (event.kind === 'exception') {
@@ -207,11 +249,20 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
     // non-zero, so that systemd restarts lvsd.
     stderrLogger('error', `${event.reason}; shutting down`);
-    void running.close().then(() => process.exit(1));
+    void Promise.all([keepalived?.close(), running.close()]).then(() => process.exit(1));
   });
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   if (reloadPending) void running.reload();
+}
+
+function keepalivedSource(file: string): KeepalivedSource {
+  const configId = defaultConfigId();
+  return new KeepalivedSource({
+    file,
+    read: () => readKeepalivedConf(fileSystemConfigFiles, file, { configId }),
+    log: stderrLogger,
+  });
 }
 
 const args = process.argv.slice(2);

@@ -102,7 +102,14 @@ export function lvsadmHelpText(program: string): string {
     `  --socket PATH                       lvsd's control socket (default ${DEFAULT_SOCKET_PATH},\n` +
     '                                      or $LVSD_SOCKET)\n' +
     '  --json                              with -L or -S: the table as JSON (addresses as text;\n' +
-    '                                      -L includes counters and rates, -S only configuration)\n\n' +
+    '                                      -L includes counters and rates, -S only configuration)\n' +
+    'Runtime state of a real server (kept apart from the configuration, never saved):\n' +
+    '  --drain -t|-u|-f SERVICE -r SERVER  weight 0: open connections go on, new ones go elsewhere\n' +
+    '  --maint -t|-u|-f SERVICE -r SERVER  out of scheduling (and of -L) until --ready\n' +
+    '  --ready -t|-u|-f SERVICE -r SERVER  back from --drain or --maint\n' +
+    "  --set-weight N ... -r SERVER        the operator's weight, over the configured one and health's\n" +
+    '  --clear-weight ... -r SERVER        back to the configured (or misc_dynamic) weight\n' +
+    '                                      (each takes --json: the real server as -L --json shows it)\n\n' +
     'Examples (LVS-NAT):\n' +
     `  ${p} -A -t 198.18.0.1:80 -s rr                  add a virtual service, round robin\n` +
     `  ${p} -a -t 198.18.0.1:80 -r 198.19.0.11 -m      add a real server, masquerading (NAT)\n` +

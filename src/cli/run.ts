@@ -5,6 +5,7 @@ import type { ControlApi } from '../control/api.js';
 import { ProtocolErrorCodes } from '../control/protocol.js';
 import { ErrorCodes } from '../core/errors.js';
 import { ruleWords } from '../ipvsadm/rules.js';
+import { addrEquals } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
 import type { Snapshot } from '../core/ops.js';
 import { DaemonUnreachableError } from './client.js';
@@ -112,7 +113,25 @@ async function runCommand(command: Command, ctx: CliContext, readingStdin: boole
     }
     case 'list':
       return list(command, ctx);
+    case 'runtime':
+      return runtime(command, ctx);
   }
+}
+
+/** --drain and the others; with --json, the real server as `-L --json` lists it afterwards. */
+async function runtime(command: Extract<Command, { kind: 'runtime' }>, ctx: CliContext): Promise<Outcome> {
+  const { op } = command;
+  const outcome = await refusable(op.op, ctx, () => ctx.api.execute(op));
+  if (outcome.exit !== 0 || !command.json) return outcome;
+  const snapshot = await ctx.api.snapshot({ connections: false });
+  const services = snapshot.services
+    .filter((s) => serviceKeyEquals(s.key, op.key))
+    .map((s) => ({
+      ...s,
+      dests: s.dests.filter((d) => d.port === op.port && addrEquals(d.addr, op.addr)),
+    }));
+  ctx.stdout(formatJson({ ...snapshot, services }, { counters: true }));
+  return outcome;
 }
 
 async function refusable(call: RefusedCall, ctx: CliContext, action: () => Promise<void>): Promise<Outcome> {

@@ -10,6 +10,7 @@ import type { Server, Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { isLvsError } from '../core/errors.js';
 import type { Engine } from '../core/engine.js';
+import type { Snapshot } from '../core/ops.js';
 import { refusalMessage } from '../ipvsadm/messages.js';
 import type { RefusedCall } from '../ipvsadm/messages.js';
 import type { LvsdConfig } from './config.js';
@@ -57,6 +58,14 @@ export interface DaemonOptions {
   fs?: StateFs;
   clientLimits?: Partial<ClientLimits>;
   reloadHooks?: readonly ReloadHook[];
+  /**
+   * The file that owns the configuration instead of lvsd.json (a keepalived.conf): lvsd.json is
+   * neither read nor written, a reload only runs the hooks, and control clients may change only
+   * runtime state (drain, maint, weights) and counters.
+   */
+  configOwner?: string;
+  /** See ControlServiceOptions.annotateSnapshot. */
+  annotateSnapshot?: (snapshot: Snapshot) => Snapshot;
 }
 
 export interface ReloadResult {
@@ -113,10 +122,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let startedService: ControlService | null = null;
   try {
     const store = new ConfigStore(stateDir, options.fs ?? nodeStateFs);
-    const { config, migrated } = await store.load();
+    const owner = options.configOwner ?? null;
+    const { config, migrated } = owner ? { config: null, migrated: false } : await store.load();
     engine = await options.createEngine();
-    const service = new ControlService(engine, { store, log, runSyncDaemons: true });
+    const service = new ControlService(engine, {
+      store: owner ? null : store,
+      log,
+      runSyncDaemons: true,
+      ...(options.annotateSnapshot ? { annotateSnapshot: options.annotateSnapshot } : {}),
+    });
     startedService = service;
+    if (owner) log('info', `the configuration comes from ${owner}; ${store.file} is not used`);
     if (config) {
       await applyDocument(service, config, migrated ? store.rulesFile : store.file);
       if (migrated) {
@@ -131,7 +147,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const sockets = new Set<Socket>();
     // Half-open: a client may send its requests, shut its side, and still read every reply.
     const server = createServer({ allowHalfOpen: true }, (socket) =>
-      serveConnection(socket, service, log, sockets, limits),
+      serveConnection(socket, service, log, sockets, limits, owner),
     );
     await listen(server, socketPath);
     await chmod(socketPath, 0o600);
@@ -139,26 +155,27 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
     const runningEngine = engine;
     let closing: Promise<void> | null = null;
+    const reloadDocument = async (): Promise<ReloadResult> => {
+      log('info', `reloading ${store.file}`);
+      try {
+        const desired = await store.readDocument();
+        const changes = desired ? await applyDocument(service, desired, store.file) : 0;
+        log(
+          'info',
+          desired ? `reloaded ${store.file}: ${changes} changes` : `no ${store.file}: nothing to reload`,
+        );
+        return { ok: true, changes };
+      } catch (err) {
+        for (const line of (err as Error).message.split('\n')) log('error', line);
+        log('error', 'reload refused: nothing was changed');
+        return { ok: false, changes: 0 };
+      }
+    };
     return {
       service,
       engine: runningEngine,
       async reload() {
-        log('info', `reloading ${store.file}`);
-        let result: ReloadResult = { ok: true, changes: 0 };
-        try {
-          const desired = await store.readDocument();
-          if (desired) result.changes = await applyDocument(service, desired, store.file);
-          log(
-            'info',
-            desired
-              ? `reloaded ${store.file}: ${result.changes} changes`
-              : `no ${store.file}: nothing to reload`,
-          );
-        } catch (err) {
-          result = { ok: false, changes: 0 };
-          for (const line of (err as Error).message.split('\n')) log('error', line);
-          log('error', 'reload refused: nothing was changed');
-        }
+        const result = owner ? { ok: true, changes: 0 } : await reloadDocument();
         for (const hook of options.reloadHooks ?? []) {
           await hook
             .reload(service)
@@ -222,6 +239,7 @@ function serveConnection(
   log: Logger,
   sockets: Set<Socket>,
   limits: ClientLimits,
+  owner: string | null,
 ): void {
   sockets.add(socket);
   socket.setEncoding('utf8');
@@ -278,7 +296,7 @@ function serveConnection(
       const error = { code: ProtocolErrorCodes.BAD_REQUEST, message: decoded.error };
       answer = Promise.resolve({ v: 1, id: decoded.id, ok: false, error });
     } else {
-      answer = handle(decoded.request, service, log);
+      answer = handle(decoded.request, service, log, owner);
     }
     // Replies go out in request order, whatever order they complete in.
     inFlight++;
@@ -324,7 +342,28 @@ function refuseOversized(socket: Socket, reply: (r: Response) => void, log: Logg
   socket.pause();
 }
 
-async function handle(request: Request, service: ControlService, log: Logger): Promise<Response> {
+/** Whether a request changes what the owner of the configuration (a keepalived.conf) decides. */
+function changesConfiguration(request: Request): boolean {
+  if (request.op === 'start-sync' || request.op === 'stop-sync') return true;
+  return (
+    request.op === 'execute' && request.command.op !== 'zero' && request.command.op !== 'set-dest-runtime'
+  );
+}
+
+async function handle(
+  request: Request,
+  service: ControlService,
+  log: Logger,
+  owner: string | null,
+): Promise<Response> {
+  if (owner && changesConfiguration(request)) {
+    const message = `the configuration comes from ${owner}: edit it and reload lvsd (SIGHUP); lvsadm may only drain, ready, maint, set weights and zero counters`;
+    log(
+      'info',
+      `${request.op === 'execute' ? request.command.op : request.op}: refused: configuration owned by ${owner}`,
+    );
+    return { v: 1, id: request.id, ok: false, error: { code: ProtocolErrorCodes.CONFIG_OWNED, message } };
+  }
   try {
     switch (request.op) {
       case 'execute':

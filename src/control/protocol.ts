@@ -18,7 +18,15 @@ import {
   MAX_TIMEOUT,
   MAX_WEIGHT,
 } from '../core/model.js';
-import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
+import type {
+  AdminState,
+  DestRuntimeChange,
+  DestSettings,
+  ForwardMethod,
+  HealthState,
+  ServiceKey,
+  ServiceSettings,
+} from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, SyncDaemonConfig, SyncState } from '../core/ops.js';
 import {
   check,
@@ -44,6 +52,8 @@ export const ProtocolErrorCodes = {
   INTERNAL: 'LVSD_ERR_INTERNAL',
   /** The change could not be saved in the state directory (a full disk, a write error): not made. */
   STATE_WRITE: 'LVSD_ERR_STATE_WRITE',
+  /** lvsd runs from a keepalived.conf: configuration changes go through that file, not lvsadm. */
+  CONFIG_OWNED: 'LVSD_ERR_CONFIG_OWNED',
 } as const;
 
 export type Request =
@@ -133,6 +143,32 @@ function destTarget(o: Record<string, unknown>): { key: ServiceKey; addr: Addr; 
   return { key: serviceKey(o.key), addr: addr(o.addr, 'addr'), port: int(o.port, 0, 65535, 'port') };
 }
 
+const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint'];
+const HEALTH_STATES: readonly HealthState[] = ['up', 'down', 'down-inhibited'];
+
+function optionalWeight(value: unknown, what: string): number | null {
+  return value === null ? null : int(value, 0, MAX_WEIGHT, what);
+}
+
+function runtimeChange(value: unknown): DestRuntimeChange {
+  const o = record(value, 'change');
+  const change: DestRuntimeChange = {};
+  if (o.admin !== undefined) {
+    check(ADMIN_STATES.includes(o.admin as AdminState), 'change.admin is not valid');
+    change.admin = o.admin as AdminState;
+  }
+  if (o.health !== undefined) {
+    check(HEALTH_STATES.includes(o.health as HealthState), 'change.health is not valid');
+    change.health = o.health as HealthState;
+  }
+  if (o.operatorWeight !== undefined)
+    change.operatorWeight = optionalWeight(o.operatorWeight, 'change.operatorWeight');
+  if (o.dynamicWeight !== undefined)
+    change.dynamicWeight = optionalWeight(o.dynamicWeight, 'change.dynamicWeight');
+  check(Object.keys(change).length > 0, 'change must change something');
+  return change;
+}
+
 export function validateControlOp(value: unknown): ControlOp {
   const o = record(value, 'command');
   switch (o.op) {
@@ -150,6 +186,17 @@ export function validateControlOp(value: unknown): ControlOp {
       return { op: o.op, ...destTarget(o), settings: destSettings(o.settings) };
     case 'delete-dest':
       return { op: 'delete-dest', ...destTarget(o) };
+    case 'set-dest-runtime': {
+      check(
+        o.endConnections === undefined || typeof o.endConnections === 'boolean',
+        'endConnections must be a boolean',
+      );
+      const target = destTarget(o);
+      const change = runtimeChange(o.change);
+      return o.endConnections === true
+        ? { op: 'set-dest-runtime', ...target, change, endConnections: true }
+        : { op: 'set-dest-runtime', ...target, change };
+    }
     case 'zero':
       return o.key === undefined ? { op: 'zero' } : { op: 'zero', key: serviceKey(o.key) };
     case 'set-timeouts':

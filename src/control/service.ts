@@ -62,6 +62,8 @@ export interface ControlServiceOptions {
   runSyncDaemons?: boolean;
   /** Options of the sync daemons (tests give fake interfaces and a fake multicast bus). */
   sync?: Omit<SyncDaemonsOptions, 'engine' | 'log'>;
+  /** Adds what the engine does not know to snapshots (the health checker's view of real servers). */
+  annotateSnapshot?: (snapshot: Snapshot) => Snapshot;
 }
 
 export class ControlService implements ControlApi {
@@ -69,6 +71,7 @@ export class ControlService implements ControlApi {
   private readonly daemons: SyncDaemons;
   private readonly store: ConfigSink | null;
   private readonly log: Logger;
+  private readonly annotate: (snapshot: Snapshot) => Snapshot;
   /** The configuration the engine runs, as last committed (saved, when there is a store). */
   private running: LvsdConfig = emptyConfig();
 
@@ -83,6 +86,7 @@ export class ControlService implements ControlApi {
       engine: options.runSyncDaemons ? engine : null,
       log: this.log,
     });
+    this.annotate = options.annotateSnapshot ?? ((snapshot) => snapshot);
   }
 
   private serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -158,7 +162,7 @@ export class ControlService implements ControlApi {
   }
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {
-    return this.serialize(() => this.engine.snapshot(options));
+    return this.serialize(async () => this.annotate(await this.engine.snapshot(options)));
   }
 
   startSyncDaemon(config: SyncDaemonConfig): Promise<void> {

@@ -110,6 +110,19 @@ export interface DestSnapshot {
   persistConns: number;
   stats: StatsSnapshot;
   rates: Rates;
+  /** What the health checker last saw of it; only on real servers a keepalived.conf checks. */
+  checks?: DestChecks;
+}
+
+/** A real server's health checks as operators read them (times: wall clock, ms since the epoch). */
+export interface DestChecks {
+  alive: boolean;
+  checkers: Array<{
+    kind: string;
+    up: boolean;
+    last: { ok: boolean; code: string; reason: string; durationMs: number; time: number } | null;
+  }>;
+  lastChange: { up: boolean; reason: string; time: number } | null;
 }
 
 export interface ServiceSnapshot {

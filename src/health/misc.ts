@@ -27,15 +27,22 @@ const Group = koffi.struct('group_hc', { gr_name: 'char *', gr_passwd: 'char *',
 const getpwnam = libc.func('getpwnam', koffi.pointer(Passwd), ['const char *']);
 const getgrnam = libc.func('getgrnam', koffi.pointer(Group), ['const char *']);
 
-/** user [group] as uid and gid (the user's own group unless one is named); refused when unknown. */
-function credentials(config: MiscConfig): { uid: number; gid: number } | null {
-  if (config.user === null) return null;
-  const pw = getpwnam(config.user);
-  if (!pw) throw new LvsError(ErrorCodes.INVALID, `MISC_CHECK user ${config.user}: no such user`);
+/**
+ * user [group] as uid and gid (the user's own group unless one is named); null user: lvsd's own.
+ * Refused (LvsError, naming `what`) when unknown.
+ */
+export function scriptCredentials(
+  what: string,
+  user: string | null,
+  group: string | null,
+): { uid: number; gid: number } | null {
+  if (user === null) return null;
+  const pw = getpwnam(user);
+  if (!pw) throw new LvsError(ErrorCodes.INVALID, `${what} user ${user}: no such user`);
   const { pw_uid: uid, pw_gid: userGid } = koffi.decode(pw, Passwd) as { pw_uid: number; pw_gid: number };
-  if (config.group === null) return { uid, gid: userGid };
-  const gr = getgrnam(config.group);
-  if (!gr) throw new LvsError(ErrorCodes.INVALID, `MISC_CHECK group ${config.group}: no such group`);
+  if (group === null) return { uid, gid: userGid };
+  const gr = getgrnam(group);
+  if (!gr) throw new LvsError(ErrorCodes.INVALID, `${what} group ${group}: no such group`);
   return { uid, gid: (koffi.decode(gr, Group) as { gr_gid: number }).gr_gid };
 }
 
@@ -49,7 +56,7 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 
 export function miscChecker(config: MiscConfig): Checker {
   if (config.argv.length === 0) throw new LvsError(ErrorCodes.INVALID, 'MISC_CHECK needs a misc_path');
-  const ids = credentials(config);
+  const ids = scriptCredentials('MISC_CHECK', config.user, config.group);
   return {
     kind: config.kind,
     timeoutMs: config.timeoutMs,

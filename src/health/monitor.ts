@@ -198,6 +198,16 @@ export class HealthMonitor extends EventEmitter<{ event: [HealthEvent] }> {
     await Promise.all([...this.inFlight]);
   }
 
+  /** Whether every checker of the real server is up (unknown servers are not). */
+  isAlive(service: string, server: string): boolean {
+    return this.model.isAlive(service, server);
+  }
+
+  /** Whether the virtual service holds its quorum. */
+  quorumUp(service: string): boolean {
+    return this.model.quorumUp(service);
+  }
+
   status(): ServerStatus[] {
     const out: ServerStatus[] = [];
     for (const [key, list] of this.entries) {

@@ -17,6 +17,7 @@ import type {
   ConnSnapshot,
   DestSnapshot,
   IpvsTimeouts,
+  DestChecks,
   ServiceSnapshot,
   Snapshot,
   SyncDaemonConfig,
@@ -440,9 +441,24 @@ function serviceJson(svc: ServiceSnapshot, withCounters: boolean): object {
             persistConns: d.persistConns,
             stats: d.stats,
             rates: d.rates,
+            ...(d.checks ? { checks: checksJson(d.checks) } : {}),
           }
         : {}),
     })),
+  };
+}
+
+const isoTime = (ms: number): string => new Date(ms).toISOString();
+
+function checksJson(checks: DestChecks) {
+  return {
+    alive: checks.alive,
+    checkers: checks.checkers.map((c) => ({
+      kind: c.kind,
+      up: c.up,
+      last: c.last && { ...c.last, time: isoTime(c.last.time) },
+    })),
+    lastChange: checks.lastChange && { ...checks.lastChange, time: isoTime(checks.lastChange.time) },
   };
 }
 

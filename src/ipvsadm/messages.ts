@@ -36,6 +36,7 @@ const PER_CALL: Partial<Record<RefusedCall, Partial<Record<Errno, string>>>> = {
   'add-dest': { ESRCH: 'Service not defined', EEXIST: 'Destination already exists' },
   'edit-dest': { ESRCH: 'Service not defined', ENOENT: 'No such destination' },
   'delete-dest': { ESRCH: 'Service not defined', ENOENT: 'No such destination' },
+  'set-dest-runtime': { ESRCH: 'Service not defined', ENOENT: 'No such destination' },
   'start-daemon': { EEXIST: 'Daemon has already run' },
   'stop-daemon': { ESRCH: 'No daemon is running' },
 };

@@ -28,6 +28,7 @@ import {
   SVC_F_SCHED3,
 } from '../core/model.js';
 import type {
+  DestRuntimeChange,
   DestSettings,
   ForwardMethod,
   ServiceKey,
@@ -70,6 +71,8 @@ export type Command =
       format: ListFormat;
     }
   | { kind: 'save'; format: ListFormat }
+  /** lvsadm's own runtime commands (--drain, --ready, --maint, --set-weight, --clear-weight). */
+  | { kind: 'runtime'; op: Extract<ControlOp, { op: 'set-dest-runtime' }>; json: boolean }
   | { kind: 'restore' }
   | { kind: 'start-daemon'; config: SyncDaemonConfig }
   | { kind: 'stop-daemon'; state: SyncState }
@@ -106,7 +109,13 @@ type CommandName =
   | 'stop-daemon'
   | 'restore'
   | 'save'
-  | 'zero';
+  | 'zero'
+  // lvsadm's own: a real server's runtime state, never saved.
+  | 'drain'
+  | 'ready'
+  | 'maint'
+  | 'set-weight'
+  | 'clear-weight';
 
 // ipvsadm's options, in its optnames[] order (the matrix columns); 'json' is lvsadm's own.
 const OPTIONS = [
@@ -173,6 +182,7 @@ const SERVER_OPTIONS = {
   'tun-csum': ' ',
   'tun-remcsum': ' ',
 } as const;
+const RUNTIME_OPTIONS = { 'service-address': '+', 'real-server': '+', json: ' ' } as const;
 const MATRIX: Record<CommandName, Partial<Record<OptionName, Rule>>> = {
   'add-service': SERVICE_OPTIONS,
   'edit-service': SERVICE_OPTIONS,
@@ -210,6 +220,11 @@ const MATRIX: Record<CommandName, Partial<Record<OptionName, Rule>>> = {
   restore: {},
   save: { numeric: ' ', json: ' ' },
   zero: { 'service-address': ' ' },
+  drain: RUNTIME_OPTIONS,
+  ready: RUNTIME_OPTIONS,
+  maint: RUNTIME_OPTIONS,
+  'set-weight': RUNTIME_OPTIONS,
+  'clear-weight': RUNTIME_OPTIONS,
 };
 
 type ArgKind = 'none' | 'required' | 'optional';
@@ -282,6 +297,11 @@ const SPECS: OptionSpec[] = [
   { long: 'tun-csum', short: null, arg: 'none', tag: 'tun-csum' },
   { long: 'tun-remcsum', short: null, arg: 'none', tag: 'tun-remcsum' },
   { long: 'json', short: null, arg: 'none', tag: 'json' },
+  { long: 'drain', short: null, arg: 'none', tag: 'cmd:drain' },
+  { long: 'ready', short: null, arg: 'none', tag: 'cmd:ready' },
+  { long: 'maint', short: null, arg: 'none', tag: 'cmd:maint' },
+  { long: 'set-weight', short: null, arg: 'required', tag: 'cmd:set-weight' },
+  { long: 'clear-weight', short: null, arg: 'none', tag: 'cmd:clear-weight' },
 ];
 
 /** Scheduler and persistence engine names lvsd's control protocol carries. */
@@ -847,6 +867,11 @@ function parseOrThrow(argv: readonly string[], program: string, env: ParseEnv): 
   const entry = newEntry(tag.slice(4) as CommandName);
   if (entry.command === 'start-daemon' || entry.command === 'stop-daemon')
     entry.daemon.state = parseSyncState(first.arg!, entry.command);
+  if (entry.command === 'set-weight') {
+    const weight = stringToNumber(first.arg!, 0, 65535);
+    if (weight === null) fail('illegal weight specified');
+    entry.dest.weight = weight;
+  }
 
   for (let token = scanner.next(); token; token = scanner.next()) {
     if (token.type === 'error') throw new Refusal(`${token.argvElement}: ${token.reason}`, 255, false);
@@ -955,6 +980,14 @@ function buildCommand(entry: Entry, timeouts: [number, number, number] | null): 
       const [tcp, tcpfin, udp] = timeouts!;
       return { kind: 'execute', op: { op: 'set-timeouts', timeouts: { tcp, tcpfin, udp } } };
     }
+    case 'drain':
+    case 'ready':
+    case 'maint':
+      return runtimeCommand(entry, { admin: entry.command });
+    case 'set-weight':
+      return runtimeCommand(entry, { operatorWeight: entry.dest.weight });
+    case 'clear-weight':
+      return runtimeCommand(entry, { operatorWeight: null });
     case 'list':
       return listCommand(entry);
     case 'save':
@@ -979,6 +1012,14 @@ function buildCommand(entry: Entry, timeouts: [number, number, number] | null): 
     case 'stop-daemon':
       return { kind: 'stop-daemon', state: entry.daemon.state };
   }
+}
+
+function runtimeCommand(entry: Entry, change: DestRuntimeChange): Command {
+  return {
+    kind: 'runtime',
+    op: { op: 'set-dest-runtime', ...destTarget(entry, false), change },
+    json: entry.format.json,
+  };
 }
 
 function listCommand(entry: Entry): Command {

@@ -95,3 +95,36 @@ test('random JSON and random text never throw', () => {
     { numRuns: 5000 },
   );
 });
+
+test('set-dest-runtime is rebuilt field by field and refused when malformed', () => {
+  const addr = { af: 4, a: 3323068683, b: 0, c: 0, d: 0 };
+  const execute = (command: unknown) =>
+    decodeRequest(JSON.stringify({ v: 1, id: 3, op: 'execute', command }));
+  const base = { op: 'set-dest-runtime', key, addr, port: 80 };
+  const good = execute({ ...base, change: { admin: 'drain', operatorWeight: null, extra: 1 } });
+  assert.ok('request' in good);
+  assert.deepEqual(good.request, {
+    v: 1,
+    id: 3,
+    op: 'execute',
+    command: { ...base, change: { admin: 'drain', operatorWeight: null } },
+  });
+  const ended = execute({ ...base, change: { health: 'down' }, endConnections: true });
+  assert.ok('request' in ended);
+  assert.deepEqual(ended.request.op === 'execute' && ended.request.command, {
+    ...base,
+    change: { health: 'down' },
+    endConnections: true,
+  });
+  for (const change of [
+    {},
+    { admin: 'sleep' },
+    { health: 'sick' },
+    { operatorWeight: -1 },
+    { operatorWeight: 70000 },
+    { dynamicWeight: 'high' },
+    null,
+  ])
+    assert.ok('error' in execute({ ...base, change }), JSON.stringify(change));
+  assert.ok('error' in execute({ ...base, change: { admin: 'drain' }, endConnections: 'yes' }));
+});

@@ -20,7 +20,7 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
   let s: Setup;
 
   before(async () => {
-    s = await setupLab({ prefix: 'lvst13', lvsdArgs: ['--conn-capacity', String(CAPACITY)] });
+    s = await setupLab({ prefix: 'lvst13', lvsdArgs: () => ['--conn-capacity', String(CAPACITY)] });
     s.director.adm(`-A -t ${VIP}:80 -s rr`);
     for (const rs of s.lab.addr.realServers) s.director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
     // Without a route back to the flood's sources the director's kernel would drop the SYNs

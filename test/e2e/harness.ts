@@ -224,6 +224,11 @@ export class Lvsd {
     if (!this.closed) this.child.kill('SIGKILL');
   }
 
+  /** SIGHUP, as an operator asks for a reload. */
+  reload(): void {
+    this.child.kill('SIGHUP');
+  }
+
   /** Resolves to the exit code once lvsd has exited by itself; rejects after `timeoutMs`. */
   async exitCode(timeoutMs: number): Promise<number | null> {
     const timedOut = sleep(timeoutMs).then(() => {
@@ -259,9 +264,15 @@ export interface Setup {
   teardown(): Promise<void>;
 }
 
-export async function setupLab(
-  options: { bulkFileMb?: number; prefix?: string; lvsdArgs?: string[] } = {},
-): Promise<Setup> {
+export interface SetupOptions {
+  bulkFileMb?: number;
+  /** Namespace prefix (default lvse2e). */
+  prefix?: string;
+  /** More of lvsd's command line, given the lab (to write a file into lab.tmpDir first). */
+  lvsdArgs?: (lab: Lab) => string[];
+}
+
+export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
   const lab = buildLab({ prefix: options.prefix ?? 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {
@@ -274,7 +285,7 @@ export async function setupLab(
   };
   try {
     const stateBefore = hostState(lab);
-    director = new Lvsd(lab, options.lvsdArgs);
+    director = new Lvsd(lab, options.lvsdArgs?.(lab) ?? []);
     await director.ready();
     return {
       lab,

@@ -413,3 +413,29 @@ test('-L -c takes --persistent-conn; --timeout and --daemon do not', () => {
   for (const what of ['--timeout', '--daemon'])
     assert.equal(usageError(['-L', what, '--persistent-conn']).text, 'options conflicts in the list command');
 });
+
+test("lvsadm's runtime commands name one real server and change only its runtime state", () => {
+  const target = {
+    key: { af: 4, protocol: 6, addr: addr4(0xc6120001), port: 80, fwmark: 0 },
+    addr: addr4(0xc612010b),
+    port: 8080,
+  };
+  const runtime = (argv: string[]) => {
+    const result = parseArgs(argv);
+    assert.equal(result.kind, 'runtime', JSON.stringify(result));
+    return result as Extract<Command, { kind: 'runtime' }>;
+  };
+  const rs = ['-t', '198.18.0.1:80', '-r', '198.18.1.11:8080'];
+  for (const admin of ['drain', 'ready', 'maint'] as const)
+    assert.deepEqual(runtime([`--${admin}`, ...rs]), {
+      kind: 'runtime',
+      op: { op: 'set-dest-runtime', ...target, change: { admin } },
+      json: false,
+    });
+  assert.deepEqual(runtime(['--set-weight', '7', ...rs, '--json']).op.change, { operatorWeight: 7 });
+  assert.equal(runtime(['--set-weight', '7', ...rs, '--json']).json, true);
+  assert.deepEqual(runtime(['--clear-weight', ...rs]).op.change, { operatorWeight: null });
+  assert.match(usageError(['--set-weight', '70000', ...rs]).text, /illegal weight specified/);
+  assert.match(usageError(['--drain', '-t', '198.18.0.1:80']).text, /'real-server' option/);
+  assert.match(usageError(['--drain', ...rs, '-w', '3']).text, /Illegal 'weight' option/);
+});

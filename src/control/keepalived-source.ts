@@ -1,0 +1,389 @@
+// lvsd run from a keepalived.conf: the file owns the director's configuration (its services, real
+// servers and sorry servers are applied through ControlService; lvsd.json is not used), and the
+// health monitor built from its checkers drives each real server's runtime health. A reload
+// (SIGHUP) re-reads the file: a file with errors changes nothing; otherwise what differs is
+// applied and the monitor carries the health of unchanged real servers over.
+//
+// A sorry server is always a member of its service, kept out of scheduling (health down) until the
+// monitor's `sorry` event brings it in: adding it is a runtime change, so it never touches the
+// saved configuration or another server's connections. notify_up/down and quorum_up/down scripts
+// start on the monitor's `rs` and `vs` events.
+
+import { ManualClock } from '../core/clock.js';
+import { Director } from '../core/director.js';
+import { endpointName, type HealthEvent } from '../core/health/service.js';
+import { formatAddr, type Addr } from '../core/inet.js';
+import type { DestRuntimeChange, ServiceKey } from '../core/model.js';
+import type { ControlOp, DestChecks, Snapshot } from '../core/ops.js';
+import { HealthMonitor, type MonitoredService, type MonitorOptions } from '../health/monitor.js';
+import { notifyScript, processScriptRunner, type NotifyScript, type ScriptRunner } from '../health/notify.js';
+import type { SourcePos } from '../keepalived/lexer.js';
+import type { KeepalivedConfig, ScriptConfig, VirtualServerConfig } from '../keepalived/model.js';
+import { realServerPort } from '../keepalived/model.js';
+import { toControlOps } from '../keepalived/ops.js';
+import { formatDiagnostic, type ReadResult } from '../keepalived/read.js';
+import { configFromSnapshot, type LvsdConfig } from './config.js';
+import type { ReloadHook } from './daemon.js';
+import type { Logger } from './log.js';
+import type { ControlService } from './service.js';
+
+/** A keepalived.conf lvsd cannot run as it says: `FILE:LINE: reason`, nothing applied. */
+export class KeepalivedConfError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeepalivedConfError';
+  }
+}
+
+export interface KeepalivedSourceOptions {
+  /** The file, as operators name it in messages. */
+  file: string;
+  /** Reads the file and its includes (readKeepalivedConf over the real file system, or a fake). */
+  read(): ReadResult;
+  log: Logger;
+  monitor?: MonitorOptions;
+  /** Starts notify_up/down and quorum_up/down scripts (default: as processes). */
+  scripts?: ScriptRunner;
+}
+
+/** One real (or sorry) server of a virtual server, in every IPVS service the virtual server makes. */
+interface Placement {
+  dests: Array<{ key: ServiceKey; addr: Addr; port: number }>;
+  configuredWeight: number;
+  inhibit: boolean;
+}
+
+/** A server's (or a virtual server's quorum's) scripts, for its UP and DOWN. */
+interface Scripts {
+  up: NotifyScript | null;
+  down: NotifyScript | null;
+}
+
+interface Plan {
+  config: KeepalivedConfig;
+  /** By pairKey for real servers (notify_up/down), by virtual server name for quorum_up/down. */
+  scripts: Map<string, Scripts>;
+  desired: LvsdConfig;
+  monitored: MonitoredService[];
+  servers: Map<string, Placement>;
+  sorry: Map<string, Placement>;
+}
+
+const protocolNames: Record<number, 'tcp' | 'udp' | 'sctp'> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
+
+function serverId(addr: Addr, port: number): string {
+  return `${formatAddr(addr)}:${port}`;
+}
+
+function destKey(key: ServiceKey, addr: Addr, port: number): string {
+  return JSON.stringify([key, addr, port]);
+}
+
+function pairKey(service: string, server: string): string {
+  return JSON.stringify([service, server]);
+}
+
+/** What lvsd cannot carry out yet is refused at load, never accepted and ignored. */
+function refuseUnsupported(config: KeepalivedConfig): void {
+  const refuse = (where: { file: string; line: number }, what: string) => {
+    throw new KeepalivedConfError(
+      formatDiagnostic({
+        ...where,
+        message: `${what} is not supported by lvsd yet; remove it to run this file`,
+      }),
+    );
+  };
+  const main = { file: config.files[0] ?? '', line: 0 };
+  if (config.notifyFifo) refuse(main, 'notify_fifo');
+  if (config.lvsNotifyFifo) refuse(main, 'lvs_notify_fifo');
+  if (config.rsInitNotifies) refuse(main, 'rs_init_notifies');
+  // Nothing would check the scripts' permissions: running them anyway would ignore it.
+  if (config.scriptSecurity) refuse(main, 'enable_script_security');
+  for (const vs of config.virtualServers) {
+    const sorry = vs.sorryServer;
+    if (
+      sorry &&
+      vs.realServers.some((rs) => formatAddr(rs.addr) === formatAddr(sorry.addr) && rs.port === sorry.port)
+    )
+      refuse(sorry.pos, 'a sorry_server that is also a real_server of its virtual server');
+  }
+}
+
+function placementOf(
+  vs: VirtualServerConfig,
+  addr: Addr,
+  port: number,
+  weight: number,
+  inhibit: boolean,
+): Placement {
+  return {
+    dests: vs.services.map((key) => ({ key, addr, port: realServerPort(key, port) })),
+    configuredWeight: weight,
+    inhibit,
+  };
+}
+
+/** The file's services as lvsd's configuration document would hold them, with the sorry servers. */
+function desiredConfig(config: KeepalivedConfig, plan: Map<string, Placement>): LvsdConfig {
+  const ops: ControlOp[] = toControlOps(config);
+  for (const vs of config.virtualServers) {
+    const sorry = vs.sorryServer;
+    if (!sorry) continue;
+    for (const dest of plan.get(vs.name)!.dests)
+      ops.push({ op: 'add-dest', ...dest, settings: { ...sorry.settings } });
+  }
+  // A scratch director checks every op as the real one will, and gives the document's form.
+  const scratch = new Director({ clock: new ManualClock(), connCapacity: 16 });
+  for (const op of ops) {
+    try {
+      scratch.execute(op);
+    } catch (err) {
+      throw new KeepalivedConfError(`${config.files[0] ?? ''}: ${(err as Error).message}`);
+    }
+  }
+  return configFromSnapshot(scratch.snapshot({ connections: false }), []);
+}
+
+function planOf(result: ReadResult): Plan {
+  if (!result.ok) throw new KeepalivedConfError(formatDiagnostic(result.error));
+  const config = result.config;
+  refuseUnsupported(config);
+  const servers = new Map<string, Placement>();
+  const sorry = new Map<string, Placement>();
+  const scripts = new Map<string, Scripts>();
+  const resolve = (keyword: string, script: ScriptConfig | null, pos: SourcePos): NotifyScript | null => {
+    if (!script) return null;
+    const fallback = config.scriptUser;
+    const user = script.user ?? fallback?.user ?? null;
+    const group = script.user !== null ? script.group : (fallback?.group ?? null);
+    try {
+      return notifyScript(keyword, script.argv, user, group);
+    } catch (err) {
+      throw new KeepalivedConfError(formatDiagnostic({ ...pos, message: (err as Error).message }));
+    }
+  };
+  const monitored: MonitoredService[] = config.virtualServers.map((vs) => {
+    const protocol = protocolNames[vs.services[0]?.protocol ?? 6] ?? 'tcp';
+    if (vs.quorumUp || vs.quorumDown)
+      scripts.set(vs.name, {
+        up: resolve('quorum_up', vs.quorumUp, vs.pos),
+        down: resolve('quorum_down', vs.quorumDown, vs.pos),
+      });
+    if (vs.sorryServer) {
+      const s = vs.sorryServer;
+      sorry.set(vs.name, placementOf(vs, s.addr, s.port, s.settings.weight, s.inhibit));
+    }
+    return {
+      id: vs.name,
+      name: vs.name,
+      quorum: vs.quorum,
+      hysteresis: vs.hysteresis,
+      sorry: vs.sorryServer
+        ? {
+            name: endpointName(vs.sorryServer.addr, protocol, vs.sorryServer.port),
+            weight: vs.sorryServer.settings.weight,
+            inhibit: vs.sorryServer.inhibit,
+          }
+        : null,
+      realServers: vs.realServers.map((rs) => {
+        const id = serverId(rs.addr, rs.port);
+        servers.set(
+          pairKey(vs.name, id),
+          placementOf(vs, rs.addr, rs.port, rs.settings.weight, rs.inhibitOnFailure),
+        );
+        if (rs.notifyUp || rs.notifyDown)
+          scripts.set(pairKey(vs.name, id), {
+            up: resolve('notify_up', rs.notifyUp, rs.pos),
+            down: resolve('notify_down', rs.notifyDown, rs.pos),
+          });
+        return {
+          id,
+          name: endpointName(rs.addr, protocol, rs.port),
+          weight: rs.settings.weight,
+          inhibitOnFailure: rs.inhibitOnFailure,
+          checkers: rs.checkers,
+        };
+      }),
+    };
+  });
+  return { config, scripts, desired: desiredConfig(config, sorry), monitored, servers, sorry };
+}
+
+/** A monitor event as the runtime change of a real server. */
+function serverChange(weight: number | null, placement: Placement, alive: boolean): DestRuntimeChange {
+  if (weight === null) return { health: 'down' };
+  if (!alive && placement.inhibit) return { health: 'down-inhibited' };
+  return { health: 'up', dynamicWeight: weight === placement.configuredWeight ? null : weight };
+}
+
+/** The sorry server: out (null), quiesced at 0 (sorry_server_inhibit), or in at its weight. */
+function sorryChange(weight: number | null): DestRuntimeChange {
+  if (weight === null) return { health: 'down' };
+  return weight === 0 ? { health: 'down-inhibited' } : { health: 'up', dynamicWeight: null };
+}
+
+/**
+ * The keepalived.conf side of lvsd: `start` applies the file and starts its checks, `reload`
+ * (a daemon reload hook) re-reads it, `close` stops the checks.
+ */
+export class KeepalivedSource implements ReloadHook {
+  readonly name: string;
+  private plan: Plan | null = null;
+  private monitor: HealthMonitor | null = null;
+  private service: ControlService | null = null;
+  /** Runtime changes go to the director in the order the monitor decided them. */
+  private applying: Promise<void> = Promise.resolve();
+
+  private readonly runner: ScriptRunner;
+
+  constructor(private readonly options: KeepalivedSourceOptions) {
+    this.name = options.file;
+    this.runner =
+      options.scripts ??
+      processScriptRunner((argv, message) => options.log('error', `cannot run ${argv[0]}: ${message}`));
+  }
+
+  /** Reads and checks the file without applying it (lvsd refuses to start on an error). */
+  check(): void {
+    planOf(this.options.read());
+  }
+
+  /** Applies the file and starts the health checks. Throws KeepalivedConfError, having applied nothing. */
+  async start(service: ControlService): Promise<void> {
+    const plan = planOf(this.options.read());
+    const monitor = new HealthMonitor(plan.monitored, this.options.monitor);
+    await service.apply(plan.desired);
+    this.service = service;
+    this.plan = plan;
+    this.monitor = monitor;
+    monitor.on('event', (event) => this.onEvent(event));
+    for (const event of monitor.placements()) this.onEvent(event);
+    monitor.start();
+    this.options.log('info', `running ${this.options.file}: ${plan.desired.services.length} services`);
+    await this.settled();
+  }
+
+  async reload(service: ControlService): Promise<void> {
+    const log = this.options.log;
+    log('info', `reloading ${this.options.file}`);
+    let plan: Plan;
+    try {
+      plan = planOf(this.options.read());
+      // The monitor's own checks of the new checkers, before anything is applied.
+      new HealthMonitor(plan.monitored, this.options.monitor);
+    } catch (err) {
+      for (const line of (err as Error).message.split('\n')) log('error', line);
+      log('error', `reload of ${this.options.file} refused: nothing was changed`);
+      return;
+    }
+    const monitor = this.monitor;
+    if (!monitor) return;
+    const changes = await service.apply(plan.desired);
+    this.plan = plan;
+    monitor.update(plan.monitored);
+    // The director carries the runtime state of servers kept; new ones (added at their weight)
+    // are put where the monitor places them: re-stating the others changes nothing.
+    for (const event of monitor.placements()) this.onEvent(event);
+    log('info', `reloaded ${this.options.file}: ${changes.length} changes`);
+    await this.settled();
+  }
+
+  /** Adds each checked real server's last checks and last change to a snapshot (for `-L --json`). */
+  annotate(snapshot: Snapshot): Snapshot {
+    const plan = this.plan;
+    const monitor = this.monitor;
+    if (!plan || !monitor) return snapshot;
+    const byDest = new Map<string, DestChecks>();
+    for (const status of monitor.status()) {
+      const placement = plan.servers.get(pairKey(status.service, status.server));
+      const checks: DestChecks = {
+        alive: status.alive,
+        checkers: status.checkers.map((c) => ({
+          kind: c.kind,
+          up: c.up,
+          last: c.last && {
+            ok: c.last.ok,
+            code: c.last.code,
+            reason: c.last.reason,
+            durationMs: c.last.durationMs,
+            time: c.last.time,
+          },
+        })),
+        lastChange: status.lastChange && {
+          up: status.lastChange.up,
+          reason: status.lastChange.reason,
+          time: status.lastChange.time,
+        },
+      };
+      for (const dest of placement?.dests ?? []) byDest.set(destKey(dest.key, dest.addr, dest.port), checks);
+    }
+    return {
+      ...snapshot,
+      services: snapshot.services.map((svc) => ({
+        ...svc,
+        dests: svc.dests.map((d) => {
+          const checks = byDest.get(destKey(svc.key, d.addr, d.port));
+          return checks ? { ...d, checks } : d;
+        }),
+      })),
+    };
+  }
+
+  /** Stops the checks; with omega, runs notify_down of alive real servers and quorum_down, as keepalived. */
+  async close(): Promise<void> {
+    const plan = this.plan;
+    const monitor = this.monitor;
+    if (plan && monitor)
+      for (const vs of plan.config.virtualServers) {
+        if (!vs.omega) continue;
+        for (const rs of vs.realServers) {
+          const down = plan.scripts.get(pairKey(vs.name, serverId(rs.addr, rs.port)))?.down;
+          if (down && monitor.isAlive(vs.name, serverId(rs.addr, rs.port))) this.runner.run(down);
+        }
+        const quorumDown = plan.scripts.get(vs.name)?.down;
+        if (quorumDown && monitor.quorumUp(vs.name)) this.runner.run(quorumDown);
+      }
+    await this.monitor?.stop();
+    await this.settled();
+  }
+
+  /** Resolves once every runtime change decided so far has reached the director. */
+  settled(): Promise<void> {
+    return this.applying;
+  }
+
+  private onEvent(event: HealthEvent): void {
+    const plan = this.plan;
+    if (!plan) return;
+    if (event.type === 'rs' || event.type === 'vs') {
+      this.options.log('info', `${event.line}${event.type === 'rs' ? ` (${event.reason})` : ''}`);
+      const scripts = plan.scripts.get(
+        event.type === 'rs' ? pairKey(event.service, event.server) : event.service,
+      );
+      const script = event.up ? scripts?.up : scripts?.down;
+      if (script) this.runner.run(script);
+      return;
+    }
+    const placement =
+      event.type === 'weight'
+        ? plan.servers.get(pairKey(event.service, event.server))
+        : plan.sorry.get(event.service);
+    if (!placement) return;
+    const change =
+      event.type === 'weight'
+        ? serverChange(event.weight, placement, this.monitor?.isAlive(event.service, event.server) ?? true)
+        : sorryChange(event.weight);
+    const service = this.service!;
+    for (const dest of placement.dests) {
+      const op: ControlOp = { op: 'set-dest-runtime', ...dest, change };
+      this.applying = this.applying
+        .then(() => service.execute(op))
+        .catch((err: unknown) =>
+          this.options.log(
+            'error',
+            `health of ${serverId(dest.addr, dest.port)} not applied: ${(err as Error).message}`,
+          ),
+        );
+    }
+  }
+}
