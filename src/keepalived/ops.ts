@@ -1,12 +1,9 @@
 // A keepalived configuration as what builds it in the director: ControlOps to apply in order,
 // and the Snapshot those ops would leave (what `lvsd check-config` lists as `lvsadm -S -n`).
 
-import type { ControlOp, ServiceSnapshot, Snapshot } from '../core/ops.js';
-import { zeroRates } from '../core/model.js';
+import { Director } from '../core/director.js';
+import type { ControlOp, Snapshot } from '../core/ops.js';
 import { realServerPort, type KeepalivedConfig } from './model.js';
-
-/** A fresh director's connection table size (rules listings do not show it). */
-const CONN_TABLE_BUCKETS = 4096;
 
 /**
  * Every service and every real server at its configured weight, as keepalived starts without
@@ -34,40 +31,17 @@ export function toControlOps(config: KeepalivedConfig): ControlOp[] {
   return ops;
 }
 
-/** What the director would list after toControlOps on a fresh start: zero counters, no connections. */
+/**
+ * What the director lists after toControlOps on a fresh start: the ops run through a real, empty
+ * Director, so the listing cannot drift from what lvsd will hold. The timeouts are those the file
+ * sets (0: left as they are, as `--set` reads them), not the fresh director's.
+ */
 export function toSnapshot(config: KeepalivedConfig): Snapshot {
-  const zeroStats = () => ({ conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 });
-  const services: ServiceSnapshot[] = config.virtualServers.flatMap((vs) =>
-    vs.services.map((key) => ({
-      key,
-      settings: { ...vs.settings },
-      stats: zeroStats(),
-      rates: zeroRates(),
-      // Newest first, as the director lists them before sorting.
-      dests: vs.realServers
-        .map((rs) => ({
-          addr: rs.addr,
-          port: realServerPort(key, rs.port),
-          ...rs.settings,
-          configuredWeight: rs.settings.weight,
-          scheduled: true,
-          admin: 'ready' as const,
-          operatorWeight: null,
-          health: 'up' as const,
-          dynamicWeight: null,
-          activeConns: 0,
-          inactConns: 0,
-          persistConns: 0,
-          stats: zeroStats(),
-          rates: zeroRates(),
-        }))
-        .reverse(),
-    })),
-  );
+  // It holds no connection: the smallest table will do.
+  const director = new Director({ clock: { now: () => 0 }, connCapacity: 1 });
+  for (const op of toControlOps(config)) director.execute(op);
   return {
-    connTableBuckets: CONN_TABLE_BUCKETS,
+    ...director.snapshot({ connections: false }),
     timeouts: config.timeouts ?? { tcp: 0, tcpfin: 0, udp: 0 },
-    services,
-    dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {} },
   };
 }
