@@ -1,11 +1,11 @@
 // What the director does when its connection table fills up, after IPVS's defense strategies
 // (ip_vs_ctl.c's update_defense_level and defense_work) and conntrack's early drop:
 // - drop_entry: once a second, evict the half-open entries found in 1/32 of the hash buckets,
-//   chosen at random (ip_vs_random_dropentry);
+//   chosen at random (ip_vs_random_dropentry), sparing handshakes under way;
 // - secure_tcp: track TCP with the stricter state table (tcp_states_dos) and short half-open
 //   timeouts;
-// - early drop: a new connection that finds the table full evicts a half-open entry sampled at
-//   random instead of being refused (nf_conntrack's early_drop).
+// - early drop: a new connection that finds the table full evicts the idlest of a few half-open
+//   entries sampled at random instead of being refused (nf_conntrack's early_drop).
 // The kernel switches its automatic modes on when free memory runs low; lvsd's table is bounded,
 // so the pressure here is the share of the table in use. Established connections are never evicted.
 

@@ -3,7 +3,8 @@
 // persistence templates. Entries live in parallel typed arrays indexed by a connection id, chained
 // into two hash tables and into a timer wheel, so a million connections cost no JS objects and
 // the packet path allocates nothing. The table is bounded: when full, a new entry evicts a
-// half-open one sampled at random (early drop, when on; see defense.ts) or is refused and counted.
+// half-open one, the idlest of a few sampled at random (early drop, when on; see defense.ts), or is
+// refused and counted.
 // Established connections and templates are never evicted.
 
 import type { Clock } from '../clock.js';
@@ -65,6 +66,8 @@ export const MAX_CAPACITY = 1 << 24;
  * quarter of the table established, a new connection is refused once in 4 billion.
  */
 const EARLY_DROP_SAMPLES = 16;
+/** How long drop_entry leaves a half-open entry alone after its last packet: a handshake's time. */
+export const HANDSHAKE_GRACE_MS = 1000;
 
 export interface ConnTableOptions {
   /** Most entries (connections and templates) held at once. */
@@ -393,18 +396,27 @@ export class ConnTable {
     return id;
   }
 
-  /** Early drop: the first half-open entry among a few slots sampled at random goes. */
+  /**
+   * Early drop: of a few slots sampled at random, the half-open entry idle longest goes. A flood's
+   * entries sit idle from their one SYN on, while a real client's handshake is a round trip old
+   * at most, so the client is not evicted between its SYN and its ACK.
+   */
   private evictForNew(): boolean {
     if (!this.earlyDrop) return false;
+    let victim = NIL;
     for (let sample = 0; sample < EARLY_DROP_SAMPLES; sample++) {
       const id = Math.floor(this.random() * this.capacity);
-      if (this.isEvictable(id)) {
-        this.release(id, true);
-        this.earlyDrops++;
-        return true;
-      }
+      if (this.isEvictable(id) && (victim === NIL || this.lastSeen(id) < this.lastSeen(victim))) victim = id;
     }
-    return false;
+    if (victim === NIL) return false;
+    this.release(victim, true);
+    this.earlyDrops++;
+    return true;
+  }
+
+  /** When the entry last saw a packet: its timeout runs from then. */
+  private lastSeen(id: number): number {
+    return this.expiry[id]! - this.timeoutMs[id]!;
   }
 
   /**
@@ -419,14 +431,18 @@ export class ConnTable {
     return protocol === IPPROTO_UDP && !(flags & F_REPLIED);
   }
 
-  /** drop_entry's scan: evicts the half-open entries chained in `count` buckets picked at random. */
+  /**
+   * drop_entry's scan: evicts the half-open entries chained in `count` buckets picked at random,
+   * sparing those that saw a packet within HANDSHAKE_GRACE_MS (a handshake under way).
+   */
   dropHalfOpen(count: number): number {
+    const spareSince = this.clock.now() - HANDSHAKE_GRACE_MS;
     let dropped = 0;
     for (let i = 0; i < count; i++) {
       let id = this.inBuckets[Math.floor(this.random() * this.buckets)]!;
       while (id !== NIL) {
         const next = this.links[id * ENTRY_WORDS + IN_NEXT]!;
-        if (this.isEvictable(id)) {
+        if (this.isEvictable(id) && this.lastSeen(id) <= spareSince) {
           this.release(id, true);
           dropped++;
         }

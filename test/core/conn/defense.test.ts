@@ -122,6 +122,46 @@ test('early drop: a full table evicts a half-open entry for a new one, never an 
   }
 });
 
+test("early drop takes a flood's idle half-open entries, not a handshake under way", () => {
+  const { table, clock } = tableWith(256, 3);
+  table.earlyDrop = true;
+  const dest = makeDest(0, '198.18.1.10');
+  // 192 flood SYNs, then 64 real clients whose SYN arrived half a second later.
+  for (let n = 0; n < 192; n++) table.onPacket(table.create(connSpec(n, dest)), 'in', TCP_SYN);
+  clock.advance(500);
+  const clients = Array.from({ length: 64 }, (_, n) => table.create(connSpec(1000 + n, dest)));
+  for (const id of clients) table.onPacket(id, 'in', TCP_SYN);
+  const keys = clients.map((id) => table.snapshotOf(id));
+
+  // 60 more flood SYNs find the table full, each evicting an entry.
+  for (let n = 0; n < 60; n++) {
+    clock.advance(1);
+    table.onPacket(table.create(connSpec(2000 + n, dest)), 'in', TCP_SYN);
+  }
+  assert.equal(table.earlyDrops, 60);
+  const evictedClients = keys.filter(
+    (c) => table.findIn(4, IPPROTO_TCP, c.caddr, c.cport, VIP, 80) === -1,
+  ).length;
+  assert.equal(evictedClients, 0, 'every real client is still in its handshake');
+});
+
+test('drop_entry spares half-open entries that saw a packet within the last second', () => {
+  const { table, clock } = tableWith(64);
+  const dest = makeDest(0, '198.18.1.10');
+  for (let n = 0; n < 10; n++) table.onPacket(table.create(connSpec(n, dest)), 'in', TCP_SYN);
+  clock.advance(1500);
+  const handshaking = table.create(connSpec(100, dest));
+  table.onPacket(handshaking, 'in', TCP_SYN);
+  clock.advance(500);
+
+  // Buckets are picked at random: this many picks cover all 64.
+  const everyBucket = table.buckets * 16;
+  assert.equal(table.dropHalfOpen(everyBucket), 10, 'the old ones go');
+  assert.ok(table.isLive(handshaking), 'the new one stays');
+  clock.advance(600);
+  assert.equal(table.dropHalfOpen(everyBucket), 1, 'until it too has idled for a second');
+});
+
 test('early drop spares templates and answered UDP flows; one-sided UDP goes', () => {
   const { table } = tableWith(3);
   table.earlyDrop = true;
