@@ -6,7 +6,14 @@ import type { Socket } from 'node:net';
 import type { ControlApi } from '../control/api.js';
 import { PROTOCOL_VERSION } from '../control/protocol.js';
 import type { Response } from '../control/protocol.js';
-import type { ControlOp, Snapshot, SyncDaemonConfig, SyncDaemonStatus, SyncState } from '../core/ops.js';
+import type {
+  ConnPage,
+  ControlOp,
+  Snapshot,
+  SyncDaemonConfig,
+  SyncDaemonStatus,
+  SyncState,
+} from '../core/ops.js';
 
 export const DEFAULT_SOCKET_PATH = '/run/lvsd/lvsd.sock';
 
@@ -127,6 +134,10 @@ export class DaemonClient implements ControlApi {
 
   async snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return (await this.request({ op: 'snapshot', connections: options.connections })) as Snapshot;
+  }
+
+  async connections(from: number, limit: number): Promise<ConnPage> {
+    return (await this.request({ op: 'connections', from, limit })) as ConnPage;
   }
 
   async startSyncDaemon(config: SyncDaemonConfig): Promise<void> {

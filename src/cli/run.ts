@@ -7,10 +7,11 @@ import { ErrorCodes } from '../core/errors.js';
 import { ruleWords } from '../ipvsadm/rules.js';
 import { addrEquals } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
-import type { Snapshot } from '../core/ops.js';
+import { MAX_CONN_PAGE, type Snapshot } from '../core/ops.js';
 import { DaemonUnreachableError } from './client.js';
 import {
-  formatConnections,
+  formatConnectionRows,
+  formatConnectionsHeader,
   formatJson,
   formatRules,
   formatServiceList,
@@ -156,7 +157,6 @@ function addressesOf(snapshot: Snapshot): Addr[] {
     if (!svc.key.fwmark) addrs.push(svc.key.addr);
     for (const d of svc.dests) addrs.push(d.addr);
   }
-  for (const c of snapshot.connections ?? []) addrs.push(c.caddr, c.vaddr, c.daddr);
   return addrs;
 }
 
@@ -177,10 +177,17 @@ async function list(command: Extract<Command, { kind: 'list' }>, ctx: CliContext
       return OK;
     }
     case 'connections': {
-      const snapshot = await ctx.api.snapshot({ connections: true });
-      ctx.stdout(
-        formatConnections(snapshot.connections ?? [], format, await namesFor(snapshot, format, ctx)),
-      );
+      // A page at a time, printed as it comes: a million entries never sit in memory at once.
+      ctx.stdout(formatConnectionsHeader(format));
+      for (let from = 0; from >= 0;) {
+        const page = await ctx.api.connections(from, MAX_CONN_PAGE);
+        const names =
+          format.numeric || !ctx.resolveNames
+            ? NUMERIC_NAMES
+            : await ctx.resolveNames(page.entries.flatMap((c) => [c.caddr, c.vaddr, c.daddr]));
+        ctx.stdout(formatConnectionRows(page.entries, format, names));
+        from = page.next;
+      }
       return OK;
     }
     case 'services': {

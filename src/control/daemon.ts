@@ -377,6 +377,13 @@ async function handle(
           ok: true,
           result: await service.snapshot({ connections: request.connections }),
         };
+      case 'connections':
+        return {
+          v: 1,
+          id: request.id,
+          ok: true,
+          result: await service.connections(request.from, request.limit),
+        };
       case 'start-sync':
         await service.startSyncDaemon(request.config);
         log('info', `start-sync ${request.config.state}: running`);

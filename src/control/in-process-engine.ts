@@ -3,7 +3,7 @@
 
 import type { Director } from '../core/director.js';
 import type { Engine } from '../core/engine.js';
-import type { ControlOp, ImportResult, Snapshot } from '../core/ops.js';
+import type { ConnPage, ControlOp, ImportResult, Snapshot } from '../core/ops.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import type { SyncTuning } from '../core/sync/master.js';
 
@@ -25,6 +25,10 @@ export class InProcessEngine implements Engine {
 
   async snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return this.director.snapshot(options);
+  }
+
+  async connections(from: number, limit: number): Promise<ConnPage> {
+    return this.director.connections(from, limit);
   }
 
   /** No packets move through this engine, so no connection ever needs syncing. */

@@ -1,6 +1,7 @@
 // lvsd's control protocol: newline-delimited JSON over a Unix socket, version 1.
 //   request  {"v":1,"id":N,"op":"execute","command":ControlOp}
 //            {"v":1,"id":N,"op":"snapshot","connections":bool}
+//            {"v":1,"id":N,"op":"connections","from":SLOT,"limit":N}   a page of the table
 //            {"v":1,"id":N,"op":"start-sync","config":SyncDaemonConfig}
 //            {"v":1,"id":N,"op":"stop-sync","state":"master"|"backup"}
 //            {"v":1,"id":N,"op":"sync-daemons"}
@@ -27,7 +28,14 @@ import type {
   ServiceKey,
   ServiceSettings,
 } from '../core/model.js';
-import type { ControlOp, IpvsTimeouts, SyncDaemonConfig, SyncState } from '../core/ops.js';
+import { MAX_CAPACITY } from '../core/conn/table.js';
+import {
+  MAX_CONN_PAGE,
+  type ControlOp,
+  type IpvsTimeouts,
+  type SyncDaemonConfig,
+  type SyncState,
+} from '../core/ops.js';
 import {
   check,
   IFNAME,
@@ -59,6 +67,7 @@ export const ProtocolErrorCodes = {
 export type Request =
   | { v: 1; id: number; op: 'execute'; command: ControlOp }
   | { v: 1; id: number; op: 'snapshot'; connections: boolean }
+  | { v: 1; id: number; op: 'connections'; from: number; limit: number }
   | { v: 1; id: number; op: 'start-sync'; config: SyncDaemonConfig }
   | { v: 1; id: number; op: 'stop-sync'; state: SyncState }
   | { v: 1; id: number; op: 'sync-daemons' };
@@ -246,6 +255,16 @@ export function decodeRequest(line: string): { request: Request } | { error: str
       case 'snapshot':
         check(typeof o.connections === 'boolean', 'connections must be a boolean');
         return { request: { v: 1, id, op: 'snapshot', connections: o.connections } };
+      case 'connections':
+        return {
+          request: {
+            v: 1,
+            id,
+            op: 'connections',
+            from: int(o.from, 0, MAX_CAPACITY - 1, 'from'),
+            limit: int(o.limit, 1, MAX_CONN_PAGE, 'limit'),
+          },
+        };
       case 'start-sync':
         return { request: { v: 1, id, op: 'start-sync', config: validateSyncConfig(o.config) } };
       case 'stop-sync':

@@ -10,7 +10,14 @@
 // Either way the client gets the error and what runs, what is listed and what is saved agree.
 
 import type { Engine } from '../core/engine.js';
-import type { ControlOp, Snapshot, SyncDaemonConfig, SyncDaemonStatus, SyncState } from '../core/ops.js';
+import type {
+  ConnPage,
+  ControlOp,
+  Snapshot,
+  SyncDaemonConfig,
+  SyncDaemonStatus,
+  SyncState,
+} from '../core/ops.js';
 import type { ControlApi } from './api.js';
 import { afterRemoval, afterSyncStop, configFromSnapshot, emptyConfig, planChanges } from './config.js';
 import type { ConfigChange, LvsdConfig } from './config.js';
@@ -163,6 +170,10 @@ export class ControlService implements ControlApi {
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return this.serialize(async () => this.annotate(await this.engine.snapshot(options)));
+  }
+
+  connections(from: number, limit: number): Promise<ConnPage> {
+    return this.serialize(() => this.engine.connections(from, limit));
   }
 
   startSyncDaemon(config: SyncDaemonConfig): Promise<void> {

@@ -19,8 +19,9 @@ import {
   type Service,
   type Stats,
 } from './model.js';
-import { PASS_TO_HOST } from './ops.js';
+import { MAX_CONN_PAGE, PASS_TO_HOST } from './ops.js';
 import type {
+  ConnPage,
   ConnRecord,
   ControlOp,
   DataPathCounters,
@@ -656,6 +657,23 @@ export class Director {
       template,
     });
     return id < 0 ? TABLE_FULL : id;
+  }
+
+  /** A page of the connection table from slot `from`: listings stream it without a full copy. */
+  connections(from: number, limit: number): ConnPage {
+    if (
+      !Number.isInteger(from) ||
+      from < 0 ||
+      !Number.isInteger(limit) ||
+      limit < 1 ||
+      limit > MAX_CONN_PAGE
+    ) {
+      throw new LvsError(
+        ErrorCodes.INVALID,
+        `a page starts at a slot >= 0 and holds 1..${MAX_CONN_PAGE} entries`,
+      );
+    }
+    return this.conns.page(from, limit);
   }
 
   snapshot(options: { connections: boolean }): Snapshot {

@@ -1,7 +1,7 @@
 // The control plane talks to the director through an Engine: in the same thread (tests, a
 // director without a data plane) or in the data-plane worker that owns the connection table.
 
-import type { ControlOp, EngineEvent, ImportResult, Snapshot } from './ops.js';
+import type { ConnPage, ControlOp, EngineEvent, ImportResult, Snapshot } from './ops.js';
 import type { SyncConn } from './sync/conn.js';
 import type { SyncTuning } from './sync/master.js';
 
@@ -9,6 +9,8 @@ export interface Engine {
   /** Applies one operation; rejects with an LvsError (its code intact) and changes nothing when refused. */
   execute(op: ControlOp): Promise<void>;
   snapshot(options: { connections: boolean }): Promise<Snapshot>;
+  /** A page of the connection table (Director.connections): rejects with INVALID out of range. */
+  connections(from: number, limit: number): Promise<ConnPage>;
   /** Calls `listener` with each event from now on; returns the unsubscribe function. */
   onEvent(listener: (event: EngineEvent) => void): () => void;
   /**

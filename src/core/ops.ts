@@ -149,6 +149,16 @@ export interface ConnSnapshot {
   template: boolean;
 }
 
+/** A stretch of the connection table, for listings that stream it (lvsadm -Lc). */
+export interface ConnPage {
+  entries: ConnSnapshot[];
+  /** Where the next page starts; -1 when this was the last. */
+  next: number;
+}
+
+/** The most entries one page may hold: a page is built in one go on the packet thread. */
+export const MAX_CONN_PAGE = 4096;
+
 /**
  * A connection or template as plain data, with the service it belongs to: what a restarted
  * director or a sync peer needs to re-create it (Director.exportConnections/importConnections).

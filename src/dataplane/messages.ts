@@ -3,7 +3,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
-import type { ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
+import type { ConnPage, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import type { SyncTuning } from '../core/sync/master.js';
@@ -12,6 +12,7 @@ import type { SyncTuning } from '../core/sync/master.js';
 export interface PacketDirector {
   execute(op: ControlOp): void;
   snapshot(options: { connections: boolean }): Snapshot;
+  connections(from: number, limit: number): ConnPage;
   /**
    * Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. `fwmark` is
    * the mark of the device the frame came from (0 for none).
@@ -45,6 +46,7 @@ export interface WorkerSettings {
 export type RequestBody =
   | { kind: 'execute'; op: ControlOp }
   | { kind: 'snapshot'; connections: boolean }
+  | { kind: 'connections'; from: number; limit: number }
   | { kind: 'stats' }
   /** Start (with the tuning) or stop (null) reporting connections to sync: the master role. */
   | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }

@@ -9,6 +9,7 @@ import { ErrorCodes, LvsError } from '../core/errors.js';
 import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
 import type {
+  ConnPage,
   ControlOp,
   DeviceCounters,
   EngineEvent,
@@ -226,6 +227,10 @@ export class WorkerEngine implements Engine {
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {
     return this.request<Snapshot>({ kind: 'snapshot', connections: options.connections });
+  }
+
+  connections(from: number, limit: number): Promise<ConnPage> {
+    return this.request<ConnPage>({ kind: 'connections', from, limit });
   }
 
   setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void> {

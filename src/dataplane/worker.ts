@@ -56,6 +56,8 @@ function run(loop: PacketLoop): void {
         return loop.execute(request.op);
       case 'snapshot':
         return loop.snapshot(request.connections);
+      case 'connections':
+        return loop.director.connections(request.from, request.limit);
       case 'stats':
         return structuredClone(loop.stats);
       case 'sync-source':

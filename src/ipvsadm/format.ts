@@ -383,19 +383,25 @@ function expireText(expiresMs: number): string {
 }
 
 /** `-L -c`: the connection table as /proc/net/ip_vs_conn shows it, read back by ipvsadm. */
-export function formatConnections(
-  conns: readonly ConnSnapshot[],
-  format: ListFormat,
-  names: NameTable,
-): string {
+/** -Lc's title lines; the rows follow, a page at a time (formatConnectionRows). */
+export function formatConnectionsHeader(format: ListFormat): string {
   // --persistent-conn adds persistence engine columns; a row fills them only for a connection
   // with engine data (lvsd keeps none), as ipvsadm prints /proc/net/ip_vs_conn's rows.
   const columns = format.persistentConn
     ? `${left('destination', 18)} ${left('pe name', 16)} pe_data`
     : 'destination';
-  let out =
+  return (
     'IPVS connection entries\n' +
-    `pro expire ${left('state', 11)} ${left('source', 18)} ${left('virtual', 18)} ${columns}\n`;
+    `pro expire ${left('state', 11)} ${left('source', 18)} ${left('virtual', 18)} ${columns}\n`
+  );
+}
+
+export function formatConnectionRows(
+  conns: readonly ConnSnapshot[],
+  format: ListFormat,
+  names: NameTable,
+): string {
+  let out = '';
   for (const c of conns) {
     const name = (a: Addr, port: number) => addrPortName(a, port, c.protocol, format.numeric, names);
     out +=

@@ -23,6 +23,11 @@ test('a valid request is rebuilt field by field', () => {
   });
 });
 
+test('a page of connections is asked for by slot and size', () => {
+  const decoded = decodeRequest(JSON.stringify({ v: 1, id: 3, op: 'connections', from: 8192, limit: 4096 }));
+  assert.deepEqual(decoded, { request: { v: 1, id: 3, op: 'connections', from: 8192, limit: 4096 } });
+});
+
 test('bad requests are refused with a reason, keeping the id when readable', () => {
   const refuse = (body: unknown) => {
     const decoded = decodeRequest(JSON.stringify(body));
@@ -33,6 +38,15 @@ test('bad requests are refused with a reason, keeping the id when readable', () 
   refuse({ v: 1, op: 'snapshot', connections: false });
   refuse({ v: 1, id: 1, op: 'snapshot', connections: 'yes' });
   refuse({ v: 1, id: 1, op: 'reboot' });
+  for (const page of [
+    { from: -1, limit: 10 },
+    { from: 0, limit: 0 },
+    { from: 0, limit: 4097 },
+    { from: '0', limit: 10 },
+    { limit: 10 },
+  ]) {
+    refuse({ v: 1, id: 1, op: 'connections', ...page });
+  }
   refuse({
     v: 1,
     id: 1,

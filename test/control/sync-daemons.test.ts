@@ -59,6 +59,7 @@ class ReportingEngine implements Engine {
 
   execute = (op: ControlOp) => this.inner.execute(op);
   snapshot = (options: { connections: boolean }) => this.inner.snapshot(options);
+  connections = (from: number, limit: number) => this.inner.connections(from, limit);
   setSyncSource = (tuning: Partial<SyncTuning> | null) => this.inner.setSyncSource(tuning);
   importSynced = (conns: SyncConn[]) => this.inner.importSynced(conns);
   close = () => this.inner.close();

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
 import { PASS_TO_HOST } from '../../src/core/ops.js';
-import { LvsError } from '../../src/core/errors.js';
+import { ErrorCodes, LvsError } from '../../src/core/errors.js';
 import { formatAddr, IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr } from '../../src/core/inet.js';
 import {
   type DestRuntimeChange,
@@ -505,4 +505,21 @@ test('runtime state: failed, drained and maintained real servers take no new con
     (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
   );
   assert.equal(JSON.stringify(dests()), before);
+});
+
+test('connections(from, limit) pages the table and refuses a page out of range', () => {
+  const d = new Director({ clock: new ManualClock(0), connCapacity: 16 });
+  const page = d.connections(0, 4096);
+  assert.deepEqual(page, { entries: [], next: -1 });
+  for (const [from, limit] of [
+    [-1, 10],
+    [0, 0],
+    [0, 4097],
+    [0.5, 10],
+  ] as const) {
+    assert.throws(
+      () => d.connections(from, limit),
+      (err: LvsError) => err.code === ErrorCodes.INVALID,
+    );
+  }
 });

@@ -2,7 +2,7 @@
 // UDP reflector for the packet path (swapping addresses and ports leaves every checksum valid).
 
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
-import type { ControlOp, ImportResult, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+import type { ConnPage, ControlOp, ImportResult, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
 import type { SyncConn } from '../../src/core/sync/conn.js';
 import type { PacketDirector } from '../../src/dataplane/messages.js';
 
@@ -41,6 +41,10 @@ export class Director implements PacketDirector {
       services: this.services,
       dataPath: { forwardedIn: 0, forwardedOut: 0, icmpSent: 0, drops: {}, passed: {} },
     };
+  }
+
+  connections(): ConnPage {
+    return { entries: [], next: -1 };
   }
 
   process(buf: Uint8Array, offset: number, length: number): number {

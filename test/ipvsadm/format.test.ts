@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   compareServices,
-  formatConnections,
+  formatConnectionRows,
+  formatConnectionsHeader,
   formatRules,
   formatServiceList,
   largeNum,
@@ -82,14 +83,26 @@ test('ipvs.md capture: -c rows, expire as mm:ss', () => {
     expiresMs: ms,
     template: state === 'NONE',
   });
-  const text = formatConnections(
-    [
-      conn(6, '169.60.24.86', 52470, '169.46.7.238', 27234, '169.48.180.244', 27234, 'ESTABLISHED', 899_400),
-      conn(6, '169.46.57.9', 0, '169.46.7.238', 0, '169.48.180.190', 0, 'NONE', 58_999),
-    ],
-    numeric(),
-    NUMERIC_NAMES,
-  );
+  const text =
+    formatConnectionsHeader(numeric()) +
+    formatConnectionRows(
+      [
+        conn(
+          6,
+          '169.60.24.86',
+          52470,
+          '169.46.7.238',
+          27234,
+          '169.48.180.244',
+          27234,
+          'ESTABLISHED',
+          899_400,
+        ),
+        conn(6, '169.46.57.9', 0, '169.46.7.238', 0, '169.48.180.190', 0, 'NONE', 58_999),
+      ],
+      numeric(),
+      NUMERIC_NAMES,
+    );
   assert.equal(
     text,
     'IPVS connection entries\n' +
@@ -220,7 +233,7 @@ test('-S keeps --pe of a non-persistent service; -L shows it only with persisten
 
 test('-L -c --persistent-conn: the persistence engine columns in the title', () => {
   assert.equal(
-    formatConnections([], numeric({ persistentConn: true }), NUMERIC_NAMES),
+    formatConnectionsHeader(numeric({ persistentConn: true })),
     'IPVS connection entries\n' +
       'pro expire state       source             virtual            destination        pe name          pe_data\n',
   );

@@ -11,7 +11,7 @@ import type { Clock } from '../clock.js';
 import { ErrorCodes, LvsError } from '../errors.js';
 import { addr4, addr6, IPPROTO_TCP, IPPROTO_UDP, type Addr, type Family, type Protocol } from '../inet.js';
 import type { Dest } from '../model.js';
-import type { ConnSnapshot, ConnTableStats } from '../ops.js';
+import type { ConnPage, ConnSnapshot, ConnTableStats } from '../ops.js';
 import {
   isHalfOpen,
   nextTcpState,
@@ -848,6 +848,19 @@ export class ConnTable {
   /** The live entries, as ipvsadm -Lnc lists them. */
   *entries(): IterableIterator<ConnSnapshot> {
     for (const id of this.liveIds()) yield this.snapshotOf(id);
+  }
+
+  /**
+   * Up to `limit` live entries from slot `from` on, and the slot to go on from (-1 at the end).
+   * Entries made or removed between pages are listed or not, as a read of /proc/net/ip_vs_conn.
+   */
+  page(from: number, limit: number): ConnPage {
+    const entries: ConnSnapshot[] = [];
+    let id = Math.max(0, from);
+    for (; id < this.unused && entries.length < limit; id++) {
+      if (this.isLive(id)) entries.push(this.snapshotOf(id));
+    }
+    return { entries, next: id < this.unused ? id : -1 };
   }
 
   /** A live entry as plain data. */

@@ -142,3 +142,37 @@ test('random create / packet / expire / wait / drop sequences keep the table con
     { numRuns: 300 },
   );
 });
+
+test('paging lists every entry live throughout exactly once, whatever the page size and churn', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 200 }),
+      fc.integer({ min: 1, max: 50 }),
+      fc.array(fc.nat(), { maxLength: 60 }),
+      fc.array(fc.nat(), { maxLength: 60 }),
+      (count, pageSize, removals, additions) => {
+        const { table } = makeTable(256);
+        const dest = makeDest(0, '198.18.1.10');
+        const ids = Array.from({ length: count }, (_, n) => table.create(connSpec(n, dest)));
+        const removed = new Set<number>();
+        const seen: number[] = [];
+        let turn = 0;
+        for (let from = 0; from >= 0; turn++) {
+          const page = table.page(from, pageSize);
+          assert.ok(page.entries.length <= pageSize);
+          seen.push(...page.entries.map((c) => c.cport));
+          from = page.next;
+          // Between pages, entries come and go, as they do under a running listing.
+          const victim = ids[(removals[turn] ?? 0) % ids.length]!;
+          if (removals[turn] !== undefined && table.expire(victim)) removed.add(victim);
+          if (additions[turn] !== undefined) table.create(connSpec(1000 + turn, dest));
+        }
+        // connSpec(n) comes from port 40000 + n.
+        ids.forEach((id, n) => {
+          if (!removed.has(id)) assert.ok(seen.includes(40000 + n), `entry ${n} listed`);
+        });
+        assert.equal(new Set(seen).size, seen.length, 'no entry twice');
+      },
+    ),
+  );
+});
