@@ -49,7 +49,8 @@ export class DaemonClient implements ControlApi {
   private connecting: Promise<Socket> | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private buffered = '';
+  /** The start of a reply whose newline has not come yet, in chunks: a page of -Lc is a megabyte. */
+  private partial: string[] = [];
 
   constructor(
     readonly socketPath: string,
@@ -77,11 +78,14 @@ export class DaemonClient implements ControlApi {
   }
 
   private onData(chunk: string): void {
-    this.buffered += chunk;
+    // Only the new chunk is searched, so a long reply costs its length once, not once a chunk.
+    let start = 0;
     let newline: number;
-    while ((newline = this.buffered.indexOf('\n')) >= 0) {
-      const line = this.buffered.slice(0, newline);
-      this.buffered = this.buffered.slice(newline + 1);
+    while ((newline = chunk.indexOf('\n', start)) >= 0) {
+      this.partial.push(chunk.slice(start, newline));
+      const line = this.partial.join('');
+      this.partial = [];
+      start = newline + 1;
       let response: Response;
       try {
         response = JSON.parse(line) as Response;
@@ -95,6 +99,7 @@ export class DaemonClient implements ControlApi {
       if (response.ok) waiter.resolve(response.result);
       else waiter.reject(new DaemonRefusal(response.error.code, response.error.message));
     }
+    if (start < chunk.length) this.partial.push(chunk.slice(start));
   }
 
   private failAll(reason: string): void {
