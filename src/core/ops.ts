@@ -189,6 +189,8 @@ export interface DeviceCounters {
     writeFailed: number;
     /** The director threw: a bug, counted rather than allowed to stop the packet loop. */
     exception: number;
+    /** The kernel found the device's queue full: lvsd fell behind the offered load. */
+    queueFull: number;
   };
 }
 
@@ -198,7 +200,7 @@ export function zeroDeviceCounters(): DeviceCounters {
     rxBytes: 0,
     txPackets: 0,
     txBytes: 0,
-    drops: { verdict: 0, writeFailed: 0, exception: 0 },
+    drops: { verdict: 0, writeFailed: 0, exception: 0, queueFull: 0 },
   };
 }
 

@@ -12,6 +12,11 @@ export interface PacketDevice {
   read(buf: Uint8Array): number;
   /** Writes buf[0..length) as one frame; false when the kernel refused it. */
   write(buf: Uint8Array, length: number): boolean;
+  /**
+   * Frames the kernel dropped since the device was opened because lvsd did not read them in time
+   * (its queue was full): losses no read or write of lvsd's ever sees.
+   */
+  queueDrops(): number;
   close(): void;
 }
 

@@ -36,7 +36,9 @@ export interface PacketLoopOptions {
 }
 
 export class PacketLoop {
-  readonly stats: DeviceCounters = zeroDeviceCounters();
+  private readonly stats: DeviceCounters = zeroDeviceCounters();
+  /** Queue drops of the fwmark devices closed so far: their counts outlive them. */
+  private closedQueueDrops = 0;
   readonly director: PacketDirector;
   private readonly driver: DeviceDriver;
   private readonly clock: Clock;
@@ -83,8 +85,16 @@ export class PacketLoop {
 
   snapshot(connections: boolean): Snapshot {
     const snapshot = this.director.snapshot({ connections });
-    snapshot.dataPath.device = structuredClone(this.stats);
+    snapshot.dataPath.device = this.counters();
     return snapshot;
+  }
+
+  /** The loop's packet and drop counters, with the devices' queue drops read now. */
+  counters(): DeviceCounters {
+    let queueFull = this.closedQueueDrops;
+    for (const device of this.devices) queueFull += device.queueDrops();
+    this.stats.drops.queueFull = queueFull;
+    return structuredClone(this.stats);
   }
 
   /** One turn: a batch from every device (or a wait when all were idle), then the tick when due. */
@@ -158,6 +168,7 @@ export class PacketLoop {
     const device = this.marked.get(mark)!;
     this.marked.delete(mark);
     this.devices.splice(this.devices.indexOf(device), 1);
+    this.closedQueueDrops += device.queueDrops();
     device.close();
   }
 }

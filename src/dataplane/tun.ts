@@ -102,6 +102,10 @@ export class TunDevice implements PacketDevice {
   /** The descriptor, for poll(); -1 once closed. */
   fd: number;
 
+  /** The kernel's count when the device was opened, and its last reading. */
+  private readonly droppedAtOpen: number;
+  private dropped = 0;
+
   private constructor(
     fd: number,
     name: string,
@@ -109,6 +113,7 @@ export class TunDevice implements PacketDevice {
   ) {
     this.fd = fd;
     this.name = name;
+    this.droppedAtOpen = this.dropped = this.readDropped();
   }
 
   /** Creates the device, enables offloads, sets its MTU and brings it up. */
@@ -150,6 +155,23 @@ export class TunDevice implements PacketDevice {
   /** Writes buf[0..length) as one frame; false when the kernel refused it (the caller counts a drop). */
   write(buf: Uint8Array, length: number): boolean {
     return (c.write(this.fd, buf, length) as number) === length;
+  }
+
+  queueDrops(): number {
+    if (this.fd >= 0) this.dropped = this.readDropped();
+    return this.dropped - this.droppedAtOpen;
+  }
+
+  /**
+   * A TUN device counts a packet it could not queue for its reader as transmit-dropped (the
+   * kernel transmits to lvsd). Unreadable once the device is gone: the last reading stands.
+   */
+  private readDropped(): number {
+    try {
+      return Number(readFileSync(`/sys/class/net/${this.name}/statistics/tx_dropped`, 'utf8'));
+    } catch {
+      return this.dropped;
+    }
   }
 
   /** Closing the last fd of a non-persistent TUN removes the interface and its routes. */

@@ -59,7 +59,7 @@ function run(loop: PacketLoop): void {
       case 'connections':
         return loop.director.connections(request.from, request.limit);
       case 'stats':
-        return structuredClone(loop.stats);
+        return loop.counters();
       case 'sync-source':
         if (request.tuning) loop.director.startSyncSource(request.tuning);
         else loop.director.stopSyncSource();

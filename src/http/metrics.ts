@@ -400,7 +400,7 @@ export const SERIES: readonly SeriesSpec[] = [
   series(
     'lvsd_device_dropped_packets_total',
     'counter',
-    "Frames the packet loop dropped: the director's verdict, a write the kernel refused, an exception.",
+    "Frames dropped on the packet loop: the director's verdict, a write the kernel refused, an exception, the kernel's full device queue.",
     ({ snapshot }) => {
       const device = snapshot.dataPath.device;
       if (!device) return [];
@@ -408,6 +408,7 @@ export const SERIES: readonly SeriesSpec[] = [
         { labels: [['reason', 'verdict']], value: device.drops.verdict },
         { labels: [['reason', 'write-failed']], value: device.drops.writeFailed },
         { labels: [['reason', 'exception']], value: device.drops.exception },
+        { labels: [['reason', 'queue-full']], value: device.drops.queueFull },
       ];
     },
   ),

@@ -9,6 +9,8 @@ export class FakeDevice implements PacketDevice {
   /** Frames the loop wrote, oldest first. */
   readonly outbox: Uint8Array[] = [];
   closed = false;
+  /** What the kernel would have dropped for want of reading: a test sets it. */
+  dropped = 0;
 
   constructor(
     readonly name: string,
@@ -25,6 +27,10 @@ export class FakeDevice implements PacketDevice {
   write(buf: Uint8Array, length: number): boolean {
     this.outbox.push(buf.slice(0, length));
     return true;
+  }
+
+  queueDrops(): number {
+    return this.dropped;
   }
 
   close(): void {

@@ -73,6 +73,17 @@ test("a fwmark service's device goes with the service, and with -C", () => {
   assert.equal(driver.opened.get('lvs0')!.closed, false);
 });
 
+test("the kernel's queue drops on every device are counted, a closed fwmark device's too", () => {
+  const { loop, driver } = makeLoop();
+  loop.execute({ op: 'add-service', key: markService(7), settings });
+  driver.opened.get('lvs0')!.dropped = 40;
+  driver.opened.get('lvsf7')!.dropped = 2;
+  assert.equal(loop.snapshot(false).dataPath.device?.drops.queueFull, 42);
+  loop.execute({ op: 'delete-service', key: markService(7) });
+  driver.opened.get('lvs0')!.dropped = 41;
+  assert.equal(loop.counters().drops.queueFull, 43);
+});
+
 test('a device that cannot be opened refuses the service and changes nothing', () => {
   const { loop, driver, director } = makeLoop();
   driver.refuse.add('lvsf9');

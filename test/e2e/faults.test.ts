@@ -32,6 +32,44 @@ describe('data-plane failures (root, netns)', { skip: ROOT_SKIP, concurrency: fa
     s.director.adm('-C');
   });
 
+  it("packets the kernel dropped while lvsd could not read are counted in -L --json's dataPath", async () => {
+    const { vip, realServers } = s.lab.addr;
+    s.director.adm(`-A -u ${vip}:9999 -s rr`);
+    s.director.adm(`-a -u ${vip}:9999 -r ${realServers[0]}:9999 -m`);
+    const queueFull = () =>
+      (JSON.parse(s.director.adm('-L --json')) as { dataPath: { device: { drops: { queueFull: number } } } })
+        .dataPath.device.drops.queueFull;
+    assert.equal(queueFull(), 0);
+    s.director.signal('SIGSTOP');
+    try {
+      // 3000 datagrams while nothing reads the device: far more than its queue holds.
+      const burst = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          s.lab.ns.client,
+          process.execPath,
+          '-e',
+          `const s = require('dgram').createSocket('udp4');
+           let round = 0;
+           const send = () => {
+             for (let i = 0; i < 100; i++) s.send('x', 9999, '${vip}');
+             if (++round < 30) setImmediate(send); else setTimeout(() => s.close(), 200);
+           };
+           send();`,
+        ],
+        { encoding: 'utf8', timeout: 10_000 },
+      );
+      assert.equal(burst.status, 0, burst.stderr);
+    } finally {
+      s.director.signal('SIGCONT');
+    }
+    const dropped = queueFull();
+    assert.ok(dropped > 0 && dropped <= 3000, `queue-full drops: ${dropped}`);
+    s.director.adm('-C');
+  });
+
   it('its device deleted, lvsd logs the failure, undoes its plumbing and exits non-zero', async () => {
     const { vip, realServers } = s.lab.addr;
     s.director.adm(`-A -t ${vip}:80 -s rr`);

@@ -229,6 +229,11 @@ export class Lvsd {
     this.child.kill('SIGHUP');
   }
 
+  /** SIGSTOP or SIGCONT: lvsd stalls as a starved or swapped-out process would. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.child.kill(signal);
+  }
+
   /** Resolves to the exit code once lvsd has exited by itself; rejects after `timeoutMs`. */
   async exitCode(timeoutMs: number): Promise<number | null> {
     const timedOut = sleep(timeoutMs).then(() => {

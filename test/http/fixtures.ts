@@ -98,7 +98,7 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
         rxBytes: 9_100_000,
         txPackets: 6116,
         txBytes: 9_090_000,
-        drops: { verdict: 8, writeFailed: 1, exception: 0 },
+        drops: { verdict: 8, writeFailed: 1, exception: 0, queueFull: 5 },
       },
     }),
   },
