@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Estimator } from '../../src/core/estimator.js';
-import { Stats, zeroRates, type Rates } from '../../src/core/model.js';
+import { Stats, zeroRates, type Counter, type Rates } from '../../src/core/model.js';
+import { setCounter } from '../helpers/counters.js';
 
 function setup() {
   const estimator = new Estimator();
@@ -13,11 +14,9 @@ function setup() {
 }
 
 /** Grows the counters by per-second amounts over one 2 s interval. */
-function grow(
-  stats: Stats,
-  perSecond: Partial<Record<'conns' | 'inPkts' | 'outPkts' | 'inBytes' | 'outBytes', number>>,
-) {
-  for (const [key, value] of Object.entries(perSecond)) stats[key as keyof typeof perSecond] += value * 2;
+function grow(stats: Stats, perSecond: Partial<Record<Counter, number>>) {
+  for (const [counter, value] of Object.entries(perSecond) as [Counter, number][])
+    setCounter(stats, counter, stats.value(counter) + BigInt(value * 2));
 }
 
 test('a steady load converges to its per-second rates', () => {

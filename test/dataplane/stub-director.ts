@@ -18,7 +18,7 @@ export class Director implements PacketDirector {
       if (this.services.some((s) => s.key.port === op.key.port)) {
         throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
       }
-      const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
+      const zero = { conns: '0', inPkts: '0', outPkts: '0', inBytes: '0', outBytes: '0' };
       const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
       this.services.push({ key: op.key, settings: op.settings, stats: zero, rates, dests: [] });
     } else if (op.op === 'delete-service') {

@@ -45,7 +45,13 @@ test('ipvs.md capture: a Masq real server with one inactive connection', () => {
 });
 
 test('ipvs.md capture: --stats with K and M suffixes', () => {
-  const stats = { conns: 401, inPkts: 8939187, outPkts: 8953980, inBytes: 830843000, outBytes: 1135000000 };
+  const stats = {
+    conns: '401',
+    inPkts: '8939187',
+    outPkts: '8953980',
+    inBytes: '830843000',
+    outBytes: '1135000000',
+  };
   const snap = snapshot([tcpService('20.20.20.1', 2020, [], { stats })]);
   const lines = formatServiceList(snap, numeric({ stats: true }), NUMERIC_NAMES).split('\n');
   assert.equal(lines[1], 'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes');
@@ -100,17 +106,17 @@ test('ipvs.md capture: -c rows, expire as mm:ss', () => {
 });
 
 test('print_largenum scales and --exact widens', () => {
-  assert.equal(largeNum(0, false), '        0');
-  assert.equal(largeNum(99_999_999, false), ' 99999999');
-  assert.equal(largeNum(100_000_000, false), '  100000K');
-  assert.equal(largeNum(999_999_999, false), '  999999K');
-  assert.equal(largeNum(1_000_000_000, false), '    1000M');
-  assert.equal(largeNum(99_999_999_999, false), '   99999M');
-  assert.equal(largeNum(100_000_000_000, false), '     100G');
-  assert.equal(largeNum(100_000_000_000_000, false), '     100T');
-  assert.equal(largeNum(12345, true), '    12345');
-  assert.equal(largeNum(123456789, true), ' 123456789');
-  assert.equal(largeNum(1234567890123, true), ' 1234567890123');
+  assert.equal(largeNum(0n, false), '        0');
+  assert.equal(largeNum(99_999_999n, false), ' 99999999');
+  assert.equal(largeNum(100_000_000n, false), '  100000K');
+  assert.equal(largeNum(999_999_999n, false), '  999999K');
+  assert.equal(largeNum(1_000_000_000n, false), '    1000M');
+  assert.equal(largeNum(99_999_999_999n, false), '   99999M');
+  assert.equal(largeNum(100_000_000_000n, false), '     100G');
+  assert.equal(largeNum(100_000_000_000_000n, false), '     100T');
+  assert.equal(largeNum(12345n, true), '    12345');
+  assert.equal(largeNum(123456789n, true), ' 123456789');
+  assert.equal(largeNum(1234567890123n, true), ' 1234567890123');
 });
 
 test('--rate real-server row: three plain columns then two scaled', () => {
