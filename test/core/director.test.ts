@@ -26,6 +26,7 @@ import {
   withVnet,
   type PacketSpec,
 } from '../helpers/packets.js';
+import { setCounter } from '../helpers/counters.js';
 
 const SYN = 0x02;
 const ACK = 0x10;
@@ -505,4 +506,22 @@ test('runtime state: failed, drained and maintained real servers take no new con
     (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
   );
   assert.equal(JSON.stringify(dests()), before);
+});
+
+test('counters past 2^53 stay exact through traffic and the snapshot, and wrap at 2^64', () => {
+  const d = director();
+  setup(d);
+  const service = d.services.find(tcpService())!;
+  const rs2 = service.dests.find((dest) => dest.addr.a === ip(RS2).a)!;
+  setCounter(service.stats, 'conns', 2n ** 64n - 1n);
+  setCounter(service.stats, 'inPkts', 2n ** 53n);
+  setCounter(rs2.stats, 'inBytes', 2n ** 53n);
+  const packet = tcp(CLIENT, 40000, VIP, 80, SYN);
+  assert.equal(send(d, packet)!.parsed.daddr.a, ip(RS2).a);
+  const snap = d.snapshot({ connections: false }).services[0]!;
+  assert.equal(snap.stats.conns, '0', 'the service counted its 2^64th connection: wrapped');
+  assert.equal(snap.stats.inPkts, '9007199254740993');
+  const dest = snap.dests.find((x) => x.addr.a === ip(RS2).a)!;
+  assert.equal(dest.stats.conns, '1');
+  assert.equal(dest.stats.inBytes, String(2n ** 53n + BigInt(buildPacket(packet).length)));
 });

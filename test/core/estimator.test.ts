@@ -86,3 +86,21 @@ test('a removed Stats is no longer sampled', () => {
   estimator.tick(2000);
   assert.equal(owner.rates.cps, 0);
 });
+
+test('rates read right from counters past 2^53 and across their wrap at 2^64', () => {
+  const estimator = new Estimator();
+  const stats = new Stats();
+  const owner = { rates: zeroRates() };
+  setCounter(stats, 'conns', 2n ** 53n + 1n);
+  setCounter(stats, 'inBytes', 2n ** 60n + 3n);
+  // Wraps within the first few samples: growth, not a counter set back.
+  setCounter(stats, 'outBytes', 2n ** 64n - 20_000n);
+  estimator.add(stats, owner);
+  estimator.tick(0);
+  for (let t = 1; t <= 100; t++) {
+    grow(stats, { conns: 3, inBytes: 1000, outBytes: 9000 });
+    estimator.tick(t * 2000);
+  }
+  assert.ok(stats.value('outBytes') < 2n ** 32n, 'outBytes wrapped');
+  assert.deepEqual(owner.rates, { cps: 3, inpps: 0, outpps: 0, inbps: 1000, outbps: 9000 });
+});
