@@ -8,7 +8,14 @@ export { ManualClock, type Clock } from './core/clock.js';
 export { ErrorCodes, LvsError, isLvsError, type ErrorCode } from './core/errors.js';
 export { parseAddr, formatAddr, type Addr, type Family, type Protocol } from './core/inet.js';
 export type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from './core/model.js';
-export { PASS_TO_HOST, type ControlOp, type ConnRecord, type Snapshot } from './core/ops.js';
+export {
+  PASS_TO_HOST,
+  type ControlOp,
+  type ConnRecord,
+  type Snapshot,
+  type StatsSnapshot,
+  type U64Text,
+} from './core/ops.js';
 export { findScheduler, registerScheduler, schedulerNames } from './core/sched/registry.js';
 export type { Scheduler } from './core/sched/types.js';
 export { parseArgs, emptyListFormat, type Command, type ListFormat } from './ipvsadm/parse.js';

@@ -6,6 +6,7 @@
 //            {"v":1,"id":N,"op":"stop-sync","state":"master"|"backup"}
 //            {"v":1,"id":N,"op":"sync-daemons"}
 //   response {"v":1,"id":N,"ok":true,"result":...} | {"v":1,"id":N,"ok":false,"error":{"code","message"}}
+// A snapshot's u64 counters travel as decimal strings (U64Text), which JSON keeps exact.
 // Every request is checked field by field (types and ranges) and rebuilt from scratch, so
 // nothing unchecked reaches the engine.
 

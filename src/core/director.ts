@@ -15,6 +15,7 @@ import {
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
   zeroRates,
+  type Counter,
   type Dest,
   type Service,
   type Stats,
@@ -329,8 +330,8 @@ export class Director {
       template,
     });
     if (id < 0) return TABLE_FULL;
-    service.stats.conns++;
-    dest.stats.conns++;
+    service.stats.countConn();
+    dest.stats.countConn();
     return id;
   }
 
@@ -450,16 +451,12 @@ export class Director {
     }
     if (inbound) {
       this.counters.forwardedIn++;
-      service.stats.inPkts += packets;
-      service.stats.inBytes += bytes;
-      dest.stats.inPkts += packets;
-      dest.stats.inBytes += bytes;
+      service.stats.countIn(packets, bytes);
+      dest.stats.countIn(packets, bytes);
     } else {
       this.counters.forwardedOut++;
-      service.stats.outPkts += packets;
-      service.stats.outBytes += bytes;
-      dest.stats.outPkts += packets;
-      dest.stats.outBytes += bytes;
+      service.stats.countOut(packets, bytes);
+      dest.stats.countOut(packets, bytes);
     }
   }
 
@@ -690,8 +687,14 @@ export class Director {
 }
 
 function statsSnapshot(stats: Stats): StatsSnapshot {
-  const { conns, inPkts, outPkts, inBytes, outBytes } = stats;
-  return { conns, inPkts, outPkts, inBytes, outBytes };
+  const text = (counter: Counter) => stats.value(counter).toString();
+  return {
+    conns: text('conns'),
+    inPkts: text('inPkts'),
+    outPkts: text('outPkts'),
+    inBytes: text('inBytes'),
+    outBytes: text('outBytes'),
+  };
 }
 
 function serviceSnapshot(service: Service): ServiceSnapshot {

@@ -2,7 +2,7 @@
 // a moving average with weight 1/4, kept as scaled integers (per-second rates times 2^10 for
 // connections and packets, 2^5 for bytes) and rounded when read. Driven by tick(now).
 
-import type { Rates, Stats } from './model.js';
+import { COUNTERS, type Rates, type Stats } from './model.js';
 
 export const ESTIMATOR_INTERVAL_MS = 2000;
 /** After this many missed intervals the old average has decayed to nothing ((3/4)^32 < 1e-4). */
@@ -13,7 +13,6 @@ export interface RatesOwner {
   rates: Rates;
 }
 
-const COUNTERS = ['conns', 'inPkts', 'outPkts', 'inBytes', 'outBytes'] as const;
 const RATES = ['cps', 'inpps', 'outpps', 'inbps', 'outbps'] as const;
 // A 2 s delta scaled to a per-second rate: <<9 (2^10 / 2) for counts, <<4 (2^5 / 2) for bytes.
 const DELTA_SCALE = [512, 512, 512, 16, 16];
@@ -21,7 +20,8 @@ const READ_SCALE = [1024, 1024, 1024, 32, 32];
 
 interface Estimate {
   readonly owner: RatesOwner;
-  readonly last: Float64Array;
+  /** The counters at the last sample, in Stats.words' layout. */
+  readonly last: Uint32Array;
   readonly scaled: Float64Array;
 }
 
@@ -33,7 +33,7 @@ export class Estimator {
   add(stats: Stats, owner: RatesOwner): void {
     const estimate = {
       owner,
-      last: new Float64Array(COUNTERS.length),
+      last: new Uint32Array(COUNTERS.length * 2),
       scaled: new Float64Array(RATES.length),
     };
     this.estimates.set(stats, estimate);
@@ -64,16 +64,17 @@ export class Estimator {
 
   private sample(stats: Stats, estimate: Estimate, intervals: number): void {
     const { last, scaled } = estimate;
+    const growths = COUNTERS.map((_, i) => growth(stats.words, last, i));
     // Counters that went backwards were zeroed behind our back: no rate can be read from them.
-    if (COUNTERS.some((counter, i) => stats[counter] < last[i]!)) {
+    if (growths.includes(null)) {
       this.rebase(stats, estimate);
       return;
     }
+    last.set(stats.words);
     const steps = Math.min(intervals, MAX_CATCH_UP);
-    COUNTERS.forEach((counter, i) => {
+    growths.forEach((grown, i) => {
       // Growth over several intervals is spread evenly across them.
-      const rate = Math.floor(((stats[counter] - last[i]!) * DELTA_SCALE[i]!) / intervals);
-      last[i] = stats[counter];
+      const rate = Math.floor((grown! * DELTA_SCALE[i]!) / intervals);
       let value = scaled[i]!;
       for (let step = 0; step < steps; step++) value += Math.floor((rate - value) / 4);
       scaled[i] = value;
@@ -82,7 +83,7 @@ export class Estimator {
   }
 
   private rebase(stats: Stats, estimate: Estimate): void {
-    COUNTERS.forEach((counter, i) => (estimate.last[i] = stats[counter]));
+    estimate.last.set(stats.words);
     estimate.scaled.fill(0);
     this.publish(estimate);
   }
@@ -95,4 +96,16 @@ export class Estimator {
       rates[name] = Math.floor((scaled[i]! + scale / 2 - 1) / scale);
     });
   }
+}
+
+/**
+ * How much counter i grew since `last`, modulo 2^64 as the kernel's u64 subtraction (so a wrap
+ * is growth); null when it went back, which shows as a difference of 2^63 or more.
+ */
+function growth(words: Uint32Array, last: Uint32Array, i: number): number | null {
+  const low = 2 * i;
+  const borrow = words[low]! < last[low]! ? 1 : 0;
+  const high = (words[low + 1]! - last[low + 1]! - borrow) >>> 0;
+  if (high >= 0x8000_0000) return null;
+  return high * 0x1_0000_0000 + ((words[low]! - last[low]!) >>> 0);
 }

@@ -37,16 +37,61 @@ export interface ServiceKey {
   readonly fwmark: number;
 }
 
-/** Counters as the kernel keeps them per service and per real server (struct ip_vs_stats). */
+/** The counters of a Stats, in the order ipvsadm's --stats prints them. */
+export const COUNTERS = ['conns', 'inPkts', 'outPkts', 'inBytes', 'outBytes'] as const;
+export type Counter = (typeof COUNTERS)[number];
+
+const WORD = 0x1_0000_0000;
+const CONNS = 0;
+const IN_PKTS = 1;
+const OUT_PKTS = 2;
+const IN_BYTES = 3;
+const OUT_BYTES = 4;
+
+/**
+ * Counters as the kernel keeps them per service and per real server (struct ip_vs_stats): u64s
+ * that wrap at 2^64. A JS number is exact only to 2^53, and BigInt arithmetic would allocate on
+ * the packet path, so each counter is two uint32 words and adding to it is integer work plus a
+ * rare carry.
+ */
 export class Stats {
-  conns = 0;
-  inPkts = 0;
-  outPkts = 0;
-  inBytes = 0;
-  outBytes = 0;
+  /** Counter i (COUNTERS order) has its low word at 2i and its high word at 2i + 1. */
+  readonly words = new Uint32Array(COUNTERS.length * 2);
+
+  /** A new connection. */
+  countConn(): void {
+    this.add(CONNS, 1);
+  }
+
+  /** Packets and their bytes from client to real server (`packets`, `bytes` below 2^32). */
+  countIn(packets: number, bytes: number): void {
+    this.add(IN_PKTS, packets);
+    this.add(IN_BYTES, bytes);
+  }
+
+  /** Packets and their bytes from real server to client (`packets`, `bytes` below 2^32). */
+  countOut(packets: number, bytes: number): void {
+    this.add(OUT_PKTS, packets);
+    this.add(OUT_BYTES, bytes);
+  }
+
+  /** A counter's exact value, 0 .. 2^64 - 1. */
+  value(counter: Counter): bigint {
+    const i = COUNTERS.indexOf(counter) * 2;
+    return (BigInt(this.words[i + 1]!) << 32n) | BigInt(this.words[i]!);
+  }
 
   reset(): void {
-    this.conns = this.inPkts = this.outPkts = this.inBytes = this.outBytes = 0;
+    this.words.fill(0);
+  }
+
+  private add(counter: number, n: number): void {
+    const words = this.words;
+    const i = counter * 2;
+    const low = words[i]! + n;
+    // The store keeps low modulo 2^32; the high word's store wraps too, so the counter wraps at 2^64.
+    words[i] = low;
+    if (low >= WORD) words[i + 1] = words[i + 1]! + 1;
   }
 }
 

@@ -6,6 +6,7 @@ import type { Addr, Family, Protocol } from './inet.js';
 import type { SyncConn } from './sync/conn.js';
 import type {
   AdminState,
+  Counter,
   DestRuntimeChange,
   DestSettings,
   ForwardMethod,
@@ -82,13 +83,14 @@ export type ControlOp =
   /** 0 leaves a value unchanged, as ipvsadm --set. */
   | { op: 'set-timeouts'; timeouts: IpvsTimeouts };
 
-export interface StatsSnapshot {
-  conns: number;
-  inPkts: number;
-  outPkts: number;
-  inBytes: number;
-  outBytes: number;
-}
+/**
+ * A u64 counter as decimal digits ("18446744073709551615"): exact over its whole range, where a JS
+ * number is not past 2^53, and carried as it is by JSON and between threads.
+ */
+export type U64Text = string;
+
+/** A service's or real server's counters (Stats), each exact. */
+export type StatsSnapshot = Record<Counter, U64Text>;
 
 export interface DestSnapshot {
   addr: Addr;

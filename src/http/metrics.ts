@@ -99,9 +99,15 @@ function series(
 
 /** /proc/net/ip_vs_stats counts every service's traffic, SCTP included. */
 function ipvsTotal(field: keyof StatsSnapshot, name: string, help: string): SeriesSpec {
-  // Summed as bigint: past 2^53 a double sum would round, and these totals are the first to get there.
+  // Summed exactly and wrapped at 2^64, as the kernel's u64 total: past 2^53 a double sum would round.
   return series(name, 'counter', help, ({ services }) => [
-    { labels: [], value: services.reduce((sum, svc) => sum + BigInt(Math.trunc(svc.stats[field])), 0n) },
+    {
+      labels: [],
+      value: BigInt.asUintN(
+        64,
+        services.reduce((sum, svc) => sum + BigInt(svc.stats[field]), 0n),
+      ),
+    },
   ]);
 }
 
@@ -165,7 +171,7 @@ function perService(
   name: string,
   type: MetricType,
   help: string,
-  value: (svc: ServiceSnapshot) => number | null,
+  value: (svc: ServiceSnapshot) => number | bigint | null,
 ): SeriesSpec {
   return series(name, type, help, (input) =>
     input.services.flatMap((svc) => {
@@ -180,7 +186,7 @@ function perServer(
   name: string,
   type: MetricType,
   help: string,
-  value: (dest: DestSnapshot) => number | null,
+  value: (dest: DestSnapshot) => number | bigint | null,
 ): SeriesSpec {
   return series(name, type, help, ({ services, cache }) =>
     services.flatMap((svc) =>
@@ -220,11 +226,11 @@ function perServerState<S extends string>(
 function trafficSeries<T extends { stats: StatsSnapshot; rates: Rates }>(
   prefix: string,
   per: string,
-  make: (name: string, type: MetricType, help: string, value: (x: T) => number) => SeriesSpec,
+  make: (name: string, type: MetricType, help: string, value: (x: T) => number | bigint) => SeriesSpec,
 ): SeriesSpec[] {
   return [
     ...STATS_SERIES.map(([field, suffix, help]) =>
-      make(`${prefix}_${suffix}`, 'counter', `${help}, per ${per}.`, (x) => x.stats[field]),
+      make(`${prefix}_${suffix}`, 'counter', `${help}, per ${per}.`, (x) => BigInt(x.stats[field])),
     ),
     ...RATE_SERIES.map(([field, suffix, help]) =>
       make(`${prefix}_${suffix}`, 'gauge', `${help}, per ${per} ${ESTIMATOR_NOTE}.`, (x) => x.rates[field]),

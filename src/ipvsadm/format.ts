@@ -4,6 +4,7 @@
 import { formatAddr, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
 import {
+  COUNTERS,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
   SVC_F_SCHED1,
@@ -20,6 +21,7 @@ import type {
   DestChecks,
   ServiceSnapshot,
   Snapshot,
+  StatsSnapshot,
   SyncDaemonConfig,
   SyncDaemonStatus,
 } from '../core/ops.js';
@@ -154,19 +156,24 @@ function tunnelInfo(t: TunnelSettings): string {
   return 'ipip';
 }
 
-/** print_largenum: 9 columns, scaled with K/M/G/T unless --exact. */
-export function largeNum(value: number, exact: boolean): string {
-  const v = Math.max(0, Math.floor(value));
-  if (exact) {
-    const digits = String(v);
-    return right(digits, digits.length <= 8 ? 9 : digits.length + 1);
-  }
-  if (v < 1e8) return right(String(v), 9);
-  if (v < 1e9) return right(String(Math.floor(v / 1e3)), 8) + 'K';
-  if (v < 1e11) return right(String(Math.floor(v / 1e6)), 8) + 'M';
-  if (v < 1e14) return right(String(Math.floor(v / 1e9)), 8) + 'G';
-  return right(String(Math.floor(v / 1e12)), 8) + 'T';
+/** print_largenum (a u64): 9 columns, scaled with K/M/G/T unless --exact. */
+export function largeNum(value: bigint, exact: boolean): string {
+  const digits = value.toString();
+  if (exact) return right(digits, digits.length <= 8 ? 9 : digits.length + 1);
+  if (value < 100_000_000n) return right(digits, 9);
+  if (value < 1_000_000_000n) return right((value / 1_000n).toString(), 8) + 'K';
+  if (value < 100_000_000_000n) return right((value / 1_000_000n).toString(), 8) + 'M';
+  if (value < 100_000_000_000_000n) return right((value / 1_000_000_000n).toString(), 8) + 'G';
+  return right((value / 1_000_000_000_000n).toString(), 8) + 'T';
 }
+
+/** --stats columns: the five counters, exact. */
+function statsColumns(st: StatsSnapshot, exact: boolean): string {
+  return COUNTERS.map((c) => largeNum(BigInt(st[c]), exact)).join('');
+}
+
+/** A rate as the u64 the kernel reports (the estimator's rates are whole). */
+const rateNum = (rate: number): bigint => BigInt(Math.max(0, Math.floor(rate)));
 
 function schedFlagNames(scheduler: string, flags: number): string {
   const names: string[] = [];
@@ -240,18 +247,12 @@ function serviceLine(svc: ServiceSnapshot, svcName: string, style: Style): strin
     if (s.flags & SVC_F_SCHED_MASK) line += ` -b ${schedFlagNames(s.scheduler, s.flags)}`;
     return line;
   }
-  if (f.stats) {
-    const st = svc.stats;
-    return (
-      left(svcName, 33) +
-      [st.conns, st.inPkts, st.outPkts, st.inBytes, st.outBytes].map((v) => largeNum(v, f.exact)).join('')
-    );
-  }
+  if (f.stats) return left(svcName, 33) + statsColumns(svc.stats, f.exact);
   if (f.rate) {
     const r = svc.rates;
     return (
       left(svcName, 33) +
-      [r.cps, r.inpps, r.outpps, r.inbps, r.outbps].map((v) => largeNum(v, f.exact)).join('')
+      [r.cps, r.inpps, r.outpps, r.inbps, r.outbps].map((v) => largeNum(rateNum(v), f.exact)).join('')
     );
   }
   let line = `${svcName} ${s.scheduler}`;
@@ -281,17 +282,11 @@ function destLine(svc: ServiceSnapshot, svcName: string, d: ListedDest, style: S
   }
   if (d.addr.af === 4) name = name.slice(0, 28);
   const prefix = `  -> ${left(name, 28)}`;
-  if (f.stats) {
-    const st = d.stats;
-    return (
-      prefix +
-      [st.conns, st.inPkts, st.outPkts, st.inBytes, st.outBytes].map((v) => largeNum(v, f.exact)).join('')
-    );
-  }
+  if (f.stats) return prefix + statsColumns(d.stats, f.exact);
   if (f.rate) {
     const r = d.rates;
-    const small = [r.cps, r.inpps, r.outpps].map((v) => ' ' + right(String(Math.floor(v)), 8)).join('');
-    return prefix + small + largeNum(r.inbps, f.exact) + largeNum(r.outbps, f.exact);
+    const small = [r.cps, r.inpps, r.outpps].map((v) => ' ' + right(rateNum(v).toString(), 8)).join('');
+    return prefix + small + largeNum(rateNum(r.inbps), f.exact) + largeNum(rateNum(r.outbps), f.exact);
   }
   if (f.thresholds)
     return `${prefix} ${[d.uThreshold, d.lThreshold, d.activeConns, d.inactConns].map((v) => left(String(v), 10)).join(' ')}`;

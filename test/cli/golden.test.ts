@@ -5,8 +5,13 @@
 //   ! TEXT             a line it must print on stderr
 //   ? N                its exit status (0 when absent)
 //   @restart           stop lvsd (SIGTERM) and start it again on the same state directory
+//   @count -t VIP:PORT [-r RIP:PORT] COUNTER=VALUE...
+//                      set a service's (or real server's) counters (conns, inPkts, outPkts,
+//                      inBytes, outBytes) to u64 values no test traffic could reach
 //   # ...              a comment
-// Output must match exactly, trailing spaces included.
+// Output must match exactly, trailing spaces included. A script with @count runs against lvsd's
+// daemon in this process (startDaemon, protocol, client as lvsd's own), whose director it can
+// reach; the others against a spawned lvsd.
 
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -16,6 +21,14 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { DaemonClient } from '../../src/cli/client.js';
 import { runLvsadm } from '../../src/cli/run.js';
+import { startDaemon } from '../../src/control/daemon.js';
+import { InProcessEngine } from '../../src/control/in-process-engine.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { Director } from '../../src/core/director.js';
+import { addrEquals } from '../../src/core/inet.js';
+import { COUNTERS, type Counter } from '../../src/core/model.js';
+import { parseArgs } from '../../src/ipvsadm/parse.js';
+import { setCounter } from '../helpers/counters.js';
 import { DIST, removeDir, spawnDaemon, tempDir } from './daemon-harness.js';
 import type { SpawnedDaemon } from './daemon-harness.js';
 import { TEST_NAMES } from './golden-names.js';
@@ -23,7 +36,7 @@ import { TEST_NAMES } from './golden-names.js';
 const GOLDEN_DIR = join(DIST, '../test/golden');
 
 interface Step {
-  kind: 'command' | 'restart';
+  kind: 'command' | 'restart' | 'count';
   line: number;
   args: string[];
   stdin: string[];
@@ -48,6 +61,11 @@ function parseScript(text: string): Step[] {
     if (raw.startsWith('#') || raw.trim() === '') return;
     if (raw === '@restart') {
       steps.push({ kind: 'restart', line: i + 1, args: [], stdin: [], stdout: [], stderr: [], exit: 0 });
+      return;
+    }
+    if (raw.startsWith('@count ')) {
+      const args = splitWords(raw.slice('@count '.length));
+      steps.push({ kind: 'count', line: i + 1, args, stdin: [], stdout: [], stderr: [], exit: 0 });
       return;
     }
     if (raw.startsWith('$ ')) {
@@ -92,19 +110,70 @@ async function runStep(
 
 const lines = (texts: string[]) => texts.map((t) => t + '\n').join('');
 
+/** A running lvsd for a script: spawned, or in this process with its director at hand. */
+interface GoldenDaemon {
+  socketPath: string;
+  director: Director | null;
+  stop(): Promise<unknown>;
+}
+
+async function spawnedDaemon(dir: string): Promise<GoldenDaemon> {
+  const daemon: SpawnedDaemon = await spawnDaemon(dir);
+  return { socketPath: daemon.socketPath, director: null, stop: () => daemon.stop() };
+}
+
+async function inProcessDaemon(dir: string): Promise<GoldenDaemon> {
+  const director = new Director({ clock: new ManualClock(), connCapacity: 1024 });
+  const socketPath = join(dir, 'run', 'lvsd.sock');
+  const daemon = await startDaemon({
+    socketPath,
+    stateDir: join(dir, 'state'),
+    createEngine: async () => new InProcessEngine(director),
+    log: () => undefined,
+  });
+  return { socketPath, director, stop: () => daemon.close() };
+}
+
+/** @count: the service named as `-D` would name it (with -r: the real server, as `-d`). */
+function setCounters(director: Director, step: Step, where: string): void {
+  const values = step.args.filter((w) => w.includes('='));
+  const address = step.args.filter((w) => !w.includes('='));
+  const parsed = parseArgs([address.includes('-r') ? '-d' : '-D', ...address]);
+  assert.ok(parsed.kind === 'execute', `${where}: cannot read ${address.join(' ')}`);
+  const op = parsed.op;
+  assert.ok(op.op === 'delete-service' || op.op === 'delete-dest', `${where}: not a service`);
+  const service = director.services.find(op.key);
+  const owner =
+    op.op === 'delete-dest'
+      ? service?.dests.find((d) => d.port === op.port && addrEquals(d.addr, op.addr))
+      : service;
+  assert.ok(owner, `${where}: no such service or real server`);
+  for (const pair of values) {
+    const [name, value] = pair.split('=') as [string, string];
+    assert.ok((COUNTERS as readonly string[]).includes(name), `${where}: no counter ${name}`);
+    setCounter(owner.stats, name as Counter, BigInt(value));
+  }
+}
+
 for (const file of readdirSync(GOLDEN_DIR)
   .filter((f) => f.endsWith('.txt'))
   .sort()) {
   test(`golden ${file}`, async () => {
     const steps = parseScript(readFileSync(join(GOLDEN_DIR, file), 'utf8'));
+    const start = steps.some((step) => step.kind === 'count') ? inProcessDaemon : spawnedDaemon;
     const dir = await tempDir();
-    let daemon: SpawnedDaemon | null = null;
+    let daemon: GoldenDaemon | null = null;
     try {
-      daemon = await spawnDaemon(dir);
+      daemon = await start(dir);
       for (const step of steps) {
         if (step.kind === 'restart') {
-          assert.equal(await daemon.stop(), 0, 'lvsd exits 0 on SIGTERM');
-          daemon = await spawnDaemon(dir);
+          const code = await daemon.stop();
+          if (daemon.director === null) assert.equal(code, 0, 'lvsd exits 0 on SIGTERM');
+          daemon = await start(dir);
+          continue;
+        }
+        if (step.kind === 'count') {
+          setCounters(daemon.director!, step, `${file}:${step.line}`);
           continue;
         }
         const got = await runStep(step, daemon.socketPath);

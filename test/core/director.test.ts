@@ -26,6 +26,7 @@ import {
   withVnet,
   type PacketSpec,
 } from '../helpers/packets.js';
+import { setCounter } from '../helpers/counters.js';
 
 const SYN = 0x02;
 const ACK = 0x10;
@@ -107,9 +108,9 @@ test('LVS-NAT: only the destination is rewritten on the way in, only the source 
   const snap = d.snapshot({ connections: true });
   const rs2 = snap.services[0]!.dests[0]!;
   assert.equal(rs2.activeConns, 1);
-  assert.equal(rs2.stats.conns, 1);
-  assert.equal(rs2.stats.inPkts, 2);
-  assert.equal(rs2.stats.outPkts, 1);
+  assert.equal(rs2.stats.conns, '1');
+  assert.equal(rs2.stats.inPkts, '2');
+  assert.equal(rs2.stats.outPkts, '1');
   assert.equal(snap.connections![0]!.state, 'ESTABLISHED');
 
   // The next client goes to the other real server.
@@ -409,7 +410,7 @@ test('a SYN on a port whose connection is in TIME_WAIT opens a new connection, s
   const again = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
   assert.equal(again.parsed.daddr.a, ip(RS1).a, 'rr moves on to the next real server');
   const snap = d.snapshot({ connections: true });
-  assert.equal(snap.services[0]!.stats.conns, 2);
+  assert.equal(snap.services[0]!.stats.conns, '2');
   assert.deepEqual(
     snap.connections!.map((c) => c.state),
     ['SYN_RECV'],
@@ -522,4 +523,22 @@ test('connections(from, limit) pages the table and refuses a page out of range',
       (err: LvsError) => err.code === ErrorCodes.INVALID,
     );
   }
+});
+
+test('counters past 2^53 stay exact through traffic and the snapshot, and wrap at 2^64', () => {
+  const d = director();
+  setup(d);
+  const service = d.services.find(tcpService())!;
+  const rs2 = service.dests.find((dest) => dest.addr.a === ip(RS2).a)!;
+  setCounter(service.stats, 'conns', 2n ** 64n - 1n);
+  setCounter(service.stats, 'inPkts', 2n ** 53n);
+  setCounter(rs2.stats, 'inBytes', 2n ** 53n);
+  const packet = tcp(CLIENT, 40000, VIP, 80, SYN);
+  assert.equal(send(d, packet)!.parsed.daddr.a, ip(RS2).a);
+  const snap = d.snapshot({ connections: false }).services[0]!;
+  assert.equal(snap.stats.conns, '0', 'the service counted its 2^64th connection: wrapped');
+  assert.equal(snap.stats.inPkts, '9007199254740993');
+  const dest = snap.dests.find((x) => x.addr.a === ip(RS2).a)!;
+  assert.equal(dest.stats.conns, '1');
+  assert.equal(dest.stats.inBytes, String(2n ** 53n + BigInt(buildPacket(packet).length)));
 });

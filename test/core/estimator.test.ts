@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Estimator } from '../../src/core/estimator.js';
-import { Stats, zeroRates, type Rates } from '../../src/core/model.js';
+import { Stats, zeroRates, type Counter, type Rates } from '../../src/core/model.js';
+import { setCounter } from '../helpers/counters.js';
 
 function setup() {
   const estimator = new Estimator();
@@ -13,11 +14,9 @@ function setup() {
 }
 
 /** Grows the counters by per-second amounts over one 2 s interval. */
-function grow(
-  stats: Stats,
-  perSecond: Partial<Record<'conns' | 'inPkts' | 'outPkts' | 'inBytes' | 'outBytes', number>>,
-) {
-  for (const [key, value] of Object.entries(perSecond)) stats[key as keyof typeof perSecond] += value * 2;
+function grow(stats: Stats, perSecond: Partial<Record<Counter, number>>) {
+  for (const [counter, value] of Object.entries(perSecond) as [Counter, number][])
+    setCounter(stats, counter, stats.value(counter) + BigInt(value * 2));
 }
 
 test('a steady load converges to its per-second rates', () => {
@@ -86,4 +85,22 @@ test('a removed Stats is no longer sampled', () => {
   grow(stats, { conns: 100 });
   estimator.tick(2000);
   assert.equal(owner.rates.cps, 0);
+});
+
+test('rates read right from counters past 2^53 and across their wrap at 2^64', () => {
+  const estimator = new Estimator();
+  const stats = new Stats();
+  const owner = { rates: zeroRates() };
+  setCounter(stats, 'conns', 2n ** 53n + 1n);
+  setCounter(stats, 'inBytes', 2n ** 60n + 3n);
+  // Wraps within the first few samples: growth, not a counter set back.
+  setCounter(stats, 'outBytes', 2n ** 64n - 20_000n);
+  estimator.add(stats, owner);
+  estimator.tick(0);
+  for (let t = 1; t <= 100; t++) {
+    grow(stats, { conns: 3, inBytes: 1000, outBytes: 9000 });
+    estimator.tick(t * 2000);
+  }
+  assert.ok(stats.value('outBytes') < 2n ** 32n, 'outBytes wrapped');
+  assert.deepEqual(owner.rates, { cps: 3, inpps: 0, outpps: 0, inbps: 1000, outbps: 9000 });
 });

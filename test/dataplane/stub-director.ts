@@ -18,9 +18,16 @@ export class Director implements PacketDirector {
       if (this.services.some((s) => s.key.port === op.key.port)) {
         throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
       }
-      const zero = { conns: 0, inPkts: 0, outPkts: 0, inBytes: 0, outBytes: 0 };
+      // u64 counters no JS number holds, to show they cross the thread boundary exactly.
+      const stats = {
+        conns: '18446744073709551615',
+        inPkts: '9007199254740993',
+        outPkts: '0',
+        inBytes: '0',
+        outBytes: '0',
+      };
       const rates = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
-      this.services.push({ key: op.key, settings: op.settings, stats: zero, rates, dests: [] });
+      this.services.push({ key: op.key, settings: op.settings, stats, rates, dests: [] });
     } else if (op.op === 'delete-service') {
       const i = this.services.findIndex((s) => s.key.port === op.key.port);
       if (i < 0) throw new LvsError(ErrorCodes.NO_SERVICE, 'No such service');

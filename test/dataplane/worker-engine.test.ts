@@ -71,6 +71,11 @@ describe('WorkerEngine (no device)', () => {
         snapshot.services.map((s) => s.key.port),
         [443],
       );
+      assert.deepEqual(
+        [snapshot.services[0]!.stats.conns, snapshot.services[0]!.stats.inPkts],
+        ['18446744073709551615', '9007199254740993'],
+        'u64 counters cross from the worker exactly',
+      );
       // The host follows each accepted change that alters steering, and only those.
       assert.deepEqual(host.syncs, [[80], [80, 443], [443]]);
       const stats = await engine.stats();

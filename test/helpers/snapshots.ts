@@ -15,12 +15,20 @@ import type { Rates } from '../../src/core/model.js';
 
 export const ip = (text: string): Addr => parseAddr(text)!;
 
-export const stats = (conns = 0, inPkts = 0, outPkts = 0, inBytes = 0, outBytes = 0): StatsSnapshot => ({
-  conns,
-  inPkts,
-  outPkts,
-  inBytes,
-  outBytes,
+/** Counters as the snapshot carries them (decimal text); bigints for values past 2^53. */
+type CounterValue = number | bigint;
+export const stats = (
+  conns: CounterValue = 0,
+  inPkts: CounterValue = 0,
+  outPkts: CounterValue = 0,
+  inBytes: CounterValue = 0,
+  outBytes: CounterValue = 0,
+): StatsSnapshot => ({
+  conns: String(conns),
+  inPkts: String(inPkts),
+  outPkts: String(outPkts),
+  inBytes: String(inBytes),
+  outBytes: String(outBytes),
 });
 export const rates = (cps = 0, inpps = 0, outpps = 0, inbps = 0, outbps = 0): Rates => ({
   cps,

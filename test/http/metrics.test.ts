@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { IPPROTO_TCP } from '../../src/core/inet.js';
 import { addressLabel, markLabel, renderMetrics, SERIES } from '../../src/http/metrics.js';
-import { dataPath } from '../helpers/snapshots.js';
+import { dataPath, stats } from '../helpers/snapshots.js';
 import { addrKey, dest, GOLDEN_SNAPSHOT, ip, markKey, service, snapshot } from './fixtures.js';
 import { promtoolCheck, PROMTOOL_SKIP } from './helpers.js';
 
@@ -59,6 +59,25 @@ test('counters past 2^53 print exactly', () => {
   );
   // (2^53 + 2) + 9,000,000 + 300 + 1001: odd, so no double holds it; the total is summed exactly.
   assert.match(text, /^node_ipvs_outgoing_bytes_total 9007199263742295$/m);
+});
+
+test('u64 counters print every digit and the node_ipvs totals wrap at 2^64, as the kernel total', () => {
+  const max = 2n ** 64n - 1n;
+  const text = renderMetrics(
+    snapshot([
+      service(addrKey(IPPROTO_TCP, '198.18.0.1', 80), [dest('198.18.1.11', 80, { stats: stats(max) })], {
+        stats: stats(max),
+      }),
+      service(addrKey(IPPROTO_TCP, '198.18.0.2', 80), [], { stats: stats(2n ** 53n + 1n) }),
+    ]),
+    BUILD,
+  );
+  assert.match(text, /^lvsd_server_connections_total\{[^}]*\} 18446744073709551615$/m);
+  assert.match(
+    text,
+    /^lvsd_service_connections_total\{[^}]*local_address="198\.18\.0\.2"[^}]*\} 9007199254740993$/m,
+  );
+  assert.match(text, /^node_ipvs_connections_total 9007199254740992$/m, '(2^64 - 1) + (2^53 + 1) - 2^64');
 });
 
 test('only what the snapshot has: no services, no drops, no persistence means no such series', () => {

@@ -4,6 +4,7 @@ import {
   compareServices,
   formatConnectionRows,
   formatConnectionsHeader,
+  formatJson,
   formatRules,
   formatServiceList,
   largeNum,
@@ -15,7 +16,7 @@ import { IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
 import type { Addr } from '../../src/core/inet.js';
 import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
 import type { TunnelSettings } from '../../src/core/model.js';
-import { addrKey, dest, service, snapshot } from '../helpers/snapshots.js';
+import { addrKey, dest, service, snapshot, stats } from '../helpers/snapshots.js';
 
 const a = (text: string): Addr => parseAddr(text)!;
 function tcpService(
@@ -46,7 +47,13 @@ test('ipvs.md capture: a Masq real server with one inactive connection', () => {
 });
 
 test('ipvs.md capture: --stats with K and M suffixes', () => {
-  const stats = { conns: 401, inPkts: 8939187, outPkts: 8953980, inBytes: 830843000, outBytes: 1135000000 };
+  const stats = {
+    conns: '401',
+    inPkts: '8939187',
+    outPkts: '8953980',
+    inBytes: '830843000',
+    outBytes: '1135000000',
+  };
   const snap = snapshot([tcpService('20.20.20.1', 2020, [], { stats })]);
   const lines = formatServiceList(snap, numeric({ stats: true }), NUMERIC_NAMES).split('\n');
   assert.equal(lines[1], 'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes');
@@ -113,17 +120,17 @@ test('ipvs.md capture: -c rows, expire as mm:ss', () => {
 });
 
 test('print_largenum scales and --exact widens', () => {
-  assert.equal(largeNum(0, false), '        0');
-  assert.equal(largeNum(99_999_999, false), ' 99999999');
-  assert.equal(largeNum(100_000_000, false), '  100000K');
-  assert.equal(largeNum(999_999_999, false), '  999999K');
-  assert.equal(largeNum(1_000_000_000, false), '    1000M');
-  assert.equal(largeNum(99_999_999_999, false), '   99999M');
-  assert.equal(largeNum(100_000_000_000, false), '     100G');
-  assert.equal(largeNum(100_000_000_000_000, false), '     100T');
-  assert.equal(largeNum(12345, true), '    12345');
-  assert.equal(largeNum(123456789, true), ' 123456789');
-  assert.equal(largeNum(1234567890123, true), ' 1234567890123');
+  assert.equal(largeNum(0n, false), '        0');
+  assert.equal(largeNum(99_999_999n, false), ' 99999999');
+  assert.equal(largeNum(100_000_000n, false), '  100000K');
+  assert.equal(largeNum(999_999_999n, false), '  999999K');
+  assert.equal(largeNum(1_000_000_000n, false), '    1000M');
+  assert.equal(largeNum(99_999_999_999n, false), '   99999M');
+  assert.equal(largeNum(100_000_000_000n, false), '     100G');
+  assert.equal(largeNum(100_000_000_000_000n, false), '     100T');
+  assert.equal(largeNum(12345n, true), '    12345');
+  assert.equal(largeNum(123456789n, true), ' 123456789');
+  assert.equal(largeNum(1234567890123n, true), ' 1234567890123');
 });
 
 test('--rate real-server row: three plain columns then two scaled', () => {
@@ -243,4 +250,50 @@ test('an IPv4-compatible IPv6 real server prints dotted, as inet_ntop', () => {
   const svc = tcpService('2001:db8::1', 80, [dest('::198.19.0.1', 80)]);
   const lines = formatServiceList(snapshot([svc]), numeric(), NUMERIC_NAMES).split('\n');
   assert.equal(lines[4], '  -> [::198.19.0.1]:80            Masq    1      0          0         ');
+});
+
+/** Counters a JS number cannot hold: 2^64 - 1 and 2^53 + 1 (a double reads them 2^64 and 2^53). */
+function hugeCounters(): Snapshot {
+  const serviceStats = stats(18446744073709551615n, 9007199254740993n, 4294967296n, 12345, 0);
+  const destStats = stats(9007199254740993n, 18446744073709551615n, 1, 2, 3);
+  return snapshot([
+    tcpService('198.18.0.1', 80, [dest('198.19.0.1', 80, { stats: destStats })], { stats: serviceStats }),
+  ]);
+}
+
+test('--stats --exact prints u64 counters past 2^53 with every digit', () => {
+  const lines = formatServiceList(hugeCounters(), numeric({ stats: true, exact: true }), NUMERIC_NAMES).split(
+    '\n',
+  );
+  assert.deepEqual(lines.slice(3), [
+    'TCP  198.18.0.1:80                18446744073709551615 9007199254740993 4294967296    12345        0',
+    '  -> 198.19.0.1:80                9007199254740993 18446744073709551615        1        2        3',
+    '',
+  ]);
+});
+
+test('--stats scales u64 counters by exact integer division (print_largenum)', () => {
+  const lines = formatServiceList(hugeCounters(), numeric({ stats: true }), NUMERIC_NAMES).split('\n');
+  assert.deepEqual(lines.slice(3), [
+    'TCP  198.18.0.1:80               18446744T    9007T    4294M    12345        0',
+    '  -> 198.19.0.1:80                   9007T18446744T        1        2        3',
+    '',
+  ]);
+  assert.equal(largeNum(99_999_999_999_999n, false), '   99999G');
+  assert.equal(largeNum(18446744073709551615n, true), ' 18446744073709551615');
+});
+
+test('-L --json carries u64 counters as decimal strings, exact', () => {
+  const body = JSON.parse(formatJson(hugeCounters(), { counters: true })) as {
+    services: { stats: Record<string, string>; realServers: { stats: Record<string, string> }[] }[];
+  };
+  const [svc] = body.services;
+  assert.deepEqual(svc!.stats, {
+    conns: '18446744073709551615',
+    inPkts: '9007199254740993',
+    outPkts: '4294967296',
+    inBytes: '12345',
+    outBytes: '0',
+  });
+  assert.equal(svc!.realServers[0]!.stats.inPkts, '18446744073709551615');
 });

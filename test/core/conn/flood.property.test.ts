@@ -123,7 +123,7 @@ test('under a SYN flood a full table keeps its established connections and lets 
         if (!steps.some((s) => 'ms' in s)) {
           // The clock never moved: nothing expired and drop_entry never ran, so every entry the
           // table made beyond its capacity went by early drop.
-          const created = live.services[0]!.stats.conns;
+          const created = Number(live.services[0]!.stats.conns);
           assert.equal(table.entries, created - table.earlyDrops);
           assert.equal(table.defense.droppedEntries, 0);
         }
