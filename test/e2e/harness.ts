@@ -268,12 +268,18 @@ export interface SetupOptions {
   bulkFileMb?: number;
   /** Namespace prefix (default lvse2e). */
   prefix?: string;
+  /** How many real servers (default 2). */
+  realServers?: number;
   /** More of lvsd's command line, given the lab (to write a file into lab.tmpDir first). */
   lvsdArgs?: (lab: Lab) => string[];
 }
 
 export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
-  const lab = buildLab({ prefix: options.prefix ?? 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
+  const lab = buildLab({
+    prefix: options.prefix ?? 'lvse2e',
+    bulkFileMb: options.bulkFileMb ?? 0,
+    realServers: options.realServers ?? 2,
+  });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {
     try {
