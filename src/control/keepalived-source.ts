@@ -209,6 +209,13 @@ function planOf(result: ReadResult): Plan {
   return { config, scripts, desired: desiredConfig(config, sorry), monitored, servers, sorry };
 }
 
+/**
+ * Where a real or sorry server stands when it is added: out of scheduling, until the monitor's
+ * placement of it (applied right after) brings it in. Added at its weight, an alpha server or a
+ * sorry server could be picked before its checks or the quorum said so.
+ */
+const UNCHECKED: DestRuntimeChange = { health: 'down' };
+
 /** A monitor event as the runtime change of a real server. */
 function serverChange(weight: number | null, placement: Placement, alive: boolean): DestRuntimeChange {
   if (weight === null) return { health: 'down' };
@@ -252,7 +259,7 @@ export class KeepalivedSource implements ReloadHook {
   async start(service: ControlService): Promise<void> {
     const plan = planOf(this.options.read());
     const monitor = new HealthMonitor(plan.monitored, this.options.monitor);
-    await service.apply(plan.desired);
+    await service.apply(plan.desired, { addedRuntime: UNCHECKED });
     this.service = service;
     this.plan = plan;
     this.monitor = monitor;
@@ -278,7 +285,7 @@ export class KeepalivedSource implements ReloadHook {
     }
     const monitor = this.monitor;
     if (!monitor) return;
-    const changes = await service.apply(plan.desired);
+    const changes = await service.apply(plan.desired, { addedRuntime: UNCHECKED });
     this.plan = plan;
     monitor.update(plan.monitored);
     // The director carries the runtime state of servers kept; new ones (added at their weight)

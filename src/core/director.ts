@@ -162,7 +162,7 @@ export class Director {
       case 'clear':
         return this.services.clear();
       case 'add-dest': {
-        const dest = this.services.addDest(op.key, op.addr, op.port, op.settings);
+        const dest = this.services.addDest(op.key, op.addr, op.port, op.settings, op.runtime);
         this.estimator.add(dest.stats, dest);
         return;
       }

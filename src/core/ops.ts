@@ -61,7 +61,18 @@ export type ControlOp =
   | { op: 'edit-service'; key: ServiceKey; settings: ServiceSettings }
   | { op: 'delete-service'; key: ServiceKey }
   | { op: 'clear' }
-  | { op: 'add-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
+  /**
+   * `runtime`: the runtime state the real server starts in, in place before any packet can be
+   * scheduled to it (a health-checked server is added out of scheduling until its checks place it).
+   */
+  | {
+      op: 'add-dest';
+      key: ServiceKey;
+      addr: Addr;
+      port: number;
+      settings: DestSettings;
+      runtime?: DestRuntimeChange;
+    }
   | { op: 'edit-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
   | { op: 'delete-dest'; key: ServiceKey; addr: Addr; port: number }
   /**

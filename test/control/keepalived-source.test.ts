@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
 import { formatAddr } from '../../src/core/inet.js';
+import type { ControlOp } from '../../src/core/ops.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
 import { KeepalivedConfError, KeepalivedSource } from '../../src/control/keepalived-source.js';
 import { ControlService } from '../../src/control/service.js';
@@ -40,6 +41,21 @@ function realServer(addr: string, weight: number, extra = ''): string {
     }`;
 }
 
+/** An engine that remembers every real server the scheduler could pick after any operation. */
+class WatchedEngine extends InProcessEngine {
+  readonly everScheduled = new Set<string>();
+
+  constructor(private readonly watched: Director) {
+    super(watched);
+  }
+
+  override async execute(op: ControlOp): Promise<void> {
+    await super.execute(op);
+    for (const svc of this.watched.snapshot({ connections: false }).services)
+      for (const d of svc.dests) if (d.scheduled) this.everScheduled.add(`${formatAddr(d.addr)}:${d.port}`);
+  }
+}
+
 /** A lvsd run from `text`, whose checks pass for the addresses in `healthy`. */
 async function harness(text: string) {
   const started: string[][] = [];
@@ -69,10 +85,8 @@ async function harness(text: string) {
     monitor: { clock: time.clock, timers: time, random: () => 0, createChecker },
     scripts: { run: (script) => started.push(script.argv) },
   });
-  const service = new ControlService(
-    new InProcessEngine(new Director({ clock: new ManualClock(), connCapacity: 16 })),
-    { annotateSnapshot: (snapshot) => source.annotate(snapshot) },
-  );
+  const engine = new WatchedEngine(new Director({ clock: new ManualClock(), connCapacity: 16 }));
+  const service = new ControlService(engine, { annotateSnapshot: (snapshot) => source.annotate(snapshot) });
   await source.start(service);
   /** Real servers in scheduling, as `-Ln` lists them: "addr:port weight". */
   const listed = async () => {
@@ -92,7 +106,7 @@ async function harness(text: string) {
     await source.reload(service);
   };
   const setMiscWeight = (weight: number | 'configured') => (miscWeight = weight);
-  return { source, service, healthy, listed, advance, reload, logs, setMiscWeight, started };
+  return { source, service, engine, healthy, listed, advance, reload, logs, setMiscWeight, started };
 }
 
 describe('KeepalivedSource', () => {
@@ -118,6 +132,34 @@ describe('KeepalivedSource', () => {
     h.healthy.add('198.18.1.11');
     await h.advance(2000);
     assert.deepEqual(await h.listed(), ['198.18.1.11:80 2', '198.18.1.12:80 1']);
+    await h.source.close();
+  });
+
+  it('never lets the scheduler pick an alpha server before its first successful check, at start or reload', async () => {
+    const h = await harness(
+      conf(
+        realServer('198.18.1.11', 1, 'alpha') + realServer('198.18.1.12', 1),
+        'sorry_server 198.18.1.99 80',
+      ),
+    );
+    h.healthy.delete('198.18.1.11');
+    await h.advance(3000);
+    assert.deepEqual(await h.listed(), ['198.18.1.12:80 1']);
+    await h.reload(
+      conf(
+        realServer('198.18.1.11', 1, 'alpha') +
+          realServer('198.18.1.12', 1) +
+          realServer('198.18.1.13', 1, 'alpha'),
+        'sorry_server 198.18.1.99 80',
+      ),
+    );
+    await h.advance(3000);
+    assert.deepEqual(await h.listed(), ['198.18.1.12:80 1']);
+    // Neither failed alpha server, nor the sorry server of a service with its quorum, ever was.
+    assert.deepEqual([...h.engine.everScheduled].sort(), ['198.18.1.12:80']);
+    h.healthy.add('198.18.1.11');
+    await h.advance(2000);
+    assert.deepEqual(await h.listed(), ['198.18.1.11:80 1', '198.18.1.12:80 1']);
     await h.source.close();
   });
 
