@@ -2,6 +2,7 @@
 // socket and the boundary to the data-plane worker thread (structured-clone safe).
 
 import type { DefenseSnapshot } from './conn/defense.js';
+import type { ExpirySettings } from './conn/expiry.js';
 import type { Addr, Family, Protocol } from './inet.js';
 import type { SyncConn } from './sync/conn.js';
 import type {
@@ -242,8 +243,8 @@ export interface ConnTableStats {
   earlyDrops: number;
 }
 
-/** The table and its defense under pressure (src/core/conn/defense.ts). */
-export type ConnTableSnapshot = ConnTableStats & { defense: DefenseSnapshot };
+/** The table, its defense under pressure (src/core/conn/defense.ts) and its expiry settings. */
+export type ConnTableSnapshot = ConnTableStats & { defense: DefenseSnapshot; expiry: ExpirySettings };
 
 export interface Snapshot {
   /** Hash buckets of the connection table, shown as "size=" in the list header. */
