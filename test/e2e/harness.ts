@@ -9,6 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { buildLab, type Lab } from '../../src/lab/lab.js';
 
 export const isRoot = process.getuid?.() === 0;
+
+/** A keepalived.conf checker of a real server's page `/` (status 200), failed after one attempt of 1 s. */
+export const pageChecker = (kind: 'HTTP_GET' | 'SSL_GET'): string => `${kind} {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 1
+            retry 0
+        }`;
 export const ROOT_SKIP = isRoot ? false : 'needs root for network namespaces';
 
 const LVSD = fileURLToPath(new URL('../../src/bin/lvsd.js', import.meta.url));

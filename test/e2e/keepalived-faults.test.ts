@@ -3,15 +3,17 @@
 // fails (SSL_GET against nginx with TLS), and a virtual server that loses its quorum to its sorry
 // server and gets it back through the hysteresis. Each time, once the documented detection time
 // has passed, no new client connection reaches the failed server (its access log and the answers
-// say so), every client request is answered, and the server comes back after it recovers.
+// say so), every client request is answered, and the server comes back after it recovers; each
+// change is a line in keepalived's format on the lvs_notify_fifo.
 
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createReadStream, writeFileSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nginxCommand, nginxConfig } from '../../src/lab/lab.js';
 import { makeCertificate } from '../health/targets.js';
-import { ROOT_SKIP, setupLab, type Setup } from './harness.js';
+import { pageChecker, ROOT_SKIP, setupLab, type Setup } from './harness.js';
 
 const VIP = '198.18.0.1';
 const [RS1, RS2, RS3] = ['198.18.1.11', '198.18.1.12', '198.18.1.13'];
@@ -22,51 +24,40 @@ const CLIENT = '198.18.0.2';
  */
 const DETECTION_BOUND_MS = 15_000;
 
-const checker = (kind: 'HTTP_GET' | 'SSL_GET') => `${kind} {
-            url {
-                path /
-                status_code 200
-            }
-            connect_timeout 1
-            retry 0
-        }`;
-
 const realServer = (addr: string, port: number, weight: number, kind: 'HTTP_GET' | 'SSL_GET') => `
     real_server ${addr} ${port} {
         weight ${weight}
-        ${checker(kind)}
+        ${pageChecker(kind)}
     }`;
+
+/** A virtual server on the VIP's `port`: rr, checked every second, both web servers on `rsPort`. */
+const virtualServer = (
+  port: number,
+  rsPort: number,
+  weight: number,
+  kind: 'HTTP_GET' | 'SSL_GET',
+  extra = '',
+) =>
+  `virtual_server ${VIP} ${port} {
+    delay_loop 1
+    lb_algo rr
+    protocol TCP
+${extra}${realServer(RS1, rsPort, weight, kind)}
+${realServer(RS2, rsPort, weight, kind)}
+}`;
 
 /**
  * Port 80: HTTP_GET of both servers. Port 443: SSL_GET of their TLS servers. Port 8080: the same
  * web servers at weight 2 each, quorum 3 with hysteresis 1 (lost below 2, regained at 4), and the
  * third server as sorry server.
  */
-const KEEPALIVED_CONF = `! lvsd e2e: failures a checker must see
-virtual_server ${VIP} 80 {
-    delay_loop 1
-    lb_algo rr
-    protocol TCP
-${realServer(RS1, 80, 1, 'HTTP_GET')}
-${realServer(RS2, 80, 1, 'HTTP_GET')}
+const keepalivedConf = (fifo: string) => `! lvsd e2e: failures a checker must see
+global_defs {
+    lvs_notify_fifo ${fifo}
 }
-virtual_server ${VIP} 443 {
-    delay_loop 1
-    lb_algo rr
-    protocol TCP
-${realServer(RS1, 443, 1, 'SSL_GET')}
-${realServer(RS2, 443, 1, 'SSL_GET')}
-}
-virtual_server ${VIP} 8080 {
-    delay_loop 1
-    lb_algo rr
-    protocol TCP
-    quorum 3
-    hysteresis 1
-    sorry_server ${RS3} 80
-${realServer(RS1, 80, 2, 'HTTP_GET')}
-${realServer(RS2, 80, 2, 'HTTP_GET')}
-}
+${virtualServer(80, 80, 1, 'HTTP_GET')}
+${virtualServer(443, 443, 1, 'SSL_GET')}
+${virtualServer(8080, 80, 2, 'HTTP_GET', `    quorum 3\n    hysteresis 1\n    sorry_server ${RS3} 80\n`)}
 `;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -81,6 +72,10 @@ describe(
   { skip: ROOT_SKIP, concurrency: false },
   () => {
     let s: Setup;
+    let fifoPath = '';
+    /** What lvsd wrote to its lvs_notify_fifo so far, read as a notify_fifo_script would. */
+    let fifoText = '';
+    let fifoReader: ReadStream | null = null;
     /** `n` requests to the VIP's `port` (https on 443), one connection each; who answered each. */
     const requests = (port: number, n: number): number[] => {
       const url = port === 443 ? `https://${VIP}/` : `http://${VIP}:${port}/`;
@@ -102,6 +97,12 @@ describe(
         if (JSON.stringify(last) === JSON.stringify([...expected].sort())) return;
       }
       assert.deepEqual(last, [...expected].sort(), `-Ln of :${port} within ${DETECTION_BOUND_MS} ms`);
+    };
+    /** Waits (bounded) until the FIFO's reader has read lines matching `pattern`. */
+    const fifoSays = async (pattern: RegExp): Promise<void> => {
+      for (const end = Date.now() + DETECTION_BOUND_MS; Date.now() < end; await sleep(50))
+        if (pattern.test(fifoText)) return;
+      assert.match(fifoText, pattern, `the lvs_notify_fifo lines; lvsd's log:\n${s.director.log}`);
     };
     /** Requests from the client (not the checker) in real server i's access log. */
     const clientHits = (i: number): number =>
@@ -133,10 +134,13 @@ describe(
         lvsdArgs: (lab) => {
           for (const i of [0, 1]) makeCertificate(join(lab.tmpDir, `rs${i + 1}`));
           const path = join(lab.tmpDir, 'keepalived.conf');
-          writeFileSync(path, KEEPALIVED_CONF);
-          return ['--keepalived-conf', path];
+          fifoPath = join(lab.tmpDir, 'lvs.fifo');
+          writeFileSync(path, keepalivedConf(fifoPath));
+          return ['--keepalived-conf', path, '--expire-nodest-conn', '1'];
         },
       });
+      fifoReader = createReadStream(fifoPath, { encoding: 'utf8' });
+      fifoReader.on('data', (chunk) => (fifoText += chunk as string));
       // The lab started nginx without TLS: the first SSL_GET checks fail, allUp() waits them out.
       for (const i of [0, 1]) {
         configure(i, 200, true);
@@ -144,6 +148,7 @@ describe(
       }
     });
     after(async () => {
+      fifoReader?.destroy();
       await s?.teardown();
     });
 
@@ -176,6 +181,13 @@ describe(
 
       s.lab.run(s.lab.ns.director, ['ip', 'link', 'set', 'rs1', 'up']);
       await allUp();
+      // Its DOWN line, then its UP line.
+      await fifoSays(
+        new RegExp(
+          `^RS \\[${RS1}\\]:tcp:80 \\[${VIP}\\]:tcp:80 DOWN\n(.*\n)*RS \\[${RS1}\\]:tcp:80 \\[${VIP}\\]:tcp:80 UP$`,
+          'm',
+        ),
+      );
       assert.deepEqual([...new Set(requests(80, 6))].sort(), [1, 2]);
     });
 
@@ -212,12 +224,47 @@ describe(
       assert.deepEqual([...new Set(requests(443, 6))].sort(), [1, 2]);
     });
 
+    it('with --expire-nodest-conn 1, a connection held open to a server that fails its check ends with the failure', async () => {
+      // Half a request now, the rest once the server has failed: with expire_nodest_conn 0 the
+      // old nginx worker would still answer it (its connection draining), with 1 it must not.
+      const client = s.lab.spawn(s.lab.ns.client, ['socat', '-t', '3', '-', `TCP:${VIP}:80`], {
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
+      let answer = '';
+      client.stdout!.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      const exited = once(client, 'exit');
+      client.stdin!.write('GET / HTTP/1.1\r\nHost: vip\r\n');
+      let held = '';
+      for (const end = Date.now() + 5000; Date.now() < end && !held; await sleep(50))
+        held =
+          s.director.connections().find((c) => c.state === 'ESTABLISHED' && c.virtual === `${VIP}:80`)
+            ?.destination ?? '';
+      assert.ok(held, 'the held connection is established');
+      const failing = held.startsWith(RS1) ? 0 : 1;
+      const other = failing === 0 ? RS2 : RS1;
+      configure(failing, 500, true);
+      nginx(failing, '-s', 'reload');
+      await listedBecomes(80, [`${other}:80 1`]);
+      assert.deepEqual(
+        s.director.connections().filter((c) => c.destination === held),
+        [],
+        'its connection ended with the failure',
+      );
+      client.stdin!.end('Connection: close\r\n\r\n');
+      await exited;
+      assert.equal(answer, '', 'the rest of the request never reached the failed server');
+
+      configure(failing, 200, true);
+      nginx(failing, '-s', 'reload');
+      await allUp();
+    });
+
     it('quorum lost switches :8080 to the sorry server; the hysteresis holds it until quorum + 1 is back', async () => {
       nginx(0, '-s', 'stop');
       nginx(1, '-s', 'stop');
       await listedBecomes(8080, [`${RS3}:80 1`]);
       assert.deepEqual(requests(8080, 6), Array(6).fill(3), 'the sorry server answers everything');
-      assert.match(s.director.log, new RegExp(`VS \\[${VIP}\\]:tcp:8080 DOWN`));
+      await fifoSays(new RegExp(`^VS \\[${VIP}\\]:tcp:8080 DOWN$`, 'm'));
 
       // One server back: weight 2 < quorum 3 + hysteresis 1, the sorry server stays.
       nginx(0);
@@ -233,7 +280,7 @@ describe(
         [1, 2],
         'the real servers again, not the sorry one',
       );
-      assert.match(s.director.log, new RegExp(`VS \\[${VIP}\\]:tcp:8080 UP`));
+      await fifoSays(new RegExp(`^VS \\[${VIP}\\]:tcp:8080 DOWN\n(.*\n)*VS \\[${VIP}\\]:tcp:8080 UP$`, 'm'));
     });
 
     /** Waits until :8080's checks find `addr` alive (in sorry mode it stays out of -Ln). */
