@@ -273,7 +273,7 @@ export class KeepalivedSource implements ReloadHook {
 
   /**
    * Opens the plan's FIFOs that are not open already (and starts their scripts); all or nothing.
-   * Resolves to the new set, for `swapFifos`; throws KeepalivedConfError naming the FIFO.
+   * Returns the new set, for `swapFifos`; throws KeepalivedConfError naming the FIFO.
    */
   private openFifos(plan: Plan): Array<{ key: string; fifo: NotifyFifo }> {
     const opened: Array<{ key: string; fifo: NotifyFifo }> = [];
@@ -364,7 +364,7 @@ export class KeepalivedSource implements ReloadHook {
     this.swapFifos(fifos);
     this.plan = plan;
     monitor.update(plan.monitored);
-    // The director carries the runtime state of servers kept; new ones (added at their weight)
+    // The director carries the runtime state of servers kept; new ones (added out of scheduling)
     // are put where the monitor places them: re-stating the others changes nothing.
     for (const event of monitor.placements()) this.onEvent(event);
     log('info', `reloaded ${this.options.file}: ${changes.length} changes`);
