@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_DEFENSE, defenseSettings, type DefenseSettings } from '../core/conn/defense.js';
 import { MAX_CAPACITY } from '../core/conn/table.js';
+import { DEFAULT_EXPIRY, type ExpirySettings } from '../core/conn/expiry.js';
 import { DEFAULT_CONN_CAPACITY, Director } from '../core/director.js';
 import { DEFAULT_SOCKET_PATH } from '../cli/client.js';
 import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
@@ -30,6 +31,7 @@ import type { HttpListener } from '../http/server.js';
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
+            [--expire-nodest-conn 0|1] [--expire-quiescent-template 0|1]
             [--keepalived-conf FILE]
        lvsd demo [--keep]
        lvsd check-config [--config-id ID] FILE
@@ -47,6 +49,10 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
                       (default ${DEFAULT_DEFENSE.secureTcp}; IPVS's secure_tcp)
   --defense-threshold PERCENT  share of the table in use that switches mode 1 on (default ${DEFAULT_DEFENSE.thresholdPercent})
   --early-drop on|off a new connection on a full table evicts a half-open one (default on)
+  --expire-nodest-conn 0|1  1: the connections of a real server taken out of scheduling (failed
+                    check, maintenance) end at once; 0: they drain (default 0; IPVS's expire_nodest_conn)
+  --expire-quiescent-template 0|1  1: persistence no longer sends returning clients to a real
+                    server at weight 0 (quiesced, inhibit_on_failure, drained); default 0, as IPVS's
   --keepalived-conf FILE  run the virtual servers, real servers, sorry servers and health checks
                     of a keepalived.conf; the file owns the configuration (lvsd.json is not used,
                     lvsadm may only drain/ready/maint, set weights and zero counters)
@@ -66,6 +72,7 @@ interface CommandLine {
   http: ListenAddress | null;
   connCapacity: number;
   defense: DefenseSettings;
+  expiry: ExpirySettings;
   keepalivedConf: string | null;
 }
 
@@ -78,8 +85,15 @@ const VALUE_OPTIONS = new Set([
   '--secure-tcp',
   '--defense-threshold',
   '--early-drop',
+  '--expire-nodest-conn',
+  '--expire-quiescent-template',
   '--keepalived-conf',
 ]);
+
+const EXPIRY_OPTIONS = {
+  '--expire-nodest-conn': 'expireNodestConn',
+  '--expire-quiescent-template': 'expireQuiescentTemplate',
+} as const;
 
 const DEFENSE_OPTIONS = {
   '--drop-entry': 'dropEntry',
@@ -104,6 +118,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let http: ListenAddress | null = null;
   let connCapacity = DEFAULT_CONN_CAPACITY;
   const defense: Partial<DefenseSettings> = {};
+  const expiry: ExpirySettings = { ...DEFAULT_EXPIRY };
   let keepalivedConf: string | null = null;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
@@ -133,6 +148,10 @@ function parseCommandLine(args: string[]): CommandLine {
     } else if (name === '--early-drop') {
       if (value !== 'on' && value !== 'off') usageError(`--early-drop: ${value} is not on or off`);
       defense.earlyDrop = value === 'on';
+    } else if (name in EXPIRY_OPTIONS) {
+      // As the kernel's sysctls: 0 or 1.
+      if (value !== '0' && value !== '1') usageError(`${name}: ${value} is not 0 or 1`);
+      expiry[EXPIRY_OPTIONS[name as keyof typeof EXPIRY_OPTIONS]] = value === '1';
     } else {
       const field = DEFENSE_OPTIONS[name as keyof typeof DEFENSE_OPTIONS];
       const change = { [field]: decimal(value) };
@@ -151,14 +170,16 @@ function parseCommandLine(args: string[]): CommandLine {
     http,
     connCapacity,
     defense: defenseSettings(defense),
+    expiry,
     keepalivedConf,
   };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
-async function buildEngine({ dataplane, stateDir, connCapacity, defense }: CommandLine): Promise<Engine> {
+async function buildEngine(commandLine: CommandLine): Promise<Engine> {
+  const { dataplane, stateDir, connCapacity, defense, expiry } = commandLine;
   if (!dataplane) {
-    const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense });
+    const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense, expiry });
     return new InProcessEngine(director, { tickIntervalMs: 1000 });
   }
   if (process.getuid?.() !== 0) {
@@ -171,6 +192,7 @@ async function buildEngine({ dataplane, stateDir, connCapacity, defense }: Comma
     stateDir,
     connCapacity,
     defense,
+    expiry,
     repairIntervalMs: HOST_REPAIR_INTERVAL_MS,
     log: stderrLogger,
   });

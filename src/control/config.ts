@@ -28,7 +28,13 @@ import {
   MAX_TIMEOUT,
   MAX_WEIGHT,
 } from '../core/model.js';
-import type { DestSettings, ForwardMethod, ServiceKey, ServiceSettings } from '../core/model.js';
+import type {
+  DestRuntimeChange,
+  DestSettings,
+  ForwardMethod,
+  ServiceKey,
+  ServiceSettings,
+} from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
 import { DEFAULT_MCAST_GROUP, DEFAULT_MCAST_PORT, DEFAULT_MCAST_TTL } from '../ipvsadm/parse.js';
 import {
@@ -443,8 +449,13 @@ function serviceSettingsPart(s: ServiceConfig): unknown {
  * first and removals last, so that when one step is refused, undoing the steps before it never
  * has to recreate something (and lose its connections); a sync daemon whose settings change is
  * stopped before it is started again.
+ * `addedRuntime`: the runtime state every added real server starts in.
  */
-export function planChanges(from: LvsdConfig, to: LvsdConfig): ConfigChange[] {
+export function planChanges(
+  from: LvsdConfig,
+  to: LvsdConfig,
+  options: { addedRuntime?: DestRuntimeChange } = {},
+): ConfigChange[] {
   const changes: ConfigChange[] = [];
   const removals: ConfigChange[] = [];
   const exec = (entry: string, op: ControlOp) => changes.push({ entry, kind: 'execute', op });
@@ -466,7 +477,13 @@ export function planChanges(from: LvsdConfig, to: LvsdConfig): ConfigChange[] {
       const destWhere = `services[${i}].realServers[${j}] (${name} -> ${realServerKey(d)})`;
       const target = { key, addr: parseAddr(d.address)!, port: d.port, settings: destSettingsOf(d) };
       const previous = oldDests.get(realServerKey(d));
-      if (!previous) exec(destWhere, { op: 'add-dest', ...target });
+      if (!previous)
+        exec(
+          destWhere,
+          options.addedRuntime
+            ? { op: 'add-dest', ...target, runtime: { ...options.addedRuntime } }
+            : { op: 'add-dest', ...target },
+        );
       else if (!sameJson(previous, d)) exec(destWhere, { op: 'edit-dest', ...target });
     });
     const kept = new Set(s.realServers.map(realServerKey));

@@ -7,7 +7,7 @@
 // A sorry server is always a member of its service, kept out of scheduling (health down) until the
 // monitor's `sorry` event brings it in: adding it is a runtime change, so it never touches the
 // saved configuration or another server's connections. notify_up/down and quorum_up/down scripts
-// start on the monitor's `rs` and `vs` events.
+// start on the monitor's `rs` and `vs` events, whose lines also go to notify_fifo and lvs_notify_fifo.
 
 import { ManualClock } from '../core/clock.js';
 import { Director } from '../core/director.js';
@@ -15,6 +15,7 @@ import { endpointName, type HealthEvent } from '../core/health/service.js';
 import { formatAddr, type Addr } from '../core/inet.js';
 import type { DestRuntimeChange, ServiceKey } from '../core/model.js';
 import type { ControlOp, DestChecks, Snapshot } from '../core/ops.js';
+import { fifoOpener, type FifoOpener, type NotifyFifo } from '../health/fifo.js';
 import { HealthMonitor, type MonitoredService, type MonitorOptions } from '../health/monitor.js';
 import { notifyScript, processScriptRunner, type NotifyScript, type ScriptRunner } from '../health/notify.js';
 import type { SourcePos } from '../keepalived/lexer.js';
@@ -44,6 +45,8 @@ export interface KeepalivedSourceOptions {
   monitor?: MonitorOptions;
   /** Starts notify_up/down and quorum_up/down scripts (default: as processes). */
   scripts?: ScriptRunner;
+  /** Opens notify_fifo and lvs_notify_fifo (default: the real FIFOs). */
+  openFifo?: FifoOpener;
 }
 
 /** One real (or sorry) server of a virtual server, in every IPVS service the virtual server makes. */
@@ -59,8 +62,16 @@ interface Scripts {
   down: NotifyScript | null;
 }
 
+/** A notify FIFO the file names, with its script (started with the FIFO's path as last argument). */
+interface FifoPlan {
+  path: string;
+  script: NotifyScript | null;
+}
+
 interface Plan {
   config: KeepalivedConfig;
+  /** notify_fifo, then lvs_notify_fifo: keepalived writes the checker's lines to both. */
+  fifos: FifoPlan[];
   /** By pairKey for real servers (notify_up/down), by virtual server name for quorum_up/down. */
   scripts: Map<string, Scripts>;
   desired: LvsdConfig;
@@ -94,8 +105,6 @@ function refuseUnsupported(config: KeepalivedConfig): void {
     );
   };
   const main = { file: config.files[0] ?? '', line: 0 };
-  if (config.notifyFifo) refuse(main, 'notify_fifo');
-  if (config.lvsNotifyFifo) refuse(main, 'lvs_notify_fifo');
   if (config.rsInitNotifies) refuse(main, 'rs_init_notifies');
   // Nothing would check the scripts' permissions: running them anyway would ignore it.
   if (config.scriptSecurity) refuse(main, 'enable_script_security');
@@ -206,8 +215,21 @@ function planOf(result: ReadResult): Plan {
       }),
     };
   });
-  return { config, scripts, desired: desiredConfig(config, sorry), monitored, servers, sorry };
+  const fifos = [config.notifyFifo, config.lvsNotifyFifo].flatMap((fifo, i) => {
+    if (!fifo) return [];
+    const keyword = i === 0 ? 'notify_fifo_script' : 'lvs_notify_fifo_script';
+    const where = { file: config.files[0] ?? '', line: 0 };
+    return [{ path: fifo.path, script: resolve(keyword, fifo.script, where) }];
+  });
+  return { config, fifos, scripts, desired: desiredConfig(config, sorry), monitored, servers, sorry };
 }
+
+/**
+ * Where a real or sorry server stands when it is added: out of scheduling, until the monitor's
+ * placement of it (applied right after) brings it in. Added at its weight, an alpha server or a
+ * sorry server could be picked before its checks or the quorum said so.
+ */
+const UNCHECKED: DestRuntimeChange = { health: 'down' };
 
 /** A monitor event as the runtime change of a real server. */
 function serverChange(weight: number | null, placement: Placement, alive: boolean): DestRuntimeChange {
@@ -235,12 +257,54 @@ export class KeepalivedSource implements ReloadHook {
   private applying: Promise<void> = Promise.resolve();
 
   private readonly runner: ScriptRunner;
+  private readonly openFifo: FifoOpener;
+  /** The notify FIFOs open now, each with the JSON of its FifoPlan. */
+  private fifos: Array<{ key: string; fifo: NotifyFifo }> = [];
 
   constructor(private readonly options: KeepalivedSourceOptions) {
     this.name = options.file;
     this.runner =
       options.scripts ??
       processScriptRunner((argv, message) => options.log('error', `cannot run ${argv[0]}: ${message}`));
+    this.openFifo =
+      options.openFifo ??
+      fifoOpener((path, reason) => options.log('warn', `notify FIFO ${path}: a line was lost (${reason})`));
+  }
+
+  /**
+   * Opens the plan's FIFOs that are not open already (and starts their scripts); all or nothing.
+   * Returns the new set, for `swapFifos`; throws KeepalivedConfError naming the FIFO.
+   */
+  private openFifos(plan: Plan): Array<{ key: string; fifo: NotifyFifo }> {
+    const opened: Array<{ key: string; fifo: NotifyFifo }> = [];
+    const next: Array<{ key: string; fifo: NotifyFifo }> = [];
+    try {
+      for (const fifoPlan of plan.fifos) {
+        const key = JSON.stringify(fifoPlan);
+        const kept = this.fifos.find((f) => f.key === key && !next.includes(f));
+        if (kept) {
+          next.push(kept);
+          continue;
+        }
+        const entry = { key, fifo: this.openFifo(fifoPlan.path, fifoPlan.script?.ids ?? null) };
+        opened.push(entry);
+        next.push(entry);
+      }
+    } catch (err) {
+      for (const { fifo } of opened) fifo.close();
+      throw new KeepalivedConfError(`${this.options.file}: ${(err as Error).message}`);
+    }
+    for (const { key, fifo } of opened) {
+      const script = plan.fifos.find((f) => JSON.stringify(f) === key)?.script;
+      if (script) this.runner.run({ ...script, argv: [...script.argv, fifo.path] });
+    }
+    return next;
+  }
+
+  /** Makes `next` the open FIFOs, closing the ones it does not keep. */
+  private swapFifos(next: Array<{ key: string; fifo: NotifyFifo }>): void {
+    for (const entry of this.fifos) if (!next.includes(entry)) entry.fifo.close();
+    this.fifos = next;
   }
 
   /** Reads and checks the file without applying it (lvsd refuses to start on an error). */
@@ -252,7 +316,14 @@ export class KeepalivedSource implements ReloadHook {
   async start(service: ControlService): Promise<void> {
     const plan = planOf(this.options.read());
     const monitor = new HealthMonitor(plan.monitored, this.options.monitor);
-    await service.apply(plan.desired);
+    const fifos = this.openFifos(plan);
+    try {
+      await service.apply(plan.desired, { addedRuntime: UNCHECKED });
+    } catch (err) {
+      for (const { fifo } of fifos) fifo.close();
+      throw err;
+    }
+    this.swapFifos(fifos);
     this.service = service;
     this.plan = plan;
     this.monitor = monitor;
@@ -267,21 +338,33 @@ export class KeepalivedSource implements ReloadHook {
     const log = this.options.log;
     log('info', `reloading ${this.options.file}`);
     let plan: Plan;
+    let fifos: Array<{ key: string; fifo: NotifyFifo }>;
     try {
       plan = planOf(this.options.read());
       // The monitor's own checks of the new checkers, before anything is applied.
       new HealthMonitor(plan.monitored, this.options.monitor);
+      fifos = this.openFifos(plan);
     } catch (err) {
       for (const line of (err as Error).message.split('\n')) log('error', line);
       log('error', `reload of ${this.options.file} refused: nothing was changed`);
       return;
     }
     const monitor = this.monitor;
-    if (!monitor) return;
-    const changes = await service.apply(plan.desired);
+    const dropNew = () => {
+      for (const entry of fifos) if (!this.fifos.includes(entry)) entry.fifo.close();
+    };
+    if (!monitor) return dropNew();
+    let changes;
+    try {
+      changes = await service.apply(plan.desired, { addedRuntime: UNCHECKED });
+    } catch (err) {
+      dropNew();
+      throw err;
+    }
+    this.swapFifos(fifos);
     this.plan = plan;
     monitor.update(plan.monitored);
-    // The director carries the runtime state of servers kept; new ones (added at their weight)
+    // The director carries the runtime state of servers kept; new ones (added out of scheduling)
     // are put where the monitor places them: re-stating the others changes nothing.
     for (const event of monitor.placements()) this.onEvent(event);
     log('info', `reloaded ${this.options.file}: ${changes.length} changes`);
@@ -345,6 +428,7 @@ export class KeepalivedSource implements ReloadHook {
       }
     await this.monitor?.stop();
     await this.settled();
+    this.swapFifos([]);
   }
 
   /** Resolves once every runtime change decided so far has reached the director. */
@@ -357,6 +441,7 @@ export class KeepalivedSource implements ReloadHook {
     if (!plan) return;
     if (event.type === 'rs' || event.type === 'vs') {
       this.options.log('info', `${event.line}${event.type === 'rs' ? ` (${event.reason})` : ''}`);
+      for (const { fifo } of this.fifos) fifo.write(event.line);
       const scripts = plan.scripts.get(
         event.type === 'rs' ? pairKey(event.service, event.server) : event.service,
       );

@@ -10,6 +10,7 @@
 // Either way the client gets the error and what runs, what is listed and what is saved agree.
 
 import type { Engine } from '../core/engine.js';
+import type { DestRuntimeChange } from '../core/model.js';
 import type {
   ConnPage,
   ControlOp,
@@ -205,11 +206,12 @@ export class ControlService implements ControlApi {
    * Makes the engine run `desired` (at start, and on reload), all or nothing: only what differs
    * is changed (unchanged services and real servers keep their connections and counters); when
    * the engine refuses an entry, or the result cannot be saved, everything goes back to what ran
-   * before and the error names the entry. Resolves to the changes made.
+   * before and the error names the entry. Resolves to the changes made. `addedRuntime`: the
+   * runtime state added real servers start in (out of scheduling until their checks place them).
    */
-  apply(desired: LvsdConfig): Promise<ConfigChange[]> {
+  apply(desired: LvsdConfig, options: { addedRuntime?: DestRuntimeChange } = {}): Promise<ConfigChange[]> {
     return this.serialize(async () => {
-      const plan = planChanges(await this.actual(), desired);
+      const plan = planChanges(await this.actual(), desired, options);
       for (const change of plan) {
         try {
           await this.applyChange(change);

@@ -3,6 +3,7 @@
 
 import type { Clock } from './clock.js';
 import { Defense, defenseSettings, type DefenseSettings } from './conn/defense.js';
+import { DEFAULT_EXPIRY, type ExpirySettings } from './conn/expiry.js';
 import { ConnTable } from './conn/table.js';
 import { S_UDP, TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
@@ -93,6 +94,8 @@ export interface DirectorOptions {
   defense?: Partial<DefenseSettings>;
   /** log2 of the hash buckets reported as "size=" (IPVS's conn_tab_bits, default 12). */
   connHashBits?: number;
+  /** What happens to the connections and templates of failed and quiesced real servers; unset fields take DEFAULT_EXPIRY's. */
+  expiry?: Partial<ExpirySettings>;
 }
 
 export class Director {
@@ -103,6 +106,7 @@ export class Director {
   private readonly defense: Defense;
   private readonly estimator = new Estimator();
   private readonly connHashBits: number;
+  private readonly expiry: ExpirySettings;
   private readonly fragments: FragmentTracker<FragmentDecision>;
   /** Packets ready besides the one `process` returns (held fragments released): the caller sends them. */
   readonly pending: Uint8Array[] = [];
@@ -119,6 +123,7 @@ export class Director {
   constructor(options: DirectorOptions) {
     this.clock = options.clock;
     this.connHashBits = options.connHashBits ?? 12;
+    this.expiry = { ...DEFAULT_EXPIRY, ...options.expiry };
     this.fragments = new FragmentTracker(this.clock);
     const random = options.random ?? Math.random;
     // Validated before the table's memory is taken.
@@ -164,7 +169,7 @@ export class Director {
       case 'clear':
         return this.services.clear();
       case 'add-dest': {
-        const dest = this.services.addDest(op.key, op.addr, op.port, op.settings);
+        const dest = this.services.addDest(op.key, op.addr, op.port, op.settings, op.runtime);
         this.estimator.add(dest.stats, dest);
         return;
       }
@@ -175,7 +180,7 @@ export class Director {
       case 'set-dest-runtime': {
         const dest = this.services.setDestRuntime(op.key, op.addr, op.port, op.change);
         // expire_nodest_conn for a server taken out: its connections end now instead of draining.
-        if (op.endConnections && !dest.scheduled) this.conns.dropDest(dest);
+        if ((op.endConnections || this.expiry.expireNodestConn) && !dest.scheduled) this.conns.dropDest(dest);
         return;
       }
       case 'zero':
@@ -273,6 +278,10 @@ export class Director {
     );
   }
 
+  private holds(dest: Dest): boolean {
+    return dest.scheduled && !(this.expiry.expireQuiescentTemplate && dest.weight === 0);
+  }
+
   /** A new connection: persistence template first, else the scheduler. */
   private schedule(service: Service, p: ParsedPacket): number {
     const { settings, key } = service;
@@ -284,8 +293,8 @@ export class Director {
       const vport = key.port === 0 || key.fwmark > 0 ? 0 : p.dport;
       template = this.conns.findTemplate(p.af, p.protocol, caddr, p.daddr, vport, key.fwmark);
       // ip_vs_check_template: a template whose real server left the scheduling (failed, in
-      // maintenance) no longer holds its client there.
-      if (template >= 0 && !this.conns.dest(template).scheduled) {
+      // maintenance), or with expire_quiescent_template is at weight 0, no longer holds its client there.
+      if (template >= 0 && !this.holds(this.conns.dest(template))) {
         this.conns.expire(template);
         template = -1;
       }
@@ -676,7 +685,7 @@ export class Director {
   snapshot(options: { connections: boolean }): Snapshot {
     const snapshot: Snapshot = {
       connTableBuckets: 1 << this.connHashBits,
-      connTable: { ...this.conns.stats(), defense: this.defense.snapshot() },
+      connTable: { ...this.conns.stats(), defense: this.defense.snapshot(), expiry: { ...this.expiry } },
       timeouts: this.timeouts.ipvs(),
       services: this.services.services.map(serviceSnapshot),
       dataPath: { ...this.counters, drops: { ...this.counters.drops }, passed: { ...this.counters.passed } },

@@ -2,6 +2,7 @@
 // socket and the boundary to the data-plane worker thread (structured-clone safe).
 
 import type { DefenseSnapshot } from './conn/defense.js';
+import type { ExpirySettings } from './conn/expiry.js';
 import type { Addr, Family, Protocol } from './inet.js';
 import type { SyncConn } from './sync/conn.js';
 import type {
@@ -62,7 +63,18 @@ export type ControlOp =
   | { op: 'edit-service'; key: ServiceKey; settings: ServiceSettings }
   | { op: 'delete-service'; key: ServiceKey }
   | { op: 'clear' }
-  | { op: 'add-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
+  /**
+   * `runtime`: the runtime state the real server starts in, in place before any packet can be
+   * scheduled to it (a health-checked server is added out of scheduling until its checks place it).
+   */
+  | {
+      op: 'add-dest';
+      key: ServiceKey;
+      addr: Addr;
+      port: number;
+      settings: DestSettings;
+      runtime?: DestRuntimeChange;
+    }
   | { op: 'edit-dest'; key: ServiceKey; addr: Addr; port: number; settings: DestSettings }
   | { op: 'delete-dest'; key: ServiceKey; addr: Addr; port: number }
   /**
@@ -245,8 +257,8 @@ export interface ConnTableStats {
   earlyDrops: number;
 }
 
-/** The table and its defense under pressure (src/core/conn/defense.ts). */
-export type ConnTableSnapshot = ConnTableStats & { defense: DefenseSnapshot };
+/** The table, its defense under pressure (src/core/conn/defense.ts) and its expiry settings. */
+export type ConnTableSnapshot = ConnTableStats & { defense: DefenseSnapshot; expiry: ExpirySettings };
 
 export interface Snapshot {
   /** Hash buckets of the connection table, shown as "size=" in the list header. */

@@ -135,14 +135,23 @@ export class ServiceTable {
     this.retire(all);
   }
 
-  addDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): Dest {
+  /** `runtime`: the state it starts in, set before the scheduler can see it (a server not yet checked). */
+  addDest(
+    key: ServiceKey,
+    addr: Addr,
+    port: number,
+    settings: DestSettings,
+    runtime?: DestRuntimeChange,
+  ): Dest {
     const service = this.requireForDest(key);
     validateDest(service, addr, port, settings);
     if (findDest(service, addr, port))
       throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
     // ip_vs_new_dest: a real server must be a unicast address.
     if (!isUnicast(addr)) throw invalid('real server address is not unicast');
+    if (runtime) validateRuntime(runtime);
     const dest = new Dest(this.nextDestId++, addr, port, { ...settings });
+    if (runtime) changeRuntime(dest, runtime);
     // list_add_rcu: the newest real server stands first.
     service.dests.unshift(dest);
     this.realServers.add(`${addrKey(addr)}:${port}`);
@@ -172,11 +181,7 @@ export class ServiceTable {
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     validateRuntime(change);
-    if (change.admin !== undefined) dest.admin = change.admin;
-    if (change.operatorWeight !== undefined) dest.operatorWeight = change.operatorWeight;
-    if (change.health !== undefined) dest.health = change.health;
-    if (change.dynamicWeight !== undefined) dest.dynamicWeight = change.dynamicWeight;
-    applyRuntime(dest);
+    changeRuntime(dest, change);
     this.rescheduled(service);
     return dest;
   }
@@ -269,6 +274,14 @@ const METHOD_OPTIONS: Record<ForwardMethod, string> = {
 
 const ADMIN_STATES = new Set<AdminState>(['ready', 'drain', 'maint']);
 const HEALTH_STATES = new Set<HealthState>(['up', 'down', 'down-inhibited']);
+
+function changeRuntime(dest: Dest, change: DestRuntimeChange): void {
+  if (change.admin !== undefined) dest.admin = change.admin;
+  if (change.operatorWeight !== undefined) dest.operatorWeight = change.operatorWeight;
+  if (change.health !== undefined) dest.health = change.health;
+  if (change.dynamicWeight !== undefined) dest.dynamicWeight = change.dynamicWeight;
+  applyRuntime(dest);
+}
 
 function validateRuntime(change: DestRuntimeChange): void {
   const weightOk = (w: unknown) =>

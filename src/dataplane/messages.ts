@@ -3,6 +3,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
+import type { ExpirySettings } from '../core/conn/expiry.js';
 import type { ConnPage, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
@@ -34,10 +35,11 @@ export interface WorkerSettings {
   port: MessagePort;
   /** null: no device, the worker only serves control (tests, a director without root). */
   tun: { name: string; mtu: number } | null;
-  /** URL of a module exporting `Director`, constructed as `new Director({ clock, connCapacity, defense })`. */
+  /** URL of a module exporting `Director`, constructed as `new Director({ clock, connCapacity, defense, expiry })`. */
   directorModule: string;
   connCapacity?: number;
   defense?: Partial<DefenseSettings>;
+  expiry?: Partial<ExpirySettings>;
   /** How long poll() waits when no packet is queued; bounds control latency when idle. */
   idlePollMs: number;
   tickMs: number;

@@ -3,6 +3,7 @@
 // that plumbing in place while the host changes under it (a firewall reload, a device bounced).
 
 import type { DefenseSettings } from '../core/conn/defense.js';
+import type { ExpirySettings } from '../core/conn/expiry.js';
 import { HostNetwork, RealSystem, type HostRepair } from './host.js';
 import { DEFAULT_TUN_MTU, DEFAULT_TUN_NAME } from './tun.js';
 import { WorkerEngine } from './worker-engine.js';
@@ -16,6 +17,7 @@ export interface DataplaneOptions {
   mtu?: number;
   connCapacity?: number;
   defense?: Partial<DefenseSettings>;
+  expiry?: Partial<ExpirySettings>;
   /** How often the host plumbing is checked against the journal and repaired; 0 never. */
   repairIntervalMs?: number;
   /** Where repairs are reported. */
@@ -31,6 +33,7 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     host,
     connCapacity: options.connCapacity,
     defense: options.defense,
+    expiry: options.expiry,
   });
   if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
   return engine;

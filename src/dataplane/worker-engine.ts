@@ -5,6 +5,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Engine } from '../core/engine.js';
 import type { DefenseSettings } from '../core/conn/defense.js';
+import type { ExpirySettings } from '../core/conn/expiry.js';
 import { ErrorCodes, LvsError } from '../core/errors.js';
 import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
@@ -36,6 +37,7 @@ export interface WorkerEngineOptions {
   host: HostSteering | null;
   connCapacity?: number;
   defense?: Partial<DefenseSettings>;
+  expiry?: Partial<ExpirySettings>;
   /** Defaults to the real director; tests point it at a module of their own. */
   directorModule?: string;
   idlePollMs?: number;
@@ -153,6 +155,7 @@ export class WorkerEngine implements Engine {
       directorModule: options.directorModule ?? new URL('../core/director.js', import.meta.url).href,
       connCapacity: options.connCapacity,
       defense: options.defense,
+      expiry: options.expiry,
       idlePollMs: options.idlePollMs ?? 20,
       tickMs: options.tickMs ?? 100,
     };

@@ -26,11 +26,16 @@ async function start(): Promise<void> {
   try {
     const { Director } = (await import(settings.directorModule)) as {
       Director: new (
-        options: Pick<WorkerSettings, 'connCapacity' | 'defense'> & { clock: Clock },
+        options: Pick<WorkerSettings, 'connCapacity' | 'defense' | 'expiry'> & { clock: Clock },
       ) => PacketDirector;
     };
     loop = new PacketLoop({
-      director: new Director({ clock, connCapacity: settings.connCapacity, defense: settings.defense }),
+      director: new Director({
+        clock,
+        connCapacity: settings.connCapacity,
+        defense: settings.defense,
+        expiry: settings.expiry,
+      }),
       driver: new TunDriver(settings.tun?.mtu ?? 0),
       clock,
       frameMax: TUN_FRAME_MAX,

@@ -101,8 +101,11 @@ export function cleanupStaleLabs(prefix: string): string[] {
   return removed;
 }
 
-/** An nginx in `dir` answering "This is <name>, you are <client>" on `listen` (and /files/ from dir/www). */
-export function nginxConfig(dir: string, name: string, listen = '80'): string {
+/**
+ * An nginx in `dir` answering "This is <name>, you are <client>" on `listen` (and /files/ from
+ * dir/www); `moreServers`: further `server { ... }` blocks of the http section (a TLS one, say).
+ */
+export function nginxConfig(dir: string, name: string, listen = '80', moreServers = ''): string {
   return `worker_processes 1;
 user root;
 daemon on;
@@ -128,7 +131,7 @@ http {
       alias ${dir}/www/;
     }
   }
-}
+${moreServers}}
 `;
 }
 

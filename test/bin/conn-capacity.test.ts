@@ -10,7 +10,7 @@ import { LVSD, removeDir, runLvsadmBinary, spawnDaemon, tempDir } from '../cli/d
 import type { SpawnedDaemon } from '../cli/daemon-harness.js';
 import type { ConnTableSnapshot } from '../../src/core/ops.js';
 
-test('--conn-capacity and the defense options show in -L --json; -Ln keeps ipvsadm’s header', async () => {
+test('--conn-capacity, the defense and the expiry options show in -L --json; -Ln keeps ipvsadm’s header', async () => {
   const dir = await tempDir();
   let daemon: SpawnedDaemon | null = null;
   try {
@@ -23,7 +23,9 @@ test('--conn-capacity and the defense options show in -L --json; -Ln keeps ipvsa
       '--defense-threshold',
       '75',
     ];
-    daemon = await spawnDaemon(dir, undefined, { args: [...args, '--early-drop', 'off'] });
+    daemon = await spawnDaemon(dir, undefined, {
+      args: [...args, '--early-drop', 'off', '--expire-nodest-conn', '1', '--expire-quiescent-template=1'],
+    });
     const env = { LVSD_SOCKET: daemon.socketPath };
     const json = await runLvsadmBinary(['-L', '--json'], env);
     assert.equal(json.code, 0, json.stderr);
@@ -42,6 +44,7 @@ test('--conn-capacity and the defense options show in -L --json; -Ln keeps ipvsa
         droppedEntries: 0,
         secureTcpActivations: 0,
       },
+      expiry: { expireNodestConn: true, expireQuiescentTemplate: true },
     });
     const text = await runLvsadmBinary(['-Ln'], env);
     assert.equal(text.stdout.split('\n')[0], 'IP Virtual Server version 1.2.1 (size=4096)');
@@ -70,6 +73,8 @@ test('a bad table option stops lvsd before it starts: exit 2, the option named, 
         /--defense-threshold 0: the defense threshold must be a percentage, 1\.\.100/,
       ],
       [['--early-drop', 'yes'], /--early-drop: yes is not on or off/],
+      [['--expire-nodest-conn', 'on'], /--expire-nodest-conn: on is not 0 or 1/],
+      [['--expire-quiescent-template', '2'], /--expire-quiescent-template: 2 is not 0 or 1/],
     ];
     for (const [args, message] of cases) {
       const run = spawnSync(

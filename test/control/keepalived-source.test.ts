@@ -7,11 +7,13 @@ import { describe, it } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
 import { formatAddr } from '../../src/core/inet.js';
+import type { ControlOp } from '../../src/core/ops.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
 import { KeepalivedConfError, KeepalivedSource } from '../../src/control/keepalived-source.js';
 import { ControlService } from '../../src/control/service.js';
 import type { Checker, CheckResult } from '../../src/health/checker.js';
 import type { CheckerConfig } from '../../src/health/config.js';
+import type { NotifyFifo } from '../../src/health/fifo.js';
 import { readKeepalivedConf } from '../../src/keepalived/read.js';
 import { VirtualTime } from '../health/virtual-time.js';
 import { fakeFiles } from '../keepalived/fake-files.js';
@@ -40,6 +42,21 @@ function realServer(addr: string, weight: number, extra = ''): string {
     }`;
 }
 
+/** An engine that remembers every real server the scheduler could pick after any operation. */
+class WatchedEngine extends InProcessEngine {
+  readonly everScheduled = new Set<string>();
+
+  constructor(private readonly watched: Director) {
+    super(watched);
+  }
+
+  override async execute(op: ControlOp): Promise<void> {
+    await super.execute(op);
+    for (const svc of this.watched.snapshot({ connections: false }).services)
+      for (const d of svc.dests) if (d.scheduled) this.everScheduled.add(`${formatAddr(d.addr)}:${d.port}`);
+  }
+}
+
 /** A lvsd run from `text`, whose checks pass for the addresses in `healthy`. */
 async function harness(text: string) {
   const started: string[][] = [];
@@ -49,6 +66,25 @@ async function harness(text: string) {
   /** What a misc_dynamic script asks for (exit status - 2); 'configured' for exit 0. */
   let miscWeight: number | 'configured' = 'configured';
   const logs: string[] = [];
+  /** The fake notify FIFOs: what was written to each path, and which opens fail. */
+  const fifos = {
+    lines: new Map<string, string[]>(),
+    open: new Set<string>(),
+    unopenable: new Set<string>(),
+  };
+  const openFifo = (path: string): NotifyFifo => {
+    if (fifos.unopenable.has(path)) throw new Error(`cannot make the notify FIFO ${path}: EACCES`);
+    fifos.open.add(path);
+    if (!fifos.lines.has(path)) fifos.lines.set(path, []);
+    return {
+      path,
+      write: (line) => {
+        assert.ok(fifos.open.has(path), 'written while open');
+        fifos.lines.get(path)!.push(line);
+      },
+      close: () => fifos.open.delete(path),
+    };
+  };
   const createChecker = (config: CheckerConfig): Checker => {
     const addr = 'target' in config ? formatAddr(config.target.addr) : '';
     return {
@@ -68,11 +104,10 @@ async function harness(text: string) {
     log: (_level, line) => logs.push(line),
     monitor: { clock: time.clock, timers: time, random: () => 0, createChecker },
     scripts: { run: (script) => started.push(script.argv) },
+    openFifo,
   });
-  const service = new ControlService(
-    new InProcessEngine(new Director({ clock: new ManualClock(), connCapacity: 16 })),
-    { annotateSnapshot: (snapshot) => source.annotate(snapshot) },
-  );
+  const engine = new WatchedEngine(new Director({ clock: new ManualClock(), connCapacity: 16 }));
+  const service = new ControlService(engine, { annotateSnapshot: (snapshot) => source.annotate(snapshot) });
   await source.start(service);
   /** Real servers in scheduling, as `-Ln` lists them: "addr:port weight". */
   const listed = async () => {
@@ -92,7 +127,7 @@ async function harness(text: string) {
     await source.reload(service);
   };
   const setMiscWeight = (weight: number | 'configured') => (miscWeight = weight);
-  return { source, service, healthy, listed, advance, reload, logs, setMiscWeight, started };
+  return { source, service, engine, fifos, healthy, listed, advance, reload, logs, setMiscWeight, started };
 }
 
 describe('KeepalivedSource', () => {
@@ -118,6 +153,34 @@ describe('KeepalivedSource', () => {
     h.healthy.add('198.18.1.11');
     await h.advance(2000);
     assert.deepEqual(await h.listed(), ['198.18.1.11:80 2', '198.18.1.12:80 1']);
+    await h.source.close();
+  });
+
+  it('never lets the scheduler pick an alpha server before its first successful check, at start or reload', async () => {
+    const h = await harness(
+      conf(
+        realServer('198.18.1.11', 1, 'alpha') + realServer('198.18.1.12', 1),
+        'sorry_server 198.18.1.99 80',
+      ),
+    );
+    h.healthy.delete('198.18.1.11');
+    await h.advance(3000);
+    assert.deepEqual(await h.listed(), ['198.18.1.12:80 1']);
+    await h.reload(
+      conf(
+        realServer('198.18.1.11', 1, 'alpha') +
+          realServer('198.18.1.12', 1) +
+          realServer('198.18.1.13', 1, 'alpha'),
+        'sorry_server 198.18.1.99 80',
+      ),
+    );
+    await h.advance(3000);
+    assert.deepEqual(await h.listed(), ['198.18.1.12:80 1']);
+    // Neither failed alpha server, nor the sorry server of a service with its quorum, ever was.
+    assert.deepEqual([...h.engine.everScheduled].sort(), ['198.18.1.12:80']);
+    h.healthy.add('198.18.1.11');
+    await h.advance(2000);
+    assert.deepEqual(await h.listed(), ['198.18.1.11:80 1', '198.18.1.12:80 1']);
     await h.source.close();
   });
 
@@ -220,6 +283,40 @@ describe('KeepalivedSource', () => {
     ]);
     await h.source.close();
     assert.deepEqual(h.started.slice(4), [['/usr/local/bin/rs', 'down'], ['/usr/local/bin/qd']]);
+  });
+
+  it("writes keepalived's RS and VS lines to notify_fifo and lvs_notify_fifo, starting their scripts with the path", async () => {
+    const fifos = (notify: string, lvs: string) =>
+      `global_defs {\n notify_fifo ${notify}\n notify_fifo_script "/bin/reader -v"\n lvs_notify_fifo ${lvs}\n}\n`;
+    const body = conf(realServer('198.18.1.11', 1) + realServer('198.18.1.12', 1), 'quorum 2');
+    const h = await harness(fifos('/run/all.fifo', '/run/lvs.fifo') + body);
+    assert.deepEqual(h.started, [['/bin/reader', '-v', '/run/all.fifo']]);
+    await h.advance(2000);
+    h.healthy.delete('198.18.1.11');
+    await h.advance(2000);
+    h.healthy.add('198.18.1.11');
+    await h.advance(2000);
+    const expected = [
+      'RS [198.18.1.11]:tcp:80 [198.18.0.1]:tcp:80 DOWN',
+      'VS [198.18.0.1]:tcp:80 DOWN',
+      'RS [198.18.1.11]:tcp:80 [198.18.0.1]:tcp:80 UP',
+      'VS [198.18.0.1]:tcp:80 UP',
+    ];
+    assert.deepEqual(h.fifos.lines.get('/run/all.fifo'), expected);
+    assert.deepEqual(h.fifos.lines.get('/run/lvs.fifo'), expected);
+
+    // A reload keeps an unchanged FIFO open and its script running; a changed one is swapped.
+    await h.reload(fifos('/run/all.fifo', '/run/lvs2.fifo') + body);
+    assert.deepEqual([...h.fifos.open].sort(), ['/run/all.fifo', '/run/lvs2.fifo']);
+    assert.equal(h.started.length, 1);
+    // One that cannot be opened refuses the reload: nothing changes.
+    h.fifos.unopenable.add('/run/bad.fifo');
+    await h.reload(fifos('/run/bad.fifo', '/run/lvs3.fifo') + body);
+    assert.ok(h.logs.some((l) => /cannot make the notify FIFO \/run\/bad\.fifo/.test(l)));
+    assert.ok(h.logs.some((l) => /reload of .* refused: nothing was changed/.test(l)));
+    assert.deepEqual([...h.fifos.open].sort(), ['/run/all.fifo', '/run/lvs2.fifo']);
+    await h.source.close();
+    assert.deepEqual([...h.fifos.open], [], 'closed with lvsd');
   });
 
   it('refuses at start what it cannot carry out, naming the file or line', async () => {

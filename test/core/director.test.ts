@@ -542,3 +542,117 @@ test('counters past 2^53 stay exact through traffic and the snapshot, and wrap a
   assert.equal(dest.stats.conns, '1');
   assert.equal(dest.stats.inBytes, String(2n ** 53n + BigInt(buildPacket(packet).length)));
 });
+
+/** A persistent rr service (300 s templates) on a virtual clock, with IPVS's expiry sysctls as given. */
+function expiryLab(expiry: { expireNodestConn?: boolean; expireQuiescentTemplate?: boolean }) {
+  const clock = new ManualClock(1000);
+  const d = new Director({ clock, random: () => 0.5, connCapacity: 1024, expiry });
+  setup(d, 'rr', { flags: SVC_F_PERSISTENT, timeout: 300 });
+  const runtime = (addr: string, change: DestRuntimeChange) =>
+    d.execute({ op: 'set-dest-runtime', key: tcpService(), addr: ip(addr), port: 8080, change });
+  /** Where a new connection from `client` goes. */
+  const connect = (client: string, port: number) =>
+    formatAddr(send(d, tcp(client, port, VIP, 80, SYN))!.parsed.daddr);
+  const conns = () =>
+    d
+      .snapshot({ connections: true })
+      .connections!.map((c) => `${c.template ? 'template' : c.state} ${formatAddr(c.daddr)}`)
+      .sort();
+  return { clock, d, runtime, connect, conns };
+}
+
+test('expire_nodest_conn: a real server taken out ends its connections and templates at once when set, drains them when not', () => {
+  for (const expireNodestConn of [false, true]) {
+    const lab = expiryLab({ expireNodestConn });
+    const pinned = lab.connect(CLIENT, 40000);
+    assert.deepEqual(lab.conns(), [`SYN_RECV ${pinned}`, `template ${pinned}`]);
+    lab.runtime(pinned, { health: 'down' });
+    if (expireNodestConn) {
+      assert.deepEqual(lab.conns(), [], 'connection and template ended with the failure');
+      // Its next packet belongs to nothing: dropped, as IPVS drops it, never sent to the failed server.
+      assert.equal(send(lab.d, tcp(CLIENT, 40000, VIP, 80, ACK)), null);
+    } else {
+      assert.ok(send(lab.d, tcp(CLIENT, 40000, VIP, 80, ACK)), 'the open connection drains');
+      lab.clock.advance(10_000);
+      lab.d.tick();
+      assert.deepEqual(lab.conns(), [`ESTABLISHED ${pinned}`, `template ${pinned}`]);
+    }
+  }
+  // Quiesced (inhibit_on_failure, drain) is not taken out: its connections carry on either way.
+  const lab = expiryLab({ expireNodestConn: true });
+  const pinned = lab.connect(CLIENT, 40000);
+  lab.runtime(pinned, { health: 'down-inhibited' });
+  assert.deepEqual(lab.conns(), [`SYN_RECV ${pinned}`, `template ${pinned}`]);
+  assert.ok(send(lab.d, tcp(CLIENT, 40000, VIP, 80, ACK)));
+});
+
+test('expire_quiescent_template: a returning client leaves a quiesced real server only when set, and never stays on a failed one', () => {
+  for (const expireQuiescentTemplate of [false, true]) {
+    for (const quiesce of [{ health: 'down-inhibited' }, { admin: 'drain' }] as DestRuntimeChange[]) {
+      const lab = expiryLab({ expireQuiescentTemplate });
+      const pinned = lab.connect(CLIENT, 40000);
+      const other = pinned === RS1 ? RS2 : RS1;
+      // The connection closes and expires; the template (300 s) outlives it.
+      send(lab.d, tcp(CLIENT, 40000, VIP, 80, ACK));
+      send(lab.d, tcp(CLIENT, 40000, VIP, 80, FIN | ACK));
+      lab.runtime(pinned, quiesce);
+      lab.clock.advance(150_000);
+      lab.d.tick();
+      assert.deepEqual(lab.conns(), [`template ${pinned}`], JSON.stringify(quiesce));
+      const returning = lab.connect(CLIENT, 40001);
+      assert.equal(
+        returning,
+        expireQuiescentTemplate ? other : pinned,
+        `${JSON.stringify(quiesce)} with expire_quiescent_template ${Number(expireQuiescentTemplate)}`,
+      );
+      // A new client is never scheduled to the quiesced server.
+      assert.equal(lab.connect('198.18.0.101', 40000), other);
+    }
+    // Failed (out of the scheduling): the template lets go whatever the setting, as ip_vs_check_template.
+    const lab = expiryLab({ expireQuiescentTemplate });
+    const pinned = lab.connect(CLIENT, 40000);
+    lab.runtime(pinned, { health: 'down' });
+    assert.notEqual(lab.connect(CLIENT, 40001), pinned);
+  }
+});
+
+test('a real server added with a runtime state starts in it: out of scheduling until told; a bad one adds nothing', () => {
+  const d = director();
+  d.execute({ op: 'add-service', key: tcpService(), settings: settings('rr') });
+  d.execute({
+    op: 'add-dest',
+    key: tcpService(),
+    addr: ip(RS1),
+    port: 8080,
+    settings: masq(),
+    runtime: { health: 'down' },
+  });
+  // No real server to schedule: ICMP port unreachable back to the client.
+  const refused = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
+  assert.equal(formatAddr(refused.parsed.daddr), CLIENT);
+  assert.equal(refused.parsed.protocol, 1);
+  assert.throws(
+    () =>
+      d.execute({
+        op: 'add-dest',
+        key: tcpService(),
+        addr: ip(RS2),
+        port: 8080,
+        settings: masq(),
+        runtime: { health: 'sick' as 'down' },
+      }),
+    (e: unknown) => (e as LvsError).code === 'LVS_ERR_INVALID',
+  );
+  assert.deepEqual(
+    d.snapshot({ connections: false }).services[0]!.dests.map((x) => [formatAddr(x.addr), x.scheduled]),
+    [[RS1, false]],
+  );
+  d.execute({
+    op: 'set-dest-runtime',
+    key: tcpService(),
+    addr: ip(RS1),
+    port: 8080,
+    change: { health: 'up' },
+  });
+  assert.equal(formatAddr(send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!.parsed.daddr), RS1);
+});

@@ -9,6 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { buildLab, type Lab } from '../../src/lab/lab.js';
 
 export const isRoot = process.getuid?.() === 0;
+
+/** A keepalived.conf checker of a real server's page `/` (status 200), failed after one attempt of 1 s. */
+export const pageChecker = (kind: 'HTTP_GET' | 'SSL_GET'): string => `${kind} {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 1
+            retry 0
+        }`;
 export const ROOT_SKIP = isRoot ? false : 'needs root for network namespaces';
 
 const LVSD = fileURLToPath(new URL('../../src/bin/lvsd.js', import.meta.url));
@@ -273,12 +283,18 @@ export interface SetupOptions {
   bulkFileMb?: number;
   /** Namespace prefix (default lvse2e). */
   prefix?: string;
+  /** How many real servers (default 2). */
+  realServers?: number;
   /** More of lvsd's command line, given the lab (to write a file into lab.tmpDir first). */
   lvsdArgs?: (lab: Lab) => string[];
 }
 
 export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
-  const lab = buildLab({ prefix: options.prefix ?? 'lvse2e', bulkFileMb: options.bulkFileMb ?? 0 });
+  const lab = buildLab({
+    prefix: options.prefix ?? 'lvse2e',
+    bulkFileMb: options.bulkFileMb ?? 0,
+    realServers: options.realServers ?? 2,
+  });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {
     try {

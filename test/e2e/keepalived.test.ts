@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nginxCommand } from '../../src/lab/lab.js';
-import { ROOT_SKIP, setupLab, type Setup } from './harness.js';
+import { pageChecker, ROOT_SKIP, setupLab, type Setup } from './harness.js';
 
 const VIP = '198.18.0.1';
 const RS1 = '198.18.1.11';
@@ -21,14 +21,7 @@ function keepalivedConf(weights: [number, number]): string {
   const realServer = (addr: string, weight: number) => `
     real_server ${addr} 80 {
         weight ${weight}
-        HTTP_GET {
-            url {
-                path /
-                status_code 200
-            }
-            connect_timeout 1
-            retry 0
-        }
+        ${pageChecker('HTTP_GET')}
     }`;
   return `! lvsd e2e: two nginx checked with HTTP_GET
 global_defs {
