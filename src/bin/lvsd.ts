@@ -30,8 +30,8 @@ import type { HttpListener } from '../http/server.js';
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
-            [--keepalived-conf FILE]
-       lvsd demo [--keep]
+            [--keepalived-conf FILE] [--floating-vips]
+       lvsd demo [--keep] [--ha]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
@@ -50,6 +50,9 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --keepalived-conf FILE  run the virtual servers, real servers, sorry servers and health checks
                     of a keepalived.conf; the file owns the configuration (lvsd.json is not used,
                     lvsadm may only drain/ready/maint, set weights and zero counters)
+  --floating-vips   the VIPs come and go with VRRP (keepalived adds them on the master and
+                    removes them on the backup): never answer ARP/ND for a VIP that is not a local
+                    address, steer its services present or not (docs/ha.md)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)
@@ -67,6 +70,7 @@ interface CommandLine {
   connCapacity: number;
   defense: DefenseSettings;
   keepalivedConf: string | null;
+  floatingVips: boolean;
 }
 
 const VALUE_OPTIONS = new Set([
@@ -105,6 +109,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let connCapacity = DEFAULT_CONN_CAPACITY;
   const defense: Partial<DefenseSettings> = {};
   let keepalivedConf: string | null = null;
+  let floatingVips = false;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -113,6 +118,10 @@ function parseCommandLine(args: string[]): CommandLine {
     }
     if (name === '--no-dataplane' && inline === undefined) {
       dataplane = false;
+      continue;
+    }
+    if (name === '--floating-vips' && inline === undefined) {
+      floatingVips = true;
       continue;
     }
     if (!VALUE_OPTIONS.has(name)) usageError(`unknown option ${name}`);
@@ -144,6 +153,7 @@ function parseCommandLine(args: string[]): CommandLine {
       Object.assign(defense, change);
     }
   }
+  if (floatingVips && !dataplane) usageError('--floating-vips is about the data plane: not with --no-dataplane');
   return {
     socketPath,
     stateDir,
@@ -152,11 +162,18 @@ function parseCommandLine(args: string[]): CommandLine {
     connCapacity,
     defense: defenseSettings(defense),
     keepalivedConf,
+    floatingVips,
   };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
-async function buildEngine({ dataplane, stateDir, connCapacity, defense }: CommandLine): Promise<Engine> {
+async function buildEngine({
+  dataplane,
+  stateDir,
+  connCapacity,
+  defense,
+  floatingVips,
+}: CommandLine): Promise<Engine> {
   if (!dataplane) {
     const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense });
     return new InProcessEngine(director, { tickIntervalMs: 1000 });
@@ -173,6 +190,7 @@ async function buildEngine({ dataplane, stateDir, connCapacity, defense }: Comma
     defense,
     repairIntervalMs: HOST_REPAIR_INTERVAL_MS,
     log: stderrLogger,
+    floatingVips,
   });
 }
 

@@ -43,7 +43,8 @@ export interface Lab {
   teardown(): void;
 }
 
-function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000): string {
+/** Runs a command; returns its stdout, throws with its stderr on failure. */
+export function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000): string {
   try {
     return execFileSync(argv[0]!, argv.slice(1), {
       input,
@@ -57,7 +58,8 @@ function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000
   }
 }
 
-function nsExec(ns: string, argv: readonly string[]): string[] {
+/** The argv that runs `argv` in namespace `ns`. */
+export function nsExec(ns: string, argv: readonly string[]): string[] {
   return ['ip', 'netns', 'exec', ns, ...argv];
 }
 
@@ -71,7 +73,7 @@ function pidAlive(pid: number): boolean {
 }
 
 /** Kills what runs in a namespace, then deletes it. */
-function removeNamespace(ns: string): void {
+export function removeNamespace(ns: string): void {
   const pids = sh(['ip', 'netns', 'pids', ns]).split(/\s+/).filter(Boolean).map(Number);
   for (const pid of pids) {
     try {
@@ -231,7 +233,7 @@ export function buildLab(options: LabOptions = {}): Lab {
 }
 
 /** Tears the lab down when the process is interrupted or terminated, then exits as the signal would. */
-export function teardownOnSignals(lab: Lab): () => void {
+export function teardownOnSignals(lab: Pick<Lab, 'teardown'>): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((signal) => {
     const handler = (): void => {
       lab.teardown();
