@@ -153,7 +153,8 @@ function parseCommandLine(args: string[]): CommandLine {
       Object.assign(defense, change);
     }
   }
-  if (floatingVips && !dataplane) usageError('--floating-vips is about the data plane: not with --no-dataplane');
+  if (floatingVips && !dataplane)
+    usageError('--floating-vips is about the data plane: not with --no-dataplane');
   return {
     socketPath,
     stateDir,

@@ -59,7 +59,11 @@ export async function until<T>(what: string, probe: () => T | undefined, timeout
   throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
 }
 
-/** The keepalived.conf of one director: packaging/keepalived/keepalived.conf with the lab's names. */
+/**
+ * The keepalived.conf of one director: packaging/keepalived/keepalived.conf with the lab's names,
+ * less enable_script_security (the scripts here live in a checkout and a temporary directory,
+ * which keepalived would have to find writable by root only).
+ */
 export function haKeepalivedConf(name: string, priority: number, notify: string): string {
   return `global_defs {
   router_id lvsd-${name}
@@ -160,6 +164,14 @@ export class HaDirector {
       addr_info: { local: string }[];
     }[];
     return listed.some((link) => link.addr_info.some((a) => a.local === HA_VIP));
+  }
+
+  /** The MAC address of the director's interface towards the clients. */
+  publicMac(): string {
+    const [link] = JSON.parse(sh(nsExec(this.ns, ['ip', '-j', 'link', 'show', 'dev', 'pub0']))) as {
+      address: string;
+    }[];
+    return link!.address;
   }
 
   /** The sync roles lvsd runs now (`lvsadm -L --daemon --json`), "master" and/or "backup". */
@@ -301,12 +313,19 @@ export const HA_SERVICE_COMMANDS = [
 export async function startHaPair(lab: HaLab, say: (line: string) => void = () => undefined): Promise<void> {
   const [a, b] = lab.directors;
   await Promise.all([a.startLvsd(), b.startLvsd()]);
-  for (const d of lab.directors) for (const command of HA_SERVICE_COMMANDS) d.adm(command);
+  for (const d of lab.directors) {
+    for (const command of HA_SERVICE_COMMANDS) {
+      say(`[${d.name}] $ lvsadm ${command}`);
+      d.adm(command);
+    }
+  }
+  say(`[a] $ keepalived -P -n -f ${join(lab.tmpDir, 'a', 'keepalived.conf')}   (priority ${a.priority})`);
   a.startKeepalived();
   await until('director a becomes VRRP master', () =>
     a.holdsVip() && a.syncRoles().join() === 'master' ? true : undefined,
   );
   say('director a: VRRP MASTER, holds the VIP and the DIP, lvsd runs the master sync role');
+  say(`[b] $ keepalived -P -n -f ${join(lab.tmpDir, 'b', 'keepalived.conf')}   (priority ${b.priority})`);
   b.startKeepalived();
   await until('director b runs the backup sync role', () =>
     b.syncRoles().join() === 'backup' ? true : undefined,
@@ -360,6 +379,16 @@ export class HaTraffic {
     const open = this.events.filter((e) => e.kind === 'open');
     return open.length === conns ? open.map((e) => e.port) : undefined;
   }
+}
+
+/** The MAC address the client sends the VIP's traffic to (its ARP entry), or null. */
+export function clientVipMac(lab: HaLab): string | null {
+  const [entry] = JSON.parse(
+    lab.run(lab.ns.client, ['ip', '-j', 'neigh', 'show', HA_VIP, 'dev', 'eth0']),
+  ) as {
+    lladdr?: string;
+  }[];
+  return entry?.lladdr ?? null;
 }
 
 /** What the client saw around a failover at `killedAt` (wall clock, ms). */

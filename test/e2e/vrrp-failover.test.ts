@@ -8,8 +8,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   buildHaLab,
+  clientVipMac,
   failoverFigures,
   HA_CLIENT_ADDR,
   HA_PORT,
@@ -20,6 +22,7 @@ import {
   until,
   type HaLab,
 } from '../../src/lab/ha-lab.js';
+import { cleanupStaleLabs } from '../../src/lab/lab.js';
 import { ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvv11';
@@ -29,18 +32,36 @@ const BULK_MB = 40;
 const RATE = '4M';
 const CLIENT_MS = 25_000;
 
-const hasKeepalived = (() => {
+const keepalivedSkip = (() => {
   try {
     execFileSync('keepalived', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
     return false;
+  } catch {
+    return 'keepalived is not installed (scripts/setup.sh)';
   }
 })();
 
+describe('the shipped keepalived.conf (root, netns)', { skip: ROOT_SKIP || keepalivedSkip }, () => {
+  it('passes keepalived -t on a director with eth0 and eth1', () => {
+    const ns = `${PREFIX}${process.pid}-conf`;
+    const conf = fileURLToPath(new URL('../../../packaging/keepalived/keepalived.conf', import.meta.url));
+    const run = (...argv: string[]) =>
+      execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: 'pipe' });
+    cleanupStaleLabs(PREFIX);
+    run('ip', 'netns', 'add', ns);
+    try {
+      run('ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
+      // Exits non-zero on errors and on warnings such as a script run without script security.
+      run('ip', 'netns', 'exec', ns, 'keepalived', '-t', '-f', conf);
+    } finally {
+      run('ip', 'netns', 'del', ns);
+    }
+  });
+});
+
 describe(
   'VRRP failover of a pair of lvsd directors with keepalived (root, netns)',
-  { skip: ROOT_SKIP || (hasKeepalived ? false : 'keepalived is not installed (scripts/setup.sh)') },
+  { skip: ROOT_SKIP || keepalivedSkip },
   () => {
     let lab: HaLab;
     let traffic: HaTraffic;
@@ -73,13 +94,17 @@ describe(
         return ours(rows) && toVip.length >= CONNS + 1 ? toVip : undefined;
       });
       assert.ok(listed.length >= CONNS + 1);
+      // Only the master answers ARP for the VIP: the backup's lvsd (--floating-vips) has no proxy entry.
+      assert.equal(clientVipMac(lab), a.publicMac());
+      assert.equal(lab.run(b.ns, ['ip', 'neigh', 'show', 'proxy']), '');
     });
 
-    it('director a dies; b takes over, the download completes intact and the connections carry on', async () => {
+    it('director a dies; b takes over, the download completes intact and the connections carry on', async (t) => {
       assert.equal(ports.length, CONNS, 'the first test opened the connections');
       const [a, b] = lab.directors;
-      const killedAt = Date.now();
       a.crash();
+      // From here on, whatever reaches the client came through b.
+      const killedAt = Date.now();
       await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
       await until('director b runs the master sync role', () =>
         b.syncRoles().join() === 'master' ? true : undefined,
@@ -87,16 +112,17 @@ describe(
       const download = await traffic.download;
       assert.equal(download.status, 0, `curl: ${download.stderr}`);
       assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+      assert.equal(clientVipMac(lab), b.publicMac(), "b's gratuitous ARP moved the VIP");
       // The keep-alive connections, still open, are b's now.
       const rows = b.adm('-Lnc');
       for (const port of ports) assert.match(rows, new RegExp(`ESTABLISHED\\s+${HA_CLIENT_ADDR}:${port} `));
       await traffic.clientDone;
       const figures = failoverFigures(traffic.events, killedAt, CONNS);
       const share = ((100 * figures.survived) / figures.conns).toFixed(0);
-      process.stdout.write(
-        `# VRRP failover: ${figures.failoverMs} ms from the kill to the first reply through the backup; ` +
+      t.diagnostic(
+        `VRRP failover: ${figures.failoverMs} ms from the kill to the first reply through the backup; ` +
           `${figures.survived}/${figures.conns} keep-alive connections survived (${share}%), ` +
-          `and the ${BULK_MB} MB download arrived intact\n`,
+          `and the ${BULK_MB} MB download arrived intact`,
       );
       assert.notEqual(figures.failoverMs, null, 'a reply came through the backup');
       assert.deepEqual(figures.lost, []);
