@@ -80,14 +80,17 @@ export async function runHaDemo(): Promise<number> {
       b.syncRoles().join() === 'master' ? true : undefined,
     );
     show(b, '-L --daemon');
+    await until('every keep-alive connection answers through b', () =>
+      traffic.allAnsweredSince(killedAt, CONNS),
+    );
+    say(`\n${at()}  every keep-alive connection has answered through b, on the real server it had:`);
+    showOpen(b);
     const download = await traffic.download;
     if (download.status !== 0) throw new Error(`the download failed: ${download.stderr}`);
     const intact = (await sha256(traffic.downloadPath)) === (await sha256(lab.bulkFile));
     say(
       `\n${at()}  download complete: ${intact ? 'byte for byte the real server file (SHA-256 equal)' : 'CORRUPT'}`,
     );
-    showOpen(b);
-    say(`\n${at()}  the client keeps asking on its keep-alive connections (${CLIENT_MS / 1000} s in all)...`);
     await traffic.clientDone;
     const figures = failoverFigures(traffic.events, killedAt, CONNS);
     say(

@@ -374,6 +374,14 @@ export class HaTraffic {
     this.download = once(curl, 'exit').then(([status]) => ({ status: status as number | null, stderr }));
   }
 
+  /** True once every keep-alive connection has had a reply after `since` (wall clock, ms). */
+  allAnsweredSince(since: number, conns: number): true | undefined {
+    const answered = new Set(
+      this.events.flatMap((e) => (e.kind === 'reply' && e.at > since ? [e.conn] : [])),
+    );
+    return answered.size === conns ? true : undefined;
+  }
+
   /** The client's local port of each keep-alive connection, once all are open. */
   ports(conns: number): number[] | undefined {
     const open = this.events.filter((e) => e.kind === 'open');
