@@ -19,7 +19,6 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
-  rmSync,
   writeFileSync,
   chmodSync,
 } from 'node:fs';
@@ -27,7 +26,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HaClientEvent } from './ha-client.js';
-import { cleanupStaleLabs, nginxCommand, nginxConfig, nsExec, removeNamespace, sh } from './lab.js';
+import {
+  cleanupStaleLabs,
+  nginxCommand,
+  nginxConfig,
+  nsExec,
+  removeLab,
+  sh,
+  until as pollUntil,
+} from './lab.js';
 
 const LVSD = fileURLToPath(new URL('../bin/lvsd.js', import.meta.url));
 const LVSADM = fileURLToPath(new URL('../bin/lvsadm.js', import.meta.url));
@@ -45,18 +52,9 @@ const WAIT_MS = 20_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` every 100 ms until it returns a value, for at most `timeoutMs`. */
-export async function until<T>(what: string, probe: () => T | undefined, timeoutMs = WAIT_MS): Promise<T> {
-  let last: unknown;
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await sleep(100)) {
-    try {
-      const value = probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
+/** Polls `probe` until it returns a value, for at most `timeoutMs` (20 s unless told). */
+export function until<T>(what: string, probe: () => T | undefined, timeoutMs = WAIT_MS): Promise<T> {
+  return pollUntil(what, probe, timeoutMs);
 }
 
 /**
@@ -233,16 +231,7 @@ export function buildHaLab(options: HaLabOptions): HaLab {
   const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
   chmodSync(tmpDir, 0o755);
   const created: string[] = [];
-  const removeAll = (): void => {
-    for (const name of created.splice(0).reverse()) {
-      try {
-        removeNamespace(name);
-      } catch {
-        // Keep tearing down the rest.
-      }
-    }
-    rmSync(tmpDir, { recursive: true, force: true });
-  };
+  const removeAll = (): void => removeLab(created, tmpDir);
   const ip = (name: string, ...argv: string[]) => sh(['ip', '-n', name, ...argv]);
   /** A host's interface `dev` with `addr`, plugged into the LAN's switch `bridge` as `port`. */
   const plug = (host: string, dev: string, addr: string, bridge: string, port: string) => {

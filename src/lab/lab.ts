@@ -85,6 +85,32 @@ export function removeNamespace(ns: string): void {
   sh(['ip', 'netns', 'del', ns]);
 }
 
+/** Removes the namespaces made (last first, emptying the list), then the lab's directory. */
+export function removeLab(created: string[], tmpDir: string): void {
+  for (const name of created.splice(0).reverse()) {
+    try {
+      removeNamespace(name);
+    } catch {
+      // Keep tearing down the rest.
+    }
+  }
+  rmSync(tmpDir, { recursive: true, force: true });
+}
+
+/** Polls `probe` every 100 ms until it returns a value, for at most `timeoutMs`. */
+export async function until<T>(what: string, probe: () => T | undefined, timeoutMs: number): Promise<T> {
+  let last: unknown;
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+    try {
+      const value = probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
+}
+
 /** Removes namespaces of earlier runs with this prefix whose process is dead; returns their names. */
 export function cleanupStaleLabs(prefix: string): string[] {
   const pattern = new RegExp(`^${prefix.replace(/[^\w-]/g, '\\$&')}(\\d+)-`);
@@ -160,16 +186,7 @@ export function buildLab(options: LabOptions = {}): Lab {
   const created: string[] = [];
   let bulkFile: string | null = null;
 
-  const teardown = (): void => {
-    for (const name of created.splice(0).reverse()) {
-      try {
-        removeNamespace(name);
-      } catch {
-        // Keep tearing down the rest.
-      }
-    }
-    rmSync(tmpDir, { recursive: true, force: true });
-  };
+  const teardown = (): void => removeLab(created, tmpDir);
 
   try {
     for (const name of [ns.client, ns.director, ...ns.realServers]) {
