@@ -9,12 +9,17 @@ if [ "$(id -u)" = 0 ]; then
   # iproute2/nftables: the lab and the director's plumbing; nginx-light: the real servers;
   # curl, wrk, socat: the clients of the demo and the end-to-end tests; dnsmasq-base and openssl:
   # the DNS server and the TLS certificates of the health-check tests; prometheus: promtool and
-  # the server that scrapes lvsd's /metrics in the tests.
+  # the server that scrapes lvsd's /metrics in the tests; keepalived: VRRP for the director pair
+  # of the failover test and `lvsd demo --ha`.
   apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps \
-    dnsmasq-base openssl prometheus
+    dnsmasq-base openssl prometheus keepalived
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus
+  fi
+  # The same for keepalived's service: the tests and the demo run their own, in namespaces.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet keepalived 2>/dev/null; then
+    systemctl disable --now keepalived
   fi
 else
   echo "setup: not root, skipping Debian packages (the lab and end-to-end tests need root)" >&2

@@ -32,8 +32,8 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
             [--expire-nodest-conn 0|1] [--expire-quiescent-template 0|1]
-            [--keepalived-conf FILE]
-       lvsd demo [--keep]
+            [--keepalived-conf FILE] [--floating-vips]
+       lvsd demo [--keep] [--ha]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
@@ -56,6 +56,9 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --keepalived-conf FILE  run the virtual servers, real servers, sorry servers and health checks
                     of a keepalived.conf; the file owns the configuration (lvsd.json is not used,
                     lvsadm may only drain/ready/maint, set weights and zero counters)
+  --floating-vips   the VIPs come and go with VRRP (keepalived adds them on the master and
+                    removes them on the backup): never answer ARP/ND for a VIP that is not a local
+                    address, steer its services present or not (docs/ha.md)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)
@@ -74,6 +77,7 @@ interface CommandLine {
   defense: DefenseSettings;
   expiry: ExpirySettings;
   keepalivedConf: string | null;
+  floatingVips: boolean;
 }
 
 const VALUE_OPTIONS = new Set([
@@ -120,6 +124,7 @@ function parseCommandLine(args: string[]): CommandLine {
   const defense: Partial<DefenseSettings> = {};
   const expiry: ExpirySettings = { ...DEFAULT_EXPIRY };
   let keepalivedConf: string | null = null;
+  let floatingVips = false;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -128,6 +133,10 @@ function parseCommandLine(args: string[]): CommandLine {
     }
     if (name === '--no-dataplane' && inline === undefined) {
       dataplane = false;
+      continue;
+    }
+    if (name === '--floating-vips' && inline === undefined) {
+      floatingVips = true;
       continue;
     }
     if (!VALUE_OPTIONS.has(name)) usageError(`unknown option ${name}`);
@@ -163,6 +172,8 @@ function parseCommandLine(args: string[]): CommandLine {
       Object.assign(defense, change);
     }
   }
+  if (floatingVips && !dataplane)
+    usageError('--floating-vips is about the data plane: not with --no-dataplane');
   return {
     socketPath,
     stateDir,
@@ -172,12 +183,13 @@ function parseCommandLine(args: string[]): CommandLine {
     defense: defenseSettings(defense),
     expiry,
     keepalivedConf,
+    floatingVips,
   };
 }
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
 async function buildEngine(commandLine: CommandLine): Promise<Engine> {
-  const { dataplane, stateDir, connCapacity, defense, expiry } = commandLine;
+  const { dataplane, stateDir, connCapacity, defense, expiry, floatingVips } = commandLine;
   if (!dataplane) {
     const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense, expiry });
     return new InProcessEngine(director, { tickIntervalMs: 1000 });
@@ -195,6 +207,7 @@ async function buildEngine(commandLine: CommandLine): Promise<Engine> {
     expiry,
     repairIntervalMs: HOST_REPAIR_INTERVAL_MS,
     log: stderrLogger,
+    floatingVips,
   });
 }
 

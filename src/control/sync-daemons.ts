@@ -131,14 +131,19 @@ export class SyncDaemons {
 
   private backupStats(daemon: BackupSyncDaemon): SyncDaemonStats {
     const s = daemon.stats();
-    const droppedBy: Record<string, number> = { ...s.dropped, receiveErrors: s.receiveErrors };
+    const droppedBy: Record<string, number> = {
+      ...s.dropped,
+      receiveErrors: s.receiveErrors,
+      wrongInterface: s.wrongInterface,
+    };
     const dropped = Object.values(droppedBy).reduce((a, b) => a + b, 0);
     // Connections received but not held (no such service or real server here, table full).
     droppedBy.connsNotHeld = this.imports.refused;
     droppedBy.importFailed = this.imports.failed + s.deliverErrors;
     return {
       sent: 0,
-      received: s.received,
+      // Datagrams: those from off the link never reached the message checks.
+      received: s.received + s.wrongInterface,
       dropped,
       droppedBy,
       conns: s.conns,

@@ -116,6 +116,11 @@ export interface HostNetworkOptions {
   /** Priority of the fwmark rules; the local-table rule moves to localPref so the marks win. */
   rulePref?: number;
   localPref?: number;
+  /**
+   * The VIPs belong to VRRP (keepalived adds and removes them): lvsd never routes one to its
+   * device nor answers ARP/ND for it, and steers its service packets whether it is present or not.
+   */
+  floatingVips?: boolean;
 }
 
 const JOURNAL = 'host-journal.json';
@@ -245,6 +250,7 @@ export class HostNetwork implements HostSteering, HostRepair {
   private readonly fwmarkTables: { first: number; count: number };
   private readonly rulePref: number;
   private readonly localPref: number;
+  private readonly floatingVips: boolean;
   private journal: JournalEntry[] = [];
   /** Set elements in place, by set name. */
   private readonly elements = new Map<string, Set<string>>();
@@ -261,6 +267,7 @@ export class HostNetwork implements HostSteering, HostRepair {
     this.fwmarkTables = options.fwmarkTables ?? { first: 0x4c56_0000, count: 0x1_0000 };
     this.rulePref = options.rulePref ?? 90;
     this.localPref = options.localPref ?? 100;
+    this.floatingVips = options.floatingVips ?? false;
     const { first, count } = this.fwmarkTables;
     if (this.table >= first && this.table < first + count) {
       throw new Error(`routing table ${this.table} lies in the fwmark tables ${first}..${first + count - 1}`);
@@ -561,10 +568,12 @@ export class HostNetwork implements HostSteering, HostRepair {
   /**
    * A VIP that is not a local address needs a route to the device (for its other ports) and
    * answers to ARP/ND on the interface facing the clients; a local VIP needs neither (its
-   * entry stays empty, which is how isLocalVip knows it).
+   * entry stays empty, which is how isLocalVip knows it). A floating VIP is treated as local
+   * whatever it is now: it is local on whichever director VRRP made master, and a backup that
+   * answered ARP for it would draw the clients' traffic away from the master.
    */
   private steerVip(key: string, vip: Addr): void {
-    const route = this.routeGet(vip);
+    const route = this.floatingVips ? null : this.routeGet(vip);
     if (route === null || route.type === 'local') {
       this.addEntry(key, []);
       return;

@@ -22,11 +22,18 @@ export interface DataplaneOptions {
   repairIntervalMs?: number;
   /** Where repairs are reported. */
   log?: HostLog;
+  /** The VIPs come and go with VRRP (HostNetworkOptions.floatingVips). */
+  floatingVips?: boolean;
 }
 
 export async function startDataplaneEngine(options: DataplaneOptions): Promise<WorkerEngine> {
   const tunName = options.tunName ?? DEFAULT_TUN_NAME;
-  const host = new HostNetwork({ system: new RealSystem(), stateDir: options.stateDir, tunName });
+  const host = new HostNetwork({
+    system: new RealSystem(),
+    stateDir: options.stateDir,
+    tunName,
+    floatingVips: options.floatingVips,
+  });
   host.recover();
   const engine = await WorkerEngine.start({
     tun: { name: tunName, mtu: options.mtu ?? DEFAULT_TUN_MTU },

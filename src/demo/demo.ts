@@ -1,6 +1,6 @@
 // `lvsd demo`: builds the namespace lab, runs lvsd in the director namespace, configures a
 // round-robin NAT service with lvsadm and shows curl from the client alternating between the
-// real servers, each of which sees the client's own address.
+// real servers, each of which sees the client's own address. `--ha` runs ha-demo.ts instead.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildLab, teardownOnSignals } from '../lab/lab.js';
+import { runHaDemo } from './ha-demo.js';
 
 const LVSD = fileURLToPath(new URL('../bin/lvsd.js', import.meta.url));
 const LVSADM = fileURLToPath(new URL('../bin/lvsadm.js', import.meta.url));
@@ -32,9 +33,16 @@ async function waitFor(path: string, timeoutMs: number): Promise<boolean> {
 
 export async function runDemo(argv: readonly string[]): Promise<number> {
   let keep = argv.includes('--keep');
-  const unknown = argv.filter((a) => a !== '--keep');
+  const ha = argv.includes('--ha');
+  const unknown = argv.filter((a) => a !== '--keep' && a !== '--ha');
   if (unknown.length > 0) {
-    process.stderr.write(`lvsd demo: unknown argument ${unknown[0]} (usage: lvsd demo [--keep])\n`);
+    process.stderr.write(`lvsd demo: unknown argument ${unknown[0]} (usage: lvsd demo [--keep | --ha])\n`);
+    return 2;
+  }
+  if (keep && ha) {
+    process.stderr.write(
+      'lvsd demo: --ha tears its lab down at the end: --keep is for the one-director demo\n',
+    );
     return 2;
   }
   if (process.getuid?.() !== 0) {
@@ -43,6 +51,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     );
     return 1;
   }
+  if (ha) return runHaDemo();
 
   const lab = buildLab({ prefix: 'lvsdemo' });
   const untrap = teardownOnSignals(lab);

@@ -43,7 +43,8 @@ export interface Lab {
   teardown(): void;
 }
 
-function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000): string {
+/** Runs a command; returns its stdout, throws with its stderr on failure. */
+export function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000): string {
   try {
     return execFileSync(argv[0]!, argv.slice(1), {
       input,
@@ -57,7 +58,8 @@ function sh(argv: readonly string[], input?: string | Buffer, timeoutMs = 30_000
   }
 }
 
-function nsExec(ns: string, argv: readonly string[]): string[] {
+/** The argv that runs `argv` in namespace `ns`. */
+export function nsExec(ns: string, argv: readonly string[]): string[] {
   return ['ip', 'netns', 'exec', ns, ...argv];
 }
 
@@ -71,7 +73,7 @@ function pidAlive(pid: number): boolean {
 }
 
 /** Kills what runs in a namespace, then deletes it. */
-function removeNamespace(ns: string): void {
+export function removeNamespace(ns: string): void {
   const pids = sh(['ip', 'netns', 'pids', ns]).split(/\s+/).filter(Boolean).map(Number);
   for (const pid of pids) {
     try {
@@ -81,6 +83,32 @@ function removeNamespace(ns: string): void {
     }
   }
   sh(['ip', 'netns', 'del', ns]);
+}
+
+/** Removes the namespaces made (last first, emptying the list), then the lab's directory. */
+export function removeLab(created: string[], tmpDir: string): void {
+  for (const name of created.splice(0).reverse()) {
+    try {
+      removeNamespace(name);
+    } catch {
+      // Keep tearing down the rest.
+    }
+  }
+  rmSync(tmpDir, { recursive: true, force: true });
+}
+
+/** Polls `probe` every 100 ms until it returns a value, for at most `timeoutMs`. */
+export async function until<T>(what: string, probe: () => T | undefined, timeoutMs: number): Promise<T> {
+  let last: unknown;
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+    try {
+      const value = probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
 }
 
 /** Removes namespaces of earlier runs with this prefix whose process is dead; returns their names. */
@@ -161,16 +189,7 @@ export function buildLab(options: LabOptions = {}): Lab {
   const created: string[] = [];
   let bulkFile: string | null = null;
 
-  const teardown = (): void => {
-    for (const name of created.splice(0).reverse()) {
-      try {
-        removeNamespace(name);
-      } catch {
-        // Keep tearing down the rest.
-      }
-    }
-    rmSync(tmpDir, { recursive: true, force: true });
-  };
+  const teardown = (): void => removeLab(created, tmpDir);
 
   try {
     for (const name of [ns.client, ns.director, ...ns.realServers]) {
@@ -234,7 +253,7 @@ export function buildLab(options: LabOptions = {}): Lab {
 }
 
 /** Tears the lab down when the process is interrupted or terminated, then exits as the signal would. */
-export function teardownOnSignals(lab: Lab): () => void {
+export function teardownOnSignals(lab: Pick<Lab, 'teardown'>): () => void {
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((signal) => {
     const handler = (): void => {
       lab.teardown();

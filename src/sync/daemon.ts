@@ -10,7 +10,7 @@ import { SyncBackup, type SyncBackupStats } from '../core/sync/backup.js';
 import { isMulticastAddr, resolveSyncMaxLen } from '../core/sync/config.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import { SyncMaster, type SyncChange, type SyncMasterStats, type SyncTuning } from '../core/sync/master.js';
-import { systemInterfaces, type InterfaceLookup, type NetInterface } from './interfaces.js';
+import { onLink, systemInterfaces, type InterfaceLookup, type NetInterface } from './interfaces.js';
 import {
   udpTransport,
   type SyncEndpoint,
@@ -172,14 +172,21 @@ export interface BackupDaemonStats extends SyncBackupStats {
   /** Socket errors while receiving; deliveries the callback threw on. */
   receiveErrors: number;
   deliverErrors: number;
+  /** IPv4 datagrams from a source on none of the sync interface's networks, dropped unread. */
+  wrongInterface: number;
 }
+
+/** A source off the interface's networks looks the interface up again, at most this often. */
+const RELOOK_MS = 1000;
 
 export interface BackupDaemonOptions extends SyncRunOptions {
   knownPe?: (name: string) => boolean;
 }
 
 export class BackupSyncDaemon {
-  private readonly errors = { receiveErrors: 0, deliverErrors: 0 };
+  private readonly errors = { receiveErrors: 0, deliverErrors: 0, wrongInterface: 0 };
+  private iface: NetInterface | null = null;
+  private lookedUpAt = -Infinity;
   private stopped = false;
   private receiver: SyncReceiver | null = null;
   private readonly backup: SyncBackup;
@@ -219,10 +226,19 @@ export class BackupSyncDaemon {
       deliver,
       options.knownPe,
     );
+    const clock = options.clock ?? systemClock;
+    const lookup = options.interfaces ?? systemInterfaces;
+    daemon.iface = resolved.iface;
+    const v4 = resolved.config.mcastGroup.af === 4;
     daemon.receiver = await (options.transport ?? udpTransport).openReceiver(
       endpointOf(resolved.config, resolved.iface),
-      (datagram) => {
-        if (!daemon.stopped) daemon.backup.receive(datagram);
+      (datagram, source) => {
+        if (daemon.stopped) return;
+        if (v4 && !daemon.fromSyncLink(source, lookup, clock)) {
+          daemon.errors.wrongInterface++;
+          return;
+        }
+        daemon.backup.receive(datagram);
       },
       () => daemon.errors.receiveErrors++,
     );
@@ -231,6 +247,19 @@ export class BackupSyncDaemon {
 
   stats(): BackupDaemonStats {
     return { ...this.backup.stats(), ...this.errors };
+  }
+
+  /**
+   * Whether a datagram's source is on the sync interface's link. The socket hears the group on
+   * every interface where it is joined; the kernel's backup binds its socket to the device. The
+   * interface's addresses can change (VRRP adds and removes some): a miss looks them up again.
+   */
+  private fromSyncLink(source: string, lookup: InterfaceLookup, clock: Clock): boolean {
+    if (this.iface && onLink(this.iface, source)) return true;
+    if (clock.now() - this.lookedUpAt < RELOOK_MS) return false;
+    this.lookedUpAt = clock.now();
+    this.iface = lookup(this.config.mcastInterface) ?? this.iface;
+    return this.iface !== null && onLink(this.iface, source);
   }
 
   async stop(): Promise<void> {

@@ -26,10 +26,13 @@ export interface SyncReceiver {
 
 export interface SyncTransport {
   openSender(endpoint: SyncEndpoint): Promise<SyncSender>;
-  /** `onDatagram` gets every datagram; `onError` the socket's errors after start (it stays open). */
+  /**
+   * `onDatagram` gets every datagram with its source address; `onError` the socket's errors after
+   * start (it stays open).
+   */
   openReceiver(
     endpoint: SyncEndpoint,
-    onDatagram: (datagram: Uint8Array) => void,
+    onDatagram: (datagram: Uint8Array, source: string) => void,
     onError: (error: Error) => void,
   ): Promise<SyncReceiver>;
 }
@@ -129,14 +132,14 @@ export const udpTransport: SyncTransport = {
     socket.on('error', onError);
     await setUp(socket, 'bind', () => bound(socket, endpoint.port, groupText(endpoint)));
     await setUp(socket, 'join', () => socket.addMembership(groupText(endpoint), interfaceText(endpoint)));
-    socket.on('message', (datagram) => onDatagram(datagram));
+    socket.on('message', (datagram, from) => onDatagram(datagram, from.address));
     return { close: () => closeSocket(socket) };
   },
 };
 
 /** An in-memory multicast bus: every sender's message reaches every receiver of the same group and port. */
 export class FakeSyncBus implements SyncTransport {
-  private readonly receivers = new Set<{ key: string; deliver: (d: Uint8Array) => void }>();
+  private readonly receivers = new Set<{ key: string; deliver: (d: Uint8Array, source: string) => void }>();
   /** Sends fail while this is set (a faulty link). */
   failSends = false;
 
@@ -149,14 +152,17 @@ export class FakeSyncBus implements SyncTransport {
     return {
       send: async (message) => {
         if (this.failSends) return false;
-        this.deliver(key, message.slice());
+        this.deliver(key, message.slice(), endpoint.iface.ipv4 ?? '');
         return true;
       },
       close: async () => undefined,
     };
   }
 
-  async openReceiver(endpoint: SyncEndpoint, onDatagram: (d: Uint8Array) => void): Promise<SyncReceiver> {
+  async openReceiver(
+    endpoint: SyncEndpoint,
+    onDatagram: (d: Uint8Array, source: string) => void,
+  ): Promise<SyncReceiver> {
     const entry = { key: FakeSyncBus.key(endpoint), deliver: onDatagram };
     this.receivers.add(entry);
     return {
@@ -166,12 +172,12 @@ export class FakeSyncBus implements SyncTransport {
     };
   }
 
-  /** Puts any bytes on the bus, as a spoofing or broken sender would. */
-  inject(endpoint: SyncEndpoint, datagram: Uint8Array): void {
-    this.deliver(FakeSyncBus.key(endpoint), datagram);
+  /** Puts any bytes on the bus, as a spoofing or broken sender would (from the interface's address unless told). */
+  inject(endpoint: SyncEndpoint, datagram: Uint8Array, source = endpoint.iface.ipv4 ?? ''): void {
+    this.deliver(FakeSyncBus.key(endpoint), datagram, source);
   }
 
-  private deliver(key: string, datagram: Uint8Array): void {
-    for (const r of this.receivers) if (r.key === key) r.deliver(datagram);
+  private deliver(key: string, datagram: Uint8Array, source: string): void {
+    for (const r of this.receivers) if (r.key === key) r.deliver(datagram, source);
   }
 }

@@ -78,6 +78,21 @@ describe('HostNetwork', () => {
     assert.ok(!system.facts.has('ip -4 neigh proxy 198.18.0.9 dev eth0'));
   });
 
+  it('a floating VIP (VRRP owns it) gets neither a route nor proxy ARP, present or not', () => {
+    const system = setup().system;
+    const host = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0', floatingVips: true });
+    const before = system.state();
+    // 198.18.0.9 is absent here (this director is VRRP's backup); 198.18.0.1 is present.
+    host.sync([service('198.18.0.9', IPPROTO_TCP, 80, [['198.18.1.11', 80]]), web]);
+    assert.ok(!system.facts.has('ip -4 route 198.18.0.9/32 dev lvs0'));
+    assert.ok(![...system.facts].some((f) => f.includes('neigh proxy')));
+    assert.ok(system.facts.has('nft element inet lvsd svc4 198.18.0.9 . tcp . 80'));
+    // It may become local at any time: TCP early demux must not catch its packets.
+    assert.equal(system.files.get('/proc/sys/net/ipv4/tcp_early_demux'), '0');
+    host.stop();
+    assert.deepEqual(system.state(), before);
+  });
+
   it('per-service steering follows deletions; the last service takes everything with it', () => {
     const { system, host } = setup();
     const before = system.state();

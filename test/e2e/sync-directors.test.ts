@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildLab, type Lab } from '../../src/lab/lab.js';
+import { buildLab, until, type Lab } from '../../src/lab/lab.js';
 import { Lvsd, ROOT_SKIP, type ConnRow } from './harness.js';
 
 const PREFIX = 'lvsw11';
@@ -24,21 +24,8 @@ const CLIENT_ETH1 = '198.18.3.2';
 const PORT = 7000;
 const WAIT_MS = 15_000;
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Polls `probe` until it returns a value, for at most WAIT_MS. */
-async function eventually<T>(what: string, probe: () => T | undefined): Promise<T> {
-  let last: unknown;
-  for (const end = Date.now() + WAIT_MS; Date.now() < end; await sleep(200)) {
-    try {
-      const value = probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-  }
-  throw new Error(`${what}: not within ${WAIT_MS} ms${last ? ` (${(last as Error).message})` : ''}`);
-}
+const eventually = <T>(what: string, probe: () => T | undefined): Promise<T> => until(what, probe, WAIT_MS);
 
 /** A line-echo client: socat in the client namespace, its stdin and stdout as a conversation. */
 class EchoClient {

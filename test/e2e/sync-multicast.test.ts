@@ -20,6 +20,7 @@ const PEER = fileURLToPath(new URL('./sync-peer.js', import.meta.url));
 const NS = { master: `${PREFIX}${process.pid}-m`, backup: `${PREFIX}${process.pid}-b` };
 const DEV = { master: 'syncm0', backup: 'syncb0' };
 const ADDR = { master: '198.18.40.1', backup: '198.18.40.2' };
+const OFF_LINK = '198.18.41.1';
 
 function sh(...argv: string[]): void {
   execFileSync(argv[0]!, argv.slice(1), { stdio: 'pipe', timeout: 10_000 });
@@ -69,7 +70,7 @@ function peer(role: 'master' | 'backup', config: SyncDaemonConfig, conns: SyncCo
   return new Peer(
     spawn('ip', args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SYNC_PEER_ADDR: ADDR[role] },
+      env: { ...process.env, SYNC_PEER_ADDR: ADDR[role], SYNC_PEER_OFFLINK_ADDR: OFF_LINK },
     }),
   );
 }
@@ -114,6 +115,8 @@ describe('connection sync over multicast between two namespaces (root, netns)', 
       sh('ip', '-n', NS[role], 'addr', 'add', v6, 'dev', DEV[role], 'nodad');
       sh('ip', '-n', NS[role], 'link', 'set', DEV[role], 'up');
     }
+    // An address of the master's on none of the backup's networks, for a sender off the link.
+    sh('ip', '-n', NS.master, 'addr', 'add', `${OFF_LINK}/32`, 'dev', DEV.master);
     // Node lists an interface's addresses only once it is running (carrier up on both ends).
     const deadline = Date.now() + 10_000;
     const running = (role: 'master' | 'backup') =>
@@ -167,11 +170,13 @@ describe('connection sync over multicast between two namespaces (root, netns)', 
           received: number;
           accepted: number;
           dropped: Record<string, number>;
+          wrongInterface: number;
         }>('stats');
         assert.deepEqual(
           [stats.received, stats.accepted, stats.dropped['bad-size'], stats.dropped['wrong-syncid']],
           [3, 1, 1, 1],
         );
+        assert.equal(stats.wrongInterface, family === 'IPv4' ? 1 : 0);
       } finally {
         backup.child.kill('SIGKILL');
         await backup.exited;

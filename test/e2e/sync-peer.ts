@@ -2,7 +2,8 @@
 //   node sync-peer.js backup CONFIG_JSON   joins the group, prints "ready", then one JSON line per
 //                                          delivered batch; on SIGTERM prints {"stats": ...} and exits.
 //   node sync-peer.js master CONFIG_JSON CONNS_JSON
-//                                          sends a datagram with a wrong size field and a foreign syncid first (raw socket), then
+//                                          sends a datagram with a wrong size field and a foreign syncid first (raw socket), and
+//                                          a good one from SYNC_PEER_OFFLINK_ADDR (IPv4), then
 //                                          drives the connections through the master's schedule
 //                                          (packets 1..3 each), stops (sending what is pending) and
 //                                          prints {"stats": ...}.
@@ -31,11 +32,21 @@ async function sendForeign(conns: SyncConn[]): Promise<void> {
     ? `${formatAddr(config.mcastGroup)}%${config.mcastInterface}`
     : formatAddr(config.mcastGroup);
   const datagrams = [Uint8Array.of(0, 7, 0, 9, 1), encode({ syncId: (config.syncId + 1) & 0xff, conns })];
-  for (const d of datagrams)
-    await new Promise<void>((resolve, reject) =>
-      socket.send(d, config.mcastPort, group, (e) => (e ? reject(e) : resolve())),
+  const send = (from: typeof socket, d: Uint8Array) =>
+    new Promise<void>((resolve, reject) =>
+      from.send(d, config.mcastPort, group, (e) => (e ? reject(e) : resolve())),
     );
+  for (const d of datagrams) await send(socket, d);
   socket.close();
+  // A good message from an address on none of the backup's networks (IPv4 only): dropped unread.
+  const offLink = process.env.SYNC_PEER_OFFLINK_ADDR;
+  if (!v6 && offLink) {
+    const stranger = createSocket('udp4');
+    await new Promise<void>((resolve) => stranger.bind(0, offLink, resolve));
+    stranger.setMulticastInterface(offLink);
+    await send(stranger, encode({ syncId: config.syncId, conns }));
+    stranger.close();
+  }
 }
 
 if (role === 'backup') {

@@ -151,6 +151,33 @@ test('failed sends, garbage on the wire and a throwing consumer are counted, nev
   assert.deepEqual([master.stats().sent, master.stats().sendFailures], [0, 1]);
 });
 
+test("datagrams from a source off the sync interface's networks are dropped and counted", async () => {
+  const networks = ['198.18.5.1/24'];
+  const lookup = fakeInterfaces([{ name: 'sync0', mtu: 1500, ipv4: '198.18.5.1', ipv4Networks: networks }]);
+  const bus = new FakeSyncBus();
+  const clock = new ManualClock(0);
+  const received: SyncConn[][] = [];
+  const backup = await BackupSyncDaemon.start(config('backup'), (conns) => received.push(conns), {
+    interfaces: lookup,
+    transport: bus,
+    clock,
+  });
+  const endpoint = { iface: lookup('sync0')!, group: addr('224.0.0.81'), port: 8848, ttl: 1 };
+  const message = encode({ syncId: 0, conns: [CONN] });
+  bus.inject(endpoint, message, '198.18.5.7');
+  bus.inject(endpoint, message, '198.18.6.7');
+  assert.equal(received.length, 1);
+  assert.deepEqual([backup.stats().received, backup.stats().wrongInterface], [1, 1]);
+  // The interface gains a network (an address added): a second later, its senders are heard.
+  networks.push('198.18.6.1/24');
+  bus.inject(endpoint, message, '198.18.6.7');
+  assert.equal(backup.stats().wrongInterface, 2, 'looked up at most once a second');
+  clock.advance(1000);
+  bus.inject(endpoint, message, '198.18.6.7');
+  assert.deepEqual([received.length, backup.stats().wrongInterface], [2, 2]);
+  await backup.stop();
+});
+
 test('roles are checked, and an IPv4 group needs an address on the interface', async () => {
   await assert.rejects(
     MasterSyncDaemon.start(config('backup'), { interfaces, transport: new FakeSyncBus() }),

@@ -1,0 +1,137 @@
+// Two lvsd directors under real keepalived (VRRP only, the shipped notify script): a client holds
+// keep-alive connections and a long rate-limited download through the VIP; the backup lists them
+// over connection sync; director a dies (every process SIGKILLed, its links down); b's keepalived
+// takes the VIP and the DIP over and the same connections carry on through b's lvsd. The
+// download must arrive byte for byte. The failover time and the share of connections that
+// survived are printed for the record (they are measured, not asserted against a bound).
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import {
+  buildHaLab,
+  clientVipMac,
+  failoverFigures,
+  HA_CLIENT_ADDR,
+  HA_PORT,
+  HA_VIP,
+  HaTraffic,
+  sha256,
+  startHaPair,
+  until,
+  type HaLab,
+} from '../../src/lab/ha-lab.js';
+import { cleanupStaleLabs } from '../../src/lab/lab.js';
+import { ROOT_SKIP } from './harness.js';
+
+const PREFIX = 'lvv11';
+const CONNS = 8;
+const BULK_MB = 40;
+/** 40 MB at 4 MB/s: about 10 s, so that the failover falls in the middle of it. */
+const RATE = '4M';
+const CLIENT_MS = 25_000;
+
+const keepalivedSkip = (() => {
+  try {
+    execFileSync('keepalived', ['--version'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'keepalived is not installed (scripts/setup.sh)';
+  }
+})();
+
+describe('the shipped keepalived.conf (root, netns)', { skip: ROOT_SKIP || keepalivedSkip }, () => {
+  it('passes keepalived -t on a director with eth0 and eth1', () => {
+    const ns = `${PREFIX}${process.pid}-conf`;
+    const conf = fileURLToPath(new URL('../../../packaging/keepalived/keepalived.conf', import.meta.url));
+    const run = (...argv: string[]) =>
+      execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: 'pipe' });
+    cleanupStaleLabs(PREFIX);
+    run('ip', 'netns', 'add', ns);
+    try {
+      run('ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
+      // Exits non-zero on errors and on warnings such as a script run without script security.
+      run('ip', 'netns', 'exec', ns, 'keepalived', '-t', '-f', conf);
+    } finally {
+      run('ip', 'netns', 'del', ns);
+    }
+  });
+});
+
+describe(
+  'VRRP failover of a pair of lvsd directors with keepalived (root, netns)',
+  { skip: ROOT_SKIP || keepalivedSkip },
+  () => {
+    let lab: HaLab;
+    let traffic: HaTraffic;
+    let ports: number[] = [];
+
+    before(async () => {
+      lab = buildHaLab({ prefix: PREFIX, bulkFileMb: BULK_MB });
+      await startHaPair(lab);
+    });
+
+    after(async () => {
+      await lab?.teardown();
+    });
+
+    it('the backup lists the keep-alive connections and the download the client holds through the master', async () => {
+      const [a, b] = lab.directors;
+      assert.equal(b.holdsVip(), false, 'the backup holds no VIP');
+      traffic = new HaTraffic(lab, { conns: CONNS, durationMs: CLIENT_MS, rate: RATE });
+      ports = await until('the keep-alive connections are open', () => traffic.ports(CONNS));
+      const ours = (rows: string) =>
+        ports.every((port) =>
+          rows
+            .split('\n')
+            .some((row) => row.includes(`${HA_CLIENT_ADDR}:${port} `) && row.includes('ESTABLISHED')),
+        );
+      await until('the master lists them', () => (ours(a.adm('-Lnc')) ? true : undefined));
+      const listed = await until('the backup lists them and the download', () => {
+        const rows = b.adm('-Lnc');
+        const toVip = rows
+          .split('\n')
+          .filter((row) => row.includes('ESTABLISHED') && row.includes(` ${HA_VIP}:${HA_PORT} `));
+        return ours(rows) && toVip.length >= CONNS + 1 ? toVip : undefined;
+      });
+      assert.ok(listed.length >= CONNS + 1);
+      // Only the master answers ARP for the VIP: the backup's lvsd (--floating-vips) has no proxy entry.
+      assert.equal(clientVipMac(lab), a.publicMac());
+      assert.equal(lab.run(b.ns, ['ip', 'neigh', 'show', 'proxy']), '');
+    });
+
+    it('director a dies; b takes over, the download completes intact and the connections carry on', async (t) => {
+      assert.equal(ports.length, CONNS, 'the first test opened the connections');
+      const [a, b] = lab.directors;
+      a.crash();
+      // From here on, whatever reaches the client came through b.
+      const killedAt = Date.now();
+      await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
+      await until('director b runs the master sync role', () =>
+        b.syncRoles().join() === 'master' ? true : undefined,
+      );
+      // Those that carry on are b's now (the figures below say how many did).
+      await until('every keep-alive connection answers through b', () =>
+        traffic.allAnsweredSince(killedAt, CONNS),
+      ).catch(() => undefined);
+      const rows = b.adm('-Lnc');
+      const download = await traffic.download;
+      await traffic.clientDone;
+      const figures = failoverFigures(traffic.events, killedAt, CONNS);
+      const share = ((100 * figures.survived) / figures.conns).toFixed(0);
+      t.diagnostic(
+        `VRRP failover: ${figures.failoverMs} ms from the kill to the first reply through the backup; ` +
+          `${figures.survived}/${figures.conns} keep-alive connections survived (${share}%), ` +
+          `the ${BULK_MB} MB download ${download.status === 0 ? 'completed' : 'failed'}`,
+      );
+      assert.equal(download.status, 0, `curl: ${download.stderr}`);
+      assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+      assert.equal(clientVipMac(lab), b.publicMac(), "b's gratuitous ARP moved the VIP");
+      assert.notEqual(figures.failoverMs, null, 'a reply came through the backup');
+      assert.deepEqual(figures.lost, []);
+      assert.equal(figures.survived, CONNS);
+      for (const port of ports) assert.match(rows, new RegExp(`ESTABLISHED\\s+${HA_CLIENT_ADDR}:${port} `));
+    });
+  },
+);
