@@ -139,6 +139,24 @@ function matchField(left: Json): keyof FlowFact | null {
   return null;
 }
 
+/** A match's left side as nft lists it: "ip daddr", "tcp dport", "meta iifname", "ct state". */
+function leftText(left: Json): string {
+  const [kind] = Object.keys(left);
+  const value = left[kind!] as Json | null;
+  if (kind === 'payload') return `${String(value?.protocol)} ${String(value?.field)}`;
+  if (kind === 'meta' || kind === 'ct') return `${kind} ${String(value?.key)}`;
+  return String(kind);
+}
+
+function rightText(right: unknown): string {
+  if (typeof right === 'string' || typeof right === 'number') return String(right);
+  if (Array.isArray(right)) return right.map(rightText).join(',');
+  const r = right as Json | null;
+  if (r?.prefix) return `${String((r.prefix as Json).addr)}/${String((r.prefix as Json).len)}`;
+  if (Array.isArray(r?.set)) return `{ ${r.set.map(rightText).join(', ')} }`;
+  return JSON.stringify(right);
+}
+
 function parseRule(expr: Json[], chain: string): FirewallRule {
   const rule: FirewallRule = { chain, hook: '', text: '', matches: [], opaque: false, verdict: 'continue' };
   const words: string[] = [];
@@ -158,9 +176,8 @@ function parseRule(expr: Json[], chain: string): FirewallRule {
       } else {
         rule.opaque = true;
       }
-      words.push(
-        JSON.stringify(m.left).replace(/["{}]/g, '') + ` ${String(m.op)} ${JSON.stringify(m.right)}`,
-      );
+      const op = m.op === '==' || m.op === 'in' ? '' : ` ${String(m.op)}`;
+      words.push(`${leftText(m.left as Json)}${op} ${rightText(m.right)}`);
     } else if (kind === 'accept' || kind === 'drop') {
       rule.verdict = kind;
       words.push(kind);
