@@ -10,8 +10,10 @@ if [ "$(id -u)" = 0 ]; then
   # curl, wrk, socat: the clients of the demo and the end-to-end tests; dnsmasq-base and openssl:
   # the DNS server and the TLS certificates of the health-check tests; prometheus: promtool and
   # the server that scrapes lvsd's /metrics in the tests; keepalived: VRRP for the director pair
-  # of the failover test and `lvsd demo --ha`.
+  # of the failover test and `lvsd demo --ha`; util-linux (setpriv, unshare) and systemd
+  # (systemd-analyze verify): the capability and unit tests.
   apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps \
+    util-linux systemd \
     dnsmasq-base openssl prometheus keepalived
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then

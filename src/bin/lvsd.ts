@@ -18,7 +18,9 @@ import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
 import type { Snapshot } from '../core/ops.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
+import { checkDataplaneCapabilities } from '../dataplane/capabilities.js';
 import { startDataplaneEngine } from '../dataplane/start.js';
+import { reloadingFields, systemdNotifier } from '../control/sd-notify.js';
 import { parseListenAddress } from '../http/address.js';
 import { readKeepalivedConf } from '../keepalived/read.js';
 import { defaultConfigId } from './check-config.js';
@@ -194,11 +196,7 @@ async function buildEngine(commandLine: CommandLine): Promise<Engine> {
     const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense, expiry });
     return new InProcessEngine(director, { tickIntervalMs: 1000 });
   }
-  if (process.getuid?.() !== 0) {
-    throw new Error(
-      'the data plane needs root (a TUN device, routes, nftables): run as root, or with --no-dataplane',
-    );
-  }
+  checkDataplaneCapabilities();
   // The host plumbing is checked and repaired every 2 s (a firewall reload, a device bounced).
   return startDataplaneEngine({
     stateDir,
@@ -213,12 +211,24 @@ async function buildEngine(commandLine: CommandLine): Promise<Engine> {
 
 async function runDaemon(commandLine: CommandLine): Promise<void> {
   const { socketPath, stateDir } = commandLine;
+  // Under systemd (Type=notify): READY=1 once lvsadm and the packets are served.
+  const notifier = systemdNotifier(process.env, (message) => stderrLogger('warn', message));
   // SIGHUP reloads; one that arrives during start-up is kept for when lvsd is up.
   let daemon: RunningDaemon | null = null;
   let reloadPending = false;
   const keepalived = commandLine.keepalivedConf ? keepalivedSource(commandLine.keepalivedConf) : null;
+  const reload = async (running: RunningDaemon): Promise<void> => {
+    notifier.notify({ ...reloadingFields(process.hrtime.bigint()), STATUS: 'reloading' });
+    const result = await running.reload();
+    notifier.notify({
+      READY: '1',
+      STATUS: result.ok
+        ? `running; reloaded (${result.changes} changes)`
+        : 'running; the last reload was refused, nothing was changed',
+    });
+  };
   process.on('SIGHUP', () => {
-    if (daemon) void daemon.reload();
+    if (daemon) void reload(daemon);
     else reloadPending = true;
   });
   try {
@@ -243,6 +253,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     if (!(err instanceof StateFileError || err instanceof StateLockError))
       lines[0] = `cannot start: ${lines[0]}`;
     for (const line of lines) stderrLogger('error', line);
+    notifier.notify({ STATUS: `cannot start: ${lines[0]}` });
     process.exit(1);
   }
   const running = daemon;
@@ -272,6 +283,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   }
   const stop = (signal: string) => {
     stderrLogger('info', `${signal} received, shutting down`);
+    notifier.notify({ STOPPING: '1', STATUS: `${signal} received, shutting down` });
     void Promise.all([http?.close(), keepalived?.close(), running.close()]).then(() => process.exit(0));
   };
   running.engine.onEvent((event) => {
@@ -284,11 +296,18 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
     // Serving lvsadm with no data plane would look healthy while nothing is forwarded: stop,
     // non-zero, so that systemd restarts lvsd.
     stderrLogger('error', `${event.reason}; shutting down`);
+    notifier.notify({ STOPPING: '1', STATUS: `${event.reason}; shutting down` });
     void Promise.all([keepalived?.close(), running.close()]).then(() => process.exit(1));
   });
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  if (reloadPending) void running.reload();
+  const serving = [
+    commandLine.dataplane ? 'moving packets' : 'no data plane',
+    keepalived ? `configuration from ${commandLine.keepalivedConf}` : null,
+    commandLine.http ? 'metrics on --http' : null,
+  ].filter(Boolean);
+  notifier.notify({ READY: '1', STATUS: `running: ${serving.join(', ')}` });
+  if (reloadPending) void reload(running);
 }
 
 function keepalivedSource(file: string): KeepalivedSource {

@@ -109,7 +109,12 @@ export function lvsadmHelpText(program: string): string {
     '  --ready -t|-u|-f SERVICE -r SERVER  back from --drain or --maint\n' +
     "  --set-weight N ... -r SERVER        the operator's weight, over the configured one and health's\n" +
     '  --clear-weight ... -r SERVER        back to the configured (or misc_dynamic) weight\n' +
-    '                                      (each takes --json: the real server as -L --json shows it)\n\n' +
+    '                                      (each takes --json: the real server as -L --json shows it)\n' +
+    'Diagnosis (run on the director):\n' +
+    '  doctor [--json]                     a verdict per service and real server, with the evidence\n' +
+    '                                      (replies around the director, shared subnet, refused or\n' +
+    '                                      silent real servers, forwarding, rp_filter, redirects,\n' +
+    '                                      firewall); exit 0 no problem, 1 problems (docs/doctor.md)\n\n' +
     'Examples (LVS-NAT):\n' +
     `  ${p} -A -t 198.18.0.1:80 -s rr                  add a virtual service, round robin\n` +
     `  ${p} -a -t 198.18.0.1:80 -r 198.19.0.11 -m      add a real server, masquerading (NAT)\n` +

@@ -9,6 +9,7 @@ import { addrEquals } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
 import { MAX_CONN_PAGE, type Snapshot } from '../core/ops.js';
 import { DaemonUnreachableError } from './client.js';
+import { runDoctor } from './doctor.js';
 import {
   formatConnectionRows,
   formatConnectionsHeader,
@@ -59,6 +60,8 @@ const OK: Outcome = { exit: 0, abort: false };
 /** Runs lvsadm with `argv` (without the program name); resolves to the exit status. */
 export async function runLvsadm(argv: readonly string[], ctx: CliContext): Promise<number> {
   try {
+    // A bare word is never an ipvsadm command, so this one leaves ipvsadm's grammar as it is.
+    if (argv[0] === 'doctor') return await runDoctor(argv.slice(1), ctx);
     if (argv.length === 0) {
       return (await runCommand({ kind: 'list', what: 'services', format: emptyListFormat() }, ctx, false))
         .exit;

@@ -108,6 +108,8 @@ function counters(fields: string[]): Counters {
 export interface LvsdSite {
   ns: string;
   dir: string;
+  /** A command lvsd runs under (setpriv with capabilities, say): its argv before node's. */
+  launcher?: readonly string[];
 }
 
 /** lvsd running in the lab's director namespace (or another namespace of the lab's). */
@@ -136,7 +138,16 @@ export class Lvsd {
     // `ip netns exec` execs lvsd: signals to this pid reach the daemon itself.
     this.child = lab.spawn(
       site.ns,
-      [process.execPath, LVSD, '--socket', this.socket, '--state-dir', this.stateDir, ...args],
+      [
+        ...(site.launcher ?? []),
+        process.execPath,
+        LVSD,
+        '--socket',
+        this.socket,
+        '--state-dir',
+        this.stateDir,
+        ...args,
+      ],
       { stdio: ['ignore', log, log] },
     );
     this.exited = once(this.child, 'exit');
