@@ -256,6 +256,10 @@ export class Dashboard {
         },
       );
     }
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8' });
+      return void res.end();
+    }
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',
