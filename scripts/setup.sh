@@ -9,9 +9,10 @@ if [ "$(id -u)" = 0 ]; then
   # iproute2/nftables: the lab and the director's plumbing; nginx-light: the real servers;
   # curl, wrk, socat: the clients of the demo and the end-to-end tests; dnsmasq-base and openssl:
   # the DNS server and the TLS certificates of the health-check tests; prometheus: promtool and
-  # the server that scrapes lvsd's /metrics in the tests.
+  # the server that scrapes lvsd's /metrics in the tests; chromium: the headless browser the
+  # dashboard's end-to-end test drives (through puppeteer-core, which downloads no browser).
   apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps \
-    dnsmasq-base openssl prometheus
+    dnsmasq-base openssl prometheus chromium
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus

@@ -131,7 +131,7 @@ export function serverId(dest: Pick<DestSnapshot, 'addr' | 'port'>): string {
 /** Most check results kept per real server. */
 export const CHECK_HISTORY_LENGTH = 20;
 /** Most entries of the table copied into a frame, and the table size past which none are. */
-export const CONN_SAMPLE_ROWS = 50;
+export const CONN_SAMPLE_ROWS = 30;
 export const CONN_SAMPLE_TABLE_LIMIT = 4096;
 
 /**

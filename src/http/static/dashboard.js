@@ -287,16 +287,19 @@ function renderTable(frame) {
       ]
     : [[['no connection table in this snapshot']]];
   fillTable($('conntable').tBodies[0], rows);
+  const none = [[['none configured (lvsadm --start-daemon)']]];
   fillTable(
     $('sync').tBodies[0],
-    frame.sync.map((d) => [
-      [d.state],
-      [d.interface],
-      [d.syncId],
-      [d.stats ? (d.state === 'master' ? d.stats.sent : d.stats.received) : '-', 'num'],
-      [d.stats ? d.stats.conns : '-', 'num'],
-      [d.stats ? d.stats.dropped : '-', 'num'],
-    ]),
+    frame.sync.length === 0
+      ? none
+      : frame.sync.map((d) => [
+          [d.state],
+          [d.interface],
+          [d.syncId],
+          [d.stats ? (d.state === 'master' ? d.stats.sent : d.stats.received) : '-', 'num'],
+          [d.stats ? d.stats.conns : '-', 'num'],
+          [d.stats ? d.stats.dropped : '-', 'num'],
+        ]),
   );
   const c = frame.connections;
   setText($('conn-note'), c.omitted ?? `(${c.rows.length} shown${t ? ` of ${t.entries}` : ''})`);
