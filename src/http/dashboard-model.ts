@@ -6,7 +6,7 @@
 // polls and serves.
 
 import { formatAddrPort, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
-import type { AdminState, DestRuntimeChange, HealthState, Rates, ServiceKey } from '../core/model.js';
+import type { DestRuntimeChange, Rates, ServiceKey } from '../core/model.js';
 import { SVC_F_PERSISTENT } from '../core/model.js';
 import type {
   ConnSnapshot,
@@ -32,22 +32,10 @@ export interface CheckResult {
   durationMs: number;
 }
 
-export interface ServerView {
+/** A real server as -L --json has it, with its id, its checks (null without) and their history. */
+export interface ServerView extends Omit<DestSnapshot, 'checks'> {
   /** The real server's address as ipvsadm prints it: its id within the service. */
   id: string;
-  method: DestSnapshot['method'];
-  admin: AdminState;
-  health: HealthState;
-  scheduled: boolean;
-  weight: number;
-  configuredWeight: number;
-  operatorWeight: number | null;
-  dynamicWeight: number | null;
-  activeConns: number;
-  inactConns: number;
-  persistConns: number;
-  stats: StatsSnapshot;
-  rates: Rates;
   checks: DestChecks | null;
   /** Newest last. */
   history: CheckResult[];
@@ -219,24 +207,8 @@ export function buildFrame(
       const id = serviceId(svc.key);
       const servers = svc.dests.map((d): ServerView => {
         const sid = serverId(d);
-        return {
-          id: sid,
-          method: d.method,
-          admin: d.admin,
-          health: d.health,
-          scheduled: d.scheduled,
-          weight: d.weight,
-          configuredWeight: d.configuredWeight,
-          operatorWeight: d.operatorWeight,
-          dynamicWeight: d.dynamicWeight,
-          activeConns: d.activeConns,
-          inactConns: d.inactConns,
-          persistConns: d.persistConns,
-          stats: d.stats,
-          rates: d.rates,
-          checks: d.checks ?? null,
-          history: [...(histories.get(`${id} ${sid}`) ?? [])],
-        };
+        const history = [...(histories.get(`${id} ${sid}`) ?? [])];
+        return { ...d, id: sid, checks: d.checks ?? null, history };
       });
       return {
         id,

@@ -52,7 +52,7 @@ async function listedWeight(s: Setup, server: string, accept: (weight: number) =
 
 test(
   'the dashboard in headless Chromium: live services, traffic, and a drain that -Ln shows',
-  { skip: SKIP },
+  { skip: SKIP, timeout: 180_000 },
   async () => {
     let s: Setup | null = null;
     let browser: Browser | null = null;

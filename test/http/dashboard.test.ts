@@ -145,83 +145,98 @@ function post(
   });
 }
 
+/** Every wait in these tests is for a condition; this bounds a test whose condition never comes. */
+const TEST_TIMEOUT_MS = 30_000;
+
 const DRAIN = { service: 'TCP 198.18.0.1:80', server: '198.18.1.11:80', action: 'drain' };
 
-test('the page and its files are served with a strict content security policy', async () => {
-  const h = await start();
-  try {
-    const page = await fetchText(`${h.url}/`);
-    assert.equal(page.status, 200);
-    assert.match(page.headers['content-type']!, /^text\/html/);
-    assert.match(page.body, /<script src="\/dashboard.js" defer><\/script>/);
-    assert.match(String(page.headers['content-security-policy']), /default-src 'none'; script-src 'self'/);
-    assert.equal(page.headers['x-content-type-options'], 'nosniff');
-    const script = await fetchText(`${h.url}/dashboard.js`);
-    assert.match(script.headers['content-type']!, /^text\/javascript/);
-    assert.match(script.body, /new EventSource\('\/api\/stream'\)/);
-    assert.equal((await fetchText(`${h.url}/dashboard.css`)).status, 200);
-    assert.equal((await fetchText(`${h.url}/api/stream`, 'HEAD')).status, 200);
-    assert.ok(
-      h.logs.includes(`info http: dashboard on ${h.url}/ (actions need the token)`),
-      h.logs.join('\n'),
-    );
-  } finally {
-    await h.listener.close();
-  }
-});
-
-test('the stream sends the log, then a frame each tick; a change shows as an event', async () => {
-  const h = await start();
-  try {
-    const stream = await openStream(h.url);
-    assert.equal(stream.res.headers['content-type'], 'text/event-stream; charset=utf-8');
-    assert.ok(Array.isArray(await stream.next('log')));
-    const first = (await stream.next('frame')) as Frame;
-    assert.equal(first.actions, true);
-    assert.ok(first.services.some((s) => s.id === 'TCP 198.18.0.1:80'));
-    h.current.services.push(service(addrKey(IPPROTO_TCP, '198.18.0.7', 80), [dest('198.18.1.70', 80)]));
-    let events: DashboardEvent[] = [];
-    while (!events.some((e) => e.text === 'service TCP 198.18.0.7:80 added (wlc)')) {
-      events = (await stream.next('log')) as DashboardEvent[];
+test(
+  'the page and its files are served with a strict content security policy',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    try {
+      const page = await fetchText(`${h.url}/`);
+      assert.equal(page.status, 200);
+      assert.match(page.headers['content-type']!, /^text\/html/);
+      assert.match(page.body, /<script src="\/dashboard.js" defer><\/script>/);
+      assert.match(String(page.headers['content-security-policy']), /default-src 'none'; script-src 'self'/);
+      assert.equal(page.headers['x-content-type-options'], 'nosniff');
+      const script = await fetchText(`${h.url}/dashboard.js`);
+      assert.match(script.headers['content-type']!, /^text\/javascript/);
+      assert.match(script.body, /new EventSource\('\/api\/stream'\)/);
+      assert.equal((await fetchText(`${h.url}/dashboard.css`)).status, 200);
+      assert.equal((await fetchText(`${h.url}/api/stream`, 'HEAD')).status, 200);
+      assert.ok(
+        h.logs.includes(`info http: dashboard on ${h.url}/ (actions need the token)`),
+        h.logs.join('\n'),
+      );
+    } finally {
+      await h.listener.close();
     }
-    const state = JSON.parse((await fetchText(`${h.url}/api/state`)).body) as {
-      frame: Frame;
-      events: DashboardEvent[];
-    };
-    assert.ok(state.frame.services.some((s) => s.id === 'TCP 198.18.0.7:80'));
-    assert.ok(state.events.some((e) => e.text === 'TCP 198.18.0.7:80 -> 198.18.1.70:80 added, weight 1'));
-    stream.close();
-  } finally {
-    await h.listener.close();
-  }
-});
+  },
+);
 
-test('streams past maxStreams get 503; a closed one frees its place', async () => {
-  const h = await start({ limits: { maxStreams: 3 } });
-  try {
-    const streams = await Promise.all([1, 2, 3].map(() => openStream(h.url)));
-    for (const s of streams) await s.next('frame');
-    const refused = await fetchText(`${h.url}/api/stream`);
-    assert.equal(refused.status, 503);
-    assert.equal(refused.headers['retry-after'], '10');
-    // The rest of the listener is unaffected.
-    assert.equal((await fetchText(`${h.url}/metrics`)).status, 200);
-    streams[0]!.close();
-    await streams[0]!.closed;
-    let again: Stream | null = null;
-    while (!again) {
-      const s = await openStream(h.url);
-      if (s.res.statusCode === 200) again = s;
-      else s.close();
+test(
+  'the stream sends the log, then a frame each tick; a change shows as an event',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    try {
+      const stream = await openStream(h.url);
+      assert.equal(stream.res.headers['content-type'], 'text/event-stream; charset=utf-8');
+      assert.ok(Array.isArray(await stream.next('log')));
+      const first = (await stream.next('frame')) as Frame;
+      assert.equal(first.actions, true);
+      assert.ok(first.services.some((s) => s.id === 'TCP 198.18.0.1:80'));
+      h.current.services.push(service(addrKey(IPPROTO_TCP, '198.18.0.7', 80), [dest('198.18.1.70', 80)]));
+      let events: DashboardEvent[] = [];
+      while (!events.some((e) => e.text === 'service TCP 198.18.0.7:80 added (wlc)')) {
+        events = (await stream.next('log')) as DashboardEvent[];
+      }
+      const state = JSON.parse((await fetchText(`${h.url}/api/state`)).body) as {
+        frame: Frame;
+        events: DashboardEvent[];
+      };
+      assert.ok(state.frame.services.some((s) => s.id === 'TCP 198.18.0.7:80'));
+      assert.ok(state.events.some((e) => e.text === 'TCP 198.18.0.7:80 -> 198.18.1.70:80 added, weight 1'));
+      stream.close();
+    } finally {
+      await h.listener.close();
     }
-    await again.next('frame');
-    for (const s of [again, ...streams.slice(1)]) s.close();
-  } finally {
-    await h.listener.close();
-  }
-});
+  },
+);
 
-test('a stream that stops reading is dropped, not buffered for', async () => {
+test(
+  'streams past maxStreams get 503; a closed one frees its place',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start({ limits: { maxStreams: 3 } });
+    try {
+      const streams = await Promise.all([1, 2, 3].map(() => openStream(h.url)));
+      for (const s of streams) await s.next('frame');
+      const refused = await fetchText(`${h.url}/api/stream`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers['retry-after'], '10');
+      // The rest of the listener is unaffected.
+      assert.equal((await fetchText(`${h.url}/metrics`)).status, 200);
+      streams[0]!.close();
+      await streams[0]!.closed;
+      let again: Stream | null = null;
+      while (!again) {
+        const s = await openStream(h.url);
+        if (s.res.statusCode === 200) again = s;
+        else s.close();
+      }
+      await again.next('frame');
+      for (const s of [again, ...streams.slice(1)]) s.close();
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
+test('a stream that stops reading is dropped, not buffered for', { timeout: TEST_TIMEOUT_MS }, async () => {
   // Large frames fill the socket buffers in a few ticks.
   const many = snapshot(
     Array.from({ length: 400 }, (_, i) =>
@@ -255,31 +270,35 @@ test('a stream that stops reading is dropped, not buffered for', async () => {
   }
 });
 
-test('an action with the token runs set-dest-runtime on that real server, logged', async () => {
-  const h = await start();
-  try {
-    const reply = await post(h, DRAIN);
-    assert.equal(reply.status, 200, reply.body);
-    assert.deepEqual(h.ops, [
-      {
-        op: 'set-dest-runtime',
-        key: addrKey(IPPROTO_TCP, '198.18.0.1', 80),
-        addr: ip('198.18.1.11'),
-        port: 80,
-        change: { admin: 'drain' },
-      },
-    ]);
-    assert.ok(
-      h.logs.includes('info http: dashboard: drain TCP 198.18.0.1:80 -> 198.18.1.11:80 (from 127.0.0.1)'),
-    );
-    assert.equal((await post(h, { ...DRAIN, action: 'set-weight', weight: 7 })).status, 200);
-    assert.deepEqual((h.ops[1] as { change: object }).change, { operatorWeight: 7 });
-  } finally {
-    await h.listener.close();
-  }
-});
+test(
+  'an action with the token runs set-dest-runtime on that real server, logged',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    try {
+      const reply = await post(h, DRAIN);
+      assert.equal(reply.status, 200, reply.body);
+      assert.deepEqual(h.ops, [
+        {
+          op: 'set-dest-runtime',
+          key: addrKey(IPPROTO_TCP, '198.18.0.1', 80),
+          addr: ip('198.18.1.11'),
+          port: 80,
+          change: { admin: 'drain' },
+        },
+      ]);
+      assert.ok(
+        h.logs.includes('info http: dashboard: drain TCP 198.18.0.1:80 -> 198.18.1.11:80 (from 127.0.0.1)'),
+      );
+      assert.equal((await post(h, { ...DRAIN, action: 'set-weight', weight: 7 })).status, 200);
+      assert.deepEqual((h.ops[1] as { change: object }).change, { operatorWeight: 7 });
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
 
-test('bad action requests change nothing and say why', async () => {
+test('bad action requests change nothing and say why', { timeout: TEST_TIMEOUT_MS }, async () => {
   const h = await start({
     execute: async () => {
       throw Object.assign(new Error('No such destination'), { code: 'ENOENT' });
@@ -313,7 +332,7 @@ test('bad action requests change nothing and say why', async () => {
   }
 });
 
-test('without a token file the dashboard is read-only', async () => {
+test('without a token file the dashboard is read-only', { timeout: TEST_TIMEOUT_MS }, async () => {
   const h = await start({ token: false });
   try {
     const reply = await post(h, DRAIN);
@@ -327,56 +346,64 @@ test('without a token file the dashboard is read-only', async () => {
   }
 });
 
-test('wrong tokens are refused, logged, and after five the address is refused even with the right one', async () => {
-  const h = await start({
-    limits: { failures: { maxFailures: 5, windowMs: 60_000, blockMs: 60_000, maxTracked: 16 } },
-  });
-  try {
-    const wrong = [
-      { Authorization: 'Bearer nope' },
-      { Authorization: '' },
-      { Authorization: `Basic ${SECRET}` },
-      { Authorization: `Bearer ${SECRET}0` },
-    ];
-    for (const headers of wrong) {
-      const reply = await post(h, DRAIN, headers);
-      assert.equal(reply.status, 401);
-      assert.equal(reply.headers['www-authenticate'], 'Bearer realm="lvsd"');
+test(
+  'wrong tokens are refused, logged, and after five the address is refused even with the right one',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start({
+      limits: { failures: { maxFailures: 5, windowMs: 60_000, blockMs: 60_000, maxTracked: 16 } },
+    });
+    try {
+      const wrong = [
+        { Authorization: 'Bearer nope' },
+        { Authorization: '' },
+        { Authorization: `Basic ${SECRET}` },
+        { Authorization: `Bearer ${SECRET}0` },
+      ];
+      for (const headers of wrong) {
+        const reply = await post(h, DRAIN, headers);
+        assert.equal(reply.status, 401);
+        assert.equal(reply.headers['www-authenticate'], 'Bearer realm="lvsd"');
+      }
+      assert.equal((await post(h, DRAIN, { Authorization: 'Bearer guess' })).status, 401);
+      assert.ok(
+        h.logs.includes(
+          'warn http: dashboard: wrong or missing token from 127.0.0.1; refusing 127.0.0.1 for 60 s',
+        ),
+      );
+      assert.equal(
+        h.logs.filter((l) => l.startsWith('warn http: dashboard: wrong or missing token')).length,
+        5,
+      );
+      const blocked = await post(h, DRAIN);
+      assert.equal(blocked.status, 429);
+      assert.ok(Number(blocked.headers['retry-after']) > 0);
+      assert.deepEqual(h.ops, []);
+      // Reading goes on.
+      assert.equal((await fetchText(`${h.url}/api/state`)).status, 200);
+    } finally {
+      await h.listener.close();
     }
-    assert.equal((await post(h, DRAIN, { Authorization: 'Bearer guess' })).status, 401);
-    assert.ok(
-      h.logs.includes(
-        'warn http: dashboard: wrong or missing token from 127.0.0.1; refusing 127.0.0.1 for 60 s',
-      ),
-    );
-    assert.equal(
-      h.logs.filter((l) => l.startsWith('warn http: dashboard: wrong or missing token')).length,
-      5,
-    );
-    const blocked = await post(h, DRAIN);
-    assert.equal(blocked.status, 429);
-    assert.ok(Number(blocked.headers['retry-after']) > 0);
-    assert.deepEqual(h.ops, []);
-    // Reading goes on.
-    assert.equal((await fetchText(`${h.url}/api/state`)).status, 200);
-  } finally {
-    await h.listener.close();
-  }
-});
+  },
+);
 
-test('an engine that does not answer: ticks do not pile up and the page is still served', async () => {
-  let calls = 0;
-  const h = await start({ snapshot: () => (calls++, new Promise<Snapshot>(() => undefined)) });
-  try {
-    assert.equal((await fetchText(`${h.url}/`)).status, 200);
-    assert.equal((await fetchText(`${h.url}/api/state`)).status, 503);
-    const stream = await openStream(h.url);
-    assert.equal(stream.res.statusCode, 200);
-    stream.close();
-    assert.equal(calls, 1, 'one snapshot in flight, however many ticks passed');
-    // Malformed requests are still answered.
-    assert.match(await rawExchange(h.port, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400 /);
-  } finally {
-    await h.listener.close();
-  }
-});
+test(
+  'an engine that does not answer: ticks do not pile up and the page is still served',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    let calls = 0;
+    const h = await start({ snapshot: () => (calls++, new Promise<Snapshot>(() => undefined)) });
+    try {
+      assert.equal((await fetchText(`${h.url}/`)).status, 200);
+      assert.equal((await fetchText(`${h.url}/api/state`)).status, 503);
+      const stream = await openStream(h.url);
+      assert.equal(stream.res.statusCode, 200);
+      stream.close();
+      assert.equal(calls, 1, 'one snapshot in flight, however many ticks passed');
+      // Malformed requests are still answered.
+      assert.match(await rawExchange(h.port, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400 /);
+    } finally {
+      await h.listener.close();
+    }
+  },
+);

@@ -3,7 +3,7 @@
 
 import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
 import { SVC_F_PERSISTENT } from '../../src/core/model.js';
-import type { DestChecks, Snapshot, SyncDaemonStatus } from '../../src/core/ops.js';
+import type { DestChecks, Snapshot, SyncDaemonStats, SyncDaemonStatus } from '../../src/core/ops.js';
 import {
   addrKey,
   dataPath,
@@ -45,42 +45,29 @@ export const GOLDEN_CHECKS: DestChecks = {
   lastChange: { up: true, reason: 'HTTP_GET passed', time: 1_764_590_000_000 },
 };
 
-/** A master and a backup sync daemon (the master running in lvsd, with counters). */
+function syncDaemon(state: SyncDaemonStatus['state'], stats: SyncDaemonStats): SyncDaemonStatus {
+  const group = { mcastGroup: ip('224.0.0.81'), mcastPort: 8848, mcastTtl: 1 };
+  return { state, mcastInterface: 'eth1', syncId: 7, syncMaxLen: 1472, ...group, stats };
+}
+
+/** A master and a backup sync daemon, both running in lvsd (with counters). */
 export const GOLDEN_SYNC_DAEMONS: SyncDaemonStatus[] = [
-  {
-    state: 'master',
-    mcastInterface: 'eth1',
-    syncId: 7,
-    syncMaxLen: 1472,
-    mcastGroup: ip('224.0.0.81'),
-    mcastPort: 8848,
-    mcastTtl: 1,
-    stats: {
-      sent: 420,
-      received: 0,
-      dropped: 3,
-      droppedBy: { queueFull: 2, sendFailed: 1, invalid: 0 },
-      conns: 9000,
-      lastMessageAgeMs: 250,
-    },
-  },
-  {
-    state: 'backup',
-    mcastInterface: 'eth1',
-    syncId: 7,
-    syncMaxLen: 1472,
-    mcastGroup: ip('224.0.0.81'),
-    mcastPort: 8848,
-    mcastTtl: 1,
-    stats: {
-      sent: 0,
-      received: 12,
-      dropped: 1,
-      droppedBy: { invalid: 1 },
-      conns: 30,
-      lastMessageAgeMs: null,
-    },
-  },
+  syncDaemon('master', {
+    sent: 420,
+    received: 0,
+    dropped: 3,
+    droppedBy: { queueFull: 2, sendFailed: 1, invalid: 0 },
+    conns: 9000,
+    lastMessageAgeMs: 250,
+  }),
+  syncDaemon('backup', {
+    sent: 0,
+    received: 12,
+    dropped: 1,
+    droppedBy: { invalid: 1 },
+    conns: 30,
+    lastMessageAgeMs: null,
+  }),
 ];
 
 /** The golden snapshot (test/http/metrics.golden.txt). Services in add order, as the director keeps them. */
