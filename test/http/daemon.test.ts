@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -31,26 +30,8 @@ async function withHttpDaemon(
   }
 }
 
-function postJson(
-  url: string,
-  body: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      { method: 'POST', agent: false, headers: { 'Content-Type': 'application/json', ...headers } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const postJson = (url: string, body: string, headers: Record<string, string>) =>
+  fetchText(url, 'POST', { 'Content-Type': 'application/json', ...headers }, body);
 
 const lvsadm = (daemon: SpawnedDaemon, ...args: string[]) =>
   runLvsadmBinary(args, { LVSD_SOCKET: daemon.socketPath });

@@ -119,30 +119,10 @@ function openStream(url: string): Promise<Stream> {
   });
 }
 
-function post(
-  h: Harness,
-  body: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
-  return new Promise((resolve, reject) => {
-    const text = typeof body === 'string' ? body : JSON.stringify(body);
-    const req = request(
-      `${h.url}/api/action`,
-      {
-        method: 'POST',
-        agent: false,
-        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${SECRET}`, ...headers },
-      },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (data += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, body: data, headers: res.headers }));
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
+function post(h: Harness, body: unknown, headers: Record<string, string> = {}) {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  const all = { 'Content-Type': 'application/json', Authorization: `Bearer ${SECRET}`, ...headers };
+  return fetchText(`${h.url}/api/action`, 'POST', all, text);
 }
 
 /** Every wait in these tests is for a condition; this bounds a test whose condition never comes. */
