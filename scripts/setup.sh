@@ -11,10 +11,11 @@ if [ "$(id -u)" = 0 ]; then
   # the DNS server and the TLS certificates of the health-check tests; prometheus: promtool and
   # the server that scrapes lvsd's /metrics in the tests; keepalived: VRRP for the director pair
   # of the failover test and `lvsd demo --ha`; util-linux (setpriv, unshare) and systemd
-  # (systemd-analyze verify): the capability and unit tests.
+  # (systemd-analyze verify): the capability and unit tests; chromium: the headless browser the
+  # dashboard's end-to-end test drives (through puppeteer-core, which downloads no browser).
   apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps \
     util-linux systemd \
-    dnsmasq-base openssl prometheus keepalived
+    dnsmasq-base openssl prometheus keepalived chromium
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus

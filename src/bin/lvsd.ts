@@ -26,11 +26,13 @@ import { readKeepalivedConf } from '../keepalived/read.js';
 import { defaultConfigId } from './check-config.js';
 import { fileSystemConfigFiles } from './keepalived-files.js';
 import type { ListenAddress } from '../http/address.js';
+import { readTokenFile } from '../http/auth.js';
 import { readBuildInfo } from '../http/build-info.js';
 import { startHttpListener } from '../http/server.js';
 import type { HttpListener } from '../http/server.js';
 
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
+            [--http-token-file FILE]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
             [--expire-nodest-conn 0|1] [--expire-quiescent-template 0|1]
@@ -40,9 +42,12 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
-  --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics (off unless given); PORT
-                      alone listens on loopback (127.0.0.1); ADDR is an IP address: [::1] for IPv6,
-                      0.0.0.0 for every address (anyone who reaches it can read the metrics)
+  --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics and the live dashboard at
+                      http://ADDR:PORT/ (off unless given); PORT alone listens on loopback
+                      (127.0.0.1); ADDR is an IP address: [::1] for IPv6, 0.0.0.0 for every address
+                      (anyone who reaches it can read the metrics and the dashboard)
+  --http-token-file FILE  the dashboard's drain/ready/maint/weight buttons need the token on this
+                      file's first line (16+ characters); without it the dashboard is read-only
   --conn-capacity N   most connections and persistence templates held at once, 1..${MAX_CAPACITY}
                       (default ${DEFAULT_CONN_CAPACITY}; about 100 bytes each, taken at start)
   --drop-entry MODE   evict half-open entries at random each second: 0 never, 1 when the table is
@@ -75,6 +80,7 @@ interface CommandLine {
   stateDir: string;
   dataplane: boolean;
   http: ListenAddress | null;
+  httpTokenFile: string | null;
   connCapacity: number;
   defense: DefenseSettings;
   expiry: ExpirySettings;
@@ -86,6 +92,7 @@ const VALUE_OPTIONS = new Set([
   '--socket',
   '--state-dir',
   '--http',
+  '--http-token-file',
   '--conn-capacity',
   '--drop-entry',
   '--secure-tcp',
@@ -122,6 +129,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let stateDir = process.env.LVSD_STATE_DIR || DEFAULT_STATE_DIR;
   let dataplane = true;
   let http: ListenAddress | null = null;
+  let httpTokenFile: string | null = null;
   let connCapacity = DEFAULT_CONN_CAPACITY;
   const defense: Partial<DefenseSettings> = {};
   const expiry: ExpirySettings = { ...DEFAULT_EXPIRY };
@@ -147,6 +155,7 @@ function parseCommandLine(args: string[]): CommandLine {
     if (name === '--socket') socketPath = value;
     else if (name === '--state-dir') stateDir = value;
     else if (name === '--keepalived-conf') keepalivedConf = resolve(value);
+    else if (name === '--http-token-file') httpTokenFile = resolve(value);
     else if (name === '--http') {
       const parsed = parseListenAddress(value);
       if ('error' in parsed) usageError(`--http: ${parsed.error}`);
@@ -176,11 +185,13 @@ function parseCommandLine(args: string[]): CommandLine {
   }
   if (floatingVips && !dataplane)
     usageError('--floating-vips is about the data plane: not with --no-dataplane');
+  if (httpTokenFile && !http) usageError('--http-token-file needs --http');
   return {
     socketPath,
     stateDir,
     dataplane,
     http,
+    httpTokenFile,
     connCapacity,
     defense: defenseSettings(defense),
     expiry,
@@ -269,11 +280,15 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   let http: HttpListener | null = null;
   if (commandLine.http) {
     try {
+      const tokenFile = commandLine.httpTokenFile ? await readTokenFile(commandLine.httpTokenFile) : null;
+      if (tokenFile?.warning) stderrLogger('warn', `http: ${tokenFile.warning}`);
       http = await startHttpListener({
         address: commandLine.http,
         api: running.service,
         build: await readBuildInfo(),
         log: stderrLogger,
+        token: tokenFile?.token ?? null,
+        onEngineEvent: (listener) => running.engine.onEvent(listener),
       });
     } catch (err) {
       await running.close();

@@ -8,7 +8,17 @@ import { formatAddr, formatIPv4, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '
 import type { Addr } from '../core/inet.js';
 import type { AdminState, HealthState, Rates, ServiceKey } from '../core/model.js';
 import { SVC_F_PERSISTENT } from '../core/model.js';
-import type { DestSnapshot, DeviceCounters, ServiceSnapshot, Snapshot, StatsSnapshot } from '../core/ops.js';
+import type {
+  ConnTableSnapshot,
+  DestChecks,
+  DestSnapshot,
+  DeviceCounters,
+  ServiceSnapshot,
+  Snapshot,
+  StatsSnapshot,
+  SyncDaemonStats,
+  SyncDaemonStatus,
+} from '../core/ops.js';
 import { orderedServices } from '../ipvsadm/format.js';
 import { renderExposition } from './exposition.js';
 import type { Labels, MetricType, Sample } from './exposition.js';
@@ -24,6 +34,8 @@ export interface MetricsInput {
   readonly snapshot: Snapshot;
   readonly services: readonly ServiceSnapshot[];
   readonly build: BuildInfo;
+  /** The sync daemons as `-L --daemon --json` lists them (ControlApi.syncDaemons). */
+  readonly syncDaemons: readonly SyncDaemonStatus[];
   /** What several series share, built once per scrape. */
   readonly cache: ScrapeCache;
 }
@@ -250,6 +262,56 @@ const DEVICE_SERIES: readonly [string, string, (device: DeviceCounters) => numbe
   ['lvsd_device_transmitted_bytes_total', 'Bytes the packet loop wrote to its devices.', (d) => d.txBytes],
 ];
 
+type Checker = DestChecks['checkers'][number];
+
+/**
+ * A value per health checker of a real server a keepalived.conf checks (`check` is the checker's
+ * place in the real_server block, `kind` its keyword); null leaves that checker out.
+ */
+function perChecker(name: string, help: string, value: (checker: Checker) => number | null): SeriesSpec {
+  return series(name, 'gauge', help, ({ services, cache }) =>
+    services.flatMap((svc) =>
+      svc.dests.flatMap((dest) => {
+        const labels = cache.server(svc, dest);
+        return (dest.checks?.checkers ?? []).flatMap((checker, index) => {
+          const v = value(checker);
+          if (v === null) return [];
+          return [
+            { labels: [...labels, ['check', String(index)], ['kind', checker.kind]] as const, value: v },
+          ];
+        });
+      }),
+    ),
+  );
+}
+
+/** A value of the connection table; absent from snapshots made without one. */
+function connTable(
+  name: string,
+  type: MetricType,
+  help: string,
+  value: (table: ConnTableSnapshot) => number,
+): SeriesSpec {
+  return series(name, type, help, ({ snapshot }) =>
+    snapshot.connTable ? [{ labels: [], value: value(snapshot.connTable) }] : [],
+  );
+}
+
+/** A value per running sync daemon (label `state`: master or backup); null leaves one out. */
+function perSyncDaemon(
+  name: string,
+  type: MetricType,
+  help: string,
+  value: (stats: SyncDaemonStats, daemon: SyncDaemonStatus) => number | null,
+): SeriesSpec {
+  return series(name, type, help, ({ syncDaemons }) =>
+    syncDaemons.flatMap((daemon) => {
+      const v = daemon.stats ? value(daemon.stats, daemon) : null;
+      return v === null ? [] : [{ labels: [['state', daemon.state]] as const, value: v }];
+    }),
+  );
+}
+
 /** Every series lvsd exports, in the order /metrics prints them. */
 export const SERIES: readonly SeriesSpec[] = [
   ipvsTotal('conns', 'node_ipvs_connections_total', 'The total number of connections made.'),
@@ -365,6 +427,38 @@ export const SERIES: readonly SeriesSpec[] = [
     (d) => d.persistConns,
   ),
   ...trafficSeries('lvsd_server', 'real server', perServer),
+  perServer(
+    'lvsd_server_check_alive',
+    'gauge',
+    "1 while a checked real server's health checks say it is alive; only on real servers a keepalived.conf checks.",
+    (d) => (d.checks ? (d.checks.alive ? 1 : 0) : null),
+  ),
+  perServer(
+    'lvsd_server_health_last_change_timestamp_seconds',
+    'gauge',
+    'When the health checks last changed their verdict on a real server (Unix time); absent before the first change.',
+    (d) => (d.checks?.lastChange ? d.checks.lastChange.time / 1000 : null),
+  ),
+  perChecker(
+    'lvsd_server_check_up',
+    '1 while one health checker of a real server counts it up (after its retries), 0 while down.',
+    (c) => (c.up ? 1 : 0),
+  ),
+  perChecker(
+    'lvsd_server_check_last_success',
+    "1 if a health checker's last check passed, 0 if it failed; absent before its first check.",
+    (c) => (c.last ? (c.last.ok ? 1 : 0) : null),
+  ),
+  perChecker(
+    'lvsd_server_check_last_duration_seconds',
+    "How long a health checker's last check took.",
+    (c) => (c.last ? c.last.durationMs / 1000 : null),
+  ),
+  perChecker(
+    'lvsd_server_check_last_timestamp_seconds',
+    "When a health checker's last check ended (Unix time).",
+    (c) => (c.last ? c.last.time / 1000 : null),
+  ),
   series(
     'lvsd_datapath_forwarded_packets_total',
     'counter',
@@ -424,6 +518,73 @@ export const SERIES: readonly SeriesSpec[] = [
     "Hash buckets of the connection table (ipvsadm -L's size=).",
     ({ snapshot }) => [{ labels: [], value: snapshot.connTableBuckets }],
   ),
+  connTable(
+    'lvsd_connection_table_capacity',
+    'gauge',
+    'Most entries (connections and persistence templates) the table holds (lvsd --conn-capacity).',
+    (t) => t.capacity,
+  ),
+  connTable(
+    'lvsd_connection_table_entries',
+    'gauge',
+    'Entries in the connection table, persistence templates included.',
+    (t) => t.entries,
+  ),
+  connTable(
+    'lvsd_connection_table_templates',
+    'gauge',
+    'Persistence templates in the connection table.',
+    (t) => t.templates,
+  ),
+  connTable(
+    'lvsd_connection_table_refused_total',
+    'counter',
+    'New connections refused because the table was full (each also a table-full drop).',
+    (t) => t.refusedFull,
+  ),
+  connTable(
+    'lvsd_connection_table_early_drops_total',
+    'counter',
+    'Half-open entries evicted to make room for a new connection on a full table (early drop).',
+    (t) => t.earlyDrops,
+  ),
+  connTable(
+    'lvsd_connection_table_defense_dropped_entries_total',
+    'counter',
+    "Half-open entries evicted by drop_entry's random scans.",
+    (t) => t.defense.droppedEntries,
+  ),
+  connTable(
+    'lvsd_connection_table_secure_tcp_activations_total',
+    'counter',
+    'Times secure_tcp switched itself on because the table was under pressure.',
+    (t) => t.defense.secureTcpActivations,
+  ),
+  series(
+    'lvsd_connection_table_defense_mode',
+    'gauge',
+    "Mode of a defense strategy as the kernel's sysctls: 0 never, 1 automatic and off, 2 automatic and on, 3 always.",
+    ({ snapshot }) => {
+      const defense = snapshot.connTable?.defense;
+      if (!defense) return [];
+      return [
+        { labels: [['strategy', 'drop_entry']], value: defense.dropEntry },
+        { labels: [['strategy', 'secure_tcp']], value: defense.secureTcp },
+      ];
+    },
+  ),
+  connTable(
+    'lvsd_connection_table_defense_threshold_ratio',
+    'gauge',
+    'Share of the capacity in use at which the automatic defense modes switch on.',
+    (t) => t.defense.thresholdPercent / 100,
+  ),
+  connTable(
+    'lvsd_connection_table_early_drop_enabled',
+    'gauge',
+    '1 when a new connection on a full table may evict a half-open entry (lvsd --early-drop).',
+    (t) => (t.defense.earlyDrop ? 1 : 0),
+  ),
   series(
     'lvsd_connection_timeout_seconds',
     'gauge',
@@ -433,6 +594,61 @@ export const SERIES: readonly SeriesSpec[] = [
         labels: [['timeout', name]],
         value: snapshot.timeouts[name],
       })),
+  ),
+  series(
+    'lvsd_sync_daemon_info',
+    'gauge',
+    'Always 1 per configured sync daemon; labels give its role, interface and sync id (ipvsadm --start-daemon).',
+    ({ syncDaemons }) =>
+      syncDaemons.map((d) => ({
+        labels: [
+          ['interface', d.mcastInterface],
+          ['state', d.state],
+          ['sync_id', String(d.syncId)],
+        ],
+        value: 1,
+      })),
+  ),
+  perSyncDaemon(
+    'lvsd_sync_messages_sent_total',
+    'counter',
+    'Sync messages the master daemon sent.',
+    (s, d) => (d.state === 'master' ? s.sent : null),
+  ),
+  perSyncDaemon(
+    'lvsd_sync_datagrams_received_total',
+    'counter',
+    'Datagrams the backup daemon received, good or not.',
+    (s, d) => (d.state === 'backup' ? s.received : null),
+  ),
+  perSyncDaemon(
+    'lvsd_sync_connections_total',
+    'counter',
+    'Master: connections put into sync messages; backup: connections received and held or updated.',
+    (s) => s.conns,
+  ),
+  series(
+    'lvsd_sync_dropped_total',
+    'counter',
+    'Master: messages not sent; backup: datagrams or connections refused; by reason.',
+    ({ syncDaemons }) =>
+      syncDaemons.flatMap((d) =>
+        Object.keys(d.stats?.droppedBy ?? {})
+          .sort()
+          .map((reason) => ({
+            labels: [
+              ['reason', reason],
+              ['state', d.state],
+            ] as const,
+            value: d.stats!.droppedBy[reason]!,
+          })),
+      ),
+  ),
+  perSyncDaemon(
+    'lvsd_sync_last_message_age_seconds',
+    'gauge',
+    'Seconds since the master last sent, or the backup last accepted, a message; absent before the first.',
+    (s) => (s.lastMessageAgeMs === null ? null : s.lastMessageAgeMs / 1000),
   ),
 ];
 
@@ -456,10 +672,14 @@ function scrapeCache(services: readonly ServiceSnapshot[]): ScrapeCache {
   };
 }
 
-/** The /metrics body for one snapshot. */
-export function renderMetrics(snapshot: Snapshot, build: BuildInfo): string {
+/** The /metrics body for one snapshot and the sync daemons' status. */
+export function renderMetrics(
+  snapshot: Snapshot,
+  build: BuildInfo,
+  syncDaemons: readonly SyncDaemonStatus[] = [],
+): string {
   const services = orderedServices(snapshot, false);
-  const input: MetricsInput = { snapshot, services, build, cache: scrapeCache(services) };
+  const input: MetricsInput = { snapshot, services, build, syncDaemons, cache: scrapeCache(services) };
   return renderExposition(
     SERIES.map((spec) => ({
       name: spec.name,

@@ -1,20 +1,25 @@
 // lvsd's HTTP listener (node:http), off unless `lvsd --http` asks for it: GET /metrics in the
-// Prometheus text format, rendered from ControlApi.snapshot(). Hostile clients are bounded by
+// Prometheus text format, rendered from ControlApi.snapshot(), and the live dashboard (GET /,
+// src/http/dashboard.ts). Hostile clients are bounded by
 // node's own limits (header size and count, header and request deadlines, idle and stalled sockets,
 // a connection cap); the packet path runs in its own thread and never waits on this one.
 
 import { createServer } from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import type { ControlApi } from '../control/api.js';
+import type { EngineEvent } from '../core/ops.js';
 import { isLoopback, listenUrl } from './address.js';
 import type { ListenAddress } from './address.js';
+import type { Token } from './auth.js';
+import { Dashboard } from './dashboard.js';
+import type { DashboardLimits, Handler, HttpLog } from './dashboard.js';
 import { renderMetrics } from './metrics.js';
 import type { BuildInfo } from './metrics.js';
 
-export type HttpLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+export type { HttpLog } from './dashboard.js';
 
 export interface HttpLimits {
   /** A client must have sent its whole header by then, or gets 408 (slowloris). */
@@ -50,10 +55,15 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export interface HttpListenerOptions {
   address: ListenAddress;
-  api: Pick<ControlApi, 'snapshot'>;
+  api: Pick<ControlApi, 'snapshot' | 'syncDaemons' | 'execute'>;
   build: BuildInfo;
   log: HttpLog;
   limits?: Partial<HttpLimits>;
+  /** The dashboard's actions need this token; without one it is read-only. */
+  token?: Token | null;
+  /** The engine's events, for the dashboard's log (Engine.onEvent). */
+  onEngineEvent?: (listener: (event: EngineEvent) => void) => () => void;
+  dashboardLimits?: Partial<DashboardLimits>;
 }
 
 export interface HttpListener {
@@ -86,8 +96,6 @@ export function acceptsGzip(header: string | undefined): boolean {
 // zlib works on libuv's thread pool: compressing a large exposition does not hold up this thread.
 const gzip = promisify(gzipCallback);
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-
 function send(
   res: ServerResponse,
   status: number,
@@ -111,7 +119,22 @@ const LISTEN_ERRORS: Record<string, string> = {
 export async function startHttpListener(options: HttpListenerOptions): Promise<HttpListener> {
   const { address, api, build, log } = options;
   const limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
-  const metricsBody = coalesce(async () => renderMetrics(await api.snapshot({ connections: false }), build));
+  const metricsBody = coalesce(async () => {
+    const [snapshot, syncDaemons] = await Promise.all([
+      api.snapshot({ connections: false }),
+      api.syncDaemons(),
+    ]);
+    return renderMetrics(snapshot, build, syncDaemons);
+  });
+  const token = options.token ?? null;
+  const dashboard = new Dashboard({
+    api,
+    token,
+    log,
+    ...(options.onEngineEvent ? { onEngineEvent: options.onEngineEvent } : {}),
+    ...(options.dashboardLimits ? { limits: options.dashboardLimits } : {}),
+  });
+  await dashboard.start();
 
   const serveMetrics: Handler = async (req, res) => {
     let body: string;
@@ -133,6 +156,7 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
   // Path, then method; HEAD is answered by GET's handler (node leaves the body out).
   const routes = new Map<string, ReadonlyMap<string, Handler>>([
     ['/metrics', new Map([['GET', serveMetrics]])],
+    ...dashboard.routes(),
   ]);
 
   const server = createServer(
@@ -165,21 +189,33 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
   server.setTimeout(limits.socketTimeoutMs);
 
   const url = listenUrl(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const reason = err.code ? `${err.code} (${LISTEN_ERRORS[err.code] ?? err.message})` : err.message;
-      reject(new Error(`cannot listen on ${url}: ${reason}`));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const reason = err.code ? `${err.code} (${LISTEN_ERRORS[err.code] ?? err.message})` : err.message;
+        reject(new Error(`cannot listen on ${url}: ${reason}`));
+      });
+      server.listen({ host: address.host, port: address.port, exclusive: true }, () => resolve());
     });
-    server.listen({ host: address.host, port: address.port, exclusive: true }, () => resolve());
-  });
+  } catch (err) {
+    dashboard.close();
+    throw err;
+  }
   server.removeAllListeners('error');
   server.on('error', (err) => log('error', `http: ${err.message}`));
 
   const bound = { host: address.host, port: (server.address() as AddressInfo).port };
   const boundUrl = listenUrl(bound);
   log('info', `http: serving /metrics on ${boundUrl}`);
+  log(
+    'info',
+    `http: dashboard on ${boundUrl}/ (${token ? 'actions need the token' : 'read-only: no --http-token-file'})`,
+  );
   if (!isLoopback(bound)) {
-    log('warn', `http: ${bound.host} is not loopback: whoever reaches it can read the metrics`);
+    log(
+      'warn',
+      `http: ${bound.host} is not loopback: whoever reaches it can read the metrics and the dashboard`,
+    );
   }
 
   let closing: Promise<void> | null = null;
@@ -187,6 +223,7 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
     url: boundUrl,
     close() {
       closing ??= new Promise<void>((resolve) => {
+        dashboard.close();
         server.close(() => resolve());
         server.closeAllConnections();
       });

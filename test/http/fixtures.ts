@@ -3,13 +3,72 @@
 
 import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
 import { SVC_F_PERSISTENT } from '../../src/core/model.js';
-import type { Snapshot } from '../../src/core/ops.js';
-import { addrKey, dataPath, dest, markKey, rates, service, snapshot, stats } from '../helpers/snapshots.js';
+import type { DestChecks, Snapshot, SyncDaemonStats, SyncDaemonStatus } from '../../src/core/ops.js';
+import {
+  addrKey,
+  dataPath,
+  dest,
+  ip,
+  markKey,
+  rates,
+  service,
+  snapshot,
+  stats,
+} from '../helpers/snapshots.js';
 
 export { addrKey, dest, ip, markKey, service, snapshot } from '../helpers/snapshots.js';
 
 /** 2^53 + 2: a counter that a double still holds exactly, past Number.MAX_SAFE_INTEGER. */
 export const BIG_COUNTER = 2 ** 53 + 2;
+
+/** What a keepalived.conf's checkers saw of a real server: one passing HTTP_GET, one TCP_CHECK that failed once. */
+export const GOLDEN_CHECKS: DestChecks = {
+  alive: true,
+  checkers: [
+    {
+      kind: 'HTTP_GET',
+      up: true,
+      last: { ok: true, code: 'ok', reason: 'HTTP 200', durationMs: 12, time: 1_764_590_400_000 },
+    },
+    {
+      kind: 'TCP_CHECK',
+      up: true,
+      last: {
+        ok: false,
+        code: 'timeout',
+        reason: 'no answer in 3 s',
+        durationMs: 3000,
+        time: 1_764_590_401_500,
+      },
+    },
+  ],
+  lastChange: { up: true, reason: 'HTTP_GET passed', time: 1_764_590_000_000 },
+};
+
+function syncDaemon(state: SyncDaemonStatus['state'], stats: SyncDaemonStats): SyncDaemonStatus {
+  const group = { mcastGroup: ip('224.0.0.81'), mcastPort: 8848, mcastTtl: 1 };
+  return { state, mcastInterface: 'eth1', syncId: 7, syncMaxLen: 1472, ...group, stats };
+}
+
+/** A master and a backup sync daemon, both running in lvsd (with counters). */
+export const GOLDEN_SYNC_DAEMONS: SyncDaemonStatus[] = [
+  syncDaemon('master', {
+    sent: 420,
+    received: 0,
+    dropped: 3,
+    droppedBy: { queueFull: 2, sendFailed: 1, invalid: 0 },
+    conns: 9000,
+    lastMessageAgeMs: 250,
+  }),
+  syncDaemon('backup', {
+    sent: 0,
+    received: 12,
+    dropped: 1,
+    droppedBy: { invalid: 1 },
+    conns: 30,
+    lastMessageAgeMs: null,
+  }),
+];
 
 /** The golden snapshot (test/http/metrics.golden.txt). Services in add order, as the director keeps them. */
 export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
@@ -43,6 +102,7 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
           persistConns: 2,
           stats: stats(120, 1200, 1100, 120_000, 9_000_000),
           rates: rates(6, 60, 55, 6000, 450_000),
+          checks: GOLDEN_CHECKS,
         }),
       ],
       {
@@ -87,6 +147,22 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
     service(addrKey(IPPROTO_TCP, '::ffff:198.18.0.5', 443), [dest('::ffff:198.18.1.21', 8443)]),
   ],
   {
+    connTable: {
+      capacity: 65536,
+      entries: 21,
+      templates: 3,
+      refusedFull: 1,
+      earlyDrops: 4,
+      defense: {
+        dropEntry: 1,
+        secureTcp: 2,
+        thresholdPercent: 90,
+        earlyDrop: true,
+        droppedEntries: 5,
+        secureTcpActivations: 1,
+      },
+      expiry: { expireNodestConn: false, expireQuiescentTemplate: false },
+    },
     dataPath: dataPath({
       forwardedIn: 3213,
       forwardedOut: 2903,

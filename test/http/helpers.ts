@@ -15,8 +15,13 @@ export interface Reply {
   body: string;
 }
 
-/** One request on its own connection. */
-export function fetchText(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<Reply> {
+/** One request on its own connection (with `body`, if given). */
+export function fetchText(
+  url: string,
+  method = 'GET',
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -28,7 +33,7 @@ export function fetchText(url: string, method = 'GET', headers: Record<string, s
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 

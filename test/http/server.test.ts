@@ -33,6 +33,8 @@ async function start(
         h.snapshots++;
         return snapshot();
       },
+      syncDaemons: async () => [],
+      execute: async () => assert.fail('the listener changes nothing by itself'),
     },
     build: BUILD,
     log: (level, message) => h.logs.push(`${level} ${message}`),
@@ -96,7 +98,7 @@ describe('the HTTP listener', () => {
   });
 
   it('answers 404 for other paths and 405 (with Allow) for other methods', async () => {
-    for (const path of ['/', '/metrics/', '/Metrics', '/metricsx', '/%00', '/metrics%20']) {
+    for (const path of ['/index.html', '/metrics/', '/Metrics', '/metricsx', '/%00', '/metrics%20']) {
       assert.equal((await fetchText(`${h.listener.url}${path}`)).status, 404, path);
     }
     for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']) {
@@ -197,7 +199,11 @@ test('a port in use is refused with the reason', async () => {
     await assert.rejects(
       startHttpListener({
         address: { host: '127.0.0.1', port: h.port },
-        api: { snapshot: async () => GOLDEN_SNAPSHOT },
+        api: {
+          snapshot: async () => GOLDEN_SNAPSHOT,
+          syncDaemons: async () => [],
+          execute: async () => undefined,
+        },
         build: BUILD,
         log: () => undefined,
       }),
