@@ -12,6 +12,7 @@ import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
 import type { RunningDaemon } from '../control/daemon.js';
 import { KeepalivedSource } from '../control/keepalived-source.js';
 import { StateLockError } from '../control/lock.js';
+import { DEFAULT_RESTART_HOLD_MS } from '../control/restart.js';
 import { stderrLogger } from '../control/log.js';
 import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
@@ -30,7 +31,7 @@ import type { HttpListener } from '../http/server.js';
 const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
-            [--keepalived-conf FILE]
+            [--keepalived-conf FILE] [--restart-hold SECONDS]
        lvsd demo [--keep]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
@@ -50,11 +51,15 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --keepalived-conf FILE  run the virtual servers, real servers, sorry servers and health checks
                     of a keepalived.conf; the file owns the configuration (lvsd.json is not used,
                     lvsadm may only drain/ready/maint, set weights and zero counters)
+  --restart-hold SECONDS  on SIGTERM/SIGINT, drop the services' traffic for this long at most
+                    (0..3600, default ${DEFAULT_RESTART_HOLD_MS / 1000}; 0: none), until the next lvsd takes over
+                    the connection table saved in DIR/connections.json (docs/operations.md)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)
 and applies what changed;
-SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
+SIGTERM or SIGINT stop it, handing its connections over to the next lvsd started on DIR.
+One lvsd per state directory (DIR/lvsd.lock).
 `;
 
 const HOST_REPAIR_INTERVAL_MS = 2000;
@@ -67,6 +72,7 @@ interface CommandLine {
   connCapacity: number;
   defense: DefenseSettings;
   keepalivedConf: string | null;
+  restartHoldMs: number;
 }
 
 const VALUE_OPTIONS = new Set([
@@ -79,6 +85,7 @@ const VALUE_OPTIONS = new Set([
   '--defense-threshold',
   '--early-drop',
   '--keepalived-conf',
+  '--restart-hold',
 ]);
 
 const DEFENSE_OPTIONS = {
@@ -105,6 +112,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let connCapacity = DEFAULT_CONN_CAPACITY;
   const defense: Partial<DefenseSettings> = {};
   let keepalivedConf: string | null = null;
+  let restartHoldMs = DEFAULT_RESTART_HOLD_MS;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -121,7 +129,12 @@ function parseCommandLine(args: string[]): CommandLine {
     if (name === '--socket') socketPath = value;
     else if (name === '--state-dir') stateDir = value;
     else if (name === '--keepalived-conf') keepalivedConf = resolve(value);
-    else if (name === '--http') {
+    else if (name === '--restart-hold') {
+      const seconds = decimal(value);
+      if (!(seconds >= 0 && seconds <= 3600))
+        usageError(`--restart-hold: ${value} is not a whole number of seconds in 0..3600`);
+      restartHoldMs = seconds * 1000;
+    } else if (name === '--http') {
       const parsed = parseListenAddress(value);
       if ('error' in parsed) usageError(`--http: ${parsed.error}`);
       http = parsed;
@@ -152,6 +165,7 @@ function parseCommandLine(args: string[]): CommandLine {
     connCapacity,
     defense: defenseSettings(defense),
     keepalivedConf,
+    restartHoldMs,
   };
 }
 
@@ -194,6 +208,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       stateDir,
       createEngine: () => buildEngine(commandLine),
       log: stderrLogger,
+      restart: { holdMs: commandLine.restartHoldMs },
       ...(keepalived
         ? {
             configOwner: keepalived.name,
@@ -220,6 +235,8 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       process.exit(1);
     }
   }
+  // The services are in (lvsd.json's, or the keepalived.conf's): the previous run's connections next.
+  await running.takeOver();
   let http: HttpListener | null = null;
   if (commandLine.http) {
     try {
@@ -237,7 +254,10 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   }
   const stop = (signal: string) => {
     stderrLogger('info', `${signal} received, shutting down`);
-    void Promise.all([http?.close(), keepalived?.close(), running.close()]).then(() => process.exit(0));
+    // A stop by signal may be a restart (systemctl restart, an upgrade): hand the connections over.
+    void Promise.all([http?.close(), keepalived?.close(), running.close({ handOver: true })]).then(() =>
+      process.exit(0),
+    );
   };
   running.engine.onEvent((event) => {
     if (event.kind === 'exception') {

@@ -3,7 +3,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
-import type { ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
+import type { ConnRecord, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import type { SyncTuning } from '../core/sync/master.js';
@@ -26,6 +26,9 @@ export interface PacketDirector {
   takeSyncConns(): SyncConn[];
   /** The backup sync role: hold a master's connections. */
   importSynced(conns: readonly SyncConn[]): ImportResult;
+  /** A restart: every connection out, and back into the next run's director. */
+  exportConnections(): ConnRecord[];
+  importConnections(records: readonly ConnRecord[]): ImportResult;
 }
 
 export interface WorkerSettings {
@@ -50,6 +53,9 @@ export type RequestBody =
   | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }
   /** Connections a backup received from its master. */
   | { kind: 'sync-import'; conns: SyncConn[] }
+  /** A restart's hand-over and take-over of the connection table. */
+  | { kind: 'export-conns' }
+  | { kind: 'import-conns'; records: ConnRecord[] }
   | { kind: 'stop' };
 
 export type Request = RequestBody & { id: number };

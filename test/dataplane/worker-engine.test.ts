@@ -19,11 +19,20 @@ const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe:
 class RecordingHost implements HostSteering {
   readonly syncs: number[][] = [];
   stopped = 0;
+  /** What each stop kept, and the holds asked for and released, in order. */
+  readonly events: string[] = [];
   sync(services: readonly ServiceSnapshot[]): void {
     this.syncs.push(services.map((s) => s.key.port));
   }
-  stop(): void {
+  stop(options: { keepHold?: boolean } = {}): void {
     this.stopped++;
+    this.events.push(options.keepHold ? 'stop keeping the hold' : 'stop');
+  }
+  hold(holdMs: number): void {
+    this.events.push(`hold ${holdMs}`);
+  }
+  releaseHold(): void {
+    this.events.push('release');
   }
 }
 
