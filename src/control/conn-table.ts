@@ -84,19 +84,25 @@ function recordLine(r: ConnRecord): RecordLine {
 /** The file's text for these records, saved at wall-clock `savedAtMs`. */
 export function encodeConnTable(saved: SavedConnections): string {
   const body = saved.records.map((r) => `${JSON.stringify(recordLine(r))}\n`).join('');
-  const header: Header = {
+  const sealed = {
     format: CONN_TABLE_FORMAT,
     version: CONN_TABLE_VERSION,
     savedAt: saved.savedAtMs,
     count: saved.records.length,
     bytes: Buffer.byteLength(body),
-    sha256: sha256(body),
   };
+  const header: Header = { ...sealed, sha256: seal(sealed, body) };
   return `${JSON.stringify(header)}\n${body}`;
 }
 
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+/** The checksum covers the header's fields too: a save time changed by one digit is refused. */
+function seal(header: Omit<Header, 'sha256'>, body: string): string {
+  const { format, version, savedAt, count, bytes } = header;
+  return createHash('sha256')
+    .update(JSON.stringify([format, version, savedAt, count, bytes]))
+    .update('\n')
+    .update(body)
+    .digest('hex');
 }
 
 /** Parses and checks a whole file; throws ConnTableError naming the first thing wrong. */
@@ -123,7 +129,7 @@ export function decodeConnTable(file: string, text: string): SavedConnections {
   const body = text.slice(newline + 1);
   if (bytes !== Buffer.byteLength(body))
     refuse(`it is ${Buffer.byteLength(body)} bytes long where its header says ${JSON.stringify(bytes)}`);
-  if (typeof digest !== 'string' || digest !== sha256(body)) refuse('its checksum does not match');
+  if (digest !== seal(header as Header, body)) refuse('its checksum does not match');
   const lines = body === '' ? [] : body.slice(0, -1).split('\n');
   if (!body.endsWith('\n') && body !== '') refuse('its last record is cut short');
   if (lines.length !== count) refuse(`it holds ${lines.length} records where its header says ${count}`);
