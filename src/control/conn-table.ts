@@ -76,7 +76,8 @@ function recordLine(r: ConnRecord): RecordLine {
     daddr: formatAddr(r.daddr),
     dport: r.dport,
     state: r.state,
-    expiresMs: r.expiresMs,
+    // The data plane's clock counts fractions of a millisecond.
+    expiresMs: Math.max(0, Math.round(r.expiresMs)),
     template: r.template,
   };
 }

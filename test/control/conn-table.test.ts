@@ -90,6 +90,14 @@ test('a saved table reads back as it was written', () => {
   });
 });
 
+test('time left is saved in whole milliseconds (the data plane counts fractions)', () => {
+  const [first] = decodeConnTable(
+    FILE,
+    encodeConnTable({ savedAtMs: 5, records: [record(1, { expiresMs: 1234.56 })] }),
+  ).records;
+  assert.equal(first!.expiresMs, 1235);
+});
+
 test('a cut, changed or foreign file is refused, naming what is wrong', () => {
   const text = encodeConnTable(SAVED);
   const body = text.slice(text.indexOf('\n') + 1);
