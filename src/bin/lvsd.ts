@@ -53,7 +53,7 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
                     lvsadm may only drain/ready/maint, set weights and zero counters)
   --restart-hold SECONDS  on SIGTERM/SIGINT, drop the services' traffic for this long at most
                     (0..3600, default ${DEFAULT_RESTART_HOLD_MS / 1000}; 0: none), until the next lvsd takes over
-                    the connection table saved in DIR/connections.json (docs/operations.md)
+                    the connection table saved in DIR/connections.json (docs/restart.md)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)

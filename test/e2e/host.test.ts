@@ -107,7 +107,8 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
     const waiting = timeWait.split('\n').filter(Boolean).length;
     assert.ok(waiting >= 200, `${waiting} TIME_WAIT sockets`);
 
-    const director = new Lvsd(lab);
+    // No restart hold: this stop must leave the host exactly as found.
+    const director = new Lvsd(lab, ['--restart-hold', '0']);
     try {
       await director.ready();
       director.adm(`-A -t ${VIP}:80 -s rr`);
