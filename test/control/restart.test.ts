@@ -18,7 +18,7 @@ import { formatAddr, parseAddr } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import type { ConnSnapshot } from '../../src/core/ops.js';
 import { removeDir, tempDir } from '../cli/daemon-harness.js';
-import { buildPacket, withVnet } from '../helpers/packets.js';
+import { processPacket as send } from '../helpers/packets.js';
 import { FaultyStateFs } from './faulty-state-fs.js';
 
 const VIP = '198.18.0.1';
@@ -65,13 +65,6 @@ async function configure(daemon: RunningDaemon): Promise<void> {
   }
 }
 
-function send(d: Director, spec: Parameters<typeof buildPacket>[0]): void {
-  const frame = withVnet(buildPacket(spec));
-  const buf = new Uint8Array(frame.length + 1500);
-  buf.set(frame);
-  d.process(buf, 0, frame.length, 0);
-}
-
 /** An established TCP connection and a UDP flow, each on its real server. */
 function traffic(d: Director): void {
   send(d, { src: '198.18.0.2', dst: VIP, protocol: 'tcp', sport: 40000, dport: 80, tcpFlags: 0x02 });
@@ -88,15 +81,21 @@ async function connections(daemon: RunningDaemon): Promise<ConnSnapshot[]> {
   return (await daemon.service.snapshot({ connections: true })).connections!;
 }
 
+/** A first run with traffic, stopped for a restart: what it listed just before. */
+async function handedOver(dir: string): Promise<{ first: Run; before: ConnSnapshot[] }> {
+  const first = await run(dir);
+  await configure(first.daemon);
+  traffic(first.director);
+  const before = await connections(first.daemon);
+  await first.daemon.close({ handOver: true });
+  return { first, before };
+}
+
 test('a restart keeps every connection on its real server, the time between the runs off its timer', async () => {
   const dir = await tempDir();
   try {
-    const first = await run(dir);
-    await configure(first.daemon);
-    traffic(first.director);
-    const before = await connections(first.daemon);
+    const { first, before } = await handedOver(dir);
     assert.equal(before.length, 2);
-    await first.daemon.close({ handOver: true });
     assert.ok(first.logs.includes(`info saved 2 connections to ${join(dir, 'state', CONN_TABLE_FILE_NAME)}`));
 
     wall.now += 4_000;
@@ -118,19 +117,15 @@ test('a restart keeps every connection on its real server, the time between the 
       assert.equal(existsSync(join(dir, 'state', CONN_TABLE_FILE_NAME)), false, 'taken once');
       // The real server the TCP connection is on answers through the new run as before.
       const tcpConn = before.find((c) => c.cport === 40000)!;
-      const fromServer = withVnet(
-        buildPacket({
-          src: formatAddr(tcpConn.daddr),
-          dst: '198.18.0.2',
-          protocol: 'tcp',
-          sport: 80,
-          dport: 40000,
-          tcpFlags: 0x10,
-        }),
-      );
-      const buf = new Uint8Array(fromServer.length + 1500);
-      buf.set(fromServer);
-      assert.ok(second.director.process(buf, 0, fromServer.length, 0) > 0, 'the reply is NATed back');
+      const reply = {
+        src: formatAddr(tcpConn.daddr),
+        dst: '198.18.0.2',
+        protocol: 'tcp' as const,
+        sport: 80,
+        dport: 40000,
+        tcpFlags: 0x10,
+      };
+      assert.ok(send(second.director, reply) > 0, 'the reply is NATed back');
     } finally {
       await second.daemon.close();
     }
@@ -142,10 +137,7 @@ test('a restart keeps every connection on its real server, the time between the 
 test('a corrupt table, or one that names a real server no longer configured, is refused whole: the run starts empty', async () => {
   const dir = await tempDir();
   try {
-    const first = await run(dir);
-    await configure(first.daemon);
-    traffic(first.director);
-    await first.daemon.close({ handOver: true });
+    await handedOver(dir);
     const file = join(dir, 'state', CONN_TABLE_FILE_NAME);
     const saved = await readFile(file, 'utf8');
 
@@ -203,10 +195,7 @@ test('a corrupt table, or one that names a real server no longer configured, is 
 test('a table saved too long ago is stale; one that cannot be written is reported and the stop goes on', async () => {
   const dir = await tempDir();
   try {
-    const first = await run(dir);
-    await configure(first.daemon);
-    traffic(first.director);
-    await first.daemon.close({ handOver: true });
+    await handedOver(dir);
 
     wall.now += 16 * 60_000;
     const fs = new FaultyStateFs();

@@ -10,7 +10,7 @@ import { parseAddr } from '../../src/core/inet.js';
 import { SVC_F_PERSISTENT, type ServiceKey } from '../../src/core/model.js';
 import type { ConnRecord, ControlOp } from '../../src/core/ops.js';
 import { planRestore, type RestoreTarget } from '../../src/core/restart.js';
-import { buildPacket, withVnet } from '../helpers/packets.js';
+import { processPacket as send } from '../helpers/packets.js';
 
 const VIP = '198.18.0.1';
 const tcpKey: ServiceKey = { af: 4, protocol: 6, addr: parseAddr(VIP)!, port: 80, fwmark: 0 };
@@ -38,13 +38,6 @@ function director(clock: ManualClock, ops: ControlOp[], connCapacity = 64): Dire
   const d = new Director({ clock, random: () => 0.25, connCapacity });
   for (const op of ops) d.execute(op);
   return d;
-}
-
-function send(d: Director, spec: Parameters<typeof buildPacket>[0]): void {
-  const frame = withVnet(buildPacket(spec));
-  const buf = new Uint8Array(frame.length + 1500);
-  buf.set(frame);
-  d.process(buf, 0, frame.length);
 }
 
 /** A director with an established TCP connection (and its persistence template) and a UDP flow. */

@@ -552,6 +552,15 @@ describe('HostNetwork: the restart hold', () => {
     return { system, host, scripts };
   }
   const dns = service('198.18.0.1', IPPROTO_UDP, 53, [['198.18.1.11', 53]]);
+  /** A run that steered the web service, stopped for a restart; the host as it was before it. */
+  function heldAndStopped() {
+    const { system, host } = holdSetup();
+    const before = system.state();
+    host.sync([web]);
+    host.hold(30_000);
+    host.stop({ keepHold: true });
+    return { system, host, before };
+  }
   const HOLD_TABLE = 'nft table inet lvsd_hold';
 
   it('drops what lvsd steered, both ways, with kernel-timed elements, and outlives the stop', () => {
@@ -583,11 +592,7 @@ describe('HostNetwork: the restart hold', () => {
   });
 
   it('the next lvsd keeps the hold through its recovery and set-up, and ends it when it takes over', () => {
-    const { system, host } = holdSetup();
-    const before = system.state();
-    host.sync([web]);
-    host.hold(30_000);
-    host.stop({ keepHold: true });
+    const { system, before } = heldAndStopped();
 
     const next = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' });
     assert.equal(next.recover(), 1);
@@ -604,11 +609,7 @@ describe('HostNetwork: the restart hold', () => {
   });
 
   it('a stop that is no restart, or a run that never steers, still leaves the host as found', () => {
-    const { system, host } = holdSetup();
-    const before = system.state();
-    host.sync([web]);
-    host.hold(30_000);
-    host.stop({ keepHold: true });
+    const { system, host, before } = heldAndStopped();
     // The next lvsd fails to start after its recovery (its configuration is refused, say).
     const next = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' });
     next.recover();

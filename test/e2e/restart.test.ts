@@ -12,7 +12,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanupStaleLabs, type Lab } from '../../src/lab/lab.js';
-import { hostState, Lvsd, ROOT_SKIP, setupLab, type Setup } from './harness.js';
+import { hostState, Lvsd, nftCounters, ROOT_SKIP, setupLab, type Setup } from './harness.js';
 
 const PREFIX = 'lvr11';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -63,19 +63,6 @@ function keepAlive(lab: Lab): ChildProcess {
     '    print("error", repr(e), flush=True)',
   ].join('\n');
   return lab.spawn(lab.ns.client, ['python3', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** nft counters by comment, from a table the test made in a namespace. */
-function counters(lab: Lab, ns: string, table: string): Map<string, number> {
-  const listing = JSON.parse(lab.run(ns, ['nft', '-j', 'list', 'table', 'inet', table])) as {
-    nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
-  };
-  const found = new Map<string, number>();
-  for (const { rule } of listing.nftables) {
-    const counter = rule?.expr.find((e) => e.counter)?.counter;
-    if (rule?.comment && counter) found.set(rule.comment, counter.packets);
-  }
-  return found;
 }
 
 /** The restart hold's table in the director namespace, or null when there is none. */
@@ -246,7 +233,7 @@ describe(
         );
       const gapMs = stamp(next.log, /took over/) - stamp(first.log, /SIGTERM received/);
       t.diagnostic(`SIGTERM to take-over: ${gapMs} ms; UDP replies: ${replies.length} of 140 datagrams`);
-      const seen = counters(lab, lab.ns.client, watch);
+      const seen = nftCounters(lab, lab.ns.client, watch);
       assert.equal(seen.get('resets'), 0, 'no reset reached the client');
       assert.equal(seen.get('unreachable'), 0, 'no ICMP error either');
       const served = realServers.map((_, i) => lab.accessLog(i).filter((l) => l.includes('/files/bulk.bin')));
