@@ -134,6 +134,8 @@ export function decodeConnTable(file: string, text: string): SavedConnections {
   const lines = body === '' ? [] : body.slice(0, -1).split('\n');
   if (!body.endsWith('\n') && body !== '') refuse('its last record is cut short');
   if (lines.length !== count) refuse(`it holds ${lines.length} records where its header says ${count}`);
+  // The VIPs and real servers repeat on every line: each is parsed once.
+  const addresses = new Map<string, Addr | null>();
   const records = lines.map((line, i) => {
     let raw: unknown;
     try {
@@ -141,7 +143,7 @@ export function decodeConnTable(file: string, text: string): SavedConnections {
     } catch {
       return refuse(`record ${i + 1} is not JSON`);
     }
-    const result = checkRecord(raw);
+    const result = checkRecord(raw, addresses);
     return typeof result === 'string' ? refuse(`record ${i + 1}: ${result}`) : result;
   });
   return { savedAtMs: savedAt!, records };
@@ -158,8 +160,13 @@ const isPort = (v: unknown): v is number =>
   Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
 const isFamily = (v: unknown): v is Family => v === 4 || v === 6;
 
-function address(text: unknown, family: Family | null): Addr | null {
-  const addr = typeof text === 'string' ? parseAddr(text) : null;
+function address(text: unknown, family: Family | null, parsed: Map<string, Addr | null>): Addr | null {
+  if (typeof text !== 'string') return null;
+  let addr = parsed.get(text);
+  if (addr === undefined) {
+    addr = parseAddr(text);
+    parsed.set(text, addr);
+  }
   return addr && (family === null || addr.af === family) ? addr : null;
 }
 
@@ -180,7 +187,7 @@ const RECORD_KEYS = [
 ] as const;
 
 /** The record, or why it is not one lvsd could have written. */
-function checkRecord(raw: unknown): ConnRecord | string {
+function checkRecord(raw: unknown, parsed: Map<string, Addr | null>): ConnRecord | string {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return 'not an object';
   const problem = exactKeys(raw, RECORD_KEYS);
   if (problem) return problem;
@@ -193,12 +200,12 @@ function checkRecord(raw: unknown): ConnRecord | string {
   if (!isFamily(k.af) || !PROTOCOLS.has(k.protocol) || !isPort(k.port)) return 'service is not a service key';
   if (!Number.isInteger(k.fwmark) || k.fwmark < 0 || k.fwmark > 0xffff_ffff)
     return 'service fwmark is invalid';
-  const serviceAddr = address(k.addr, k.af);
+  const serviceAddr = address(k.addr, k.af, parsed);
   if (!serviceAddr) return 'service address is invalid';
   if (!isFamily(r.af) || !PROTOCOLS.has(r.protocol)) return 'family or protocol is invalid';
-  const caddr = address(r.caddr, r.af);
-  const vaddr = address(r.vaddr, r.af);
-  const daddr = address(r.daddr, null);
+  const caddr = address(r.caddr, r.af, parsed);
+  const vaddr = address(r.vaddr, r.af, parsed);
+  const daddr = address(r.daddr, null, parsed);
   if (!caddr || !vaddr || !daddr) return 'an address is invalid';
   if (!isPort(r.cport) || !isPort(r.vport) || !isPort(r.dport)) return 'a port is invalid';
   if (typeof r.template !== 'boolean') return 'template is not true or false';
