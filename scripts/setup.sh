@@ -7,13 +7,14 @@ if [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   # iproute2/nftables: the lab and the director's plumbing; nginx-light: the real servers;
-  # curl, wrk, socat: the clients of the demo and the end-to-end tests; dnsmasq-base and openssl:
+  # curl, wrk, socat, python3: the clients of the demo and the end-to-end tests (and python3 the
+  # restart test's UDP echo on the real servers); dnsmasq-base and openssl:
   # the DNS server and the TLS certificates of the health-check tests; prometheus: promtool and
   # the server that scrapes lvsd's /metrics in the tests; keepalived: VRRP for the director pair
   # of the failover test and `lvsd demo --ha`; util-linux (setpriv, unshare) and systemd
   # (systemd-analyze verify): the capability and unit tests; chromium: the headless browser the
   # dashboard's end-to-end test drives (through puppeteer-core, which downloads no browser).
-  apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat procps \
+  apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat python3 procps \
     util-linux systemd \
     dnsmasq-base openssl prometheus keepalived chromium
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.

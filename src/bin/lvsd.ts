@@ -13,6 +13,7 @@ import { DEFAULT_STATE_DIR, startDaemon } from '../control/daemon.js';
 import type { RunningDaemon } from '../control/daemon.js';
 import { KeepalivedSource } from '../control/keepalived-source.js';
 import { StateLockError } from '../control/lock.js';
+import { DEFAULT_RESTART_HOLD_MS } from '../control/restart.js';
 import { stderrLogger } from '../control/log.js';
 import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
@@ -36,7 +37,7 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
             [--expire-nodest-conn 0|1] [--expire-quiescent-template 0|1]
-            [--keepalived-conf FILE] [--floating-vips]
+            [--keepalived-conf FILE] [--floating-vips] [--restart-hold SECONDS]
        lvsd demo [--keep] [--ha]
        lvsd check-config [--config-id ID] FILE
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
@@ -66,11 +67,15 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --floating-vips   the VIPs come and go with VRRP (keepalived adds them on the master and
                     removes them on the backup): never answer ARP/ND for a VIP that is not a local
                     address, steer its services present or not (docs/ha.md)
+  --restart-hold SECONDS  on SIGTERM/SIGINT, drop the services' traffic for this long at most
+                    (0..3600, default ${DEFAULT_RESTART_HOLD_MS / 1000}; 0: none), until the next lvsd takes over
+                    the connection table saved in DIR/connections.json (docs/restart.md)
   demo              build a lab in network namespaces and show a director at work (root)
   check-config      read a keepalived.conf, list its services and checkers, exit 1 on errors
 Runs in the foreground and logs to stderr. SIGHUP re-reads DIR/lvsd.json (or the keepalived.conf)
 and applies what changed;
-SIGTERM or SIGINT stop it. One lvsd per state directory (DIR/lvsd.lock).
+SIGTERM or SIGINT stop it, handing its connections over to the next lvsd started on DIR.
+One lvsd per state directory (DIR/lvsd.lock).
 `;
 
 const HOST_REPAIR_INTERVAL_MS = 2000;
@@ -86,6 +91,7 @@ interface CommandLine {
   expiry: ExpirySettings;
   keepalivedConf: string | null;
   floatingVips: boolean;
+  restartHoldMs: number;
 }
 
 const VALUE_OPTIONS = new Set([
@@ -101,6 +107,7 @@ const VALUE_OPTIONS = new Set([
   '--expire-nodest-conn',
   '--expire-quiescent-template',
   '--keepalived-conf',
+  '--restart-hold',
 ]);
 
 const EXPIRY_OPTIONS = {
@@ -135,6 +142,7 @@ function parseCommandLine(args: string[]): CommandLine {
   const expiry: ExpirySettings = { ...DEFAULT_EXPIRY };
   let keepalivedConf: string | null = null;
   let floatingVips = false;
+  let restartHoldMs = DEFAULT_RESTART_HOLD_MS;
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     if (name === '-h' || name === '--help') {
@@ -156,7 +164,12 @@ function parseCommandLine(args: string[]): CommandLine {
     else if (name === '--state-dir') stateDir = value;
     else if (name === '--keepalived-conf') keepalivedConf = resolve(value);
     else if (name === '--http-token-file') httpTokenFile = resolve(value);
-    else if (name === '--http') {
+    else if (name === '--restart-hold') {
+      const seconds = decimal(value);
+      if (!(seconds >= 0 && seconds <= 3600))
+        usageError(`--restart-hold: ${value} is not a whole number of seconds in 0..3600`);
+      restartHoldMs = seconds * 1000;
+    } else if (name === '--http') {
       const parsed = parseListenAddress(value);
       if ('error' in parsed) usageError(`--http: ${parsed.error}`);
       http = parsed;
@@ -197,6 +210,7 @@ function parseCommandLine(args: string[]): CommandLine {
     expiry,
     keepalivedConf,
     floatingVips,
+    restartHoldMs,
   };
 }
 
@@ -250,6 +264,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       stateDir,
       createEngine: () => buildEngine(commandLine),
       log: stderrLogger,
+      restart: { holdMs: commandLine.restartHoldMs },
       ...(keepalived
         ? {
             configOwner: keepalived.name,
@@ -277,6 +292,8 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
       process.exit(1);
     }
   }
+  // The services are in (lvsd.json's, or the keepalived.conf's): the previous run's connections next.
+  await running.takeOver();
   let http: HttpListener | null = null;
   if (commandLine.http) {
     try {
@@ -299,7 +316,10 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   const stop = (signal: string) => {
     stderrLogger('info', `${signal} received, shutting down`);
     notifier.notify({ STOPPING: '1', STATUS: `${signal} received, shutting down` });
-    void Promise.all([http?.close(), keepalived?.close(), running.close()]).then(() => process.exit(0));
+    // A stop by signal may be a restart (systemctl restart, an upgrade): hand the connections over.
+    void Promise.all([http?.close(), keepalived?.close(), running.close({ handOver: true })]).then(() =>
+      process.exit(0),
+    );
   };
   running.engine.onEvent((event) => {
     if (event.kind === 'exception') {

@@ -1,8 +1,9 @@
 // lvsd's control side: locks the state directory, reads the configuration document (migrating
 // an older ipvsadm rules file), builds the engine and applies the configuration to it through
 // ControlService, serves the control socket (with a bound on what each client may queue), reloads
-// on demand (SIGHUP), and shuts down cleanly. The engine is the seam where the data plane plugs
-// in: lvsd's main says how to build one.
+// on demand (SIGHUP), and shuts down cleanly, handing its connections over to the next run when
+// asked (restart.ts). The engine is the seam where the data plane plugs in: lvsd's main says how
+// to build one.
 
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
@@ -14,10 +15,13 @@ import type { Snapshot } from '../core/ops.js';
 import { refusalMessage } from '../ipvsadm/messages.js';
 import type { RefusedCall } from '../ipvsadm/messages.js';
 import type { LvsdConfig } from './config.js';
+import { ConnTableStore } from './conn-table.js';
 import { lockStateDir } from './lock.js';
 import type { Logger } from './log.js';
 import { decodeRequest, encodeResponse, MAX_REQUEST_BYTES, ProtocolErrorCodes } from './protocol.js';
 import type { Request, Response } from './protocol.js';
+import { DEFAULT_RESTART_OPTIONS, handOverConnections, takeOverConnections } from './restart.js';
+import type { RestartOptions } from './restart.js';
 import { ConfigApplyError, ControlService, StateWriteError } from './service.js';
 import { ConfigStore, documentError, nodeStateFs, StateFileError } from './state-file.js';
 import type { StateFs } from './state-file.js';
@@ -66,6 +70,8 @@ export interface DaemonOptions {
   configOwner?: string;
   /** See ControlServiceOptions.annotateSnapshot. */
   annotateSnapshot?: (snapshot: Snapshot) => Snapshot;
+  /** How restarts hand the connection table over (RunningDaemon.takeOver, close({ handOver })). */
+  restart?: Partial<RestartOptions>;
 }
 
 export interface ReloadResult {
@@ -80,8 +86,18 @@ export interface RunningDaemon {
   readonly engine: Engine;
   /** Re-reads lvsd.json and applies what differs (then the reload hooks); never throws. */
   reload(): Promise<ReloadResult>;
-  /** Stops serving, removes the socket file, closes the engine and drops the lock. */
-  close(): Promise<void>;
+  /**
+   * Takes over the connection table the previous run handed over (connections.json), whole or
+   * not at all, and ends the hold on the services' traffic it left. Call once, when the services
+   * are in; never throws (what it did, or why it refused the table, is logged).
+   */
+  takeOver(): Promise<void>;
+  /**
+   * Stops serving, removes the socket file, closes the engine and drops the lock. With handOver
+   * (a stop that a start will follow: SIGTERM), first holds the services' traffic and saves the
+   * connection table for the next run.
+   */
+  close(options?: { handOver?: boolean }): Promise<void>;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/lvsd';
@@ -154,6 +170,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     log('info', `listening on ${socketPath}, state in ${stateDir}`);
 
     const runningEngine = engine;
+    const restart = { ...DEFAULT_RESTART_OPTIONS, ...options.restart };
+    const connTable = new ConnTableStore(stateDir, options.fs ?? nodeStateFs);
     let closing: Promise<void> | null = null;
     const reloadDocument = async (): Promise<ReloadResult> => {
       log('info', `reloading ${store.file}`);
@@ -183,13 +201,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         }
         return result;
       },
-      close() {
+      takeOver: () => takeOverConnections(runningEngine, connTable, restart, log),
+      close(closeOptions = {}) {
         closing ??= (async () => {
           const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
           for (const socket of sockets) socket.destroy();
           await stopped;
           await unlink(socketPath).catch(() => undefined);
           await service.close();
+          if (closeOptions.handOver) await handOverConnections(runningEngine, connTable, restart, log);
           await runningEngine.close();
           lock.release();
           log('info', 'stopped');

@@ -3,7 +3,7 @@
 
 import type { Director } from '../core/director.js';
 import type { Engine } from '../core/engine.js';
-import type { ConnPage, ControlOp, ImportResult, Snapshot } from '../core/ops.js';
+import type { ConnPage, ConnRecord, ControlOp, HandOver, ImportResult, Snapshot } from '../core/ops.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import type { SyncTuning } from '../core/sync/master.js';
 
@@ -39,6 +39,15 @@ export class InProcessEngine implements Engine {
 
   async importSynced(conns: SyncConn[]): Promise<ImportResult> {
     return this.director.importSynced(conns);
+  }
+
+  /** No host traffic goes through this engine: there is nothing to hold. */
+  async handOver(_holdMs: number): Promise<HandOver> {
+    return { records: this.director.exportConnections(), held: false, holdError: null };
+  }
+
+  async takeOver(records: ConnRecord[]): Promise<ImportResult> {
+    return this.director.importConnections(records);
   }
 
   /** The director in this thread cannot fail apart from the daemon: there is nothing to report. */

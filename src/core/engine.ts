@@ -1,7 +1,15 @@
 // The control plane talks to the director through an Engine: in the same thread (tests, a
 // director without a data plane) or in the data-plane worker that owns the connection table.
 
-import type { ConnPage, ControlOp, EngineEvent, ImportResult, Snapshot } from './ops.js';
+import type {
+  ConnPage,
+  ConnRecord,
+  ControlOp,
+  EngineEvent,
+  HandOver,
+  ImportResult,
+  Snapshot,
+} from './ops.js';
 import type { SyncConn } from './sync/conn.js';
 import type { SyncTuning } from './sync/master.js';
 
@@ -20,5 +28,16 @@ export interface Engine {
   setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void>;
   /** The backup sync role: the director holds these connections of a master's. */
   importSynced(conns: SyncConn[]): Promise<ImportResult>;
+  /**
+   * A stop for a restart, first half: where the engine steers the host's traffic, that traffic is
+   * held for at most holdMs (dropped, so that the host does not answer it while no lvsd runs;
+   * close() then leaves the hold in place); and every connection and template, as records.
+   */
+  handOver(holdMs: number): Promise<HandOver>;
+  /**
+   * The second half, in the next run once its services are in: re-creates the records'
+   * connections (Director.importConnections), then ends the hold a previous run left.
+   */
+  takeOver(records: ConnRecord[]): Promise<ImportResult>;
   close(): Promise<void>;
 }

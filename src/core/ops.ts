@@ -181,6 +181,15 @@ export interface ConnRecord extends ConnSnapshot {
   service: ServiceKey;
 }
 
+/** What a stop for a restart leaves the next run (Engine.handOver). */
+export interface HandOver {
+  records: ConnRecord[];
+  /** Whether the services' traffic is held (dropped) until the next run takes over or the hold expires. */
+  held: boolean;
+  /** Why it could not be held (the host refused), or null. */
+  holdError: string | null;
+}
+
 /** What importConnections made of a batch of records. */
 export interface ImportResult {
   imported: number;

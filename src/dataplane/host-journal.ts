@@ -29,7 +29,12 @@ export type HostChange =
       metric: number | null;
     }
   /** `ip neigh add proxy ADDR dev D`; undo deletes it. */
-  | { kind: 'proxy-neigh'; family: Family; addr: string; dev: string };
+  | { kind: 'proxy-neigh'; family: Family; addr: string; dev: string }
+  /**
+   * The restart hold (nft table `<ours>_hold`): the services' traffic dropped while no lvsd runs,
+   * each element expiring on its own in the kernel; undo deletes the table. Never repaired.
+   */
+  | { kind: 'nft-hold'; table: string };
 
 /** The changes made for one purpose (a family's activation, a VIP, a fwmark service), undone together. */
 export interface JournalEntry {
@@ -62,6 +67,11 @@ export class HostJournalError extends Error {
 }
 
 export const JOURNAL_FORMAT = 'lvsd-host-journal';
+
+/** The nftables table of the restart hold beside our own (a name nft and the journal both take). */
+export function holdTableName(nftTable: string): string {
+  return `${nftTable}_hold`;
+}
 export const JOURNAL_VERSION = 2;
 
 export function serializeJournal(entries: readonly JournalEntry[]): string {
@@ -90,6 +100,8 @@ export function describeChange(change: HostChange): string {
     }
     case 'proxy-neigh':
       return `ip -${change.family} neigh proxy ${change.addr} dev ${change.dev}`;
+    case 'nft-hold':
+      return `nft table inet ${change.table} (restart hold)`;
   }
 }
 
@@ -210,6 +222,13 @@ function checkChange(raw: unknown, limits: JournalLimits): string | null {
       return change.table === limits.nftTable
         ? null
         : `nft table ${JSON.stringify(change.table)} is not lvsd's`;
+    }
+    case 'nft-hold': {
+      const problem = exactKeys(change, ['kind', 'table']);
+      if (problem) return problem;
+      return change.table === holdTableName(limits.nftTable)
+        ? null
+        : `nft table ${JSON.stringify(change.table)} is not lvsd's restart hold`;
     }
     case 'rule':
     case 'rule-removed': {

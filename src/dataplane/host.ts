@@ -10,6 +10,9 @@
 //
 // Fail closed: each of our routing tables ends in a blackhole of the lowest priority, so marked
 // packets are dropped, never routed un-NATed, while the device is gone (lvsd killed, restarting).
+// A stop for a restart goes further (hold()): the services' traffic, both ways, is dropped by a
+// table of its own until the next lvsd takes over (releaseHold()) or the kernel expires it, so
+// that the host never answers a VIP's port with a reset in between and clients retransmit.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +22,7 @@ import type { ServiceSnapshot } from '../core/ops.js';
 import { fwmarkDeviceName } from './device.js';
 import {
   describeChange,
+  holdTableName,
   isInterfaceName,
   parseJournal,
   serializeJournal,
@@ -31,8 +35,16 @@ import {
 export interface HostSteering {
   /** Brings the kernel in line with these services (idempotent; a diff against what is in place). */
   sync(services: readonly ServiceSnapshot[]): void;
-  /** Undoes every change, in reverse order. */
-  stop(): void;
+  /** Undoes every change, in reverse order; with keepHold, all but the restart hold. */
+  stop(options?: { keepHold?: boolean }): void;
+  /**
+   * Before a stop for a restart: drops the steered services' traffic (to the VIPs' ports, the
+   * real servers' replies, fwmark services' marks) for at most holdMs, kernel-timed, so that
+   * nothing answers it while no lvsd runs. Journaled: the next lvsd keeps it until releaseHold().
+   */
+  hold(holdMs: number): void;
+  /** Ends a restart hold (this run's or the one a previous run left); nothing when there is none. */
+  releaseHold(): void;
 }
 
 /** The privileged operations, behind an interface so the logic runs in tests without root. */
@@ -124,6 +136,8 @@ export interface HostNetworkOptions {
 }
 
 const JOURNAL = 'host-journal.json';
+/** The journal entry of the restart hold. */
+const HOLD_KEY = 'hold';
 /** The blackhole that keeps marked packets from leaking when a device is gone: the last resort. */
 const FAIL_CLOSED_METRIC = 0xffff_ffff;
 
@@ -284,24 +298,51 @@ export class HostNetwork implements HostSteering, HostRepair {
   }
 
   /**
-   * Undoes what a previous run left in its journal (it crashed or was killed). A journal that is
-   * not one this lvsd could have written throws HostJournalError before anything is run.
+   * Undoes what a previous run left in its journal (it crashed or was killed), except a restart
+   * hold, which stays until releaseHold(). A journal that is not one this lvsd could have written
+   * throws HostJournalError before anything is run.
    */
   recover(): number {
     const text = this.system.readFile(this.journalPath);
     if (text === null) return 0;
     this.journal = parseJournal(this.journalPath, text, this.limits());
     const count = this.journal.length;
-    this.stop();
+    this.stop({ keepHold: true });
     return count;
   }
 
-  stop(): void {
-    for (const entry of [...this.journal].reverse()) this.undoEntry(entry);
-    this.journal = [];
+  stop(options: { keepHold?: boolean } = {}): void {
+    const kept = options.keepHold ? this.journal.filter((e) => e.key === HOLD_KEY) : [];
+    for (const entry of [...this.journal].reverse()) if (!kept.includes(entry)) this.undoEntry(entry);
+    this.journal = kept;
     this.elements.clear();
     this.nftShape = null;
-    this.system.removeFile(this.journalPath);
+    if (kept.length > 0) this.system.writeFile(this.journalPath, serializeJournal(kept));
+    else this.system.removeFile(this.journalPath);
+  }
+
+  hold(holdMs: number): void {
+    const script = this.holdScript(holdMs);
+    if (script === null) return;
+    const entry: JournalEntry = {
+      key: HOLD_KEY,
+      changes: [{ kind: 'nft-hold', table: holdTableName(this.nftTable) }],
+    };
+    const held = this.has(HOLD_KEY);
+    if (!held) this.record(entry);
+    try {
+      this.system.run(['nft', '-f', '-'], script);
+    } catch (error) {
+      if (!held) this.forget(this.journal.find((e) => e.key === HOLD_KEY)!);
+      throw error;
+    }
+  }
+
+  releaseHold(): void {
+    const entry = this.journal.find((e) => e.key === HOLD_KEY);
+    if (!entry) return;
+    this.undoEntry(entry);
+    this.forget(entry);
   }
 
   sync(services: readonly ServiceSnapshot[]): void {
@@ -353,8 +394,9 @@ export class HostNetwork implements HostSteering, HostRepair {
     return report;
   }
 
+  /** What verify() and repair() keep in place: everything but the restart hold, which only expires. */
   private changes(): HostChange[] {
-    return this.journal.flatMap((entry) => entry.changes);
+    return this.journal.flatMap((entry) => entry.changes).filter((change) => change.kind !== 'nft-hold');
   }
 
   private desired(services: readonly ServiceSnapshot[]): Desired {
@@ -533,6 +575,57 @@ export class HostNetwork implements HostSteering, HostRepair {
   }
 
   /**
+   * The restart hold as one nft transaction: a table beside ours, hooked just before it, whose
+   * sets hold what ours steers, each element dropped by the kernel holdMs after it was added (the
+   * table itself stays, empty, until an lvsd starts). Null when nothing is steered.
+   */
+  private holdScript(holdMs: number): string | null {
+    const marks = new Set(
+      this.journal.filter((e) => e.key.startsWith('fwmark:')).map((e) => e.key.split(':')[2]!),
+    );
+    const sets: [name: string, type: string, elements: string[]][] = [
+      ['svc4', 'ipv4_addr . inet_proto . inet_service', [...(this.elements.get('svc4') ?? [])]],
+      ['svc6', 'ipv6_addr . inet_proto . inet_service', [...(this.elements.get('svc6') ?? [])]],
+      ['real4', 'ipv4_addr . inet_proto . inet_service', [...(this.elements.get('real4') ?? [])]],
+      ['real6', 'ipv6_addr . inet_proto . inet_service', [...(this.elements.get('real6') ?? [])]],
+      ['marks', 'mark', [...marks]],
+    ];
+    if (sets.every(([, , elements]) => elements.length === 0)) return null;
+    const timeout = `${Math.max(1, Math.ceil(holdMs / 1000))}s`;
+    const table = `inet ${holdTableName(this.nftTable)}`;
+    const lines = [
+      `table ${table} {}`,
+      `delete table ${table}`,
+      `table ${table} {`,
+      ...sets.map(([name, type]) => `  set ${name} { type ${type}; timeout ${timeout}; }`),
+      // Before our own raw chain, so that it holds the traffic while the next lvsd sets up.
+      '  chain prerouting {',
+      '    type filter hook prerouting priority raw - 10; policy accept;',
+      '    ip daddr . meta l4proto . th dport @svc4 drop',
+      '    ip6 daddr . meta l4proto . th dport @svc6 drop',
+      // Real servers' replies to clients: forwarded un-NATed, the client would reset them.
+      '    ip saddr . meta l4proto . th sport @real4 fib daddr type != local drop',
+      '    ip6 saddr . meta l4proto . th sport @real6 fib daddr type != local drop',
+      '  }',
+      // The operator's own rules mark fwmark services' packets, in mangle.
+      '  chain marked {',
+      '    type filter hook prerouting priority mangle + 10; policy accept;',
+      '    meta mark @marks drop',
+      '  }',
+      '  chain output {',
+      '    type filter hook output priority raw - 10; policy accept;',
+      '    ip daddr . meta l4proto . th dport @svc4 drop',
+      '    ip6 daddr . meta l4proto . th dport @svc6 drop',
+      '  }',
+      '}',
+    ];
+    for (const [name, , elements] of sets) {
+      if (elements.length > 0) lines.push(`add element ${table} ${name} { ${elements.join(', ')} }`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  /**
    * One nft transaction that (re)creates our table whole with the elements in place: the first
    * time, and again when a firewall reload flushed it or part of it.
    */
@@ -690,6 +783,7 @@ export class HostNetwork implements HostSteering, HostRepair {
         this.system.writeFile(procPath(change.path), change.previous);
         return;
       case 'nft-table':
+      case 'nft-hold':
         this.system.run(['nft', 'delete', 'table', 'inet', change.table]);
         return;
       case 'rule-removed':
@@ -774,6 +868,9 @@ export class HostNetwork implements HostSteering, HostRepair {
       }
       case 'proxy-neigh':
         return listing.proxies(change.family).some((n) => n.dst === change.addr && n.dev === change.dev);
+      case 'nft-hold':
+        // Never compared: its elements expire by design (changes() leaves it out).
+        return true;
     }
   }
 

@@ -4,7 +4,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
-import type { ConnPage, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
+import type { ConnPage, ConnRecord, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import type { SyncTuning } from '../core/sync/master.js';
@@ -28,6 +28,9 @@ export interface PacketDirector {
   takeSyncConns(): SyncConn[];
   /** The backup sync role: hold a master's connections. */
   importSynced(conns: readonly SyncConn[]): ImportResult;
+  /** A restart: every connection out, and back into the next run's director. */
+  exportConnections(): ConnRecord[];
+  importConnections(records: readonly ConnRecord[]): ImportResult;
 }
 
 export interface WorkerSettings {
@@ -54,6 +57,9 @@ export type RequestBody =
   | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }
   /** Connections a backup received from its master. */
   | { kind: 'sync-import'; conns: SyncConn[] }
+  /** A restart's hand-over and take-over of the connection table. */
+  | { kind: 'export-conns' }
+  | { kind: 'import-conns'; records: ConnRecord[] }
   | { kind: 'stop' };
 
 export type Request = RequestBody & { id: number };

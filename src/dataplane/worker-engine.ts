@@ -11,9 +11,11 @@ import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
 import type {
   ConnPage,
+  ConnRecord,
   ControlOp,
   DeviceCounters,
   EngineEvent,
+  HandOver,
   ImportResult,
   ServiceSnapshot,
   Snapshot,
@@ -100,6 +102,8 @@ export class WorkerEngine implements Engine {
   private readonly listeners = new Set<(event: EngineEvent) => void>();
   /** Why the worker died, when it threw. */
   private crash: Error | null = null;
+  /** A restart hold is in place (handOver): close() leaves it for the next run. */
+  private holding = false;
 
   private constructor(
     private readonly worker: Worker,
@@ -244,6 +248,26 @@ export class WorkerEngine implements Engine {
     return this.request<ImportResult>({ kind: 'sync-import', conns });
   }
 
+  async handOver(holdMs: number): Promise<HandOver> {
+    let holdError: string | null = null;
+    if (this.host && holdMs > 0 && !this.exited) {
+      try {
+        this.host.hold(holdMs);
+        this.holding = true;
+      } catch (error) {
+        holdError = error instanceof Error ? error.message : String(error);
+      }
+    }
+    const records = await this.request<ConnRecord[]>({ kind: 'export-conns' });
+    return { records, held: this.holding, holdError };
+  }
+
+  async takeOver(records: ConnRecord[]): Promise<ImportResult> {
+    const result = await this.request<ImportResult>({ kind: 'import-conns', records });
+    this.host?.releaseHold();
+    return result;
+  }
+
   /** The worker's packet and drop counters. */
   stats(): Promise<DeviceCounters> {
     return this.request<DeviceCounters>({ kind: 'stats' });
@@ -257,7 +281,7 @@ export class WorkerEngine implements Engine {
         await this.request<void>({ kind: 'stop' }).catch(() => undefined);
         await exit;
       }
-      this.host?.stop();
+      this.host?.stop({ keepHold: this.holding });
     })();
     return this.closing;
   }

@@ -71,6 +71,10 @@ function run(loop: PacketLoop): void {
         return undefined;
       case 'sync-import':
         return loop.director.importSynced(request.conns);
+      case 'export-conns':
+        return loop.director.exportConnections();
+      case 'import-conns':
+        return loop.director.importConnections(request.records);
       case 'stop':
         running = false;
         loop.close();

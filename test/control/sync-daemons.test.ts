@@ -11,7 +11,7 @@ import type { Engine } from '../../src/core/engine.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import type { SyncConn } from '../../src/core/sync/conn.js';
 import type { SyncTuning } from '../../src/core/sync/master.js';
-import type { ControlOp, EngineEvent, SyncDaemonConfig } from '../../src/core/ops.js';
+import type { ConnRecord, ControlOp, EngineEvent, SyncDaemonConfig } from '../../src/core/ops.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
 import { ControlService } from '../../src/control/service.js';
 import { fakeInterfaces } from '../../src/sync/interfaces.js';
@@ -62,6 +62,8 @@ class ReportingEngine implements Engine {
   connections = (from: number, limit: number) => this.inner.connections(from, limit);
   setSyncSource = (tuning: Partial<SyncTuning> | null) => this.inner.setSyncSource(tuning);
   importSynced = (conns: SyncConn[]) => this.inner.importSynced(conns);
+  handOver = (holdMs: number) => this.inner.handOver(holdMs);
+  takeOver = (records: ConnRecord[]) => this.inner.takeOver(records);
   close = () => this.inner.close();
 
   onEvent(listener: (event: EngineEvent) => void): () => void {

@@ -9,7 +9,7 @@ import { Director } from '../../src/core/director.js';
 import { parseAddr } from '../../src/core/inet.js';
 import { SVC_F_PERSISTENT, type ServiceKey } from '../../src/core/model.js';
 import type { ConnRecord, ControlOp } from '../../src/core/ops.js';
-import { buildPacket, withVnet } from '../helpers/packets.js';
+import { processPacket as send } from '../helpers/packets.js';
 
 const VIP = '198.18.0.1';
 const tcpKey: ServiceKey = { af: 4, protocol: 6, addr: parseAddr(VIP)!, port: 80, fwmark: 0 };
@@ -35,13 +35,6 @@ function director(clock: ManualClock, ops: ControlOp[]): Director {
   const d = new Director({ clock, random: () => 0.25, connCapacity: 4096 });
   for (const op of ops) d.execute(op);
   return d;
-}
-
-function send(d: Director, spec: Parameters<typeof buildPacket>[0]): void {
-  const frame = withVnet(buildPacket(spec));
-  const buf = new Uint8Array(frame.length + 1500);
-  buf.set(frame);
-  d.process(buf, 0, frame.length);
 }
 
 const recordKey = (r: ConnRecord) =>

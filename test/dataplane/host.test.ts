@@ -553,3 +553,108 @@ describe('HostNetwork: verify and repair', () => {
     assert.match(report.failed[0]!, /^ip -4 route default dev lvsf4 table 1280704512: .*injected failure/);
   });
 });
+
+describe('HostNetwork: the restart hold', () => {
+  /** The FakeSystem, keeping the nft scripts it was given. */
+  function holdSetup() {
+    const { system, host } = setup();
+    const scripts: string[] = [];
+    const run = system.run.bind(system);
+    system.run = (argv, input) => {
+      if (input !== undefined && argv.join(' ') === 'nft -f -') scripts.push(input);
+      return run(argv, input);
+    };
+    return { system, host, scripts };
+  }
+  const dns = service('198.18.0.1', IPPROTO_UDP, 53, [['198.18.1.11', 53]]);
+  /** A run that steered the web service, stopped for a restart; the host as it was before it. */
+  function heldAndStopped() {
+    const { system, host } = holdSetup();
+    const before = system.state();
+    host.sync([web]);
+    host.hold(30_000);
+    host.stop({ keepHold: true });
+    return { system, host, before };
+  }
+  const HOLD_TABLE = 'nft table inet lvsd_hold';
+
+  it('drops what lvsd steered, both ways, with kernel-timed elements, and outlives the stop', () => {
+    const { system, host, scripts } = holdSetup();
+    const before = system.state();
+    host.sync([web, dns]);
+    host.hold(20_000);
+    const script = scripts.at(-1)!;
+    assert.match(script, /set svc4 \{ type ipv4_addr \. inet_proto \. inet_service; timeout 20s; \}/);
+    assert.match(script, /type filter hook prerouting priority raw - 10;/);
+    assert.match(script, /ip daddr \. meta l4proto \. th dport @svc4 drop/);
+    assert.match(script, /ip saddr \. meta l4proto \. th sport @real4 fib daddr type != local drop/);
+    assert.match(
+      script,
+      /add element inet lvsd_hold svc4 \{ 198\.18\.0\.1 \. tcp \. 80, 198\.18\.0\.1 \. udp \. 53 \}/,
+    );
+    assert.match(script, /add element inet lvsd_hold real4 \{ [^}]*198\.18\.1\.12 \. tcp \. 80[^}]*\}/);
+    host.stop({ keepHold: true });
+    // Everything else is undone; the hold and its journal entry stay for the next lvsd.
+    const after = system.state();
+    assert.deepEqual(
+      after.facts.filter((f) => !f.startsWith('nft element inet lvsd_hold ') && f !== HOLD_TABLE),
+      before.facts,
+    );
+    assert.ok(after.facts.includes(HOLD_TABLE));
+    assert.deepEqual(JSON.parse(system.files.get(JOURNAL)!).entries, [
+      { key: 'hold', changes: [{ kind: 'nft-hold', table: 'lvsd_hold' }] },
+    ]);
+  });
+
+  it('the next lvsd keeps the hold through its recovery and set-up, and ends it when it takes over', () => {
+    const { system, before } = heldAndStopped();
+
+    const next = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' });
+    assert.equal(next.recover(), 1);
+    assert.ok(system.facts.has(HOLD_TABLE), 'recovery keeps the hold');
+    next.sync([web]);
+    assert.ok(system.facts.has(HOLD_TABLE), 'still held while the connections are put back');
+    assert.deepEqual(next.verify(), [], 'the hold is not part of what verify compares');
+    assert.deepEqual(next.repair().repaired, []);
+    next.releaseHold();
+    assert.ok(!system.facts.has(HOLD_TABLE));
+    next.releaseHold();
+    next.stop();
+    assert.deepEqual(system.state(), before, 'the host as found');
+  });
+
+  it('a stop that is no restart, or a run that never steers, still leaves the host as found', () => {
+    const { system, host, before } = heldAndStopped();
+    // The next lvsd fails to start after its recovery (its configuration is refused, say).
+    const next = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' });
+    next.recover();
+    next.stop();
+    assert.deepEqual(system.state(), before);
+    // Nothing steered: nothing to hold, nothing journaled.
+    host.hold(30_000);
+    assert.deepEqual(system.state(), before);
+  });
+
+  it('a hold the host refuses is not journaled', () => {
+    const { system, host } = holdSetup();
+    host.sync([web]);
+    const journal = system.files.get(JOURNAL);
+    system.failing = 'nft -f -';
+    assert.throws(() => host.hold(30_000), /injected failure/);
+    assert.equal(system.files.get(JOURNAL), journal);
+  });
+
+  it('a journal naming another table as the hold is refused', () => {
+    const { system } = setup();
+    system.files.set(
+      JOURNAL,
+      JSON.stringify({
+        format: 'lvsd-host-journal',
+        version: 2,
+        entries: [{ key: 'hold', changes: [{ kind: 'nft-hold', table: 'filter' }] }],
+      }),
+    );
+    const host = new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' });
+    assert.throws(() => host.recover(), /nft table "filter" is not lvsd's restart hold/);
+  });
+});

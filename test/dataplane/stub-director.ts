@@ -2,7 +2,14 @@
 // UDP reflector for the packet path (swapping addresses and ports leaves every checksum valid).
 
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
-import type { ConnPage, ControlOp, ImportResult, ServiceSnapshot, Snapshot } from '../../src/core/ops.js';
+import type {
+  ConnPage,
+  ConnRecord,
+  ControlOp,
+  ImportResult,
+  ServiceSnapshot,
+  Snapshot,
+} from '../../src/core/ops.js';
 import type { SyncConn } from '../../src/core/sync/conn.js';
 import type { PacketDirector } from '../../src/dataplane/messages.js';
 
@@ -78,6 +85,16 @@ export class Director implements PacketDirector {
 
   importSynced(): ImportResult {
     return { imported: 0, refreshed: 0, skipped: { noService: 0, noDest: 0, tableFull: 0, present: 0 } };
+  }
+
+  exportConnections(): ConnRecord[] {
+    return [];
+  }
+
+  importConnections(records: readonly ConnRecord[]): ImportResult {
+    const result = this.importSynced();
+    result.skipped.noService = records.length;
+    return result;
   }
 }
 

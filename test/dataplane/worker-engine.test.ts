@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCodes, LvsError } from '../../src/core/errors.js';
 import { addr4, IPPROTO_TCP } from '../../src/core/inet.js';
-import type { EngineEvent, ServiceSnapshot } from '../../src/core/ops.js';
+import type { ConnRecord, EngineEvent, ServiceSnapshot } from '../../src/core/ops.js';
 import type { HostSteering } from '../../src/dataplane/host.js';
 import { WorkerEngine } from '../../src/dataplane/worker-engine.js';
 
@@ -19,11 +19,20 @@ const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe:
 class RecordingHost implements HostSteering {
   readonly syncs: number[][] = [];
   stopped = 0;
+  /** What each stop kept, and the holds asked for and released, in order. */
+  readonly events: string[] = [];
   sync(services: readonly ServiceSnapshot[]): void {
     this.syncs.push(services.map((s) => s.key.port));
   }
-  stop(): void {
+  stop(options: { keepHold?: boolean } = {}): void {
     this.stopped++;
+    this.events.push(options.keepHold ? 'stop keeping the hold' : 'stop');
+  }
+  hold(holdMs: number): void {
+    this.events.push(`hold ${holdMs}`);
+  }
+  releaseHold(): void {
+    this.events.push('release');
   }
 }
 
@@ -131,6 +140,68 @@ describe('WorkerEngine (no device)', () => {
     await assert.rejects(engine.snapshot({ connections: false }), /exited/);
     await engine.close();
     assert.equal(host.stopped, 2, 'close after a failure undoes the steering again, harmlessly');
+  });
+
+  it('a restart hands the connection table over through the worker: held, exported, imported, released', async () => {
+    const masq = { method: 'masq' as const, weight: 1, uThreshold: 0, lThreshold: 0 };
+    const configure = async (engine: WorkerEngine) => {
+      await engine.execute({ op: 'add-service', key: key(80), settings });
+      await engine.execute({
+        op: 'add-dest',
+        key: key(80),
+        addr: addr4(0xc612010b),
+        port: 80,
+        settings: masq,
+      });
+    };
+    const record = (cport: number): ConnRecord => ({
+      service: key(80),
+      af: 4,
+      protocol: IPPROTO_TCP,
+      caddr: addr4(0xc6120002),
+      cport,
+      vaddr: addr4(0xc6120001),
+      vport: 80,
+      daddr: addr4(0xc612010b),
+      dport: 80,
+      state: 'ESTABLISHED',
+      expiresMs: 600_000,
+      template: false,
+    });
+    const oldHost = new RecordingHost();
+    const old = await WorkerEngine.start({ tun: null, host: oldHost, idlePollMs: 5 });
+    let handedOver: ConnRecord[];
+    try {
+      await configure(old);
+      const first = await old.takeOver([record(40000), record(40001)]);
+      assert.equal(first.imported, 2);
+      const handOver = await old.handOver(5_000);
+      assert.equal(handOver.held, true);
+      assert.equal(handOver.holdError, null);
+      handedOver = handOver.records;
+    } finally {
+      await old.close();
+    }
+    assert.deepEqual(oldHost.events, ['release', 'hold 5000', 'stop keeping the hold']);
+    assert.deepEqual(
+      handedOver.map((r) => [r.cport, r.state, r.daddr]),
+      [40000, 40001].map((cport) => [cport, 'ESTABLISHED', addr4(0xc612010b)]),
+    );
+    assert.ok(handedOver.every((r) => r.expiresMs > 590_000 && r.expiresMs <= 600_000));
+
+    const newHost = new RecordingHost();
+    const next = await WorkerEngine.start({ tun: null, host: newHost, idlePollMs: 5 });
+    try {
+      await configure(next);
+      const result = await next.takeOver(handedOver);
+      assert.equal(result.imported, 2);
+      const listed = (await next.snapshot({ connections: true })).connections!;
+      assert.deepEqual(listed.map((c) => c.cport).sort(), [40000, 40001]);
+      assert.deepEqual(newHost.events, ['release']);
+    } finally {
+      await next.close();
+    }
+    assert.deepEqual(newHost.events, ['release', 'stop'], 'a close without a hand-over holds nothing');
   });
 
   it('reports a director module that cannot load as a startup failure', async () => {

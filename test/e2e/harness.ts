@@ -265,6 +265,19 @@ export class Lvsd {
   }
 }
 
+/** nft counters by comment, from a table the test made in a namespace. */
+export function nftCounters(lab: Lab, ns: string, table: string): Map<string, number> {
+  const listing = JSON.parse(lab.run(ns, ['nft', '-j', 'list', 'table', 'inet', table])) as {
+    nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
+  };
+  const found = new Map<string, number>();
+  for (const { rule } of listing.nftables) {
+    const counter = rule?.expr.find((e) => e.counter)?.counter;
+    if (rule?.comment && counter) found.set(rule.comment, counter.packets);
+  }
+  return found;
+}
+
 /** What lvsd may change in the director namespace, as text to compare before and after. */
 export function hostState(lab: Lab): string {
   const script = [

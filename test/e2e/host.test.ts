@@ -11,7 +11,7 @@ import { IPPROTO_TCP } from '../../src/core/inet.js';
 import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
 import { buildLab, nginxCommand, nginxConfig, type Lab } from '../../src/lab/lab.js';
 import { serviceSnapshot } from '../helpers/snapshots.js';
-import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
+import { hostState, Lvsd, nftCounters, ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvshost';
 const VIP = '198.18.0.1';
@@ -44,19 +44,6 @@ class NetnsSystem implements System {
   removeFile(path: string): void {
     this.real.removeFile(path);
   }
-}
-
-/** nft counters by comment, from a table the test made in a namespace. */
-function counters(lab: Lab, ns: string, table: string): Map<string, number> {
-  const listing = JSON.parse(lab.run(ns, ['nft', '-j', 'list', 'table', 'inet', table])) as {
-    nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
-  };
-  const found = new Map<string, number>();
-  for (const { rule } of listing.nftables) {
-    const counter = rule?.expr.find((e) => e.counter)?.counter;
-    if (rule?.comment && counter) found.set(rule.comment, counter.packets);
-  }
-  return found;
 }
 
 /** Responses of `count` new connections from the client, `parallel` at a time, each short. */
@@ -107,7 +94,8 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
     const waiting = timeWait.split('\n').filter(Boolean).length;
     assert.ok(waiting >= 200, `${waiting} TIME_WAIT sockets`);
 
-    const director = new Lvsd(lab);
+    // No restart hold: this stop must leave the host exactly as found.
+    const director = new Lvsd(lab, ['--restart-hold', '0']);
     try {
       await director.ready();
       director.adm(`-A -t ${VIP}:80 -s rr`);
@@ -147,7 +135,7 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
       });
     }
     const sent = (): number =>
-      lab.ns.realServers.reduce((sum, rs) => sum + counters(lab, rs, watch).get('sent')!, 0);
+      lab.ns.realServers.reduce((sum, rs) => sum + nftCounters(lab, rs, watch).get('sent')!, 0);
 
     const director = new Lvsd(lab);
     try {
@@ -167,13 +155,13 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
         `http://${VIP}/files/bulk.bin`,
       ]);
       const exited = once(download, 'exit');
-      while ((counters(lab, lab.ns.client, watch).get('from-vip') ?? 0) < 200) await sleep(50);
+      while ((nftCounters(lab, lab.ns.client, watch).get('from-vip') ?? 0) < 200) await sleep(50);
       director.kill();
       const atKill = sent();
       // The real server keeps sending (retransmissions, window probes) into a dead director.
       await sleep(2500);
       assert.ok(sent() > atKill, 'the real server sent after the kill, so a leak was possible');
-      assert.equal(counters(lab, lab.ns.client, watch).get('from-real-servers'), 0);
+      assert.equal(nftCounters(lab, lab.ns.client, watch).get('from-real-servers'), 0);
       // While no lvsd runs, a new connection waits (curl: timeout, 28) rather than being refused
       // by the host itself (7).
       const attempt = lab.run(lab.ns.client, [

@@ -398,13 +398,18 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.equal(outcome, 'refused', s.director.adm('-Lnc'));
   });
 
-  it('stopping lvsd (SIGTERM) removes every rule, route, set and sysctl it added', async () => {
+  it('stopping lvsd (SIGTERM) removes every rule, route, set and sysctl it added, but for the restart hold', async () => {
     s.director.adm(`-A -t ${VIP}:80 -s rr`);
     s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     s.director.adm(`-A -u 198.18.0.77:53 -s rr`);
     s.director.adm(`-a -u 198.18.0.77:53 -r ${RS2}:53 -m`);
     assert.notEqual(hostState(s.lab), s.stateBefore);
     assert.equal(await s.director.stop(), 0, s.director.log);
+    // The hold for a restart stays (its elements expire after --restart-hold; the next lvsd
+    // removes the table: test/e2e/restart.test.ts); without it the host is as found.
+    const hold = ['nft', 'list', 'table', 'inet', 'lvsd_hold'];
+    assert.match(s.lab.run(s.lab.ns.director, hold), /198\.18\.0\.77 \. udp \. 53/);
+    s.lab.run(s.lab.ns.director, ['nft', 'delete', 'table', 'inet', 'lvsd_hold']);
     assert.equal(hostState(s.lab), s.stateBefore);
   });
 });

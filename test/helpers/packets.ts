@@ -321,3 +321,17 @@ export function tcpSegment(
 ): PacketSpec {
   return { src, dst, protocol: 'tcp', sport, dport, tcpFlags };
 }
+
+/**
+ * Builds the packet as the TUN device hands it over (behind a vnet header), in a buffer with room
+ * to grow, and has the director process it; returns the verdict.
+ */
+export function processPacket(
+  director: { process(buf: Uint8Array, offset: number, length: number, fwmark?: number): number },
+  spec: PacketSpec,
+): number {
+  const frame = withVnet(buildPacket(spec));
+  const buf = new Uint8Array(frame.length + 1500);
+  buf.set(frame);
+  return director.process(buf, 0, frame.length);
+}
