@@ -68,7 +68,8 @@ describe(
     });
 
     it('a user with CAP_NET_ADMIN and CAP_NET_RAW ambient runs the data plane: traffic flows, stop undoes it all', async () => {
-      const lvsd = new Lvsd(lab, [], site('caps', [...AS_NOBODY, ...WITH_CAPS]));
+      // No restart hold: this stop is for good, and leaves the host exactly as found.
+      const lvsd = new Lvsd(lab, ['--restart-hold', '0'], site('caps', [...AS_NOBODY, ...WITH_CAPS]));
       try {
         await lvsd.ready();
         const { vip, realServers } = lab.addr;
