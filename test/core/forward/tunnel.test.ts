@@ -43,19 +43,6 @@ function tunnelDirector(mtu = 1500): Director {
   return d;
 }
 
-function withDf(packet: Uint8Array): Uint8Array {
-  const out = packet.slice();
-  out[6] |= DF;
-  out[10] = 0;
-  out[11] = 0;
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += (out[i] << 8) | out[i + 1];
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  out[10] = (~sum >>> 8) & 0xff;
-  out[11] = ~sum & 0xff;
-  return out;
-}
-
 /** Runs one frame through the director; returns what it sent (the frame, then any pending ones). */
 function send(d: Director, framed: Uint8Array): Uint8Array[] {
   const buf = new Uint8Array(65536 + VNET_HDR_LEN);
@@ -67,7 +54,7 @@ function send(d: Director, framed: Uint8Array): Uint8Array[] {
 
 test('a client packet reaches the real server inside an IPIP header from the DIP, unchanged', () => {
   const d = tunnelDirector();
-  const packet = withDf(buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, SYN), ttl: 61 }));
+  const packet = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, SYN), ttl: 61, dontFragment: true });
   const [frame] = send(d, withVnet(packet));
   const outer = frame!.subarray(VNET_HDR_LEN);
   assert.equal(outer.length, packet.length + 20);
@@ -96,7 +83,7 @@ test('TCP follows INPUT_ONLY: the client alone moves the connection to ESTABLISH
 test('a DF packet too big for the tunnel is answered with fragmentation needed, MTU minus 20', () => {
   const d = tunnelDirector(1500);
   const payload = new Uint8Array(1460);
-  const packet = withDf(buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload }));
+  const packet = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload, dontFragment: true });
   send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
   const [reply] = send(d, withVnet(packet));
   const icmp = reply!.subarray(VNET_HDR_LEN);
@@ -120,9 +107,13 @@ test('a TCP super-packet leaves as encapsulated segments with valid checksums an
   const d = tunnelDirector();
   send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
   const payload = Uint8Array.from({ length: 4000 }, (_, i) => i % 251);
-  const packet = withDf(
-    buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK | PSH), seq: 1000, payload, partial: true }),
-  );
+  const packet = buildPacket({
+    ...tcpSegment(CLIENT, 40000, VIP, 80, ACK | PSH),
+    seq: 1000,
+    payload,
+    partial: true,
+    dontFragment: true,
+  });
   const frames = send(d, withVnet(packet, partialVnetFor(packet, { gsoSize: 1400 })));
   assert.equal(frames.length, 3);
   const data: number[] = [];
