@@ -357,7 +357,7 @@ export class Director {
     // Measured before the method rewrites the frame (a tunnel replaces its virtio_net_hdr).
     const size = wireSize(buf, offset, p);
     const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
-    if (out <= 0) return out;
+    if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
     this.count(service, dest, inbound, size);
     this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
     if (inbound && this.syncSource !== null) this.syncSource.onClientPacket(id, this.isOnePacket(id, p));
@@ -373,10 +373,7 @@ export class Director {
     return out;
   }
 
-  /**
-   * The rewrite or encapsulation, by the connection's method: the frame's length to send, or 0
-   * (counted drop) when it cannot go, after an ICMP "packet too big" when that is the reason.
-   */
+  /** The rewrite or encapsulation, by the connection's method: the frame's length to send, or an XMIT_* failure. */
   private transmit(
     buf: Uint8Array,
     offset: number,
@@ -387,14 +384,24 @@ export class Director {
     inbound: boolean,
     target: XmitTarget,
   ): number {
-    if (!inbound) {
-      return method.toClient!(buf, p, target.addr, target.port, vflags)
-        ? length
-        : this.drop('not-rewritable');
-    }
-    const out = method.toRealServer(buf, offset, length, p, target, this.pending);
-    if (out > 0) return out;
-    switch (out) {
+    if (!inbound)
+      return method.toClient!(buf, p, target.addr, target.port, vflags) ? length : XMIT_NOT_REWRITABLE;
+    return method.toRealServer(buf, offset, length, p, target, this.pending);
+  }
+
+  /**
+   * A packet the method could not send, counted by why: 0 (dropped), or the length of the ICMP
+   * "packet too big" the director built in its place when that is why.
+   */
+  private notSent(
+    buf: Uint8Array,
+    offset: number,
+    p: ParsedPacket,
+    failure: number,
+    method: ForwardingMethod,
+    target: XmitTarget,
+  ): number {
+    switch (failure) {
       case XMIT_NOT_REWRITABLE:
         return this.drop('not-rewritable');
       case XMIT_NO_ROUTE:
@@ -427,8 +434,10 @@ export class Director {
     }
     const inbound = decision.direction === 'in';
     const size = wireSize(buf, offset, p);
-    const out = this.transmit(buf, offset, length, p, vflags, decision.method, inbound, decision.target);
-    if (out > 0) this.count(decision.service, decision.dest, inbound, size);
+    const { method, target } = decision;
+    const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
+    if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
+    this.count(decision.service, decision.dest, inbound, size);
     return out;
   }
 
@@ -458,7 +467,8 @@ export class Director {
       const dest = this.conns.dest(id);
       const target = { addr: dest.addr, port: this.conns.dport(id), route: dest.route };
       const out = this.transmit(buf, offset, length, p, vflags, method, true, target);
-      if (out > 0) this.counters.forwardedIn++;
+      if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
+      this.counters.forwardedIn++;
       return out;
     }
     if (id >= 0) {

@@ -141,6 +141,34 @@ export function nginxCommand(dir: string): string[] {
   return ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')];
 }
 
+/** A lab's temporary directory and its namespaces (loopback up in each), with the teardown removing both. */
+function makeNamespaces(base: string, names: readonly string[]): { tmpDir: string; teardown: () => void } {
+  const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
+  chmodSync(tmpDir, 0o755);
+  const created: string[] = [];
+  const teardown = (): void => {
+    for (const name of created.splice(0).reverse()) {
+      try {
+        removeNamespace(name);
+      } catch {
+        // Keep tearing down the rest.
+      }
+    }
+    rmSync(tmpDir, { recursive: true, force: true });
+  };
+  try {
+    for (const name of names) {
+      sh(['ip', 'netns', 'add', name]);
+      created.push(name);
+      sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+    }
+  } catch (error) {
+    teardown();
+    throw error;
+  }
+  return { tmpDir, teardown };
+}
+
 export function buildLab(options: LabOptions = {}): Lab {
   const prefix = options.prefix ?? 'lvslab';
   cleanupStaleLabs(prefix);
@@ -157,28 +185,10 @@ export function buildLab(options: LabOptions = {}): Lab {
     dip: '198.18.1.1',
     realServers: Array.from({ length: count }, (_, i) => `198.18.1.${11 + i}`),
   };
-  const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
-  chmodSync(tmpDir, 0o755);
-  const created: string[] = [];
+  const { tmpDir, teardown } = makeNamespaces(base, [ns.client, ns.director, ...ns.realServers]);
   let bulkFile: string | null = null;
 
-  const teardown = (): void => {
-    for (const name of created.splice(0).reverse()) {
-      try {
-        removeNamespace(name);
-      } catch {
-        // Keep tearing down the rest.
-      }
-    }
-    rmSync(tmpDir, { recursive: true, force: true });
-  };
-
   try {
-    for (const name of [ns.client, ns.director, ...ns.realServers]) {
-      sh(['ip', 'netns', 'add', name]);
-      created.push(name);
-      sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
-    }
     const d = ns.director;
     sh(['ip', '-n', d, 'link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.client]);
     sh(['ip', '-n', d, 'addr', 'add', `${addr.vip}/24`, 'dev', 'pub0']);
@@ -285,26 +295,9 @@ export async function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
     realServers: ['198.18.1.11', '198.18.1.12'],
   };
   const router = { client: '198.18.0.254', lan: '198.18.1.254' };
-  const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
-  chmodSync(tmpDir, 0o755);
-  const created: string[] = [];
-  const teardown = (): void => {
-    for (const name of created.splice(0).reverse()) {
-      try {
-        removeNamespace(name);
-      } catch {
-        // Keep tearing down the rest.
-      }
-    }
-    rmSync(tmpDir, { recursive: true, force: true });
-  };
+  const { tmpDir, teardown } = makeNamespaces(base, [ns.client, ns.router, ns.director, ...ns.realServers]);
   let bulkFile: string | null = null;
   try {
-    for (const name of [ns.client, ns.router, ns.director, ...ns.realServers]) {
-      sh(['ip', 'netns', 'add', name]);
-      created.push(name);
-      sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
-    }
     const r = ns.router;
     sh(['ip', 'netns', 'exec', r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     sh(['ip', '-n', r, 'link', 'add', 'cli0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.client]);

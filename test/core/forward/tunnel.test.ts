@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../../src/core/clock.js';
 import { Director } from '../../../src/core/director.js';
-import { IPPROTO_TCP } from '../../../src/core/inet.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
 import type { DestSettings, ServiceKey } from '../../../src/core/model.js';
 import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
   addr,
   buildPacket,
+  fragmentPacket,
   ipv4HeaderValid,
   l4ChecksumValid,
   partialVnetFor,
@@ -98,6 +99,7 @@ test('a DF packet too big for the tunnel is answered with fragmentation needed, 
   const { dataPath } = d.snapshot({ connections: false });
   assert.equal(dataPath.drops['too-big'], 1);
   assert.equal(dataPath.icmpSent, 1);
+  assert.equal(d.snapshot({ connections: false }).services[0]!.stats.inPkts, 1, 'the SYN alone went through');
   // Without DF the packet goes, and the host fragments the outer packet on its way.
   const plain = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload });
   assert.equal(send(d, withVnet(plain))[0]!.length, VNET_HDR_LEN + plain.length + 20);
@@ -141,6 +143,36 @@ test('a partial checksum is completed before the packet goes into the tunnel', (
   const [frame] = send(d, withVnet(packet, partialVnetFor(packet)));
   assert.ok(l4ChecksumValid(frame!.subarray(VNET_HDR_LEN + 20)));
   assert.equal(frame![0], 0, 'no NEEDS_CSUM left for the host');
+});
+
+test('the fragments of a datagram each go into the tunnel unchanged, a held one included', () => {
+  const d = tunnelDirector();
+  const udp: ServiceKey = { ...key, protocol: IPPROTO_UDP, port: 53 };
+  d.execute({
+    op: 'add-service',
+    key: udp,
+    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+  });
+  d.execute({ op: 'add-dest', key: udp, addr: addr(RIP), port: 53, settings: tunnel });
+  d.setRealServerRoute(addr(RIP), { source: addr(DIP), mtu: 1500 });
+  const datagram = buildPacket({
+    src: CLIENT,
+    dst: VIP,
+    protocol: 'udp',
+    sport: 5353,
+    dport: 53,
+    payload: new Uint8Array(2000).fill(7),
+  });
+  const [first, second] = fragmentPacket(datagram, 1480, 0x4242);
+  // The second fragment comes first: it waits for the first, which decides where both go.
+  assert.deepEqual(send(d, withVnet(second!)), []);
+  const frames = send(d, withVnet(first!));
+  assert.equal(frames.length, 2);
+  frames.forEach((frame, i) => {
+    const outer = frame.subarray(VNET_HDR_LEN);
+    assert.ok(ipv4HeaderValid(outer) && outer[9] === 4);
+    assert.deepEqual(outer.subarray(20), [first, second][i]);
+  });
 });
 
 test('without a route to the real server the packet is dropped and counted', () => {
