@@ -141,6 +141,23 @@ export function nginxCommand(dir: string): string[] {
   return ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')];
 }
 
+/** A veth from `host`'s `dev` (address `gateway`/24) to the client's eth0, the client's default route through it. */
+function wireClient(host: string, dev: string, gateway: string, client: string, clientAddr: string): void {
+  sh(['ip', '-n', host, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', client]);
+  sh(['ip', '-n', host, 'addr', 'add', `${gateway}/24`, 'dev', dev]);
+  sh(['ip', '-n', host, 'link', 'set', dev, 'up']);
+  sh(['ip', '-n', client, 'addr', 'add', `${clientAddr}/24`, 'dev', 'eth0']);
+  sh(['ip', '-n', client, 'link', 'set', 'eth0', 'up']);
+  sh(['ip', '-n', client, 'route', 'add', 'default', 'via', gateway]);
+}
+
+/** A bridge in `host` with the address `address`/24, up. */
+function addBridge(host: string, name: string, address: string): void {
+  sh(['ip', '-n', host, 'link', 'add', name, 'type', 'bridge']);
+  sh(['ip', '-n', host, 'addr', 'add', `${address}/24`, 'dev', name]);
+  sh(['ip', '-n', host, 'link', 'set', name, 'up']);
+}
+
 /** A lab's temporary directory and its namespaces (loopback up in each), with the teardown removing both. */
 function makeNamespaces(base: string, names: readonly string[]): { tmpDir: string; teardown: () => void } {
   const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
@@ -190,16 +207,8 @@ export function buildLab(options: LabOptions = {}): Lab {
 
   try {
     const d = ns.director;
-    sh(['ip', '-n', d, 'link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.client]);
-    sh(['ip', '-n', d, 'addr', 'add', `${addr.vip}/24`, 'dev', 'pub0']);
-    sh(['ip', '-n', d, 'link', 'set', 'pub0', 'up']);
-    sh(['ip', '-n', ns.client, 'addr', 'add', `${addr.client}/24`, 'dev', 'eth0']);
-    sh(['ip', '-n', ns.client, 'link', 'set', 'eth0', 'up']);
-    sh(['ip', '-n', ns.client, 'route', 'add', 'default', 'via', addr.vip]);
-
-    sh(['ip', '-n', d, 'link', 'add', 'br0', 'type', 'bridge']);
-    sh(['ip', '-n', d, 'addr', 'add', `${addr.dip}/24`, 'dev', 'br0']);
-    sh(['ip', '-n', d, 'link', 'set', 'br0', 'up']);
+    wireClient(d, 'pub0', addr.vip, ns.client, addr.client);
+    addBridge(d, 'br0', addr.dip);
     if (options.bulkFileMb) {
       bulkFile = join(tmpDir, 'bulk.bin');
       execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
@@ -300,15 +309,8 @@ export async function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
   try {
     const r = ns.router;
     sh(['ip', 'netns', 'exec', r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    sh(['ip', '-n', r, 'link', 'add', 'cli0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.client]);
-    sh(['ip', '-n', r, 'addr', 'add', `${router.client}/24`, 'dev', 'cli0']);
-    sh(['ip', '-n', r, 'link', 'set', 'cli0', 'up']);
-    sh(['ip', '-n', ns.client, 'addr', 'add', `${addr.client}/24`, 'dev', 'eth0']);
-    sh(['ip', '-n', ns.client, 'link', 'set', 'eth0', 'up']);
-    sh(['ip', '-n', ns.client, 'route', 'add', 'default', 'via', router.client]);
-    sh(['ip', '-n', r, 'link', 'add', 'lan0', 'type', 'bridge']);
-    sh(['ip', '-n', r, 'addr', 'add', `${router.lan}/24`, 'dev', 'lan0']);
-    sh(['ip', '-n', r, 'link', 'set', 'lan0', 'up']);
+    wireClient(r, 'cli0', router.client, ns.client, addr.client);
+    addBridge(r, 'lan0', router.lan);
     sh(['ip', '-n', r, 'route', 'add', `${addr.vip}/32`, 'via', addr.dip]);
     const hosts: [string, string, string][] = [
       [ns.director, addr.dip, 'dir'],

@@ -32,15 +32,18 @@ const FIN = 0x01;
 const PSH = 0x08;
 const DF = 0x40;
 
+const RR = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null };
+
+/** A service with the tunnelled real server RIP, routed from the DIP. */
+function addTunnelService(d: Director, service: ServiceKey, mtu: number): void {
+  d.execute({ op: 'add-service', key: service, settings: RR });
+  d.execute({ op: 'add-dest', key: service, addr: addr(RIP), port: service.port, settings: tunnel });
+  d.setRealServerRoute(addr(RIP), { source: addr(DIP), mtu });
+}
+
 function tunnelDirector(mtu = 1500): Director {
   const d = new Director({ clock: new ManualClock(1000), random: () => 0.5, connCapacity: 1024 });
-  d.execute({
-    op: 'add-service',
-    key,
-    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-  });
-  d.execute({ op: 'add-dest', key, addr: addr(RIP), port: 80, settings: tunnel });
-  d.setRealServerRoute(addr(RIP), { source: addr(DIP), mtu });
+  addTunnelService(d, key, mtu);
   return d;
 }
 
@@ -147,14 +150,7 @@ test('a partial checksum is completed before the packet goes into the tunnel', (
 
 test('the fragments of a datagram each go into the tunnel unchanged, a held one included', () => {
   const d = tunnelDirector();
-  const udp: ServiceKey = { ...key, protocol: IPPROTO_UDP, port: 53 };
-  d.execute({
-    op: 'add-service',
-    key: udp,
-    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
-  });
-  d.execute({ op: 'add-dest', key: udp, addr: addr(RIP), port: 53, settings: tunnel });
-  d.setRealServerRoute(addr(RIP), { source: addr(DIP), mtu: 1500 });
+  addTunnelService(d, { ...key, protocol: IPPROTO_UDP, port: 53 }, 1500);
   const datagram = buildPacket({
     src: CLIENT,
     dst: VIP,
@@ -203,11 +199,7 @@ test('an ICMP error about the real server reply goes to the real server unchange
 test('the service table refuses tunnels it cannot carry out, and changes nothing', () => {
   const d = tunnelDirector();
   const v6: ServiceKey = { af: 6, protocol: IPPROTO_TCP, addr: addr('2001:db8::1'), port: 80, fwmark: 0 };
-  d.execute({
-    op: 'add-service',
-    key: v6,
-    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 128, pe: null },
-  });
+  d.execute({ op: 'add-service', key: v6, settings: { ...RR, netmaskPrefix: 128 } });
   const refusals: [ServiceKey, string, DestSettings, RegExp][] = [
     [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'nocsum' } }, /gue/],
     [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gre', port: 0, csum: 'csum' } }, /gre/],
