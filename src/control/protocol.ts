@@ -28,6 +28,9 @@ import type {
   HealthState,
   ServiceKey,
   ServiceSettings,
+  TunnelCsum,
+  TunnelSettings,
+  TunnelType,
 } from '../core/model.js';
 import { MAX_CAPACITY } from '../core/conn/table.js';
 import {
@@ -129,15 +132,34 @@ function serviceSettings(value: unknown, af: 4 | 6): ServiceSettings {
 
 const METHODS: readonly ForwardMethod[] = ['masq', 'local', 'tunnel', 'route'];
 
+const TUNNEL_TYPES: readonly TunnelType[] = ['ipip', 'gue', 'gre'];
+const TUNNEL_CSUMS: readonly TunnelCsum[] = ['nocsum', 'csum', 'remcsum'];
+
+function tunnelSettings(value: unknown): TunnelSettings {
+  const o = record(value, 'settings.tunnel');
+  check(TUNNEL_TYPES.includes(o.type as TunnelType), 'settings.tunnel.type is not valid');
+  check(TUNNEL_CSUMS.includes(o.csum as TunnelCsum), 'settings.tunnel.csum is not valid');
+  return {
+    type: o.type as TunnelType,
+    port: int(o.port, 0, 65535, 'settings.tunnel.port'),
+    csum: o.csum as TunnelCsum,
+  };
+}
+
 function destSettings(value: unknown): DestSettings {
   const o = record(value, 'settings');
   check(METHODS.includes(o.method as ForwardMethod), 'settings.method is not valid');
-  return {
+  const settings: DestSettings = {
     method: o.method as ForwardMethod,
     weight: int(o.weight, 0, MAX_WEIGHT, 'settings.weight'),
     uThreshold: int(o.uThreshold, 0, MAX_THRESHOLD, 'settings.uThreshold'),
     lThreshold: int(o.lThreshold, 0, MAX_THRESHOLD, 'settings.lThreshold'),
   };
+  if (o.tunnel !== undefined) {
+    check(settings.method === 'tunnel', 'settings.tunnel is only for method tunnel');
+    settings.tunnel = tunnelSettings(o.tunnel);
+  }
+  return settings;
 }
 
 function timeouts(value: unknown): IpvsTimeouts {

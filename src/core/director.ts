@@ -10,7 +10,14 @@ import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
 import { forwardingMethodById, forwardingMethodId } from './forward/registry.js';
-import type { ForwardingMethod } from './forward/types.js';
+import {
+  XMIT_NO_ROUTE,
+  XMIT_NOT_REWRITABLE,
+  XMIT_TOO_BIG,
+  type ForwardingMethod,
+  type RealServerRoute,
+  type XmitTarget,
+} from './forward/types.js';
 import { addrEquals, addrMask, IPPROTO_TCP, IPPROTO_UDP, type Addr } from './inet.js';
 import {
   SVC_F_ONEPACKET,
@@ -35,6 +42,7 @@ import type {
 } from './ops.js';
 import { FragmentTracker } from './packet/fragments.js';
 import {
+  buildPacketTooBig,
   buildPortUnreachable,
   isIcmpError,
   mayReplyWithIcmpError,
@@ -43,13 +51,7 @@ import {
   rewriteIcmpErrorToRealServer,
 } from './packet/icmp.js';
 import { hasPorts, parsePacket, type DropReason, type ParsedPacket } from './packet/parse.js';
-import {
-  readVnetHdr,
-  VIRTIO_NET_HDR_GSO_NONE,
-  VNET_HDR_LEN,
-  vnetFlags,
-  writePlainVnetHdr,
-} from './packet/vnet.js';
+import { isSuperPacket, readVnetHdr, VNET_HDR_LEN, vnetFlags, writePlainVnetHdr } from './packet/vnet.js';
 import { ServiceTable } from './services.js';
 import { CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
 import type { SyncTuning } from './sync/master.js';
@@ -65,14 +67,15 @@ export type DirectorDrop =
   | 'table-full'
   | 'no-reply-path'
   | 'not-rewritable'
+  | 'no-route'
+  | 'too-big'
   | 'icmp-unmatched'
   | 'fragment-unmatched';
 
 /** Where the later fragments of a datagram go: the rewrite its first fragment got. */
 interface FragmentDecision {
   direction: Direction;
-  addr: Addr;
-  port: number;
+  target: XmitTarget;
   service: Service;
   dest: Dest;
   method: ForwardingMethod;
@@ -230,7 +233,7 @@ export class Director {
     if (!p.ok) return this.drop(p.reason);
     const vflags = vnetFlags(buf, offset);
     if (p.l4Offset < 0) return this.laterFragment(buf, offset, length, p, vflags);
-    if (isIcmpError(p)) return this.icmpError(buf, length, p, vflags);
+    if (isIcmpError(p)) return this.icmpError(buf, offset, length, p, vflags);
     if (!hasPorts(p.protocol)) return this.pass('not-a-service');
 
     let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
@@ -358,23 +361,67 @@ export class Director {
     if (!service) return this.drop('no-service');
     const method = forwardingMethodById(this.conns.method(id));
     const inbound = direction === 'in';
-    const addr = inbound ? dest.addr : this.conns.vaddr(id);
-    const port = inbound ? this.conns.dport(id) : this.conns.vport(id);
+    const target: XmitTarget = inbound
+      ? { addr: dest.addr, port: this.conns.dport(id), route: dest.route }
+      : { addr: this.conns.vaddr(id), port: this.conns.vport(id), route: null };
     if (!inbound && !method.toClient) return this.drop('no-reply-path');
-    const rewritten = inbound
-      ? method.toRealServer(buf, p, addr, port, vflags)
-      : method.toClient!(buf, p, addr, port, vflags);
-    if (!rewritten) return this.drop('not-rewritable');
+    // Measured before the method rewrites the frame (a tunnel replaces its virtio_net_hdr).
+    const size = wireSize(buf, offset, p);
+    const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
+    if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
+    this.count(service, dest, inbound, size);
     this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
     if (inbound && this.syncSource !== null) this.syncSource.onClientPacket(id, this.isOnePacket(id, p));
-    this.count(service, dest, inbound, buf, offset, p);
     if (p.isFragment) {
-      for (const held of this.fragments.decide(p, { direction, addr, port, service, dest, method })) {
-        const heldLength = this.laterFragment(held, 0, held.length, null, vnetFlags(held, 0));
-        if (heldLength > 0) this.pending.push(held.subarray(0, heldLength));
+      for (const held of this.fragments.decide(p, { direction, target, service, dest, method })) {
+        // Room for the method's headers: the tracker keeps held fragments at their own size.
+        const frame = new Uint8Array(held.length + method.headroom);
+        frame.set(held);
+        const heldLength = this.laterFragment(frame, 0, held.length, null, vnetFlags(frame, 0));
+        if (heldLength > 0) this.pending.push(frame.subarray(0, heldLength));
       }
     }
-    return length;
+    return out;
+  }
+
+  /** The rewrite or encapsulation, by the connection's method: the frame's length to send, or an XMIT_* failure. */
+  private transmit(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    p: ParsedPacket,
+    vflags: number,
+    method: ForwardingMethod,
+    inbound: boolean,
+    target: XmitTarget,
+  ): number {
+    if (!inbound)
+      return method.toClient!(buf, p, target.addr, target.port, vflags) ? length : XMIT_NOT_REWRITABLE;
+    return method.toRealServer(buf, offset, length, p, target, this.pending);
+  }
+
+  /**
+   * A packet the method could not send, counted by why: 0 (dropped), or the length of the ICMP
+   * "packet too big" the director built in its place when that is why.
+   */
+  private notSent(
+    buf: Uint8Array,
+    offset: number,
+    p: ParsedPacket,
+    failure: number,
+    method: ForwardingMethod,
+    target: XmitTarget,
+  ): number {
+    switch (failure) {
+      case XMIT_NOT_REWRITABLE:
+        return this.drop('not-rewritable');
+      case XMIT_NO_ROUTE:
+        return this.drop('no-route');
+      case XMIT_TOO_BIG:
+        return this.packetTooBig(buf, offset, p, target.route!.mtu - method.headroom);
+      default:
+        return this.drop('too-big');
+    }
   }
 
   /** A fragment without the L4 header follows the decision taken for its first fragment. */
@@ -397,16 +444,22 @@ export class Director {
       return this.drop('fragment-unmatched');
     }
     const inbound = decision.direction === 'in';
-    const rewritten = inbound
-      ? decision.method.toRealServer(buf, p, decision.addr, decision.port, vflags)
-      : decision.method.toClient!(buf, p, decision.addr, decision.port, vflags);
-    if (!rewritten) return this.drop('not-rewritable');
-    this.count(decision.service, decision.dest, inbound, buf, offset, p);
-    return length;
+    const size = wireSize(buf, offset, p);
+    const { method, target } = decision;
+    const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
+    if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
+    this.count(decision.service, decision.dest, inbound, size);
+    return out;
   }
 
   /** ICMP errors about a tracked connection are translated, outer and quoted headers both. */
-  private icmpError(buf: Uint8Array, length: number, p: ParsedPacket, vflags: number): number {
+  private icmpError(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    p: ParsedPacket,
+    vflags: number,
+  ): number {
     const inner = parseIcmpError(buf, p);
     if (!inner) return this.icmpNotOurs(p);
     // About a client -> real server packet: on its way to the client.
@@ -418,6 +471,17 @@ export class Director {
     }
     // About a VIP -> client reply: on its way to the real server.
     id = this.conns.findIn(inner.af, inner.protocol, inner.daddr, inner.dport, inner.saddr, inner.sport);
+    const method = id >= 0 ? forwardingMethodById(this.conns.method(id)) : null;
+    if (method !== null && method.toClient === null) {
+      // A real server that answers the client itself holds the VIP: the error goes to it as it
+      // is, the way the connection's packets go (ip_vs_icmp_xmit's packet_xmit for DR and TUN).
+      const dest = this.conns.dest(id);
+      const target = { addr: dest.addr, port: this.conns.dport(id), route: dest.route };
+      const out = this.transmit(buf, offset, length, p, vflags, method, true, target);
+      if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
+      this.counters.forwardedIn++;
+      return out;
+    }
     if (id >= 0) {
       rewriteIcmpErrorToRealServer(buf, p, inner, this.conns.daddr(id), this.conns.dport(id), vflags);
       this.counters.forwardedIn++;
@@ -431,33 +495,33 @@ export class Director {
     return this.services.isVirtualAddress(p.daddr) ? this.pass('icmp-for-host') : this.drop('icmp-unmatched');
   }
 
+  /**
+   * __mtu_check_toobig_v4: a client's packet that does not fit the path to the real server once
+   * encapsulated, and may not be fragmented, is answered with "fragmentation needed" (ICMPv6
+   * "packet too big") from the VIP, telling the client the MTU left for it.
+   */
+  private packetTooBig(buf: Uint8Array, offset: number, p: ParsedPacket, mtu: number): number {
+    this.drop('too-big');
+    if (!mayReplyWithIcmpError(p)) return 0;
+    return this.replyWithIcmp(buf, offset, buildPacketTooBig(buf, offset + VNET_HDR_LEN, buf, p, mtu));
+  }
+
   /** ip_vs_leave: no real server available, so the client hears "port unreachable" from the VIP. */
   private portUnreachable(buf: Uint8Array, offset: number, p: ParsedPacket): number {
     this.drop('no-dest');
     if (!mayReplyWithIcmpError(p)) return 0;
-    const icmpLength = buildPortUnreachable(buf, offset + VNET_HDR_LEN, buf, p);
+    return this.replyWithIcmp(buf, offset, buildPortUnreachable(buf, offset + VNET_HDR_LEN, buf, p));
+  }
+
+  /** The frame of an ICMP error the director built in place (icmpLength bytes after the header; 0: none). */
+  private replyWithIcmp(buf: Uint8Array, offset: number, icmpLength: number): number {
     if (icmpLength === 0) return 0;
     writePlainVnetHdr(buf, offset);
     this.counters.icmpSent++;
     return VNET_HDR_LEN + icmpLength;
   }
 
-  /** Counts what the wire carries: a GSO super-packet is as many packets as it will be segmented into. */
-  private count(
-    service: Service,
-    dest: Dest,
-    inbound: boolean,
-    buf: Uint8Array,
-    offset: number,
-    p: ParsedPacket,
-  ) {
-    let packets = 1;
-    let bytes = p.end - p.l3Offset;
-    const vnet = readVnetHdr(buf, offset);
-    if (vnet.gsoType !== VIRTIO_NET_HDR_GSO_NONE && vnet.gsoSize > 0 && p.payloadLength > vnet.gsoSize) {
-      packets = Math.ceil(p.payloadLength / vnet.gsoSize);
-      bytes += (packets - 1) * (p.payloadOffset - p.l3Offset);
-    }
+  private count(service: Service, dest: Dest, inbound: boolean, { packets, bytes }: WireSize): void {
     if (inbound) {
       this.counters.forwardedIn++;
       service.stats.countIn(packets, bytes);
@@ -598,6 +662,16 @@ export class Director {
     };
   }
 
+  /**
+   * The host's path to the real server at `addr` (null: none), as the data plane's adapter found
+   * it: tunnels take their outer source and MTU from it. Applies to that address in every service.
+   */
+  setRealServerRoute(addr: Addr, route: RealServerRoute | null): void {
+    for (const service of this.services.services) {
+      for (const dest of service.dests) if (addrEquals(dest.addr, addr)) dest.route = route;
+    }
+  }
+
   /** Starts the master sync role's decisions on every client packet (a master sync daemon runs). */
   startSyncSource(tuning?: Partial<SyncTuning>): void {
     this.syncSource = new SyncSource({
@@ -693,6 +767,23 @@ export class Director {
     if (options.connections) snapshot.connections = [...this.conns.entries()];
     return snapshot;
   }
+}
+
+interface WireSize {
+  packets: number;
+  bytes: number;
+}
+
+/** What the wire carries: a GSO super-packet is as many packets as it will be segmented into. */
+function wireSize(buf: Uint8Array, offset: number, p: ParsedPacket): WireSize {
+  let packets = 1;
+  let bytes = p.end - p.l3Offset;
+  const vnet = readVnetHdr(buf, offset);
+  if (isSuperPacket(vnet, p.payloadLength)) {
+    packets = Math.ceil(p.payloadLength / vnet.gsoSize);
+    bytes += (packets - 1) * (p.payloadOffset - p.l3Offset);
+  }
+  return { packets, bytes };
 }
 
 function statsSnapshot(stats: Stats): StatsSnapshot {

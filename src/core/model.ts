@@ -1,6 +1,7 @@
 // The director's configuration objects, shaped as IPVS's: a virtual service keyed by
 // (protocol, address, port) or by firewall mark, holding its real servers newest first.
 
+import type { RealServerRoute } from './forward/types.js';
 import type { Addr, Family, Protocol } from './inet.js';
 import type { Scheduler } from './sched/types.js';
 
@@ -142,6 +143,8 @@ export class Dest {
   overloaded = false;
   /** Cleared when the real server is deleted; its connections then end. */
   available = true;
+  /** The host's path to it, for methods that need one (tunnels); set by the data plane's adapter. */
+  route: RealServerRoute | null = null;
   readonly stats = new Stats();
   rates: Rates = zeroRates();
 

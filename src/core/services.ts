@@ -301,6 +301,7 @@ function validateDest(service: Service, addr: Addr, port: number, settings: Dest
       `lvsd cannot forward by ${METHOD_OPTIONS[settings.method]} yet; use ${available.join(' or ')}`,
     );
   }
+  if (settings.method === 'tunnel') validateTunnel(service, addr, settings);
   const { weight, uThreshold, lThreshold } = settings;
   if (!Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) throw invalid('weight');
   if (!Number.isInteger(uThreshold) || uThreshold < 0 || !Number.isInteger(lThreshold) || lThreshold < 0) {
@@ -313,6 +314,30 @@ function validateDest(service: Service, addr: Addr, port: number, settings: Dest
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalid('port out of range');
   if (addr.af !== service.key.af && settings.method !== 'tunnel') {
     throw new LvsError(ErrorCodes.AF_NOT_SUPPORTED, 'Operation not supported with specified address family');
+  }
+}
+
+/** lvsd tunnels IPv4 in IPv4 with the ipip type (ipvsadm's default); gue, gre and IPv6 are refused. */
+function validateTunnel(service: Service, addr: Addr, settings: DestSettings): void {
+  const type = settings.tunnel?.type ?? 'ipip';
+  if (type !== 'ipip') {
+    throw new LvsError(
+      ErrorCodes.METHOD_UNSUPPORTED,
+      `lvsd cannot tunnel with --tun-type ${type} yet; use --tun-type ipip (the default)`,
+    );
+  }
+  // ipvsadm refuses these for ipip; a control client that sends them gets no silent default.
+  if (settings.tunnel && (settings.tunnel.port !== 0 || settings.tunnel.csum !== 'nocsum')) {
+    throw new LvsError(
+      ErrorCodes.METHOD_UNSUPPORTED,
+      'an ipip tunnel takes no --tun-port or checksum option',
+    );
+  }
+  if (addr.af !== 4 || service.key.af !== 4) {
+    throw new LvsError(
+      ErrorCodes.METHOD_UNSUPPORTED,
+      'lvsd tunnels IPv4 in IPv4 only; use masquerading (-m)',
+    );
   }
 }
 

@@ -435,6 +435,9 @@ export class HostNetwork implements HostSteering, HostRepair {
       // A fwmark service carries any protocol: match its real servers' TCP and UDP replies.
       const protocols = key.fwmark > 0 ? [IPPROTO_TCP, IPPROTO_UDP] : [key.protocol];
       for (const dest of dests) {
+        // A tunnelled real server answers the client itself: its replies are not the director's,
+        // even when they cross this host's forwarding on their way.
+        if (dest.method === 'tunnel') continue;
         for (const protocol of protocols)
           d.sets.get(`real${dest.addr.af}`)!.add(element(dest.addr, protocol, dest.port));
         d.sets.get(`rip${dest.addr.af}`)!.add(formatAddr(dest.addr));

@@ -4,6 +4,8 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
+import type { RealServerRoute } from '../core/forward/types.js';
+import type { Addr } from '../core/inet.js';
 import type { ConnPage, ConnRecord, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
@@ -22,6 +24,8 @@ export interface PacketDirector {
   /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
   readonly pending: Uint8Array[];
   tick(): void;
+  /** The host's route to a real server, for tunnels (the adapter looks it up; null: none). */
+  setRealServerRoute(addr: Addr, route: RealServerRoute | null): void;
   /** The master sync role: decide on every client packet (startSyncSource), taken once a turn. */
   startSyncSource(tuning?: Partial<SyncTuning>): void;
   stopSyncSource(): void;

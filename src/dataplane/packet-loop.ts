@@ -1,9 +1,11 @@
 // The packet loop, whatever the devices: read a batch from each device, let the director rewrite
 // each frame, write it back where it came from (the kernel routes it on), run the housekeeping.
 // It also keeps one device per fwmark service, opened before the service is added, closed after
-// it goes, so a refused open leaves the director unchanged.
+// it goes, so a refused open leaves the director unchanged, and gives the director the host's
+// route to each tunnelled real server (when it is added, then every ROUTE_REFRESH_MS).
 
 import type { Clock } from '../core/clock.js';
+import { addrKey, type Addr } from '../core/inet.js';
 import {
   PASS_TO_HOST,
   zeroDeviceCounters,
@@ -14,11 +16,14 @@ import {
 } from '../core/ops.js';
 import { fwmarkDeviceName, type DeviceDriver, type PacketDevice } from './device.js';
 import type { PacketDirector } from './messages.js';
+import type { RouteLookup } from './routes.js';
 
 /** Frames handled per device before control requests and the tick get their turn. */
 const BATCH = 64;
 /** Packet-path exceptions are reported at most this often (each is counted). */
 const EXCEPTION_REPORT_MS = 10_000;
+/** How often tunnelled real servers' routes are looked up again (a route or an MTU changed). */
+export const ROUTE_REFRESH_MS = 5_000;
 
 export interface PacketLoopOptions {
   director: PacketDirector;
@@ -33,6 +38,8 @@ export interface PacketLoopOptions {
   tickMs: number;
   /** Where the loop's events go (the engine passes them on to the daemon's log). */
   report(event: EngineEvent): void;
+  /** The host's routes to tunnelled real servers; without it, tunnelled packets have none ('no-route'). */
+  routes?: RouteLookup;
 }
 
 export class PacketLoop {
@@ -48,6 +55,7 @@ export class PacketLoop {
   private readonly marked = new Map<number, PacketDevice>();
   private readonly serveDevices: boolean;
   private lastTick: number;
+  private lastRouteRefresh: number;
   private lastExceptionReport = -Infinity;
 
   constructor(private readonly options: PacketLoopOptions) {
@@ -56,6 +64,7 @@ export class PacketLoop {
     this.clock = options.clock;
     this.frame = new Uint8Array(options.frameMax);
     this.lastTick = this.clock.now();
+    this.lastRouteRefresh = this.lastTick;
     this.serveDevices = options.mainDevice !== null;
     if (options.mainDevice !== null) this.devices.push(this.driver.open(options.mainDevice, 0));
   }
@@ -75,6 +84,8 @@ export class PacketLoop {
       if (opened) this.closeMarked(mark);
       throw error;
     }
+    if ((op.op === 'add-dest' || op.op === 'edit-dest') && op.settings.method === 'tunnel')
+      this.findRoute(op.addr);
     if (op.op === 'delete-service' || op.op === 'clear') {
       const wanted = new Set(
         this.director.snapshot({ connections: false }).services.map((s) => s.key.fwmark),
@@ -106,6 +117,10 @@ export class PacketLoop {
     if (now - this.lastTick >= this.options.tickMs) {
       this.lastTick = now;
       this.director.tick();
+    }
+    if (now - this.lastRouteRefresh >= ROUTE_REFRESH_MS) {
+      this.lastRouteRefresh = now;
+      this.refreshRoutes();
     }
     const synced = this.director.takeSyncConns();
     if (synced.length > 0) this.options.report({ kind: 'sync', conns: synced });
@@ -155,6 +170,20 @@ export class PacketLoop {
       this.stats.txPackets++;
       this.stats.txBytes += length;
     } else this.stats.drops.writeFailed++;
+  }
+
+  private findRoute(addr: Addr): void {
+    if (this.options.routes) this.director.setRealServerRoute(addr, this.options.routes.lookup(addr));
+  }
+
+  private refreshRoutes(): void {
+    if (!this.options.routes) return;
+    const tunnelled = new Map<string, Addr>();
+    for (const service of this.director.snapshot({ connections: false }).services) {
+      for (const dest of service.dests)
+        if (dest.method === 'tunnel') tunnelled.set(addrKey(dest.addr), dest.addr);
+    }
+    for (const addr of tunnelled.values()) this.findRoute(addr);
   }
 
   private openMarked(mark: number): PacketDevice {

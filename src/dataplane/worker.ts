@@ -14,7 +14,9 @@ import {
   type WorkerEventMessage,
   type WorkerSettings,
 } from './messages.js';
+import { RealSystem } from './host.js';
 import { PacketLoop } from './packet-loop.js';
+import { IpRouteLookup } from './routes.js';
 import { TUN_FRAME_MAX, TunDriver } from './tun.js';
 
 const settings = workerData as WorkerSettings;
@@ -43,6 +45,7 @@ async function start(): Promise<void> {
       idlePollMs: settings.idlePollMs,
       tickMs: settings.tickMs,
       report: (event) => port.postMessage({ event } satisfies WorkerEventMessage),
+      routes: new IpRouteLookup(new RealSystem()),
     });
   } catch (error) {
     parentPort!.postMessage({ kind: 'failed', error: serializeError(error) } satisfies Startup);

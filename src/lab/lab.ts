@@ -2,6 +2,9 @@
 //
 //   client 198.18.0.2 --- pub0 198.18.0.1 [director] br0 198.18.1.1 --- rs1 198.18.1.11, rs2 198.18.1.12
 //
+// buildTunnelLab builds LVS-TUN's site instead: a router in front, the director and the real
+// servers on one LAN behind it, the VIP on each real server's tunl0 (see there).
+//
 // Each real server runs nginx answering "This is Real Server N, you are <client>". Namespaces
 // are named <prefix><pid>-<role>, so leftovers of a dead run can be recognised and removed.
 
@@ -28,7 +31,8 @@ export interface LabOptions {
 
 export interface Lab {
   readonly prefix: string;
-  readonly ns: { client: string; director: string; realServers: string[] };
+  /** `router` in a tunnel lab only. */
+  readonly ns: { client: string; director: string; realServers: string[]; router?: string };
   readonly addr: { client: string; vip: string; dip: string; realServers: string[] };
   /** Director interfaces: towards the client and towards the real servers. */
   readonly dev: { public: string; internal: string };
@@ -168,6 +172,42 @@ export function nginxCommand(dir: string): string[] {
   return ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')];
 }
 
+/** A veth from `host`'s `dev` (address `gateway`/24) to the client's eth0, the client's default route through it. */
+function wireClient(host: string, dev: string, gateway: string, client: string, clientAddr: string): void {
+  sh(['ip', '-n', host, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', client]);
+  sh(['ip', '-n', host, 'addr', 'add', `${gateway}/24`, 'dev', dev]);
+  sh(['ip', '-n', host, 'link', 'set', dev, 'up']);
+  sh(['ip', '-n', client, 'addr', 'add', `${clientAddr}/24`, 'dev', 'eth0']);
+  sh(['ip', '-n', client, 'link', 'set', 'eth0', 'up']);
+  sh(['ip', '-n', client, 'route', 'add', 'default', 'via', gateway]);
+}
+
+/** A bridge in `host` with the address `address`/24, up. */
+function addBridge(host: string, name: string, address: string): void {
+  sh(['ip', '-n', host, 'link', 'add', name, 'type', 'bridge']);
+  sh(['ip', '-n', host, 'addr', 'add', `${address}/24`, 'dev', name]);
+  sh(['ip', '-n', host, 'link', 'set', name, 'up']);
+}
+
+/** A lab's temporary directory and its namespaces (loopback up in each), with the teardown removing both. */
+function makeNamespaces(base: string, names: readonly string[]): { tmpDir: string; teardown: () => void } {
+  const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
+  chmodSync(tmpDir, 0o755);
+  const created: string[] = [];
+  const teardown = (): void => removeLab(created, tmpDir);
+  try {
+    for (const name of names) {
+      sh(['ip', 'netns', 'add', name]);
+      created.push(name);
+      sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+    }
+  } catch (error) {
+    teardown();
+    throw error;
+  }
+  return { tmpDir, teardown };
+}
+
 export function buildLab(options: LabOptions = {}): Lab {
   const prefix = options.prefix ?? 'lvslab';
   cleanupStaleLabs(prefix);
@@ -184,30 +224,13 @@ export function buildLab(options: LabOptions = {}): Lab {
     dip: '198.18.1.1',
     realServers: Array.from({ length: count }, (_, i) => `198.18.1.${11 + i}`),
   };
-  const tmpDir = mkdtempSync(join(tmpdir(), `${base}-`));
-  chmodSync(tmpDir, 0o755);
-  const created: string[] = [];
+  const { tmpDir, teardown } = makeNamespaces(base, [ns.client, ns.director, ...ns.realServers]);
   let bulkFile: string | null = null;
 
-  const teardown = (): void => removeLab(created, tmpDir);
-
   try {
-    for (const name of [ns.client, ns.director, ...ns.realServers]) {
-      sh(['ip', 'netns', 'add', name]);
-      created.push(name);
-      sh(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
-    }
     const d = ns.director;
-    sh(['ip', '-n', d, 'link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.client]);
-    sh(['ip', '-n', d, 'addr', 'add', `${addr.vip}/24`, 'dev', 'pub0']);
-    sh(['ip', '-n', d, 'link', 'set', 'pub0', 'up']);
-    sh(['ip', '-n', ns.client, 'addr', 'add', `${addr.client}/24`, 'dev', 'eth0']);
-    sh(['ip', '-n', ns.client, 'link', 'set', 'eth0', 'up']);
-    sh(['ip', '-n', ns.client, 'route', 'add', 'default', 'via', addr.vip]);
-
-    sh(['ip', '-n', d, 'link', 'add', 'br0', 'type', 'bridge']);
-    sh(['ip', '-n', d, 'addr', 'add', `${addr.dip}/24`, 'dev', 'br0']);
-    sh(['ip', '-n', d, 'link', 'set', 'br0', 'up']);
+    wireClient(d, 'pub0', addr.vip, ns.client, addr.client);
+    addBridge(d, 'br0', addr.dip);
     if (options.bulkFileMb) {
       bulkFile = join(tmpDir, 'bulk.bin');
       execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
@@ -230,11 +253,23 @@ export function buildLab(options: LabOptions = {}): Lab {
     throw error;
   }
 
+  return labHandle(prefix, ns, addr, { public: 'pub0', internal: 'br0' }, tmpDir, bulkFile, teardown);
+}
+
+function labHandle(
+  prefix: string,
+  ns: Lab['ns'],
+  addr: Lab['addr'],
+  dev: Lab['dev'],
+  tmpDir: string,
+  bulkFile: string | null,
+  teardown: () => void,
+): Lab {
   return {
     prefix,
     ns,
     addr,
-    dev: { public: 'pub0', internal: 'br0' },
+    dev,
     tmpDir,
     bulkFile,
     run: (name, argv, opts) => sh(nsExec(name, argv), opts?.input, opts?.timeoutMs),
@@ -250,6 +285,103 @@ export function buildLab(options: LabOptions = {}): Lab {
     },
     teardown,
   };
+}
+
+export interface TunnelLabOptions {
+  prefix?: string;
+  bulkFileMb?: number;
+  /**
+   * Makes tunl0 in a real server's namespace when the kernel has no ipip module to give one
+   * (the lab then puts the VIP on it and sets it up as with the kernel's).
+   */
+  tunl0Fallback(ns: string): Promise<void>;
+}
+
+/**
+ * LVS-TUN as operators build it:
+ *
+ *   client 198.18.0.2 --- 198.18.0.254 [router] 198.18.1.254 --- LAN: director 198.18.1.1 (DIP),
+ *                                                                     rs1 198.18.1.11, rs2 198.18.1.12
+ *
+ * The router sends the VIP 198.18.2.1 to the director; everyone's default gateway is the router.
+ * Each real server holds the VIP on tunl0 (the kernel's fallback IPIP device), answers ARP only
+ * for its own addresses (arp_ignore=1, arp_announce=2), accepts on tunl0 packets whose source it
+ * routes elsewhere (rp_filter=0), and answers the client through the router: the director sees
+ * only the client's side. nginx on each also takes PUT /upload/ (WebDAV), to check uploads.
+ */
+export async function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
+  const prefix = options.prefix ?? 'lvslab';
+  cleanupStaleLabs(prefix);
+  const base = `${prefix}${process.pid}`;
+  const ns = {
+    client: `${base}-client`,
+    router: `${base}-router`,
+    director: `${base}-director`,
+    realServers: [`${base}-rs1`, `${base}-rs2`],
+  };
+  const addr = {
+    client: '198.18.0.2',
+    vip: '198.18.2.1',
+    dip: '198.18.1.1',
+    realServers: ['198.18.1.11', '198.18.1.12'],
+  };
+  const router = { client: '198.18.0.254', lan: '198.18.1.254' };
+  const { tmpDir, teardown } = makeNamespaces(base, [ns.client, ns.router, ns.director, ...ns.realServers]);
+  let bulkFile: string | null = null;
+  try {
+    const r = ns.router;
+    sh(['ip', 'netns', 'exec', r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    wireClient(r, 'cli0', router.client, ns.client, addr.client);
+    addBridge(r, 'lan0', router.lan);
+    sh(['ip', '-n', r, 'route', 'add', `${addr.vip}/32`, 'via', addr.dip]);
+    const hosts: [string, string, string][] = [
+      [ns.director, addr.dip, 'dir'],
+      ...ns.realServers.map((rs, i): [string, string, string] => [rs, addr.realServers[i]!, `rs${i + 1}`]),
+    ];
+    for (const [host, address, port] of hosts) {
+      sh(['ip', '-n', r, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host]);
+      sh(['ip', '-n', r, 'link', 'set', port, 'master', 'lan0', 'up']);
+      sh(['ip', '-n', host, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+      sh(['ip', '-n', host, 'link', 'set', 'eth0', 'up']);
+      sh(['ip', '-n', host, 'route', 'add', 'default', 'via', router.lan]);
+    }
+    if (options.bulkFileMb) {
+      bulkFile = join(tmpDir, 'bulk.bin');
+      execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
+    }
+    for (const [i, rs] of ns.realServers.entries()) {
+      // With ipip in the kernel every namespace has tunl0; without it, the fallback makes one.
+      try {
+        sh(['ip', '-n', rs, 'link', 'show', 'tunl0']);
+      } catch {
+        await options.tunl0Fallback(rs);
+      }
+      sh(['ip', '-n', rs, 'addr', 'add', `${addr.vip}/32`, 'dev', 'tunl0']);
+      sh(['ip', '-n', rs, 'link', 'set', 'tunl0', 'up']);
+      const sysctls = [
+        'net.ipv4.conf.all.arp_ignore=1',
+        'net.ipv4.conf.all.arp_announce=2',
+        'net.ipv4.conf.eth0.arp_ignore=1',
+        'net.ipv4.conf.eth0.arp_announce=2',
+        'net.ipv4.conf.all.rp_filter=0',
+        'net.ipv4.conf.tunl0.rp_filter=0',
+      ];
+      sh(['ip', 'netns', 'exec', rs, 'sysctl', '-qw', ...sysctls]);
+      const dir = join(tmpDir, `rs${i + 1}`);
+      mkdirSync(join(dir, 'www', 'upload'), { recursive: true });
+      if (bulkFile) copyFileSync(bulkFile, join(dir, 'www', 'bulk.bin'));
+      const config = nginxConfig(dir, `Real Server ${i + 1}`).replace(
+        '    location /files/ {',
+        `    location /upload/ {\n      root ${dir}/www;\n      dav_methods PUT;\n      client_max_body_size 0;\n    }\n    location /files/ {`,
+      );
+      writeFileSync(join(dir, 'nginx.conf'), config);
+      sh(nsExec(rs, nginxCommand(dir)));
+    }
+  } catch (error) {
+    teardown();
+    throw error;
+  }
+  return labHandle(prefix, ns, addr, { public: 'eth0', internal: 'eth0' }, tmpDir, bulkFile, teardown);
 }
 
 /** Tears the lab down when the process is interrupted or terminated, then exits as the signal would. */

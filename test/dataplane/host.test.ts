@@ -36,6 +36,20 @@ const web = service('198.18.0.1', IPPROTO_TCP, 80, [
 ]);
 
 describe('HostNetwork', () => {
+  it('does not steer the replies of a tunnelled real server: it answers the client itself', () => {
+    const { system, host } = setup();
+    const mixed = service('198.18.0.1', IPPROTO_TCP, 80, [
+      ['198.18.1.11', 80],
+      ['198.18.1.12', 80],
+    ]);
+    mixed.dests[0]!.method = 'tunnel';
+    host.sync([mixed]);
+    const facts = system.state().facts;
+    assert.ok(facts.includes('nft element inet lvsd svc4 198.18.0.1 . tcp . 80'));
+    assert.ok(!facts.some((f) => f.includes('198.18.1.11')), 'no reply or ICMP match for the tunnelled one');
+    assert.ok(facts.includes('nft element inet lvsd real4 198.18.1.12 . tcp . 80'));
+  });
+
   it('steers only the service and its real servers replies, with forwarding on and redirects off', () => {
     const { system, host } = setup();
     host.sync([web]);

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
 import { Director } from '../../src/core/director.js';
-import { formatAddr } from '../../src/core/inet.js';
+import { formatAddr, IPPROTO_TCP, type Addr } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import type { EngineEvent } from '../../src/core/ops.js';
 import { parsePacket } from '../../src/core/packet/parse.js';
 import { VNET_HDR_LEN } from '../../src/core/packet/vnet.js';
-import { PacketLoop } from '../../src/dataplane/packet-loop.js';
+import { PacketLoop, ROUTE_REFRESH_MS } from '../../src/dataplane/packet-loop.js';
+import type { RouteLookup } from '../../src/dataplane/routes.js';
 import { addr, buildPacket, withVnet } from '../helpers/packets.js';
 import { FakeDriver } from './fake-device.js';
 
@@ -23,7 +24,7 @@ const masq = { method: 'masq' as const, weight: 1, uThreshold: 0, lThreshold: 0 
 const syn = (dst: string, dport: number) =>
   withVnet(buildPacket({ src: '198.18.0.2', dst, protocol: 'tcp', sport: 40000, dport, tcpFlags: 0x02 }));
 
-function makeLoop() {
+function makeLoop(routes?: RouteLookup) {
   const clock = new ManualClock(0);
   const driver = new FakeDriver();
   const director = new Director({ clock, random: () => 0.5, connCapacity: 64 });
@@ -37,6 +38,7 @@ function makeLoop() {
     mainDevice: 'lvs0',
     idlePollMs: 0,
     tickMs: 100,
+    routes,
   });
   return { loop, driver, director, events, clock };
 }
@@ -115,4 +117,55 @@ test('a packet-path exception is counted, shown in the snapshot and reported, at
     ],
   );
   assert.equal(main.outbox.length, 0);
+});
+
+test('the packet loop routes a tunnelled real server when it is added, and looks again later', () => {
+  const looked: string[] = [];
+  let mtu = 1500;
+  const routes: RouteLookup = {
+    lookup: (a: Addr) => {
+      looked.push(formatAddr(a));
+      return { source: addr('198.18.1.1'), mtu };
+    },
+  };
+  const { loop, driver, clock } = makeLoop(routes);
+  const key: ServiceKey = { af: 4, protocol: IPPROTO_TCP, addr: addr('198.18.0.1'), port: 80, fwmark: 0 };
+  loop.execute({
+    op: 'add-service',
+    key,
+    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+  });
+  const settings = { method: 'tunnel' as const, weight: 1, uThreshold: 0, lThreshold: 0 };
+  loop.execute({ op: 'add-dest', key, addr: addr('198.18.1.11'), port: 80, settings });
+  assert.deepEqual(looked, ['198.18.1.11']);
+  const device = driver.opened.get('lvs0')!;
+  const syn = buildPacket({ src: '198.18.0.2', dst: '198.18.0.1', sport: 40000, dport: 80, tcpFlags: 0x02 });
+  device.inbox.push(withVnet(syn));
+  loop.turn();
+  const [frame] = device.outbox;
+  assert.equal(frame![VNET_HDR_LEN + 9], 4, 'sent encapsulated');
+  assert.deepEqual([...frame!.subarray(VNET_HDR_LEN + 12, VNET_HDR_LEN + 16)], [198, 18, 1, 1]);
+  // The path's MTU shrinks; the next refresh brings it to the director.
+  mtu = 100;
+  clock.advance(ROUTE_REFRESH_MS);
+  loop.turn();
+  assert.deepEqual(looked, ['198.18.1.11', '198.18.1.11']);
+  device.inbox.push(
+    withVnet(
+      buildPacket({
+        src: '198.18.0.2',
+        dst: '198.18.0.1',
+        sport: 40001,
+        dport: 80,
+        tcpFlags: 0x02,
+        payload: new Uint8Array(200),
+        dontFragment: true,
+      }),
+    ),
+  );
+  loop.turn();
+  // The DF packet no longer fits: the client hears "fragmentation needed" for an MTU of 80.
+  const reply = device.outbox[1]!;
+  assert.deepEqual([reply[VNET_HDR_LEN + 20], reply[VNET_HDR_LEN + 21]], [3, 4]);
+  assert.equal((reply[VNET_HDR_LEN + 26]! << 8) | reply[VNET_HDR_LEN + 27]!, 80);
 });

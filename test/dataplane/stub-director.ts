@@ -74,6 +74,9 @@ export class Director implements PacketDirector {
     this.ticks++;
   }
 
+  // The stub forwards by reflection only: it has no tunnels to route.
+  setRealServerRoute(): void {}
+
   // The stub has no connections: nothing to sync, nothing to hold.
   startSyncSource(): void {}
 

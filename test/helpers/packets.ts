@@ -28,6 +28,8 @@ export interface PacketSpec {
   partial?: boolean;
   ttl?: number;
   ipId?: number;
+  /** Set IPv4's DF (don't fragment) bit. */
+  dontFragment?: boolean;
   /** IPv4 options, padded with zeros to a multiple of 4 bytes. */
   ipOptions?: Uint8Array;
   /** IPv6 extension headers (0 hop-by-hop, 43 routing, 60 destination options), 8 bytes each. */
@@ -167,7 +169,14 @@ export function buildPacket(spec: PacketSpec): Uint8Array {
     const options = padTo4(spec.ipOptions);
     ipHeader = new Uint8Array(20 + options.length);
     const total = ipHeader.length + l4.length + payload.length;
-    ipHeader.set([0x40 | (ipHeader.length / 4), 0, ...be16(total), ...be16(spec.ipId ?? 0x1234), 0, 0]);
+    ipHeader.set([
+      0x40 | (ipHeader.length / 4),
+      0,
+      ...be16(total),
+      ...be16(spec.ipId ?? 0x1234),
+      spec.dontFragment ? 0x40 : 0,
+      0,
+    ]);
     ipHeader.set([spec.ttl ?? 64, protocol], 8);
     ipHeader.set(src, 12);
     ipHeader.set(dst, 16);

@@ -6,6 +6,37 @@ import type { Addr } from '../inet.js';
 import type { ForwardMethod } from '../model.js';
 import type { ParsedPacket } from '../packet/parse.js';
 
+/**
+ * The host's path to a real server, as the data plane's adapter found it in the routing table
+ * (the core never looks): what an encapsulating method needs for its outer header.
+ */
+export interface RealServerRoute {
+  /** The director's address on the real server's side: the source the host would choose. */
+  readonly source: Addr;
+  /** The MTU towards the real server (the route's, else its interface's). */
+  readonly mtu: number;
+}
+
+/** Where a client's packet goes: the real server's address and port, and the route to it. */
+export interface XmitTarget {
+  readonly addr: Addr;
+  readonly port: number;
+  /** null while the adapter has not found one (or there is none). */
+  readonly route: RealServerRoute | null;
+}
+
+/** toRealServer could not rewrite the packet (drop it: 'not-rewritable'). */
+export const XMIT_NOT_REWRITABLE = 0;
+/** The method needs a route to the real server and none is known (drop it: 'no-route'). */
+export const XMIT_NO_ROUTE = -1;
+/**
+ * The packet would not fit the route's MTU once forwarded, and may not be fragmented (DF): the
+ * client gets ICMP "fragmentation needed" with the MTU left for it (IPVS's __mtu_check_toobig_v4).
+ */
+export const XMIT_TOO_BIG = -2;
+/** The packet cannot be carried at all (too big for any frame, or a kind the method cannot split). */
+export const XMIT_OVERSIZE = -3;
+
 export interface ForwardingMethod {
   readonly name: ForwardMethod;
   /**
@@ -14,8 +45,26 @@ export interface ForwardingMethod {
    * INPUT_ONLY rows, for direct routing and tunnels).
    */
   readonly clientDirection: Extract<Direction, 'in' | 'in-only'>;
-  /** Rewrites a client's packet in place towards the real server at addr:port; false when it cannot. */
-  toRealServer(buf: Uint8Array, p: ParsedPacket, addr: Addr, port: number, vnetFlags: number): boolean;
+  /**
+   * Bytes of the method's own headers (an outer IP header): what a frame may grow by on its way to
+   * the real server, and what of the route's MTU is not left for the client's packet. 0 for NAT.
+   */
+  readonly headroom: number;
+  /**
+   * Sends the client's packet in frame[offset, offset + length) (virtio_net_hdr first) towards the
+   * target, rewriting it in place (`frame` has at least `headroom` bytes to spare after it, unless
+   * it is longer than any frame the device delivers). Returns the frame's new length from `offset`,
+   * or one of the XMIT_* failures. Frames beyond the one returned (the segments of a GSO
+   * super-packet the method had to split) go to `extra`, to be sent after it.
+   */
+  toRealServer(
+    frame: Uint8Array,
+    offset: number,
+    length: number,
+    p: ParsedPacket,
+    target: XmitTarget,
+    extra: Uint8Array[],
+  ): number;
   /**
    * Rewrites a real server's reply in place so that it comes from the virtual address vaddr:vport;
    * null for a method whose replies never reach the director.

@@ -16,6 +16,7 @@ import {
   replace16,
   replaceAddr,
   writeU16,
+  writeU32,
 } from './checksum.js';
 import { adjustIpv4HeaderChecksum, adjustL4Checksum, pseudoChecksumOffset } from './nat.js';
 import { daddrOffset, hasPorts, parseQuotedPacket, saddrOffset } from './parse.js';
@@ -207,6 +208,38 @@ export function buildPortUnreachable(
   src: Uint8Array,
   p: ParsedPacket,
 ): number {
+  return p.af === 4
+    ? buildIcmpError(out, outOffset, src, p, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0)
+    : buildIcmpError(out, outOffset, src, p, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0);
+}
+
+/**
+ * As buildPortUnreachable, the "packet too big" of path MTU discovery: ICMPv4 fragmentation
+ * needed (type 3 code 4, RFC 1191) or ICMPv6 packet too big (type 2, RFC 8201), telling the
+ * sender the `mtu` its packets must fit.
+ */
+export function buildPacketTooBig(
+  out: Uint8Array,
+  outOffset: number,
+  src: Uint8Array,
+  p: ParsedPacket,
+  mtu: number,
+): number {
+  return p.af === 4
+    ? buildIcmpError(out, outOffset, src, p, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu & 0xffff)
+    : buildIcmpError(out, outOffset, src, p, ICMPV6_PKT_TOOBIG, 0, mtu);
+}
+
+/** An ICMP error of `type` and `code` about `p`; `info` is the header's second word (the next-hop MTU). */
+function buildIcmpError(
+  out: Uint8Array,
+  outOffset: number,
+  src: Uint8Array,
+  p: ParsedPacket,
+  type: number,
+  code: number,
+  info: number,
+): number {
   const packetLength = p.end - p.l3Offset;
   const v4 = p.af === 4;
   const ipHeader = v4 ? IPV4_HEADER : IPV6_HEADER;
@@ -233,16 +266,18 @@ export function buildPortUnreachable(
     out[outOffset + 8] = ERROR_TTL;
     out[outOffset + 9] = IPPROTO_ICMP;
     writeU16(out, outOffset + 10, finish(onesSum(out, outOffset, outOffset + IPV4_HEADER)));
-    out[icmpOffset] = ICMP_DEST_UNREACH;
-    out[icmpOffset + 1] = ICMP_PORT_UNREACH;
+    out[icmpOffset] = type;
+    out[icmpOffset + 1] = code;
+    writeU32(out, icmpOffset + 4, info);
     writeU16(out, icmpOffset + 2, finish(onesSum(out, icmpOffset, icmpOffset + icmpLength)));
   } else {
     out[outOffset] = 0x60;
     writeU16(out, outOffset + 4, icmpLength);
     out[outOffset + 6] = IPPROTO_ICMPV6;
     out[outOffset + 7] = ERROR_TTL;
-    out[icmpOffset] = ICMPV6_DEST_UNREACH;
-    out[icmpOffset + 1] = ICMPV6_PORT_UNREACH;
+    out[icmpOffset] = type;
+    out[icmpOffset + 1] = code;
+    writeU32(out, icmpOffset + 4, info);
     const check = l4Checksum(
       out,
       outOffset,

@@ -68,3 +68,8 @@ export function writeVnetHdr(buf: Uint8Array, off: number, hdr: VnetHdr): void {
 export function writePlainVnetHdr(buf: Uint8Array, off: number): void {
   buf.fill(0, off, off + VNET_HDR_LEN);
 }
+
+/** Whether a frame with this header and payload is a GSO super-packet: more than one segment on the wire. */
+export function isSuperPacket(vnet: VnetHdr, payloadLength: number): boolean {
+  return vnet.gsoType !== VIRTIO_NET_HDR_GSO_NONE && vnet.gsoSize > 0 && payloadLength > vnet.gsoSize;
+}

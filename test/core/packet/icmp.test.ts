@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { formatAddr } from '../../../src/core/inet.js';
 import {
+  buildPacketTooBig,
   buildPortUnreachable,
   mayReplyWithIcmpError,
   parseIcmpError,
@@ -201,6 +202,28 @@ for (const af of [4, 6] as const) {
     assert.equal(mayReplyWithIcmpError(r), false, 'never an error about an error');
   });
 }
+
+test('packet too big names the MTU: ICMPv4 fragmentation needed, ICMPv6 packet too big', () => {
+  for (const af of [4, 6] as const) {
+    const h = hosts[af];
+    const offending = buildPacket({ src: h.client, dst: h.vip, sport: 40001, dport: 80, tcpFlags: 0x10 });
+    const out = new Uint8Array(1500);
+    const reply = out.subarray(0, buildPacketTooBig(out, 0, offending, parseOk(offending), 1480));
+    const r = parseOk(reply);
+    assert.deepEqual(
+      [formatAddr(r.saddr), formatAddr(r.daddr), r.icmpType, r.icmpCode],
+      [h.vip, h.client, af === 4 ? 3 : 2, af === 4 ? 4 : 0],
+    );
+    // RFC 1191: the next-hop MTU in the low 16 bits; RFC 8201: the whole 32-bit word.
+    const word = r.l4Offset + 4;
+    assert.equal(
+      ((reply[word]! << 24) | (reply[word + 1]! << 16) | (reply[word + 2]! << 8) | reply[word + 3]!) >>> 0,
+      1480,
+    );
+    assert.ok(l4ChecksumValid(reply));
+    assert.ok(parseIcmpError(reply, r), 'quotes the offending packet');
+  }
+});
 
 test('IPv6 port unreachable is cut to 1280 bytes; a too small buffer yields 0', () => {
   const h = hosts[6];

@@ -1,0 +1,90 @@
+// One suite every registered forwarding method must pass, whatever it does to a packet (the
+// scheduler conformance model): it is found by its name and id; a client's packet comes out
+// addressed to the real server, still a valid packet, within the room the method claims; it
+// never throws on any packet; and a method whose replies bypass the director moves TCP through
+// the INPUT_ONLY table.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import '../../../src/core/forward/index.js';
+import {
+  forwardingMethodById,
+  forwardingMethodId,
+  forwardingMethodNames,
+} from '../../../src/core/forward/registry.js';
+import type { ForwardingMethod, XmitTarget } from '../../../src/core/forward/types.js';
+import { parsePacket, type ParsedPacket } from '../../../src/core/packet/parse.js';
+import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
+import { addr, buildPacket, ipv4HeaderValid, l4ChecksumValid, withVnet } from '../../helpers/packets.js';
+
+const RIP = '198.18.1.11';
+const TARGET: XmitTarget = { addr: addr(RIP), port: 8080, route: { source: addr('198.18.1.1'), mtu: 1500 } };
+/** The frame buffer a device reads into: room to spare after the frame. */
+const FRAME = 4096;
+
+function frameOf(packet: Uint8Array): { frame: Uint8Array; length: number; p: ParsedPacket } {
+  const framed = withVnet(packet);
+  const frame = new Uint8Array(FRAME);
+  frame.set(framed);
+  return { frame, length: framed.length, p: parsePacket(frame, VNET_HDR_LEN, packet.length) as ParsedPacket };
+}
+
+/** The packet the real server's stack sees: the frame's IP packet, unwrapped from an outer IPIP header. */
+function delivered(frame: Uint8Array, length: number): Uint8Array {
+  const ip = frame.subarray(VNET_HDR_LEN, length);
+  assert.ok(ipv4HeaderValid(ip));
+  if (ip[9] !== 4) return ip;
+  assert.deepEqual([...ip.subarray(16, 20)], [198, 18, 1, 11], 'the outer header goes to the real server');
+  return ip.subarray((ip[0] & 0xf) * 4);
+}
+
+const clientPacket = fc.record({
+  protocol: fc.constantFrom('tcp' as const, 'udp' as const),
+  sport: fc.integer({ min: 1, max: 65535 }),
+  tcpFlags: fc.constantFrom(0x02, 0x10, 0x18, 0x11),
+  payload: fc.uint8Array({ maxLength: 1400 }),
+});
+
+for (const name of forwardingMethodNames()) {
+  const method: ForwardingMethod = forwardingMethodById(forwardingMethodId(name));
+  describe(`forwarding method ${name}`, () => {
+    it('is registered under its name', () => {
+      assert.equal(method.name, name);
+      assert.ok(method.headroom >= 0);
+    });
+
+    it('sends a client packet to the real server, valid and within its headroom', () => {
+      fc.assert(
+        fc.property(clientPacket, (spec) => {
+          const packet = buildPacket({ src: '198.18.0.100', dst: '198.18.0.1', dport: 80, ...spec });
+          const { frame, length, p } = frameOf(packet);
+          const extra: Uint8Array[] = [];
+          const out = method.toRealServer(frame, 0, length, p, TARGET, extra);
+          assert.ok(out > 0 && out <= length + method.headroom, `frame length ${out}`);
+          assert.deepEqual(extra, []);
+          const inner = delivered(frame, out);
+          assert.ok(l4ChecksumValid(inner));
+          const destination = method.headroom > 0 ? [198, 18, 0, 1] : [198, 18, 1, 11];
+          assert.deepEqual([...inner.subarray(16, 20)], destination);
+        }),
+      );
+    });
+
+    it('never throws on garbage parsed as a packet', () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ minLength: 20, maxLength: 200 }), (bytes) => {
+          const frame = new Uint8Array(FRAME);
+          frame.set(withVnet(bytes));
+          const p = parsePacket(frame, VNET_HDR_LEN, bytes.length);
+          if (!p.ok || p.l4Offset < 0) return;
+          method.toRealServer(frame, 0, bytes.length + VNET_HDR_LEN, p, TARGET, []);
+        }),
+      );
+    });
+
+    it('moves TCP through INPUT_ONLY exactly when replies bypass the director', () => {
+      assert.equal(method.clientDirection, method.toClient === null ? 'in-only' : 'in');
+    });
+  });
+}
