@@ -102,7 +102,11 @@ test('a DF packet too big for the tunnel is answered with fragmentation needed, 
   const { dataPath } = d.snapshot({ connections: false });
   assert.equal(dataPath.drops['too-big'], 1);
   assert.equal(dataPath.icmpSent, 1);
-  assert.equal(d.snapshot({ connections: false }).services[0]!.stats.inPkts, '1', 'the SYN alone went through');
+  assert.equal(
+    d.snapshot({ connections: false }).services[0]!.stats.inPkts,
+    '1',
+    'the SYN alone went through',
+  );
   // Without DF the packet goes, and the host fragments the outer packet on its way.
   const plain = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload });
   assert.equal(send(d, withVnet(plain))[0]!.length, VNET_HDR_LEN + plain.length + 20);
