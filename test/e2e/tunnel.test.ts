@@ -41,7 +41,8 @@ describe('LVS-TUN end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
       },
     });
     stateBefore = hostState(lab);
-    director = new Lvsd(lab);
+    // No restart hold: the stop at the end is for good, and must leave the host as found.
+    director = new Lvsd(lab, ['--restart-hold', '0']);
     await director.ready();
     director.adm(`-A -t ${lab.addr.vip}:80 -s rr`);
     for (const rs of lab.addr.realServers) director.adm(`-a -t ${lab.addr.vip}:80 -r ${rs} -i`);
