@@ -194,7 +194,8 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     s.director.adm(`-A -t ${VIP}:80 -s rr`);
     s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
-    const held = heldRequest(1500);
+    // Held past the -d below even on a loaded machine, where finding the connection takes seconds.
+    const held = heldRequest(5000);
     const deleted = await establishedServer();
     s.director.adm(`-d -t ${VIP}:80 -r ${deleted}:80`);
     const remaining = deleted === RS1 ? 2 : 1;
