@@ -161,6 +161,12 @@ export class Lvsd {
     return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
+  /** Resolves once the log has a line matching `pattern` (bounded); the log as read then. */
+  async logged(pattern: RegExp, timeoutMs = 5000): Promise<string> {
+    for (const end = Date.now() + timeoutMs; !pattern.test(this.log) && Date.now() < end;) await sleep(50);
+    return this.log;
+  }
+
   /** Resolves once the control socket exists (the daemon listens only after the data plane is up). */
   async ready(): Promise<void> {
     for (const end = Date.now() + START_TIMEOUT_MS; Date.now() < end;) {
