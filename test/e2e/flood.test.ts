@@ -51,27 +51,36 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
       assert.equal(table.capacity, CAPACITY);
 
       let succeeded = 0;
+      /** Each request's code and timings (connect, total), for the failure message. */
+      const timings: string[] = [];
       for (let i = 0; i < REQUESTS; i++) {
         try {
-          const code = s.lab.run(s.lab.ns.client, [
+          const result = s.lab.run(s.lab.ns.client, [
             'curl',
             '-s',
             '-o',
             '/dev/null',
             '-w',
-            '%{http_code}',
+            '%{http_code} %{time_connect} %{time_total}',
             // Room for two SYN retransmissions (1 s, 3 s), as a user's client would wait.
             '--max-time',
             '8',
             `http://${VIP}/`,
           ]);
-          if (code === '200') succeeded++;
-        } catch {
+          timings.push(result);
+          if (result.startsWith('200 ')) succeeded++;
+        } catch (error) {
           // Counted as a failure.
+          timings.push(`failed: ${(error as Error).message.split('\n')[0]}`);
         }
       }
       table = connTable();
-      assert.equal(succeeded, REQUESTS, `legitimate requests through the flood: ${succeeded}/${REQUESTS}`);
+      assert.equal(
+        succeeded,
+        REQUESTS,
+        `legitimate requests through the flood: ${succeeded}/${REQUESTS}\n${timings.join('\n')}\n` +
+          `${JSON.stringify(table)}\n${JSON.stringify(dataPath())}`,
+      );
       assert.ok(table.entries <= CAPACITY);
       assert.ok(table.earlyDrops > 0, "the flood's half-open entries were evicted for new connections");
       assert.equal(
@@ -79,9 +88,9 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
         0,
         'nothing had to be refused: there was always a half-open entry to evict',
       );
-      assert.equal(table.defense.dropEntry, 2, 'drop_entry switched itself on');
-      assert.equal(table.defense.secureTcp, 2, 'secure_tcp switched itself on');
-      assert.ok(table.defense.secureTcpActivations >= 1);
+      // Counters, not the states: on a slow machine the flood may be over, and the defense off
+      // again, by the time the requests are done (waitForFull saw drop_entry switch itself on).
+      assert.ok(table.defense.secureTcpActivations >= 1, 'secure_tcp switched itself on');
     } finally {
       await exited;
     }
@@ -91,6 +100,10 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
 
   function connTable(): ConnTableSnapshot {
     return (JSON.parse(s.director.adm('-L --json')) as { connTable: ConnTableSnapshot }).connTable;
+  }
+
+  function dataPath(): unknown {
+    return (JSON.parse(s.director.adm('-L --json')) as { dataPath: unknown }).dataPath;
   }
 
   async function waitForFull(): Promise<ConnTableSnapshot> {
