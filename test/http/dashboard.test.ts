@@ -8,9 +8,10 @@ import type { IncomingMessage } from 'node:http';
 import { createConnection } from 'node:net';
 import { test } from 'node:test';
 import { IPPROTO_TCP } from '../../src/core/inet.js';
-import type { ControlOp, Snapshot } from '../../src/core/ops.js';
+import type { ConnPage, ConnSnapshot, ControlOp, Snapshot } from '../../src/core/ops.js';
 import { Token } from '../../src/http/auth.js';
 import type { DashboardLimits } from '../../src/http/dashboard.js';
+import { CONN_SAMPLE_PAGE, CONN_SAMPLE_ROWS } from '../../src/http/dashboard-model.js';
 import type { DashboardEvent, Frame } from '../../src/http/dashboard-model.js';
 import { startHttpListener } from '../../src/http/server.js';
 import type { HttpListener } from '../../src/http/server.js';
@@ -28,6 +29,10 @@ interface Harness {
   ops: ControlOp[];
   current: Snapshot;
   snapshotCalls: number;
+  /** Whether each snapshot asked for a copy of the connection table. */
+  copies: boolean[];
+  /** Each ControlApi.connections call, as [from, limit]. */
+  pages: Array<[number, number]>;
 }
 
 async function start(
@@ -35,6 +40,7 @@ async function start(
     token?: boolean;
     limits?: Partial<DashboardLimits>;
     snapshot?: (h: Harness) => Promise<Snapshot>;
+    connections?: (from: number, limit: number) => Promise<ConnPage>;
     execute?: (op: ControlOp) => Promise<void>;
   } = {},
 ): Promise<Harness> {
@@ -43,13 +49,20 @@ async function start(
     ops: [],
     current: structuredClone(GOLDEN_SNAPSHOT),
     snapshotCalls: 0,
+    pages: [],
+    copies: [],
   } as unknown as Harness;
   h.listener = await startHttpListener({
     address: { host: '127.0.0.1', port: 0 },
     api: {
-      snapshot: async () => {
+      snapshot: async (snapshotOptions) => {
         h.snapshotCalls++;
+        h.copies.push(snapshotOptions.connections);
         return options.snapshot ? options.snapshot(h) : structuredClone(h.current);
+      },
+      connections: async (from, limit) => {
+        h.pages.push([from, limit]);
+        return options.connections ? options.connections(from, limit) : { entries: [], next: -1 };
       },
       syncDaemons: async () => [],
       execute: async (op) => {
@@ -210,6 +223,56 @@ test(
       }
       await again.next('frame');
       for (const s of [again, ...streams.slice(1)]) s.close();
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
+test(
+  'a table of a million entries costs each frame one page of CONN_SAMPLE_PAGE, never a copy of the table',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const entry = (slot: number): ConnSnapshot => ({
+      af: 4,
+      protocol: IPPROTO_TCP,
+      caddr: ip(`198.18.${2 + (slot >> 16)}.${(slot >> 8) & 255}`),
+      cport: 1024 + (slot & 255),
+      vaddr: ip('198.18.0.1'),
+      vport: 80,
+      daddr: ip('198.18.1.11'),
+      dport: 80,
+      state: 'ESTABLISHED',
+      expiresMs: 900_000 - slot,
+      template: false,
+    });
+    const big = structuredClone(GOLDEN_SNAPSHOT);
+    big.connTable = { ...big.connTable!, entries: 1_000_000 };
+    const h = await start({
+      snapshot: async () => structuredClone(big),
+      connections: async (from, limit) => ({
+        entries: Array.from({ length: limit }, (_, i) => entry(from + i)),
+        next: from + limit,
+      }),
+    });
+    try {
+      const stream = await openStream(h.url);
+      const frames: Frame[] = [];
+      for (let i = 0; i < 3; i++) frames.push((await stream.next('frame')) as Frame);
+      stream.close();
+      for (const f of frames) {
+        assert.equal(f.connTable?.entries, 1_000_000);
+        assert.equal(f.connections.sampledFrom, CONN_SAMPLE_PAGE);
+        assert.equal(f.connections.rows.length, CONN_SAMPLE_ROWS);
+        // The longest-lived of the page first.
+        assert.equal(f.connections.rows[0]!.client, '198.18.2.0:1024');
+      }
+      assert.ok(h.pages.length >= 3);
+      assert.ok(
+        h.pages.every(([from, limit]) => from === 0 && limit === CONN_SAMPLE_PAGE),
+        JSON.stringify(h.pages),
+      );
+      assert.ok(!h.copies.includes(true), 'no snapshot copies the table');
     } finally {
       await h.listener.close();
     }
