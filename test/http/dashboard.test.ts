@@ -14,9 +14,10 @@ import type { DashboardLimits } from '../../src/http/dashboard.js';
 import { CONN_SAMPLE_PAGE, CONN_SAMPLE_ROWS } from '../../src/http/dashboard-model.js';
 import type { DashboardEvent, Frame } from '../../src/http/dashboard-model.js';
 import { startHttpListener } from '../../src/http/server.js';
-import type { HttpListener } from '../../src/http/server.js';
+import type { HttpLimits, HttpListener } from '../../src/http/server.js';
 import { addrKey, dest, GOLDEN_SNAPSHOT, ip, service, snapshot } from './fixtures.js';
 import { fetchText, rawExchange } from './helpers.js';
+import { DEFAULT_DASHBOARD_LIMITS } from '../../src/http/dashboard.js';
 
 const SECRET = 'lvd12-dashboard-test-token';
 const BUILD = { version: '1.2.3', nodeVersion: 'v20.0.0' };
@@ -39,6 +40,7 @@ async function start(
   options: {
     token?: boolean;
     limits?: Partial<DashboardLimits>;
+    http?: Partial<HttpLimits>;
     snapshot?: (h: Harness) => Promise<Snapshot>;
     connections?: (from: number, limit: number) => Promise<ConnPage>;
     execute?: (op: ControlOp) => Promise<void>;
@@ -74,6 +76,7 @@ async function start(
     log: (level, message) => h.logs.push(`${level} ${message}`),
     token: options.token === false ? null : new Token(SECRET),
     dashboardLimits: { intervalMs: 20, ...options.limits },
+    ...(options.http ? { limits: options.http } : {}),
   });
   h.url = h.listener.url;
   h.port = Number(new URL(h.url).port);
@@ -374,6 +377,80 @@ test('bad action requests change nothing and say why', { timeout: TEST_TIMEOUT_M
     await h.listener.close();
   }
 });
+
+test(
+  'an action whose body never comes (slowloris on the body) gets 408 and runs nothing',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start({ http: { headersTimeoutMs: 300, requestTimeoutMs: 600, checkIntervalMs: 50 } });
+    try {
+      const body = JSON.stringify(DRAIN);
+      const head =
+        `POST /api/action HTTP/1.1\r\nHost: lvsd\r\nAuthorization: Bearer ${SECRET}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+      const socket = createConnection({ host: '127.0.0.1', port: h.port });
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('error', () => undefined);
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      // The headers and the start of the body, then nothing.
+      socket.write(head + body.slice(0, 10));
+      await closed;
+      assert.match(text, /^HTTP\/1\.1 408 /);
+      assert.deepEqual(h.ops, []);
+      // The same action sent whole runs.
+      assert.equal((await post(h, DRAIN)).status, 200);
+      assert.equal(h.ops.length, 1);
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
+test(
+  'an action with both Content-Length and Transfer-Encoding (request smuggling) is 400 and runs nothing',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    try {
+      const body = JSON.stringify(DRAIN);
+      const smuggled =
+        `POST /api/action HTTP/1.1\r\nHost: lvsd\r\nAuthorization: Bearer ${SECRET}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+        `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+      assert.match(await rawExchange(h.port, smuggled), /^HTTP\/1\.1 400 /);
+      assert.deepEqual(h.ops, []);
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
+test(
+  'many SSE clients: the default cap is served frames, the rest get 503, and /metrics still answers',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    const cap = DEFAULT_DASHBOARD_LIMITS.maxStreams;
+    const streams: Stream[] = [];
+    try {
+      for (let i = 0; i < cap + 8; i++) streams.push(await openStream(h.url));
+      const served = streams.filter((s) => s.res.statusCode === 200);
+      assert.equal(served.length, cap);
+      assert.deepEqual(
+        streams.slice(cap).map((s) => s.res.statusCode),
+        Array.from({ length: 8 }, () => 503),
+      );
+      // Every served stream gets frames.
+      await Promise.all(served.map((s) => s.next('frame')));
+      assert.equal((await fetchText(`${h.url}/metrics`)).status, 200);
+    } finally {
+      for (const s of streams) s.close();
+      await h.listener.close();
+    }
+  },
+);
 
 test('without a token file the dashboard is read-only', { timeout: TEST_TIMEOUT_MS }, async () => {
   const h = await start({ token: false });
