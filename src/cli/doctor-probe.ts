@@ -64,33 +64,15 @@ export function parseTcp4(packet: Buffer): Seen {
 export function parseIcmp(packet: Buffer, v6: boolean): Seen {
   const at = v6 ? 0 : (packet[0]! & 0x0f) * 4;
   if (packet.length < at + 8 || packet[at] !== (v6 ? 1 : 3)) return {};
+  // The quoted datagram: its IP header (IPv6's is 40 bytes, next header at 6; IPv4's protocol at 9).
   const quoted = at + 8;
-  if (v6) {
-    if (packet.length < quoted + 48 || packet[quoted + 6] !== 17) return {};
-    const udp = quoted + 40;
-    const to = ipv6(packet, quoted + 24);
-    return {
-      unreachable: {
-        to,
-        sport: packet.readUInt16BE(udp),
-        dport: packet.readUInt16BE(udp + 2),
-        code: packet[at + 1]!,
-        v6,
-      },
-    };
-  }
-  if (packet.length < quoted + 20 || packet[quoted + 9] !== 17) return {};
-  const udp = quoted + (packet[quoted]! & 0x0f) * 4;
+  if (packet.length < quoted + (v6 ? 40 : 20) || packet[quoted + (v6 ? 6 : 9)] !== 17) return {};
+  const udp = quoted + (v6 ? 40 : (packet[quoted]! & 0x0f) * 4);
   if (packet.length < udp + 4) return {};
-  const to = ipv4(packet, quoted + 16);
+  const to = v6 ? ipv6(packet, quoted + 24) : ipv4(packet, quoted + 16);
+  const code = packet[at + 1]!;
   return {
-    unreachable: {
-      to,
-      sport: packet.readUInt16BE(udp),
-      dport: packet.readUInt16BE(udp + 2),
-      code: packet[at + 1]!,
-      v6,
-    },
+    unreachable: { to, sport: packet.readUInt16BE(udp), dport: packet.readUInt16BE(udp + 2), code, v6 },
   };
 }
 

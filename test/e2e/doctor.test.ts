@@ -104,6 +104,35 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     }
   });
 
+  /** curl's exit status for two requests to the VIP (rr: one to each real server), sorted; 28 is a timeout. */
+  const twoRequests = () =>
+    [0, 1]
+      .map(
+        () =>
+          spawnSync('ip', [
+            'netns',
+            'exec',
+            s.lab.ns.client,
+            'curl',
+            '-sS',
+            '--max-time',
+            '2',
+            `http://${s.lab.addr.vip}/`,
+          ]).status,
+      )
+      .sort();
+
+  /** With a firewall fault in place: the service is down (the fault is real), and the report blames its firewall. */
+  const firewallReport = (): string => {
+    const { vip } = s.lab.addr;
+    assert.throws(() => s.lab.run(s.lab.ns.client, ['curl', '-sS', '--max-time', '2', `http://${vip}/`]));
+    const { status, report: r, text } = report();
+    assert.equal(status, 1, text);
+    const svc = r.services.find((x) => x.service === `TCP ${vip}:80`)!;
+    assert.deepEqual(checks(svc.findings), ['firewall']);
+    return text;
+  };
+
   /** A UDP echo bound to every address (so it answers from the route's source), on a real server. */
   const udpEcho = (i: number, port: number): ChildProcess =>
     s.lab.spawn(s.lab.ns.realServers[i]!, [
@@ -177,20 +206,7 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     });
     try {
       // The fault is real: the client's connection to that server never completes.
-      const results = [0, 1].map(
-        () =>
-          spawnSync('ip', [
-            'netns',
-            'exec',
-            s.lab.ns.client,
-            'curl',
-            '-sS',
-            '--max-time',
-            '2',
-            `http://${vip}/`,
-          ]).status,
-      );
-      assert.deepEqual(results.sort(), [0, 28]);
+      assert.deepEqual(twoRequests(), [0, 28]);
       const { status, report: r, text } = report();
       assert.equal(status, 1, text);
       const nat = dest(r, `TCP ${vip}:80`, `${realServers[1]}:80`);
@@ -263,11 +279,7 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     const legacy = (...args: string[]) => s.lab.run(s.lab.ns.director, ['iptables-legacy', ...args]);
     legacy('-t', 'raw', '-A', 'PREROUTING', '-d', `${vip}/32`, '-p', 'tcp', '--dport', '80', '-j', 'DROP');
     try {
-      assert.throws(() => s.lab.run(s.lab.ns.client, ['curl', '-sS', '--max-time', '2', `http://${vip}/`]));
-      const { status, report: r, text } = report();
-      assert.equal(status, 1, text);
-      const svc = r.services.find((x) => x.service === `TCP ${vip}:80`)!;
-      assert.deepEqual(checks(svc.findings), ['firewall']);
+      const text = firewallReport();
       assert.match(
         text,
         /PROBLEM \[firewall\] the firewall chain iptables-legacy raw PREROUTING \(hook prerouting\) drops/,
@@ -282,6 +294,7 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     // Empty legacy tables say nothing.
     assert.equal(report().status, 0);
   });
+
   it("strict rp_filter, forwarding off on the real servers' interface: host problems, and back to clean", () => {
     sysctl('net.ipv4.conf.all.rp_filter=1');
     sysctl(`net.ipv4.conf.${s.lab.dev.internal}.forwarding=0`);
@@ -299,19 +312,13 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
   });
 
   it('a forward chain that drops by policy and accepts only conntrack states lvsd never has', () => {
-    const { vip } = s.lab.addr;
     s.lab.run(s.lab.ns.director, ['nft', '-f', '-'], {
       input:
         'table ip lvsdcfw {\n chain forwarding {\n  type filter hook forward priority 0; policy drop;\n' +
         '  ct state established,related accept\n }\n}\n',
     });
     try {
-      // The fault is real: the service is down.
-      assert.throws(() => s.lab.run(s.lab.ns.client, ['curl', '-sS', '--max-time', '2', `http://${vip}/`]));
-      const { status, report: r, text } = report();
-      assert.equal(status, 1, text);
-      const svc = r.services.find((x) => x.service === `TCP ${vip}:80`)!;
-      assert.deepEqual(checks(svc.findings), ['firewall']);
+      const text = firewallReport();
       assert.match(
         text,
         /PROBLEM \[firewall\] the firewall chain ip lvsdcfw forwarding \(hook forward\) drops/,
@@ -329,20 +336,7 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     s.lab.run(rs1, ['ip', 'route', 'replace', 'default', 'via', '198.18.1.254']);
     try {
       // rr sends one of the two to rs1, whose SYN-ACK goes to a gateway that is not the director.
-      const results = [0, 1].map(
-        () =>
-          spawnSync('ip', [
-            'netns',
-            'exec',
-            s.lab.ns.client,
-            'curl',
-            '-sS',
-            '--max-time',
-            '2',
-            `http://${vip}/`,
-          ]).status,
-      );
-      assert.deepEqual(results.sort(), [0, 28]);
+      assert.deepEqual(twoRequests(), [0, 28]);
       const { status, report: r, text } = report();
       assert.equal(status, 1, text);
       const bypass = dest(r, `TCP ${vip}:80`, `${realServers[0]}:80`);
