@@ -72,6 +72,7 @@ export const systemHost: HostReader = {
       ...(typeof route.gateway === 'string' ? { gateway: route.gateway } : {}),
       ...(typeof route.prefsrc === 'string' ? { prefsrc: route.prefsrc } : {}),
       ...(typeof route.type === 'string' ? { type: route.type } : {}),
+      ...(typeof route.protocol === 'string' ? { protocol: route.protocol } : {}),
     };
   },
   async neighbours() {

@@ -24,6 +24,8 @@ export interface RouteFact {
   prefsrc?: string;
   /** 'local' for the director's own addresses. */
   type?: string;
+  /** Who made the route: 'ra' for one learned from IPv6 router advertisements. */
+  protocol?: string;
 }
 
 /** `ip -j neigh`, reduced. */
@@ -542,16 +544,31 @@ function ipv6HostFindings(facts: DoctorFacts): Finding[] {
         evidence: [`net.ipv6.conf.${dev}.forwarding = 0`],
       });
     }
-    // A forwarding interface ignores router advertisements unless accept_ra is 2: a default
-    // route learned from them is not renewed, and the director loses its way to the clients.
-    if (toClients.includes(dev) && forwarding === 1 && setting('accept_ra') === 1) {
+  }
+  // A forwarding interface ignores router advertisements unless accept_ra is 2: a route to the
+  // clients learned from them is not renewed, and the director loses its way to them.
+  const raDevices = new Set(
+    clientAddresses(facts.snapshot).flatMap((c) => {
+      const route = facts.routes[c];
+      return parseAddr(c)?.af === 6 && route?.protocol === 'ra' ? [route.dev] : [];
+    }),
+  );
+  for (const dev of [...raDevices].sort()) {
+    const forwarding = sysctlValue(facts, `net/ipv6/conf/${dev}/forwarding`);
+    const acceptRa = sysctlValue(facts, `net/ipv6/conf/${dev}/accept_ra`);
+    if (forwarding === 1 && acceptRa === 1) {
       findings.push({
         severity: 'warning',
         check: 'accept-ra',
         message:
-          `router advertisements are ignored on ${dev} while it forwards (accept_ra = 1): a route ` +
-          `to IPv6 clients learned from them expires. Set accept_ra to 2, or use a static route`,
-        evidence: [`net.ipv6.conf.${dev}.forwarding = 1`, `net.ipv6.conf.${dev}.accept_ra = 1`],
+          `the route to IPv6 clients on ${dev} was learned from router advertisements, which the ` +
+          `kernel ignores there while it forwards (accept_ra = 1): it expires and is not renewed. ` +
+          `Set accept_ra to 2, or use a static route`,
+        evidence: [
+          `net.ipv6.conf.${dev}.forwarding = 1`,
+          `net.ipv6.conf.${dev}.accept_ra = 1`,
+          `route to the clients: proto ra dev ${dev}`,
+        ],
       });
     }
   }

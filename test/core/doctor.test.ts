@@ -285,7 +285,7 @@ test('fwmark services and port 0: probed on the protocols and ports their connec
   );
 });
 
-test('IPv6 services: forwarding off (all or a device), IPv6 disabled on a device, accept_ra = 1 towards clients', () => {
+test('IPv6 services: forwarding off (all or a device), IPv6 disabled on a device, accept_ra = 1 under a route to clients from RAs', () => {
   const base = healthy();
   base.snapshot.services.push(service(addrKey(IPPROTO_TCP, '2001:db8::1', 80), [dest('2001:db8:1::11', 80)]));
   base.snapshot.connections = [
@@ -300,7 +300,7 @@ test('IPv6 services: forwarding off (all or a device), IPv6 disabled on a device
   base.routes = {
     ...base.routes,
     '2001:db8:1::11': { dev: 'br0' },
-    '2001:db8:2::2': { dev: 'pub0', gateway: 'fe80::1' },
+    '2001:db8:2::2': { dev: 'pub0', gateway: 'fe80::1', protocol: 'ra' },
     '2001:db8::1': { dev: 'lo', type: 'local' },
   };
   base.probes = { ...base.probes, [`TCP [2001:db8:1::11]:80`]: { result: 'open', ms: 1 } };
@@ -321,6 +321,12 @@ test('IPv6 services: forwarding off (all or a device), IPv6 disabled on a device
   // accept_ra = 2 takes advertisements while forwarding; towards the real servers it does not matter.
   assert.deepEqual(with_({ 'net/ipv6/conf/pub0/accept_ra': '2' }), []);
   assert.deepEqual(with_({ 'net/ipv6/conf/br0/accept_ra': '1' }), []);
+  // A static route to the clients does not depend on advertisements.
+  const fixed = { ...base, routes: { ...base.routes, '2001:db8:2::2': { dev: 'pub0', gateway: 'fe80::1' } } };
+  assert.deepEqual(
+    findings({ ...fixed, sysctls: { ...base.sysctls, 'net/ipv6/conf/pub0/accept_ra': '1' } }).host,
+    [],
+  );
   // Without an IPv6 service none of it is read.
   const v4 = healthy();
   v4.sysctls = { ...v4.sysctls, 'net/ipv6/conf/all/forwarding': '0' };

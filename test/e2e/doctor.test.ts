@@ -295,6 +295,65 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     assert.equal(report().status, 0);
   });
 
+  it('an IPv6 service: forwarding off on an interface, and accept_ra = 1 under a route learned from RAs', () => {
+    const { client, director } = s.lab.ns;
+    const rs1 = s.lab.ns.realServers[0]!;
+    const { internal, public: pub } = s.lab.dev;
+    const addr = (ns: string, cidr: string, dev: string) =>
+      s.lab.run(ns, ['ip', '-6', 'addr', 'add', cidr, 'dev', dev, 'nodad']);
+    addr(director, '2001:db8:1::1/64', internal);
+    addr(director, '2001:db8::1/64', pub);
+    addr(rs1, '2001:db8:1::11/64', 'eth0');
+    // The client's address is on a prefix the director reaches by a route "learned" from an RA.
+    addr(client, '2001:db8::2/64', 'eth0');
+    addr(client, '2001:db8:5::2/64', 'eth0');
+    s.lab.run(rs1, ['ip', '-6', 'route', 'add', 'default', 'via', '2001:db8:1::1']);
+    s.lab.run(client, ['ip', '-6', 'route', 'add', '2001:db8::100/128', 'via', '2001:db8::1']);
+    s.lab.run(director, [
+      'ip',
+      '-6',
+      'route',
+      'add',
+      '2001:db8:5::/64',
+      'via',
+      '2001:db8::2',
+      'dev',
+      pub,
+      'proto',
+      'ra',
+    ]);
+    s.director.adm('-A -t [2001:db8::100]:80 -s rr');
+    s.director.adm('-a -t [2001:db8::100]:80 -r [2001:db8:1::11]:80 -m');
+    try {
+      // A client's connection (refused: nginx listens on IPv4 only) puts the client in the table.
+      const curl = [
+        'curl',
+        '-sS',
+        '--max-time',
+        '2',
+        '--interface',
+        '2001:db8:5::2',
+        'http://[2001:db8::100]/',
+      ];
+      spawnSync('ip', ['netns', 'exec', client, ...curl]);
+      sysctl(`net.ipv6.conf.${pub}.accept_ra=2`);
+      const clean = report();
+      assert.deepEqual(clean.report.host, [], clean.text);
+      sysctl(`net.ipv6.conf.${internal}.forwarding=0`);
+      sysctl(`net.ipv6.conf.${pub}.accept_ra=1`);
+      const { report: r, text } = report();
+      assert.deepEqual(checks(r.host).sort(), ['accept-ra', 'ip-forward'], text);
+      assert.match(text, new RegExp(`PROBLEM \\[ip-forward\\] IPv6 forwarding is off on ${internal}`));
+      assert.match(
+        text,
+        new RegExp(`WARNING \\[accept-ra\\] the route to IPv6 clients on ${pub} was learned`),
+      );
+    } finally {
+      s.director.adm('-D -t [2001:db8::100]:80');
+      sysctl(`net.ipv6.conf.${internal}.forwarding=1`);
+    }
+  });
+
   it("strict rp_filter, forwarding off on the real servers' interface: host problems, and back to clean", () => {
     sysctl('net.ipv4.conf.all.rp_filter=1');
     sysctl(`net.ipv4.conf.${s.lab.dev.internal}.forwarding=0`);
