@@ -66,7 +66,9 @@ export default tseslint.config(
   layer('src/dataplane', { above: ['core'] }),
   layer('src/http', { above: ['core', 'ipvsadm', 'control/api.js'] }),
   layer('src/control', { above: ['core', 'ipvsadm', 'keepalived', 'health', 'sync'] }),
-  layer('src/cli', { above: ['core', 'ipvsadm', 'control/api.js', 'control/protocol.js'] }),
+  layer('src/cli', {
+    above: ['core', 'ipvsadm', 'control/api.js', 'control/protocol.js', 'health/sockets.js'],
+  }),
   {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },

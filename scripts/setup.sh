@@ -13,10 +13,11 @@ if [ "$(id -u)" = 0 ]; then
   # the server that scrapes lvsd's /metrics in the tests; keepalived: VRRP for the director pair
   # of the failover test and `lvsd demo --ha`; util-linux (setpriv, unshare) and systemd
   # (systemd-analyze verify): the capability and unit tests; chromium: the headless browser the
-  # dashboard's end-to-end test drives (through puppeteer-core, which downloads no browser).
+  # dashboard's end-to-end test drives (through puppeteer-core, which downloads no browser);
+  # iptables: the legacy tables the doctor's test puts a drop rule in (iptables-legacy).
   apt-get install -y -q --no-install-recommends iproute2 nftables nginx-light curl wrk socat python3 procps \
     util-linux systemd \
-    dnsmasq-base openssl prometheus keepalived chromium
+    dnsmasq-base openssl prometheus keepalived chromium iptables
   # The tests run their own Prometheus on loopback; the package's service (on *:9090) is not wanted.
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus

@@ -3,9 +3,17 @@
 // sent the real servers) to a verdict per service and real server, each with its evidence. The
 // facts are collected by src/cli/doctor.ts; the pitfalls are the seeds' (docs/doctor.md).
 
-import { formatAddr, formatAddrPort, IPPROTO_TCP, IPPROTO_UDP } from './inet.js';
-import type { Protocol } from './inet.js';
-import type { DestSnapshot, ServiceSnapshot, Snapshot } from './ops.js';
+import {
+  addrEquals,
+  addrMask,
+  formatAddr,
+  formatAddrPort,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  parseAddr,
+} from './inet.js';
+import type { Addr, Family, Protocol } from './inet.js';
+import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from './ops.js';
 
 /** `ip -j route get ADDR`, reduced: where the director sends packets for an address. */
 export interface RouteFact {
@@ -16,6 +24,8 @@ export interface RouteFact {
   prefsrc?: string;
   /** 'local' for the director's own addresses. */
   type?: string;
+  /** Who made the route: 'ra' for one learned from IPv6 router advertisements. */
+  protocol?: string;
 }
 
 /** `ip -j neigh`, reduced. */
@@ -25,14 +35,28 @@ export interface NeighbourFact {
   state: string[];
 }
 
+/** A probe the director sends a real server: a TCP connect, or a UDP datagram. */
+export interface ProbeTarget {
+  protocol: 'TCP' | 'UDP';
+  addr: Addr;
+  port: number;
+}
+
+/** How probes are keyed in the facts: "TCP 198.18.1.11:80". */
+export function probeKey(target: ProbeTarget): string {
+  return `${target.protocol} ${formatAddrPort(target.addr, target.port)}`;
+}
+
 /** What a probe from the director to a real server's port got back. */
 export type ProbeFact =
+  /** TCP: a SYN-ACK; UDP: a datagram back, both from the address and port probed. */
   | { result: 'open'; ms: number }
+  /** The answer came from another address or port ("198.18.1.21:80"): clients would drop it. */
+  | { result: 'other-address'; from: string; ms: number }
+  /** TCP: a RST; UDP: an ICMP port unreachable. */
   | { result: 'refused' }
   | { result: 'timeout'; ms: number }
-  | { result: 'error'; message: string }
-  /** Not probed: the protocol has no handshake to probe (UDP), or the port is not known (fwmark, 0). */
-  | { result: 'skipped'; reason: string };
+  | { result: 'error'; message: string };
 
 /** One packet a rule is tried on: lvsd's flows between clients, the director and a real server. */
 export interface FlowFact {
@@ -48,22 +72,25 @@ export interface FlowFact {
 
 /** A firewall rule as the doctor understands it: each match on a field, then its verdict. */
 export interface FirewallRule {
-  /** e.g. "ip filter forward" (family, table, chain), for the evidence. */
-  chain: string;
-  hook: string;
-  /** The rule as nft lists it, for the evidence. */
+  /** The rule as nft lists it (or iptables-save writes it), for the evidence. */
   text: string;
   /** Values the field must equal (any of). */
   matches: Array<{ field: keyof FlowFact; values: Array<string | number | { prefix: string; len: number }> }>;
   /** The rule also matches on what the doctor cannot evaluate (interfaces, marks, ranges). */
   opaque: boolean;
-  /** 'continue' for a rule without a verdict (counter, log); 'unknown' for jumps and the like. */
-  verdict: 'accept' | 'drop' | 'continue' | 'unknown';
+  /** 'continue' for a rule without a verdict (counter, log); 'unknown' for queue, nat and the like. */
+  verdict: 'accept' | 'drop' | 'continue' | 'jump' | 'goto' | 'return' | 'unknown';
+  /** The chain a jump or goto goes to, by its name (FirewallChain.name). */
+  target?: string;
 }
 
 export interface FirewallChain {
+  /** e.g. "ip filter forward" (family, table, chain), or "iptables-legacy filter FORWARD". */
   name: string;
-  hook: string;
+  /** The packets it sees: nftables' inet family sees both. */
+  family: Family | 'both';
+  /** The hook of a base chain; null for a chain reached only by jumps and gotos. */
+  hook: string | null;
   policy: 'accept' | 'drop';
   rules: FirewallRule[];
 }
@@ -79,9 +106,12 @@ export interface DoctorFacts {
   /** By address (as formatAddr prints it); null when there is no route. */
   routes: Readonly<Record<string, RouteFact | null>>;
   neighbours: readonly NeighbourFact[];
-  /** By "addr:port" (formatAddrPort). */
+  /** By probeKey. */
   probes: Readonly<Record<string, ProbeFact>>;
-  /** The host's firewall chains on the forward and prerouting hooks, lvsd's own table left out. */
+  /**
+   * The host's firewall: the base chains on the forward and prerouting hooks and every chain they
+   * may jump to, of nftables (lvsd's own table left out) and of the legacy iptables.
+   */
   firewall: readonly FirewallChain[];
 }
 
@@ -119,16 +149,29 @@ export interface DoctorReport {
 }
 
 /** The sysctls the checks read, for the collector: global ones and those of each device named. */
-export function sysctlsWanted(devices: readonly string[]): string[] {
+export function sysctlsWanted(devices: readonly string[], ipv6: boolean): string[] {
   const paths = ['net/ipv4/ip_forward', 'net/ipv4/conf/all/rp_filter', 'net/ipv4/conf/all/send_redirects'];
+  if (ipv6) paths.push('net/ipv6/conf/all/forwarding');
   for (const dev of devices) {
     paths.push(
       `net/ipv4/conf/${dev}/forwarding`,
       `net/ipv4/conf/${dev}/rp_filter`,
       `net/ipv4/conf/${dev}/send_redirects`,
     );
+    if (ipv6) {
+      paths.push(
+        `net/ipv6/conf/${dev}/forwarding`,
+        `net/ipv6/conf/${dev}/accept_ra`,
+        `net/ipv6/conf/${dev}/disable_ipv6`,
+      );
+    }
   }
   return paths;
+}
+
+/** Whether any service is IPv6 (then the IPv6 settings matter). */
+export function hasIPv6(snapshot: Snapshot): boolean {
+  return snapshot.services.some((svc) => svc.key.af === 6);
 }
 
 /** The client addresses in the connection table (templates and all). */
@@ -157,14 +200,54 @@ export function destName(dest: DestSnapshot): string {
   return formatAddrPort(dest.addr, dest.port);
 }
 
-/** What a probe to this real server should be, given its service: TCP with a known port only. */
-export function probeTarget(svc: ServiceSnapshot, dest: DestSnapshot): ProbeFact | null {
-  const protocol = svc.key.fwmark ? 0 : svc.key.protocol;
-  if (protocol !== IPPROTO_TCP) {
-    return { result: 'skipped', reason: `not probed: ${svc.key.fwmark ? 'fwmark service' : 'no handshake'}` };
+/** The non-template connections the director made to this real server (its port, or any with port 0). */
+function destConnections(dest: DestSnapshot, connections: readonly ConnSnapshot[]): ConnSnapshot[] {
+  return connections.filter(
+    (c) => !c.template && addrEquals(c.daddr, dest.addr) && (dest.port === 0 || c.dport === dest.port),
+  );
+}
+
+const PROBED: Record<number, ProbeTarget['protocol']> = { [IPPROTO_TCP]: 'TCP', [IPPROTO_UDP]: 'UDP' };
+
+/**
+ * The probes this real server gets: its service's protocol on its port. A fwmark service says
+ * neither, nor does a port of 0: they are read from its connections in the table (protocol and
+ * port the clients used); with none there, the real server is not probed (the reason is returned).
+ */
+export function probePlan(
+  svc: ServiceSnapshot,
+  dest: DestSnapshot,
+  connections: readonly ConnSnapshot[],
+): { targets: ProbeTarget[] } | { skipped: string } {
+  if (!svc.key.fwmark && !PROBED[svc.key.protocol]) return { skipped: 'not probed: SCTP' };
+  if (!svc.key.fwmark && dest.port !== 0) {
+    return { targets: [{ protocol: PROBED[svc.key.protocol]!, addr: dest.addr, port: dest.port }] };
   }
-  if (dest.port === 0) return { result: 'skipped', reason: 'not probed: no port' };
-  return null;
+  const seen = new Map<string, ProbeTarget>();
+  for (const c of destConnections(dest, connections)) {
+    const protocol = PROBED[c.protocol];
+    if (!protocol || (!svc.key.fwmark && c.protocol !== svc.key.protocol)) continue;
+    const target = { protocol, addr: dest.addr, port: c.dport };
+    seen.set(probeKey(target), target);
+  }
+  if (seen.size === 0) {
+    return {
+      skipped: `not probed: ${svc.key.fwmark ? 'a fwmark service' : 'port 0'}, and no connection in the table shows the protocol and port its clients use`,
+    };
+  }
+  return { targets: [...seen.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, t]) => t) };
+}
+
+/** Every probe the real servers get, once each. */
+export function probeTargets(snapshot: Snapshot): ProbeTarget[] {
+  const targets = new Map<string, ProbeTarget>();
+  for (const svc of snapshot.services) {
+    for (const d of svc.dests) {
+      const plan = probePlan(svc, d, snapshot.connections ?? []);
+      if ('targets' in plan) for (const t of plan.targets) targets.set(probeKey(t), t);
+    }
+  }
+  return [...targets.values()];
 }
 
 const worst = (verdicts: Verdict[]): Verdict =>
@@ -203,29 +286,87 @@ function serviceReport(svc: ServiceSnapshot, facts: DoctorFacts): ServiceReport 
   };
 }
 
-function probeText(probe: ProbeFact | undefined, target: string): string {
-  if (!probe) return `no probe of ${target}`;
+function probeText(probe: ProbeFact | undefined, target: ProbeTarget): string {
+  const name = probeKey(target);
+  const udp = target.protocol === 'UDP';
+  if (!probe) return `no probe of ${name}`;
   switch (probe.result) {
     case 'open':
-      return `the director's probe of ${target} was answered (SYN-ACK) in ${probe.ms} ms`;
+      return `the director's probe of ${name} was answered${udp ? '' : ' (SYN-ACK)'} in ${probe.ms} ms`;
+    case 'other-address':
+      return `the director's probe of ${name} was answered from ${probe.from} in ${probe.ms} ms`;
     case 'refused':
-      return `the director's probe of ${target} was refused (RST)`;
+      return `the director's probe of ${name} was refused (${udp ? 'ICMP port unreachable' : 'RST'})`;
     case 'timeout':
-      return `the director's probe of ${target} got no answer in ${probe.ms} ms`;
+      return udp
+        ? `the director's probe of ${name} got no answer and no ICMP error in ${probe.ms} ms ` +
+            `(a UDP server may not answer a datagram it does not understand)`
+        : `the director's probe of ${name} got no answer in ${probe.ms} ms`;
     case 'error':
-      return `the director's probe of ${target} failed: ${probe.message}`;
-    case 'skipped':
-      return probe.reason;
+      return `the director's probe of ${name} failed: ${probe.message}`;
+  }
+}
+
+/** What the probes of one real server say, as findings. */
+function probeFindings(
+  target: ProbeTarget,
+  probe: ProbeFact | undefined,
+  neighbour: NeighbourFact | undefined,
+  evidence: string[],
+): Finding[] {
+  const addr = formatAddr(target.addr);
+  const udp = target.protocol === 'UDP';
+  const neighbourFailed = neighbour?.state.some((s) => s === 'FAILED' || s === 'INCOMPLETE') ?? false;
+  switch (probe?.result) {
+    case 'refused':
+      return [
+        {
+          severity: 'problem',
+          check: 'refused',
+          message: udp
+            ? `refuses datagrams on UDP port ${target.port} (ICMP port unreachable): nothing listens there`
+            : `refuses connections on port ${target.port} (RST): nothing listens there, or a firewall on it rejects`,
+          evidence,
+        },
+      ];
+    case 'other-address':
+      return [
+        {
+          severity: 'problem',
+          check: 'other-address',
+          message:
+            `answers from ${probe.from}, not ${formatAddrPort(target.addr, target.port)}: the director does ` +
+            `not take that reply for the connection, and clients drop a reply from an address they did ` +
+            `not call. It answers from a second address (a server bound to all addresses replies from ` +
+            `the route's source: bind it to ${addr}), or it rewrites its replies (NAT)`,
+          evidence,
+        },
+      ];
+    case 'timeout':
+    case 'error':
+      // UDP's silence is no verdict (a server may ignore the probe); without ARP/ND it is one.
+      if (udp && probe.result === 'timeout' && !neighbourFailed) return [];
+      return [
+        {
+          severity: 'problem',
+          check: 'silent',
+          message: neighbourFailed
+            ? `does not answer: no ARP/ND reply from ${addr} (down, or not on ${neighbour!.dev})`
+            : `does not answer on ${target.protocol} port ${target.port} (silence): down, or a firewall on it drops`,
+          evidence,
+        },
+      ];
+    default:
+      return [];
   }
 }
 
 function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts): DestReport {
   const name = destName(dest);
   const addr = formatAddr(dest.addr);
-  const probe = facts.probes[name] ?? probeTarget(svc, dest) ?? undefined;
-  const conns = (facts.snapshot.connections ?? []).filter(
-    (c) => !c.template && formatAddr(c.daddr) === addr && c.dport === dest.port,
-  );
+  const plan = probePlan(svc, dest, facts.snapshot.connections ?? []);
+  const targets = 'targets' in plan ? plan.targets : [];
+  const conns = destConnections(dest, facts.snapshot.connections ?? []);
   const synRecv = conns.filter((c) => c.state === 'SYN_RECV').length;
   const { inPkts, outPkts, conns: total } = dest.stats;
   const route = facts.routes[addr];
@@ -233,7 +374,7 @@ function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts
   const evidence = [
     `${total} connections, ${inPkts} packets forwarded to it, ${outPkts} packets back through the director`,
     `${conns.length} in the connection table, ${synRecv} in SYN_RECV`,
-    probeText(probe, name),
+    ...('skipped' in plan ? [plan.skipped] : targets.map((t) => probeText(facts.probes[probeKey(t)], t))),
   ];
   if (route) {
     evidence.push(
@@ -241,26 +382,8 @@ function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts
     );
   }
   if (neighbour) evidence.push(`neighbour: ${neighbour.state.join(',')} on ${neighbour.dev}`);
-  const findings: Finding[] = [];
-  const neighbourFailed = neighbour?.state.some((s) => s === 'FAILED' || s === 'INCOMPLETE') ?? false;
-
-  if (probe?.result === 'refused') {
-    findings.push({
-      severity: 'problem',
-      check: 'refused',
-      message: `refuses connections on port ${dest.port} (RST): nothing listens there, or a firewall on it rejects`,
-      evidence,
-    });
-  } else if (probe?.result === 'timeout' || probe?.result === 'error') {
-    findings.push({
-      severity: 'problem',
-      check: 'silent',
-      message: neighbourFailed
-        ? `does not answer: no ARP/ND reply from ${addr} (down, or not on ${neighbour!.dev})`
-        : `does not answer on port ${dest.port} (silence): down, or a firewall on it drops`,
-      evidence,
-    });
-  } else if (outPkts === '0' && synRecv > 0) {
+  const findings = targets.flatMap((t) => probeFindings(t, facts.probes[probeKey(t)], neighbour, evidence));
+  if (findings.length === 0 && outPkts === '0' && synRecv > 0) {
     // Clients' SYNs went out and nothing came back, yet the server answers the director itself
     // (or, unprobed, answers nothing we saw): its replies to clients take another way.
     findings.push({
@@ -305,11 +428,12 @@ const sysctlValue = (facts: DoctorFacts, path: string): number | null => {
   return value === null || value === undefined ? null : Number(value);
 };
 
-/** The devices towards the real servers and towards the clients seen, from the routes. */
-function pathDevices(facts: DoctorFacts): { toServers: string[]; toClients: string[] } {
+/** The devices towards the real servers and towards the clients seen (of one family, if given), from the routes. */
+function pathDevices(facts: DoctorFacts, family?: Family): { toServers: string[]; toClients: string[] } {
   const devOf = (addr: string) => {
     const route = facts.routes[addr];
-    return route && route.type !== 'local' ? route.dev : null;
+    const inFamily = family === undefined || parseAddr(addr)?.af === family;
+    return route && route.type !== 'local' && inFamily ? route.dev : null;
   };
   const toServers = new Set<string>();
   for (const svc of facts.snapshot.services)
@@ -337,7 +461,7 @@ function hostFindings(facts: DoctorFacts): Finding[] {
       evidence: ['net.ipv4.ip_forward = 0'],
     });
   }
-  const { toServers, toClients } = pathDevices(facts);
+  const { toServers, toClients } = pathDevices(facts, 4);
   const devices = [...new Set([...toServers, ...toClients])].sort();
   for (const dev of devices) {
     if (forward !== 0 && sysctlValue(facts, `net/ipv4/conf/${dev}/forwarding`) === 0) {
@@ -380,6 +504,74 @@ function hostFindings(facts: DoctorFacts): Finding[] {
       });
     }
   }
+  if (hasIPv6(facts.snapshot)) findings.push(...ipv6HostFindings(facts));
+  return findings;
+}
+
+/**
+ * IPv6's own switches, for IPv6 services (there is no rp_filter or send_redirects for IPv6: the
+ * kernel always may send redirects, and reverse-path filtering is a firewall rule, read as one).
+ */
+function ipv6HostFindings(facts: DoctorFacts): Finding[] {
+  const findings: Finding[] = [];
+  const all = sysctlValue(facts, 'net/ipv6/conf/all/forwarding');
+  if (all === 0) {
+    findings.push({
+      severity: 'problem',
+      check: 'ip-forward',
+      message: 'IPv6 forwarding is off: IPv6 services get no packets through the director',
+      evidence: ['net.ipv6.conf.all.forwarding = 0'],
+    });
+  }
+  const { toServers, toClients } = pathDevices(facts, 6);
+  for (const dev of [...new Set([...toServers, ...toClients])].sort()) {
+    const setting = (name: string) => sysctlValue(facts, `net/ipv6/conf/${dev}/${name}`);
+    if (setting('disable_ipv6') === 1) {
+      findings.push({
+        severity: 'problem',
+        check: 'ipv6-disabled',
+        message: `IPv6 is disabled on ${dev}, an interface towards IPv6 clients or real servers`,
+        evidence: [`net.ipv6.conf.${dev}.disable_ipv6 = 1`],
+      });
+      continue;
+    }
+    const forwarding = setting('forwarding');
+    if (all !== 0 && forwarding === 0) {
+      findings.push({
+        severity: 'problem',
+        check: 'ip-forward',
+        message: `IPv6 forwarding is off on ${dev}: IPv6 packets arriving there are not forwarded`,
+        evidence: [`net.ipv6.conf.${dev}.forwarding = 0`],
+      });
+    }
+  }
+  // A forwarding interface ignores router advertisements unless accept_ra is 2: a route to the
+  // clients learned from them is not renewed, and the director loses its way to them.
+  const raDevices = new Set(
+    clientAddresses(facts.snapshot).flatMap((c) => {
+      const route = facts.routes[c];
+      return parseAddr(c)?.af === 6 && route?.protocol === 'ra' ? [route.dev] : [];
+    }),
+  );
+  for (const dev of [...raDevices].sort()) {
+    const forwarding = sysctlValue(facts, `net/ipv6/conf/${dev}/forwarding`);
+    const acceptRa = sysctlValue(facts, `net/ipv6/conf/${dev}/accept_ra`);
+    if (forwarding === 1 && acceptRa === 1) {
+      findings.push({
+        severity: 'warning',
+        check: 'accept-ra',
+        message:
+          `the route to IPv6 clients on ${dev} was learned from router advertisements, which the ` +
+          `kernel ignores there while it forwards (accept_ra = 1): it expires and is not renewed. ` +
+          `Set accept_ra to 2, or use a static route`,
+        evidence: [
+          `net.ipv6.conf.${dev}.forwarding = 1`,
+          `net.ipv6.conf.${dev}.accept_ra = 1`,
+          `route to the clients: proto ra dev ${dev}`,
+        ],
+      });
+    }
+  }
   return findings;
 }
 
@@ -409,22 +601,16 @@ export function serviceFlows(svc: ServiceSnapshot): Array<{ what: string; flow: 
   return flows;
 }
 
-function ipv4Number(text: string): number | null {
-  const parts = text.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) return null;
-  return parts.reduce((n, p) => n * 256 + Number(p), 0);
-}
-
 function valueMatches(
   value: string | number,
   wanted: string | number | { prefix: string; len: number },
 ): boolean {
   if (typeof wanted !== 'object') return String(value) === String(wanted);
-  const a = ipv4Number(String(value));
-  const b = ipv4Number(wanted.prefix);
-  if (a === null || b === null || wanted.len < 0 || wanted.len > 32) return false;
-  const size = 2 ** (32 - wanted.len);
-  return Math.floor(a / size) === Math.floor(b / size);
+  const a = parseAddr(String(value));
+  const b = parseAddr(wanted.prefix);
+  const bits = a?.af === 4 ? 32 : 128;
+  if (!a || !b || a.af !== b.af || wanted.len < 0 || wanted.len > bits) return false;
+  return addrEquals(addrMask(a, wanted.len), addrMask(b, wanted.len));
 }
 
 /** Whether the rule matches the flow: surely, surely not, or maybe (a field the doctor cannot read). */
@@ -438,31 +624,76 @@ export function ruleMatches(rule: FirewallRule, flow: FlowFact): 'yes' | 'no' | 
   return sure ? 'yes' : 'maybe';
 }
 
-/** The chain's verdict on the flow: its first rule that surely matches with a verdict, else its policy. */
+/** The kernel's limit on nested jumps (NFT_JUMP_STACK_SIZE); deeper ones the doctor does not follow. */
+const MAX_JUMP_DEPTH = 16;
+
+export interface ChainVerdict {
+  verdict: 'accept' | 'drop';
+  /** The rule that decided, or null for the base chain's policy. */
+  rule: FirewallRule | null;
+  /** Rules that might have decided first, but on what the doctor cannot evaluate. */
+  unknownBefore: number;
+  /** The chains jumped or gone to, in order, down to the deciding rule. */
+  via: string[];
+}
+
+/**
+ * The base chain's verdict on the flow: its first rule that surely matches with a verdict, jumps
+ * and gotos followed (a chain that ends, or returns, goes back to where it was jumped from; one gone
+ * to, to its caller's caller), else the policy.
+ */
 export function chainVerdict(
   chain: FirewallChain,
   flow: FlowFact,
-): { verdict: 'accept' | 'drop'; rule: FirewallRule | null; unknownBefore: number } {
+  chains: readonly FirewallChain[] = [],
+): ChainVerdict {
+  const byName = new Map(chains.map((c) => [c.name, c]));
+  const walked = walk(chain, flow, byName, 0);
+  if (walked.verdict) return { ...walked, verdict: walked.verdict };
+  return { verdict: chain.policy, rule: null, unknownBefore: walked.unknownBefore, via: [] };
+}
+
+function walk(
+  chain: FirewallChain,
+  flow: FlowFact,
+  byName: ReadonlyMap<string, FirewallChain>,
+  depth: number,
+): Omit<ChainVerdict, 'verdict'> & { verdict: 'accept' | 'drop' | null } {
   let unknownBefore = 0;
   for (const rule of chain.rules) {
     if (rule.verdict === 'continue') continue;
     const match = ruleMatches(rule, flow);
     if (match === 'no') continue;
-    if (match === 'maybe' || rule.verdict === 'unknown') {
+    const target = rule.target === undefined ? undefined : byName.get(rule.target);
+    const jumps = rule.verdict === 'jump' || rule.verdict === 'goto';
+    const unfollowed = jumps && (!target || depth >= MAX_JUMP_DEPTH);
+    if (match === 'maybe' || rule.verdict === 'unknown' || unfollowed) {
       unknownBefore++;
       continue;
     }
-    return { verdict: rule.verdict, rule, unknownBefore };
+    if (rule.verdict === 'accept' || rule.verdict === 'drop')
+      return { verdict: rule.verdict, rule, unknownBefore, via: [] };
+    if (rule.verdict === 'return') return { verdict: null, rule: null, unknownBefore, via: [] };
+    const sub = walk(target!, flow, byName, depth + 1);
+    unknownBefore += sub.unknownBefore;
+    if (sub.verdict) return { ...sub, unknownBefore, via: [target!.name, ...sub.via] };
+    if (rule.verdict === 'goto') return { verdict: null, rule: null, unknownBefore, via: [] };
   }
-  return { verdict: chain.policy, rule: null, unknownBefore };
+  return { verdict: null, rule: null, unknownBefore, via: [] };
+}
+
+/** Whether a chain sees a service's packets: its family, and a hook they cross. */
+function chainSees(chain: FirewallChain, family: Family): boolean {
+  return (chain.family === 'both' || chain.family === family) && chain.hook !== null;
 }
 
 /** A firewall chain on the path that drops this service's packets (seed 000: "turn off iptables or set rules"). */
 function firewallFindings(svc: ServiceSnapshot, facts: DoctorFacts): Finding[] {
   const findings: Finding[] = [];
   for (const chain of facts.firewall) {
+    if (!chainSees(chain, svc.key.af)) continue;
     const dropped = serviceFlows(svc)
-      .map(({ what, flow }) => ({ what, ...chainVerdict(chain, flow) }))
+      .map(({ what, flow }) => ({ what, ...chainVerdict(chain, flow, facts.firewall) }))
       .filter((v) => v.verdict === 'drop');
     if (dropped.length === 0) continue;
     // A drop after rules the doctor cannot read may follow an accept it did not see: a warning.
@@ -474,6 +705,7 @@ function firewallFindings(svc: ServiceSnapshot, facts: DoctorFacts): Finding[] {
       evidence: dropped.map(
         (d) =>
           `${d.what}: ${d.rule ? `rule "${d.rule.text}"` : `policy drop`}` +
+          (d.via.length ? ` (in ${d.via.join(' -> ')})` : '') +
           (d.unknownBefore ? ` (after ${d.unknownBefore} rules the doctor cannot evaluate)` : ''),
       ),
     });

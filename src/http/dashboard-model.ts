@@ -69,11 +69,11 @@ export interface SyncView {
   stats: SyncDaemonStats | null;
 }
 
-/** Connections of the table in a frame: a sample, or why there is none. */
+/** Connections of the table in a frame: a sample, and how many entries it was chosen from. */
 export interface ConnSample {
   rows: ConnRow[];
-  /** Why rows is empty while the table is not (too large to copy every second). */
-  omitted: string | null;
+  /** Entries of the page the rows were chosen from (the table's first CONN_SAMPLE_PAGE). */
+  sampledFrom: number;
 }
 
 export interface Frame {
@@ -118,9 +118,13 @@ export function serverId(dest: Pick<DestSnapshot, 'addr' | 'port'>): string {
 
 /** Most check results kept per real server. */
 export const CHECK_HISTORY_LENGTH = 20;
-/** Most entries of the table copied into a frame, and the table size past which none are. */
+/** Rows of the connection table a frame carries. */
 export const CONN_SAMPLE_ROWS = 30;
-export const CONN_SAMPLE_TABLE_LIMIT = 4096;
+/**
+ * Entries the dashboard reads each tick to choose them from: one page of the paged listing
+ * (ControlApi.connections), so a table of a million entries costs a frame no more than a small one.
+ */
+export const CONN_SAMPLE_PAGE = 256;
 
 /**
  * Each real server's last check results, gathered from frame to frame (a snapshot holds only each
@@ -167,36 +171,21 @@ function connRow(conn: ConnSnapshot): ConnRow {
   };
 }
 
-/** The sample of the connection table a frame carries; `snapshot.connections` when it was copied. */
-export function connSample(snapshot: Snapshot): ConnSample {
-  const entries = snapshot.connTable?.entries ?? snapshot.connections?.length ?? 0;
-  if (!snapshot.connections) {
-    return {
-      rows: [],
-      omitted:
-        entries > 0
-          ? `${entries} entries: the dashboard copies tables of up to ${CONN_SAMPLE_TABLE_LIMIT}; use lvsadm -Lnc`
-          : null,
-    };
-  }
+/** The sample of the connection table a frame carries, chosen from one page of it. */
+export function connSample(page: readonly ConnSnapshot[]): ConnSample {
   // Connections before templates, the longest-lived first: what an operator looks for.
-  const rows = [...snapshot.connections]
+  const rows = [...page]
     .sort((x, y) => Number(x.template) - Number(y.template) || y.expiresMs - x.expiresMs)
     .slice(0, CONN_SAMPLE_ROWS)
     .map(connRow);
-  return { rows, omitted: null };
-}
-
-/** Whether a table of this size is copied into frames (else only counted). */
-export function sampleConnections(snapshot: Snapshot): boolean {
-  return (snapshot.connTable?.entries ?? 0) <= CONN_SAMPLE_TABLE_LIMIT;
+  return { rows, sampledFrom: page.length };
 }
 
 export function buildFrame(
   snapshot: Snapshot,
   syncDaemons: readonly SyncDaemonStatus[],
   history: CheckHistory,
-  options: { time: number; actions: boolean },
+  options: { time: number; actions: boolean; connections: readonly ConnSnapshot[] },
 ): Frame {
   const services = orderedServices(snapshot, false);
   const histories = history.update(services);
@@ -229,7 +218,7 @@ export function buildFrame(
       syncId: d.syncId,
       stats: d.stats ?? null,
     })),
-    connections: connSample(snapshot),
+    connections: connSample(options.connections),
   };
 }
 

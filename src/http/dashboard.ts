@@ -16,10 +16,10 @@ import {
   actionOp,
   buildFrame,
   CheckHistory,
+  CONN_SAMPLE_PAGE,
   EventLog,
   frameEvents,
   parseActionRequest,
-  sampleConnections,
 } from './dashboard-model.js';
 import type { DashboardEvent, Frame } from './dashboard-model.js';
 
@@ -46,7 +46,7 @@ export const DEFAULT_DASHBOARD_LIMITS: DashboardLimits = {
 };
 
 export interface DashboardOptions {
-  api: Pick<ControlApi, 'snapshot' | 'syncDaemons' | 'execute'>;
+  api: Pick<ControlApi, 'snapshot' | 'connections' | 'syncDaemons' | 'execute'>;
   /** Without a token the dashboard is read-only: POST /api/action answers 403. */
   token: Token | null;
   /** The engine's events (Engine.onEvent), for the log: a failed data plane, packet path exceptions. */
@@ -186,18 +186,18 @@ export class Dashboard {
 
   private async takeFrame(): Promise<void> {
     const { api, log } = this.options;
-    const wantConnections = this.streams.size > 0 && (!this.frame || this.frame.connections.omitted === null);
     let frame: Frame;
     try {
-      const [snapshot, sync] = await Promise.all([
-        api.snapshot({ connections: wantConnections }),
+      // The sample is one page of the table, never a copy of it: its size does not matter here.
+      const [snapshot, page, sync] = await Promise.all([
+        api.snapshot({ connections: false }),
+        api.connections(0, CONN_SAMPLE_PAGE),
         api.syncDaemons(),
       ]);
-      // A table that grew past the sample limit is copied this once, then only counted.
-      if (!sampleConnections(snapshot)) delete snapshot.connections;
       frame = buildFrame(snapshot, sync, this.history, {
         time: Date.now(),
         actions: this.options.token !== null,
+        connections: page.entries,
       });
       if (this.snapshotFailing) log('info', 'http: dashboard: snapshots work again');
       this.snapshotFailing = false;

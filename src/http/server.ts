@@ -55,7 +55,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export interface HttpListenerOptions {
   address: ListenAddress;
-  api: Pick<ControlApi, 'snapshot' | 'syncDaemons' | 'execute'>;
+  api: Pick<ControlApi, 'snapshot' | 'connections' | 'syncDaemons' | 'execute'>;
   build: BuildInfo;
   log: HttpLog;
   limits?: Partial<HttpLimits>;

@@ -4,11 +4,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { chainVerdict, diagnose, ruleMatches } from '../../src/core/doctor.js';
+import {
+  chainVerdict,
+  diagnose,
+  probeKey,
+  probeTargets,
+  ruleMatches,
+  sysctlsWanted,
+} from '../../src/core/doctor.js';
 import type { DoctorFacts, FirewallChain, FirewallRule, FlowFact } from '../../src/core/doctor.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
+import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
 import type { ConnSnapshot } from '../../src/core/ops.js';
-import { addrKey, dataPath, dest, ip, service, snapshot, stats } from '../helpers/snapshots.js';
+import { addrKey, dataPath, dest, ip, markKey, service, snapshot, stats } from '../helpers/snapshots.js';
 
 const VIP = '198.18.0.1';
 const RS1 = '198.18.1.11';
@@ -74,7 +81,7 @@ function healthy(): DoctorFacts {
       { dst: RS1, dev: 'br0', state: ['REACHABLE'] },
       { dst: RS2, dev: 'br0', state: ['REACHABLE'] },
     ],
-    probes: { [`${RS1}:80`]: { result: 'open', ms: 1 }, [`${RS2}:80`]: { result: 'open', ms: 1 } },
+    probes: { [`TCP ${RS1}:80`]: { result: 'open', ms: 1 }, [`TCP ${RS2}:80`]: { result: 'open', ms: 1 } },
     firewall: [],
   };
 }
@@ -98,7 +105,7 @@ test('the healthy lab: ok everywhere, with the evidence looked at', () => {
   assert.deepEqual(r.report.services[0]!.dests[0]!.evidence, [
     '2 connections, 12 packets forwarded to it, 10 packets back through the director',
     '1 in the connection table, 0 in SYN_RECV',
-    "the director's probe of 198.18.1.11:80 was answered (SYN-ACK) in 1 ms",
+    "the director's probe of TCP 198.18.1.11:80 was answered (SYN-ACK) in 1 ms",
     'route: dev br0 src 198.18.1.1',
     'neighbour: REACHABLE on br0',
   ]);
@@ -124,8 +131,8 @@ test('a refused probe is a refusal, a silent one silence (with the neighbour tab
   const facts = healthy();
   facts.probes = {
     ...facts.probes,
-    [`${RS1}:80`]: { result: 'refused' },
-    [`${RS2}:80`]: { result: 'timeout', ms: 1500 },
+    [`TCP ${RS1}:80`]: { result: 'refused' },
+    [`TCP ${RS2}:80`]: { result: 'timeout', ms: 1500 },
   };
   facts.neighbours = [{ dst: RS2, dev: 'br0', state: ['FAILED'] }];
   const r = findings(facts);
@@ -166,37 +173,187 @@ test('host settings: forwarding off (globally or on a device), strict rp_filter,
   );
 });
 
-test('a service without real servers, and probes skipped for UDP', () => {
+test('a service without real servers; SCTP is not probed', () => {
   const facts = healthy();
   facts.snapshot.services.push(service(addrKey(IPPROTO_TCP, VIP, 443), []));
-  facts.snapshot.services.push(service(addrKey(IPPROTO_UDP, VIP, 53), [dest(RS1, 53)]));
+  facts.snapshot.services.push(service(addrKey(IPPROTO_SCTP, VIP, 9), [dest(RS1, 9)]));
   const r = diagnose(facts);
   assert.deepEqual(
     r.services[1]!.findings.map((f) => f.check),
     ['no-real-server'],
   );
   assert.equal(r.services[2]!.verdict, 'ok');
-  assert.ok(r.services[2]!.dests[0]!.evidence.includes('not probed: no handshake'));
+  assert.ok(r.services[2]!.dests[0]!.evidence.includes('not probed: SCTP'));
+  assert.deepEqual(probeTargets(facts.snapshot).map(probeKey), [`TCP ${RS1}:80`, `TCP ${RS2}:80`]);
+});
+
+function udpConn(daddr: string, dport: number, protocol: number = IPPROTO_UDP): ConnSnapshot {
+  return {
+    ...conn('198.18.0.2', daddr, 'UDP'),
+    protocol: protocol as ConnSnapshot['protocol'],
+    vport: dport,
+    dport,
+  };
+}
+
+test('UDP probes: a port unreachable is a refusal, silence no verdict (unless ARP failed), an answer from elsewhere named', () => {
+  const facts = healthy();
+  facts.snapshot.services = [service(addrKey(IPPROTO_UDP, VIP, 53), [dest(RS1, 53), dest(RS2, 53)])];
+  assert.deepEqual(probeTargets(facts.snapshot).map(probeKey), [`UDP ${RS1}:53`, `UDP ${RS2}:53`]);
+  facts.probes = {
+    [`UDP ${RS1}:53`]: { result: 'refused' },
+    [`UDP ${RS2}:53`]: { result: 'timeout', ms: 1500 },
+  };
+  let r = findings(facts);
+  assert.deepEqual([r.rs1, r.rs2], [['refused'], []]);
+  assert.match(
+    r.report.services[0]!.dests[0]!.findings[0]!.message,
+    /refuses datagrams on UDP port 53 \(ICMP port unreachable\)/,
+  );
+  assert.ok(
+    r.report.services[0]!.dests[1]!.evidence.some((e) =>
+      /got no answer and no ICMP error in 1500 ms/.test(e),
+    ),
+  );
+  facts.neighbours = [{ dst: RS2, dev: 'br0', state: ['INCOMPLETE'] }];
+  assert.deepEqual(findings(facts).rs2, ['silent']);
+  facts.neighbours = [];
+  facts.probes = {
+    ...facts.probes,
+    [`UDP ${RS2}:53`]: { result: 'other-address', from: '198.18.1.21:53', ms: 3 },
+  };
+  r = findings(facts);
+  assert.deepEqual(r.rs2, ['other-address']);
+  assert.match(
+    r.report.services[0]!.dests[1]!.findings[0]!.message,
+    /^answers from 198.18.1.21:53, not 198.18.1.12:53/,
+  );
+  assert.match(r.report.services[0]!.dests[1]!.findings[0]!.message, /bind it to 198.18.1.12/);
+  facts.probes = { ...facts.probes, [`UDP ${RS2}:53`]: { result: 'open', ms: 3 } };
+  assert.equal(findings(facts).verdict, 'problem', 'RS1 still refuses');
+  facts.probes = { ...facts.probes, [`UDP ${RS1}:53`]: { result: 'open', ms: 3 } };
+  assert.equal(findings(facts).verdict, 'ok');
+});
+
+test('a TCP real server that answers from another address is named as such, not as replies going around', () => {
+  const facts = healthy();
+  facts.snapshot.services[0]!.dests[0]!.stats = stats(3, 9, 0);
+  facts.snapshot.connections = [conn('198.18.0.2', RS1, 'SYN_RECV')];
+  facts.probes = {
+    ...facts.probes,
+    [`TCP ${RS1}:80`]: { result: 'other-address', from: '198.18.1.31:80', ms: 2 },
+  };
+  const r = findings(facts);
+  assert.deepEqual(r.rs1, ['other-address']);
+  assert.ok(r.report.services[0]!.dests[0]!.evidence.includes('1 in the connection table, 1 in SYN_RECV'));
+  assert.ok(
+    r.report.services[0]!.dests[0]!.evidence.includes(
+      "the director's probe of TCP 198.18.1.11:80 was answered from 198.18.1.31:80 in 2 ms",
+    ),
+  );
+});
+
+test('fwmark services and port 0: probed on the protocols and ports their connections show, else not probed', () => {
+  const facts = healthy();
+  facts.snapshot.services = [
+    service(markKey(7, 4), [dest(RS1, 0), dest(RS2, 8080)]),
+    service(addrKey(IPPROTO_UDP, VIP, 0), [dest(RS1, 0)]),
+  ];
+  facts.snapshot.connections = [
+    udpConn(RS1, 53),
+    udpConn(RS1, 53),
+    udpConn(RS1, 443, IPPROTO_TCP),
+    udpConn(RS2, 9999, IPPROTO_TCP), // not the real server's port: another service's
+  ];
+  facts.probes = {};
+  assert.deepEqual(probeTargets(facts.snapshot).map(probeKey), [`TCP ${RS1}:443`, `UDP ${RS1}:53`]);
+  const r = diagnose(facts);
+  assert.ok(
+    r.services[0]!.dests[1]!.evidence.includes(
+      'not probed: a fwmark service, and no connection in the table shows the protocol and port its clients use',
+    ),
+  );
+  // The UDP port-0 service takes only its own protocol's connections.
+  assert.deepEqual(
+    r.services[1]!.dests[0]!.evidence.filter((e) => e.includes('probe')),
+    [`no probe of UDP ${RS1}:53`],
+  );
+  facts.probes = { [`TCP ${RS1}:443`]: { result: 'refused' }, [`UDP ${RS1}:53`]: { result: 'open', ms: 1 } };
+  assert.deepEqual(
+    diagnose(facts).services[0]!.dests[0]!.findings.map((f) => f.check),
+    ['refused'],
+  );
+});
+
+test('IPv6 services: forwarding off (all or a device), IPv6 disabled on a device, accept_ra = 1 under a route to clients from RAs', () => {
+  const base = healthy();
+  base.snapshot.services.push(service(addrKey(IPPROTO_TCP, '2001:db8::1', 80), [dest('2001:db8:1::11', 80)]));
+  base.snapshot.connections = [
+    ...base.snapshot.connections!,
+    {
+      ...conn('198.18.0.2', RS1, 'ESTABLISHED'),
+      af: 6,
+      caddr: ip('2001:db8:2::2'),
+      daddr: ip('2001:db8:1::11'),
+    },
+  ];
+  base.routes = {
+    ...base.routes,
+    '2001:db8:1::11': { dev: 'br0' },
+    '2001:db8:2::2': { dev: 'pub0', gateway: 'fe80::1', protocol: 'ra' },
+    '2001:db8::1': { dev: 'lo', type: 'local' },
+  };
+  base.probes = { ...base.probes, [`TCP [2001:db8:1::11]:80`]: { result: 'open', ms: 1 } };
+  base.sysctls = {
+    ...base.sysctls,
+    'net/ipv6/conf/all/forwarding': '1',
+    'net/ipv6/conf/br0/forwarding': '1',
+    'net/ipv6/conf/pub0/forwarding': '1',
+    'net/ipv6/conf/pub0/accept_ra': '0',
+  };
+  const with_ = (sysctls: Record<string, string>) =>
+    findings({ ...base, sysctls: { ...base.sysctls, ...sysctls } }).host;
+  assert.deepEqual(with_({}), []);
+  assert.deepEqual(with_({ 'net/ipv6/conf/all/forwarding': '0' }), ['ip-forward']);
+  assert.deepEqual(with_({ 'net/ipv6/conf/br0/forwarding': '0' }), ['ip-forward']);
+  assert.deepEqual(with_({ 'net/ipv6/conf/br0/disable_ipv6': '1' }), ['ipv6-disabled']);
+  assert.deepEqual(with_({ 'net/ipv6/conf/pub0/accept_ra': '1' }), ['accept-ra']);
+  // accept_ra = 2 takes advertisements while forwarding; towards the real servers it does not matter.
+  assert.deepEqual(with_({ 'net/ipv6/conf/pub0/accept_ra': '2' }), []);
+  assert.deepEqual(with_({ 'net/ipv6/conf/br0/accept_ra': '1' }), []);
+  // A static route to the clients does not depend on advertisements.
+  const fixed = { ...base, routes: { ...base.routes, '2001:db8:2::2': { dev: 'pub0', gateway: 'fe80::1' } } };
+  assert.deepEqual(
+    findings({ ...fixed, sysctls: { ...base.sysctls, 'net/ipv6/conf/pub0/accept_ra': '1' } }).host,
+    [],
+  );
+  // Without an IPv6 service none of it is read.
+  const v4 = healthy();
+  v4.sysctls = { ...v4.sysctls, 'net/ipv6/conf/all/forwarding': '0' };
+  assert.deepEqual(findings(v4).host, []);
+  assert.ok(sysctlsWanted(['br0'], true).includes('net/ipv6/conf/br0/accept_ra'));
+  assert.ok(!sysctlsWanted(['br0'], false).some((p) => p.startsWith('net/ipv6')));
 });
 
 const rule = (
   matches: FirewallRule['matches'],
   verdict: FirewallRule['verdict'],
   opaque = false,
+  target?: string,
 ): FirewallRule => ({
-  chain: 'ip filter forward',
-  hook: 'forward',
-  text: 'r',
+  text: target ? `${verdict} ${target}` : 'r',
   matches,
   opaque,
   verdict,
+  ...(target ? { target } : {}),
 });
-const chain = (policy: 'accept' | 'drop', rules: FirewallRule[]): FirewallChain => ({
-  name: 'ip filter forward',
-  hook: 'forward',
-  policy,
-  rules,
-});
+const chain = (
+  policy: 'accept' | 'drop',
+  rules: FirewallRule[],
+  name = 'ip filter forward',
+  hook: string | null = 'forward',
+  family: FirewallChain['family'] = 4,
+): FirewallChain => ({ name, family, hook, policy, rules });
 const toRs: FlowFact = { protocol: IPPROTO_TCP, ctstate: 'untracked', daddr: RS1, dport: 80 };
 
 test('firewall: first sure match decides, conntrack states lvsd never has do not accept, unreadable rules make a warning', () => {
@@ -238,4 +395,62 @@ test('prefix matches agree with address arithmetic', () => {
       return (ruleMatches(r, { ...toRs, daddr: a }) === 'yes') === expected;
     }),
   );
+});
+
+test("firewall: jumps and gotos are followed; a chain that ends or returns goes back, a goto to the caller's caller", () => {
+  const dropWeb = rule([{ field: 'dport', values: [80] }], 'drop');
+  const web = chain('accept', [dropWeb], 'ip filter web', null);
+  const returns = chain('accept', [rule([], 'return'), dropWeb], 'ip filter early', null);
+  const acceptAll = rule([], 'accept');
+  const jumpTo = (name: string, verdict: 'jump' | 'goto' = 'jump') => rule([], verdict, false, name);
+  const all = [web, returns];
+  // Jumped to, its drop decides, and the evidence names the way.
+  const verdict = chainVerdict(chain('accept', [jumpTo('ip filter web'), acceptAll]), toRs, all);
+  assert.deepEqual([verdict.verdict, verdict.rule, verdict.via], ['drop', dropWeb, ['ip filter web']]);
+  // A return (or the end) goes back to the rule after the jump.
+  assert.equal(
+    chainVerdict(chain('drop', [jumpTo('ip filter early'), acceptAll]), toRs, all).verdict,
+    'accept',
+  );
+  const ends = chain('accept', [], 'ip filter empty', null);
+  assert.equal(
+    chainVerdict(chain('drop', [jumpTo('ip filter empty'), acceptAll]), toRs, [ends]).verdict,
+    'accept',
+  );
+  // A goto that ends does not come back: the base chain's policy.
+  assert.equal(
+    chainVerdict(chain('drop', [jumpTo('ip filter empty', 'goto'), acceptAll]), toRs, [ends]).verdict,
+    'drop',
+  );
+  // A jump to a chain not read (or a loop past the kernel's depth) is not evaluated: counted as such.
+  const lost = chainVerdict(chain('drop', [jumpTo('ip filter nowhere')]), toRs, all);
+  assert.deepEqual([lost.verdict, lost.unknownBefore], ['drop', 1]);
+  const loop = chain('accept', [jumpTo('ip filter loop')], 'ip filter loop', null);
+  assert.equal(chainVerdict(chain('drop', [jumpTo('ip filter loop')]), toRs, [loop]).unknownBefore, 1);
+  // A jump on a match that does not hold is not taken.
+  const jumpOther = rule([{ field: 'dport', values: [443] }], 'jump', false, 'ip filter web');
+  assert.equal(chainVerdict(chain('accept', [jumpOther]), toRs, all).verdict, 'accept');
+
+  // In the diagnosis: only base chains are walked from, each family's for its services.
+  const facts = healthy();
+  facts.firewall = [chain('accept', [jumpTo('ip filter web')]), web];
+  const r = findings(facts);
+  assert.deepEqual(r.service, ['firewall']);
+  assert.match(
+    r.report.services[0]!.findings[0]!.evidence.join('\n'),
+    /client -> 198.18.1.11:80: rule "r" \(in ip filter web\)/,
+  );
+  facts.firewall = [
+    chain('accept', [jumpTo('ip6 filter web')], 'ip6 filter forward', 'forward', 6),
+    { ...web, name: 'ip6 filter web', family: 6 },
+  ];
+  assert.deepEqual(findings(facts).service, []);
+});
+
+test('IPv6 prefix matches', () => {
+  const r = rule([{ field: 'daddr', values: [{ prefix: '2001:db8:1::', len: 48 }] }], 'drop');
+  const flow = (daddr: string): FlowFact => ({ ...toRs, daddr });
+  assert.equal(ruleMatches(r, flow('2001:db8:1:ff::11')), 'yes');
+  assert.equal(ruleMatches(r, flow('2001:db8:2::11')), 'no');
+  assert.equal(ruleMatches(r, flow('198.18.1.11')), 'no');
 });

@@ -12,7 +12,6 @@ import {
   CHECK_HISTORY_LENGTH,
   CheckHistory,
   CONN_SAMPLE_ROWS,
-  CONN_SAMPLE_TABLE_LIMIT,
   connSample,
   EventLog,
   frameEvents,
@@ -33,7 +32,7 @@ import {
 } from './fixtures.js';
 
 const frame = (snap: Snapshot, time = 1000, sync = GOLDEN_SYNC_DAEMONS): Frame =>
-  buildFrame(snap, sync, new CheckHistory(), { time, actions: true });
+  buildFrame(snap, sync, new CheckHistory(), { time, actions: true, connections: [] });
 
 test('services and real servers are named as ipvsadm -Ln prints them', () => {
   assert.equal(serviceId(addrKey(IPPROTO_TCP, '198.18.0.1', 80)), 'TCP 198.18.0.1:80');
@@ -178,8 +177,8 @@ function conn(i: number, template = false): ConnSnapshot {
 }
 
 test('the connection sample: connections before templates, longest-lived first, at most CONN_SAMPLE_ROWS', () => {
-  const connections = [conn(1, true), ...Array.from({ length: 80 }, (_, i) => conn(i + 2))];
-  const sample = connSample({ ...GOLDEN_SNAPSHOT, connections });
+  const page = [conn(1, true), ...Array.from({ length: 80 }, (_, i) => conn(i + 2))];
+  const sample = connSample(page);
   assert.equal(sample.rows.length, CONN_SAMPLE_ROWS);
   assert.deepEqual(sample.rows[0], {
     proto: 'TCP',
@@ -189,14 +188,17 @@ test('the connection sample: connections before templates, longest-lived first, 
     state: 'ESTABLISHED',
     expiresS: 81,
   });
-  assert.equal(sample.omitted, null);
-  // Not copied (a large table): said so, with the way to see it.
-  const big = {
-    ...GOLDEN_SNAPSHOT,
-    connTable: { ...GOLDEN_SNAPSHOT.connTable!, entries: CONN_SAMPLE_TABLE_LIMIT + 1 },
-  };
-  assert.match(connSample(big).omitted!, /4097 entries.*lvsadm -Lnc/);
-  assert.deepEqual(connSample(snapshot([])), { rows: [], omitted: null });
+  assert.equal(sample.sampledFrom, 81);
+  assert.ok(!sample.rows.some((r) => r.proto === 'template'));
+  // A frame carries the sample of the page it was given.
+  const f = buildFrame(GOLDEN_SNAPSHOT, [], new CheckHistory(), {
+    time: 1,
+    actions: false,
+    connections: page,
+  });
+  assert.deepEqual(f.connections, sample);
+  assert.deepEqual(connSample([]), { rows: [], sampledFrom: 0 });
+  assert.deepEqual(connSample([conn(3, true)]).rows[0]!.proto, 'template');
 });
 
 test('the event log keeps its last entries', () => {

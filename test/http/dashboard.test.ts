@@ -8,14 +8,16 @@ import type { IncomingMessage } from 'node:http';
 import { createConnection } from 'node:net';
 import { test } from 'node:test';
 import { IPPROTO_TCP } from '../../src/core/inet.js';
-import type { ControlOp, Snapshot } from '../../src/core/ops.js';
+import type { ConnPage, ConnSnapshot, ControlOp, Snapshot } from '../../src/core/ops.js';
 import { Token } from '../../src/http/auth.js';
 import type { DashboardLimits } from '../../src/http/dashboard.js';
+import { CONN_SAMPLE_PAGE, CONN_SAMPLE_ROWS } from '../../src/http/dashboard-model.js';
 import type { DashboardEvent, Frame } from '../../src/http/dashboard-model.js';
 import { startHttpListener } from '../../src/http/server.js';
-import type { HttpListener } from '../../src/http/server.js';
+import type { HttpLimits, HttpListener } from '../../src/http/server.js';
 import { addrKey, dest, GOLDEN_SNAPSHOT, ip, service, snapshot } from './fixtures.js';
 import { fetchText, rawExchange } from './helpers.js';
+import { DEFAULT_DASHBOARD_LIMITS } from '../../src/http/dashboard.js';
 
 const SECRET = 'lvd12-dashboard-test-token';
 const BUILD = { version: '1.2.3', nodeVersion: 'v20.0.0' };
@@ -28,13 +30,19 @@ interface Harness {
   ops: ControlOp[];
   current: Snapshot;
   snapshotCalls: number;
+  /** Whether each snapshot asked for a copy of the connection table. */
+  copies: boolean[];
+  /** Each ControlApi.connections call, as [from, limit]. */
+  pages: Array<[number, number]>;
 }
 
 async function start(
   options: {
     token?: boolean;
     limits?: Partial<DashboardLimits>;
+    http?: Partial<HttpLimits>;
     snapshot?: (h: Harness) => Promise<Snapshot>;
+    connections?: (from: number, limit: number) => Promise<ConnPage>;
     execute?: (op: ControlOp) => Promise<void>;
   } = {},
 ): Promise<Harness> {
@@ -43,13 +51,20 @@ async function start(
     ops: [],
     current: structuredClone(GOLDEN_SNAPSHOT),
     snapshotCalls: 0,
+    pages: [],
+    copies: [],
   } as unknown as Harness;
   h.listener = await startHttpListener({
     address: { host: '127.0.0.1', port: 0 },
     api: {
-      snapshot: async () => {
+      snapshot: async (snapshotOptions) => {
         h.snapshotCalls++;
+        h.copies.push(snapshotOptions.connections);
         return options.snapshot ? options.snapshot(h) : structuredClone(h.current);
+      },
+      connections: async (from, limit) => {
+        h.pages.push([from, limit]);
+        return options.connections ? options.connections(from, limit) : { entries: [], next: -1 };
       },
       syncDaemons: async () => [],
       execute: async (op) => {
@@ -61,6 +76,7 @@ async function start(
     log: (level, message) => h.logs.push(`${level} ${message}`),
     token: options.token === false ? null : new Token(SECRET),
     dashboardLimits: { intervalMs: 20, ...options.limits },
+    ...(options.http ? { limits: options.http } : {}),
   });
   h.url = h.listener.url;
   h.port = Number(new URL(h.url).port);
@@ -216,6 +232,56 @@ test(
   },
 );
 
+test(
+  'a table of a million entries costs each frame one page of CONN_SAMPLE_PAGE, never a copy of the table',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const entry = (slot: number): ConnSnapshot => ({
+      af: 4,
+      protocol: IPPROTO_TCP,
+      caddr: ip(`198.18.${2 + (slot >> 16)}.${(slot >> 8) & 255}`),
+      cport: 1024 + (slot & 255),
+      vaddr: ip('198.18.0.1'),
+      vport: 80,
+      daddr: ip('198.18.1.11'),
+      dport: 80,
+      state: 'ESTABLISHED',
+      expiresMs: 900_000 - slot,
+      template: false,
+    });
+    const big = structuredClone(GOLDEN_SNAPSHOT);
+    big.connTable = { ...big.connTable!, entries: 1_000_000 };
+    const h = await start({
+      snapshot: async () => structuredClone(big),
+      connections: async (from, limit) => ({
+        entries: Array.from({ length: limit }, (_, i) => entry(from + i)),
+        next: from + limit,
+      }),
+    });
+    try {
+      const stream = await openStream(h.url);
+      const frames: Frame[] = [];
+      for (let i = 0; i < 3; i++) frames.push((await stream.next('frame')) as Frame);
+      stream.close();
+      for (const f of frames) {
+        assert.equal(f.connTable?.entries, 1_000_000);
+        assert.equal(f.connections.sampledFrom, CONN_SAMPLE_PAGE);
+        assert.equal(f.connections.rows.length, CONN_SAMPLE_ROWS);
+        // The longest-lived of the page first.
+        assert.equal(f.connections.rows[0]!.client, '198.18.2.0:1024');
+      }
+      assert.ok(h.pages.length >= 3);
+      assert.ok(
+        h.pages.every(([from, limit]) => from === 0 && limit === CONN_SAMPLE_PAGE),
+        JSON.stringify(h.pages),
+      );
+      assert.ok(!h.copies.includes(true), 'no snapshot copies the table');
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
 test('a stream that stops reading is dropped, not buffered for', { timeout: TEST_TIMEOUT_MS }, async () => {
   // Large frames fill the socket buffers in a few ticks.
   const many = snapshot(
@@ -311,6 +377,80 @@ test('bad action requests change nothing and say why', { timeout: TEST_TIMEOUT_M
     await h.listener.close();
   }
 });
+
+test(
+  'an action whose body never comes (slowloris on the body) gets 408 and runs nothing',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start({ http: { headersTimeoutMs: 300, requestTimeoutMs: 600, checkIntervalMs: 50 } });
+    try {
+      const body = JSON.stringify(DRAIN);
+      const head =
+        `POST /api/action HTTP/1.1\r\nHost: lvsd\r\nAuthorization: Bearer ${SECRET}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+      const socket = createConnection({ host: '127.0.0.1', port: h.port });
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('error', () => undefined);
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      // The headers and the start of the body, then nothing.
+      socket.write(head + body.slice(0, 10));
+      await closed;
+      assert.match(text, /^HTTP\/1\.1 408 /);
+      assert.deepEqual(h.ops, []);
+      // The same action sent whole runs.
+      assert.equal((await post(h, DRAIN)).status, 200);
+      assert.equal(h.ops.length, 1);
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
+test(
+  'an action with both Content-Length and Transfer-Encoding (request smuggling) is 400 and runs nothing',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    try {
+      const body = JSON.stringify(DRAIN);
+      const smuggled =
+        `POST /api/action HTTP/1.1\r\nHost: lvsd\r\nAuthorization: Bearer ${SECRET}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+        `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+      assert.match(await rawExchange(h.port, smuggled), /^HTTP\/1\.1 400 /);
+      assert.deepEqual(h.ops, []);
+    } finally {
+      await h.listener.close();
+    }
+  },
+);
+
+test(
+  'many SSE clients: the default cap is served frames, the rest get 503, and /metrics still answers',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const h = await start();
+    const cap = DEFAULT_DASHBOARD_LIMITS.maxStreams;
+    const streams: Stream[] = [];
+    try {
+      for (let i = 0; i < cap + 8; i++) streams.push(await openStream(h.url));
+      const served = streams.filter((s) => s.res.statusCode === 200);
+      assert.equal(served.length, cap);
+      assert.deepEqual(
+        streams.slice(cap).map((s) => s.res.statusCode),
+        Array.from({ length: 8 }, () => 503),
+      );
+      // Every served stream gets frames.
+      await Promise.all(served.map((s) => s.next('frame')));
+      assert.equal((await fetchText(`${h.url}/metrics`)).status, 200);
+    } finally {
+      for (const s of streams) s.close();
+      await h.listener.close();
+    }
+  },
+);
 
 test('without a token file the dashboard is read-only', { timeout: TEST_TIMEOUT_MS }, async () => {
   const h = await start({ token: false });

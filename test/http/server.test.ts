@@ -33,6 +33,7 @@ async function start(
         h.snapshots++;
         return snapshot();
       },
+      connections: async () => ({ entries: [], next: -1 }),
       syncDaemons: async () => [],
       execute: async () => assert.fail('the listener changes nothing by itself'),
     },
@@ -201,6 +202,7 @@ test('a port in use is refused with the reason', async () => {
         address: { host: '127.0.0.1', port: h.port },
         api: {
           snapshot: async () => GOLDEN_SNAPSHOT,
+          connections: async () => ({ entries: [], next: -1 }),
           syncDaemons: async () => [],
           execute: async () => undefined,
         },

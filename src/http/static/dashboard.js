@@ -302,7 +302,9 @@ function renderTable(frame) {
         ]),
   );
   const c = frame.connections;
-  setText($('conn-note'), c.omitted ?? `(${c.rows.length} shown${t ? ` of ${t.entries}` : ''})`);
+  const total = t ? t.entries : c.sampledFrom;
+  const from = total > c.sampledFrom ? `, from the first ${c.sampledFrom}; all: lvsadm -Lnc` : '';
+  setText($('conn-note'), `(${c.rows.length} shown of ${total}${from})`);
   fillTable(
     $('connections').tBodies[0],
     c.rows.map((r) => [[r.proto], [r.client], [r.virtual], [r.server], [r.state], [r.expiresS, 'num']]),
