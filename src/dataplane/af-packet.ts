@@ -20,8 +20,8 @@ export interface LinkPort {
   setFilter(program: Buffer): void;
   /** One frame into buf[0..): its length; 0 when none is queued; -1 for one cut short (counted, gone). */
   receive(buf: Uint8Array): number;
-  /** Sends buf[0, length) (`vnet | Ethernet | IP`); false when the kernel refused it. */
-  transmit(buf: Uint8Array, length: number): boolean;
+  /** Sends buf[0, length) (`vnet | Ethernet | IP`): 0, or the errno of the kernel's refusal. */
+  transmit(buf: Uint8Array, length: number): number;
   /** Frames the kernel dropped because the ring was full, since open. */
   queueDrops(): number;
   close(): void;
@@ -52,6 +52,8 @@ const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 const MSG_DONTWAIT = 0x40;
+/** What send() says of a frame larger than the interface's MTU that is no GSO packet. */
+export const EMSGSIZE = 90;
 const TP_STATUS_USER = 1;
 const VNET_HDR_LEN = 10;
 /** A 64 KB GSO packet, its headers and the ring's own: 17 pages. */
@@ -206,8 +208,8 @@ class AfPacketPort implements LinkPort {
     return n;
   }
 
-  transmit(buf: Uint8Array, length: number): boolean {
-    return (c.send(this.txFd, buf, length, MSG_DONTWAIT) as number) === length;
+  transmit(buf: Uint8Array, length: number): number {
+    return (c.send(this.txFd, buf, length, MSG_DONTWAIT) as number) === length ? 0 : koffi.errno() || -1;
   }
 
   queueDrops(): number {

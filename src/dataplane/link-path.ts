@@ -9,7 +9,7 @@ import { PASS_TO_HOST, type DeviceCounters } from '../core/ops.js';
 import { VNET_HDR_LEN } from '../core/packet/vnet.js';
 import type { Addr } from '../core/inet.js';
 import type { PacketDevice } from './device.js';
-import type { LinkDriver, LinkPort } from './af-packet.js';
+import { EMSGSIZE, type LinkDriver, type LinkPort } from './af-packet.js';
 import { encodeProgram, filterProgram, type FilterSpec } from './l2-filter.js';
 import { ETH_HLEN, LINK_HEADROOM, toDirectorLayout, toWireLayout } from './frame.js';
 import type { PacketDirector } from './messages.js';
@@ -74,6 +74,11 @@ export class LinkPath {
       this.closePort(port);
     }
     for (const port of this.receiving.values()) port.setFilter(program);
+    // Resolving the real servers now spares their first packets a "no-neighbour" drop.
+    for (const { addr } of plan.spec.realServers) {
+      const hop = this.options.nextHops.get(addr);
+      if (hop?.kind === 'link') this.options.neighbours.mac(hop.ifindex, hop.via);
+    }
   }
 
   /** Descriptors to poll: the receiving ports and the neighbour table's changes. */
@@ -172,7 +177,11 @@ export class LinkPath {
       return;
     }
     const wire = toWireLayout(buf, length, mac, port.mac);
-    if (port.transmit(buf, wire)) this.sent(length);
+    const refused = port.transmit(buf, wire);
+    if (refused === 0) this.sent(length);
+    // Larger than the link takes (a datagram the bridge reassembled, say): the kernel forwards
+    // it from the TUN device, fragmenting it or answering "fragmentation needed" as it would.
+    else if (refused === EMSGSIZE) this.toHost(buf, toDirectorLayout(buf, wire, this.eth));
     else stats.drops.writeFailed++;
   }
 
