@@ -2,6 +2,9 @@
 // an interface, from one dump at start and the changes the kernel announces after. A next hop with
 // no MAC yet is resolved by the kernel on request (NTF_USE), at most once a second per address;
 // its frames meanwhile are the loop's to drop ("no-neighbour"), never sent to a zero MAC.
+// The kernel never sees lvsd use an entry, so lvsd tells it (NTF_USE again, every few seconds for
+// an entry in use): a STALE entry is then probed like one the kernel sends through, and a real
+// server whose MAC changed is found again instead of being sent to its old MAC for ever.
 
 import type { Clock } from '../core/clock.js';
 import type { Addr } from '../core/inet.js';
@@ -28,6 +31,8 @@ export interface NeighbourSource {
 }
 
 const RESOLVE_INTERVAL_MS = 1000;
+/** How often an entry in use is reported used to the kernel (its delay_first_probe_time is 5 s). */
+const USE_INTERVAL_MS = 5000;
 
 /** A Map key without allocating an object: a number for IPv4, a string for IPv6. */
 export function neighbourKey(ifindex: number, addr: Addr): number | string {
@@ -59,14 +64,13 @@ export class Neighbours {
   /** The MAC of `addr` on the interface; null (and a resolution asked for) when there is none yet. */
   mac(ifindex: number, addr: Addr): Uint8Array | null {
     const key = neighbourKey(ifindex, addr);
-    const mac = this.macs.get(key);
-    if (mac) return mac;
+    const mac = this.macs.get(key) ?? null;
     const now = this.clock.now();
-    if (now - (this.asked.get(key) ?? -Infinity) >= RESOLVE_INTERVAL_MS) {
+    if (now - (this.asked.get(key) ?? -Infinity) >= (mac ? USE_INTERVAL_MS : RESOLVE_INTERVAL_MS)) {
       this.asked.set(key, now);
       this.source.resolve(ifindex, addr);
     }
-    return null;
+    return mac;
   }
 
   close(): void {
@@ -75,10 +79,8 @@ export class Neighbours {
 
   private apply(update: NeighbourUpdate): void {
     const key = neighbourKey(update.ifindex, update.addr);
-    if (update.mac) {
-      this.macs.set(key, update.mac);
-      this.asked.delete(key);
-    } else this.macs.delete(key);
+    if (update.mac) this.macs.set(key, update.mac);
+    else this.macs.delete(key);
   }
 }
 
