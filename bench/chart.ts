@@ -16,6 +16,7 @@ const COLORS: Record<TargetName, string> = {
   haproxy: '#f58518',
   nginx: '#54a24b',
   lvsd: '#e45756',
+  'lvsd-packet': '#b279a2',
 };
 
 const PANEL_WIDTH = 260;

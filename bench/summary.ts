@@ -1,7 +1,7 @@
 // Pure side of the comparison: what one measurement is, medians and ranges over repetitions,
 // lvsd's ratios to each peer, the project's goals, and the text table.
 
-export const TARGETS = ['direct', 'nat', 'haproxy', 'nginx', 'lvsd'] as const;
+export const TARGETS = ['direct', 'nat', 'haproxy', 'nginx', 'lvsd', 'lvsd-packet'] as const;
 export type TargetName = (typeof TARGETS)[number];
 export const LOADS = ['keepalive', 'close', 'bulk', 'udp'] as const;
 export type LoadName = (typeof LOADS)[number];
@@ -12,6 +12,7 @@ export const TARGET_LABELS: Record<TargetName, string> = {
   haproxy: 'HAProxy',
   nginx: 'nginx stream',
   lvsd: 'lvsd',
+  'lvsd-packet': 'lvsd packet',
 };
 
 export const LOAD_LABELS: Record<LoadName, { title: string; unit: string; per: string }> = {

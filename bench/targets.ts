@@ -222,7 +222,7 @@ ${upstream(UDP_PORT)}
  * otherwise catch lvsd's SYNs (TCP early demux ties them to the socket, and a packet with a
  * socket is never forwarded) for a minute after a proxy's turn.
  */
-function lvsdTarget(lab: Lab, options: TargetOptions): Target {
+function lvsdTarget(lab: Lab, options: TargetOptions, plane: 'tun' | 'packet'): Target {
   const vip = lab.addr.vip.replace(/\.\d+$/, `.${LVSD_VIP_HOST}`);
   const bin = new URL('../src/bin/', import.meta.url).pathname;
   const dir = join(lab.tmpDir, 'lvsd');
@@ -237,7 +237,7 @@ function lvsdTarget(lab: Lab, options: TargetOptions): Target {
       },
     );
   return {
-    name: 'lvsd',
+    name: plane === 'tun' ? 'lvsd' : 'lvsd-packet',
     tcp: `${vip}:${TCP_PORT}`,
     udp: `${vip}:${UDP_PORT}`,
     realServersSee: 'client',
@@ -256,6 +256,8 @@ function lvsdTarget(lab: Lab, options: TargetOptions): Target {
         socket,
         '--state-dir',
         join(dir, 'state'),
+        '--dataplane',
+        plane,
       ]);
       for (let waited = 0; !existsSync(socket); waited += 50) {
         proc.checkAlive();
@@ -280,7 +282,8 @@ export function makeTargets(lab: Lab, names: readonly TargetName[], options: Tar
     nat: () => kernelNatTarget(lab),
     haproxy: () => haproxyTarget(lab, options),
     nginx: () => nginxStreamTarget(lab, options),
-    lvsd: () => lvsdTarget(lab, options),
+    lvsd: () => lvsdTarget(lab, options, 'tun'),
+    'lvsd-packet': () => lvsdTarget(lab, options, 'packet'),
   };
   return names.map((name) => all[name]());
 }

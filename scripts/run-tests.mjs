@@ -1,5 +1,6 @@
 // Runs the compiled tests with node's test runner. `unit` runs everything but test/e2e;
-// `e2e` runs only test/e2e (root and network namespaces); no argument runs both.
+// `e2e` runs only test/e2e (root and network namespaces); no argument runs both. With the e2e
+// suites, the NAT suite runs a second time on the other data plane (LVSD_DATAPLANE=packet).
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -23,7 +24,13 @@ const files = collect(root)
     return which === 'all' || (which === 'e2e' ? e2e : !e2e);
   })
   .sort();
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], {
-  stdio: 'inherit',
-});
-process.exit(result.status ?? 1);
+const run = (list, env = process.env) =>
+  spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...list], { stdio: 'inherit', env })
+    .status ?? 1;
+let status = run(files);
+const onBothPlanes = [join(root, 'e2e', 'nat.test.js')].filter((f) => files.includes(f));
+if (onBothPlanes.length > 0) {
+  const status2 = run(onBothPlanes, { ...process.env, LVSD_DATAPLANE: 'packet' });
+  status ||= status2;
+}
+process.exit(status);

@@ -24,7 +24,12 @@ export interface DataplaneOptions {
   log?: HostLog;
   /** The VIPs come and go with VRRP (HostNetworkOptions.floatingVips). */
   floatingVips?: boolean;
+  /** 'tun' (the default): every service packet through the TUN device; 'packet': AF_PACKET rings on the interfaces. */
+  kind?: DataplaneKind;
 }
+
+export type DataplaneKind = 'tun' | 'packet';
+export const DATAPLANE_KINDS: readonly DataplaneKind[] = ['tun', 'packet'];
 
 export async function startDataplaneEngine(options: DataplaneOptions): Promise<WorkerEngine> {
   const tunName = options.tunName ?? DEFAULT_TUN_NAME;
@@ -33,10 +38,12 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     stateDir: options.stateDir,
     tunName,
     floatingVips: options.floatingVips,
+    linkLayer: options.kind === 'packet',
   });
   host.recover();
   const engine = await WorkerEngine.start({
     tun: { name: tunName, mtu: options.mtu ?? DEFAULT_TUN_MTU },
+    link: options.kind === 'packet',
     host,
     connCapacity: options.connCapacity,
     defense: options.defense,

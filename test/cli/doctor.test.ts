@@ -11,7 +11,7 @@ import type { ControlApi } from '../../src/control/api.js';
 import { probeKey } from '../../src/core/doctor.js';
 import type { ProbeFact } from '../../src/core/doctor.js';
 import { IPPROTO_TCP } from '../../src/core/inet.js';
-import type { Snapshot } from '../../src/core/ops.js';
+import { zeroDeviceCounters, type Snapshot } from '../../src/core/ops.js';
 import { addrKey, dataPath, dest, service, snapshot } from '../helpers/snapshots.js';
 
 // `nft -j list ruleset` of nftables 1.0.6 for a typical host firewall, and lvsd's own table.
@@ -267,13 +267,7 @@ function fakes(
     {
       connections: [],
       dataPath: dataPath({
-        device: {
-          rxPackets: 0,
-          rxBytes: 0,
-          txPackets: 0,
-          txBytes: 0,
-          drops: { verdict: 0, writeFailed: 0, exception: 0, queueFull: 0 },
-        },
+        device: zeroDeviceCounters(),
       }),
     },
   );

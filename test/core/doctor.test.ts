@@ -14,7 +14,7 @@ import {
 } from '../../src/core/doctor.js';
 import type { DoctorFacts, FirewallChain, FirewallRule, FlowFact } from '../../src/core/doctor.js';
 import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../../src/core/inet.js';
-import type { ConnSnapshot } from '../../src/core/ops.js';
+import { zeroDeviceCounters, type ConnSnapshot } from '../../src/core/ops.js';
 import { addrKey, dataPath, dest, ip, markKey, service, snapshot, stats } from '../helpers/snapshots.js';
 
 const VIP = '198.18.0.1';
@@ -50,13 +50,7 @@ function healthy(): DoctorFacts {
       {
         connections: [conn('198.18.0.2', RS1, 'TIME_WAIT'), conn('198.18.0.2', RS2, 'TIME_WAIT')],
         dataPath: dataPath({
-          device: {
-            rxPackets: 1,
-            rxBytes: 1,
-            txPackets: 1,
-            txBytes: 1,
-            drops: { verdict: 0, writeFailed: 0, exception: 0, queueFull: 0 },
-          },
+          device: { ...zeroDeviceCounters(), rxPackets: 1, rxBytes: 1, txPackets: 1, txBytes: 1 },
         }),
       },
     ),
