@@ -138,6 +138,10 @@ export interface HostNetworkOptions {
 const JOURNAL = 'host-journal.json';
 /** The journal entry of the restart hold. */
 const HOLD_KEY = 'hold';
+/** How many direct flows to real servers the kernel remembers, and for how long once idle. */
+const PASS_FLOWS = 65_536;
+const PASS_NEW_TIMEOUT = '60s';
+const PASS_TIMEOUT = '300s';
 /** The blackhole that keeps marked packets from leaking when a device is gone: the last resort. */
 const FAIL_CLOSED_METRIC = 0xffff_ffff;
 
@@ -532,6 +536,9 @@ export class HostNetwork implements HostSteering, HostRepair {
     const t = this.nftTable;
     const tun = JSON.stringify(this.tunName);
     const mark = `meta mark set ${this.mark} notrack`;
+    // A direct flow as its replies see it: the real server's address, protocol and port, then the client's.
+    const forward4 = 'ip daddr . meta l4proto . th dport . ip saddr . th sport';
+    const forward6 = 'ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport';
     return [
       `table inet ${t} {`,
       '  set svc4 { type ipv4_addr . inet_proto . inet_service; }',
@@ -542,6 +549,13 @@ export class HostNetwork implements HostSteering, HostRepair {
       '  set vip6 { type ipv6_addr; }',
       '  set rip4 { type ipv4_addr; }',
       '  set rip6 { type ipv6_addr; }',
+      // Flows that reach a real server's port directly through the director (an operator's curl
+      // to its address, a monitoring probe), keyed as their replies are: those are not lvsd's.
+      ...(['4', '6'] as const).map(
+        (f) =>
+          `  set pass${f} { type ipv${f}_addr . inet_proto . inet_service . ipv${f}_addr . inet_service; ` +
+          `size ${PASS_FLOWS}; flags dynamic, timeout; }`,
+      ),
       // Never jumped to: a rule using conntrack turns on the kernel's defragmentation, which a
       // datagram larger than the MTU needs to be steered whole by its port. Our own packets are
       // notracked before conntrack sees them.
@@ -550,10 +564,17 @@ export class HostNetwork implements HostSteering, HostRepair {
       '  }',
       '  chain prerouting {',
       '    type filter hook prerouting priority raw; policy accept;',
-      // What the director writes back is routed normally and never tracked or steered again.
+      // What the director writes back is routed normally and never tracked or steered again. A
+      // connection lvsd opens to a real server ends any direct flow remembered on its addresses
+      // and ports (one that closed, its client port now reused): its replies are the director's.
+      `    iifname ${tun} delete @pass4 { ${forward4} }`,
+      `    iifname ${tun} delete @pass6 { ${forward6} }`,
       `    iifname ${tun} notrack return`,
       `    ip daddr . meta l4proto . th dport @svc4 ${mark}`,
       `    ip6 daddr . meta l4proto . th dport @svc6 ${mark}`,
+      // A direct flow's replies pass untouched, tracked by conntrack as its requests are.
+      `    ip saddr . meta l4proto . th sport . ip daddr . th dport @pass4 return`,
+      `    ip6 saddr . meta l4proto . th sport . ip6 daddr . th dport @pass6 return`,
       // Real servers' replies go to the director, except those to the host's own connections
       // (a health check from the DIP): those are addressed to a local address that is no VIP.
       `    ip saddr . meta l4proto . th sport @real4 fib daddr type != local ${mark}`,
@@ -563,9 +584,28 @@ export class HostNetwork implements HostSteering, HostRepair {
       // ICMP errors to a VIP (path MTU for the replies, mostly) belong to the real server's flow.
       `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
       `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
-      // ...and so do a real server's errors to a client (a UDP port unreachable, say).
-      `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ${mark}`,
-      `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ${mark}`,
+      // A request that reaches a real server's port directly (not from the device, not steered):
+      // its flow is remembered briefly, and for longer once a second packet shows it is a flow,
+      // so that a flood of one-packet flows ages out soon. When the set is full, the replies of a
+      // new direct flow are steered and dropped: fail closed.
+      ...(['4', '6'] as const).flatMap((f) => {
+        const ip = f === '4' ? 'ip' : 'ip6';
+        const key = f === '4' ? forward4 : forward6;
+        return [
+          `    meta mark != ${this.mark} ${key} @pass${f} update @pass${f} { ${key} timeout ${PASS_TIMEOUT} } return`,
+          `    meta mark != ${this.mark} ${ip} daddr . meta l4proto . th dport @real${f} add @pass${f} { ${key} timeout ${PASS_NEW_TIMEOUT} }`,
+        ];
+      }),
+      '  }',
+      // After conntrack: a real server's ICMP error to a client (a UDP port unreachable, say)
+      // belongs to lvsd's flow unless conntrack relates it to a direct one (lvsd's own flows are
+      // never tracked). Conntrack creates no entry for an error it cannot relate, and notrack
+      // still applies to a packet that has none, so a firewall's `ct state invalid drop` does not
+      // see it.
+      '  chain errors {',
+      '    type filter hook prerouting priority mangle - 10; policy accept;',
+      `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
+      `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
       '  }',
       '  chain output {',
       // Locally generated packets to a VIP (a client on the director): type route re-routes them.
