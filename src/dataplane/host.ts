@@ -142,6 +142,17 @@ const HOLD_KEY = 'hold';
 const PASS_FLOWS = 65_536;
 const PASS_NEW_TIMEOUT = '60s';
 const PASS_TIMEOUT = '300s';
+/** A direct flow as `nft -j list set` shows it. */
+interface PassElement {
+  val?: { concat?: unknown[] };
+  expires?: number;
+}
+
+/** The sets of direct flows: a real server's address, protocol and port, then its client's. */
+const PASS_SETS: readonly [name: string, type: string][] = [
+  ['pass4', 'ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service'],
+  ['pass6', 'ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service'],
+];
 /** The blackhole that keeps marked packets from leaking when a device is gone: the last resort. */
 const FAIL_CLOSED_METRIC = 0xffff_ffff;
 
@@ -551,10 +562,8 @@ export class HostNetwork implements HostSteering, HostRepair {
       '  set rip6 { type ipv6_addr; }',
       // Flows that reach a real server's port directly through the director (an operator's curl
       // to its address, a monitoring probe), keyed as their replies are: those are not lvsd's.
-      ...(['4', '6'] as const).map(
-        (f) =>
-          `  set pass${f} { type ipv${f}_addr . inet_proto . inet_service . ipv${f}_addr . inet_service; ` +
-          `size ${PASS_FLOWS}; flags dynamic, timeout; }`,
+      ...PASS_SETS.map(
+        ([name, type]) => `  set ${name} { type ${type}; size ${PASS_FLOWS}; flags dynamic, timeout; }`,
       ),
       // Never jumped to: a rule using conntrack turns on the kernel's defragmentation, which a
       // datagram larger than the MTU needs to be steered whole by its port. Our own packets are
@@ -635,17 +644,23 @@ export class HostNetwork implements HostSteering, HostRepair {
     ];
     if (sets.every(([, , elements]) => elements.length === 0)) return null;
     const timeout = `${Math.max(1, Math.ceil(holdMs / 1000))}s`;
-    const table = `inet ${holdTableName(this.nftTable)}`;
+    const hold = holdTableName(this.nftTable);
+    const table = `inet ${hold}`;
     const lines = [
       `table ${table} {}`,
       `delete table ${table}`,
       `table ${table} {`,
       ...sets.map(([name, type]) => `  set ${name} { type ${type}; timeout ${timeout}; }`),
+      // The direct flows our table remembers, each for the time it had left there: they are not
+      // held, and the next lvsd's table takes them over.
+      ...PASS_SETS.map(([name, type]) => `  set ${name} { type ${type}; flags timeout; }`),
       // Before our own raw chain, so that it holds the traffic while the next lvsd sets up.
       '  chain prerouting {',
       '    type filter hook prerouting priority raw - 10; policy accept;',
       '    ip daddr . meta l4proto . th dport @svc4 drop',
       '    ip6 daddr . meta l4proto . th dport @svc6 drop',
+      '    ip saddr . meta l4proto . th sport . ip daddr . th dport @pass4 accept',
+      '    ip6 saddr . meta l4proto . th sport . ip6 daddr . th dport @pass6 accept',
       // Real servers' replies to clients: forwarded un-NATed, the client would reset them.
       '    ip saddr . meta l4proto . th sport @real4 fib daddr type != local drop',
       '    ip6 saddr . meta l4proto . th sport @real6 fib daddr type != local drop',
@@ -665,7 +680,36 @@ export class HostNetwork implements HostSteering, HostRepair {
     for (const [name, , elements] of sets) {
       if (elements.length > 0) lines.push(`add element ${table} ${name} { ${elements.join(', ')} }`);
     }
+    lines.push(...this.passElements([this.nftTable], hold));
     return `${lines.join('\n')}\n`;
+  }
+
+  /**
+   * `add element` lines that copy the direct flows remembered in the tables `from` into table
+   * `to`, each once, with the time it has left; nothing from a table that is gone.
+   */
+  private passElements(from: readonly string[], to: string): string[] {
+    return PASS_SETS.flatMap(([name]) => {
+      const flows = new Map<string, number>();
+      for (const table of from) {
+        let listing: { nftables?: { set?: { elem?: { elem?: PassElement }[] } }[] };
+        try {
+          listing = JSON.parse(this.system.run(['nft', '-j', 'list', 'set', 'inet', table, name]));
+        } catch {
+          continue;
+        }
+        for (const { elem } of (listing.nftables ?? []).flatMap((object) => object.set?.elem ?? [])) {
+          const parts = elem?.val?.concat;
+          // The kernel's own listing, but it becomes nft input: only addresses, names and numbers.
+          if (!Array.isArray(parts) || !parts.every((part) => /^[\w.:]+$/.test(String(part)))) continue;
+          const flow = parts.join(' . ');
+          if (!flows.has(flow)) flows.set(flow, Math.max(1, Math.floor(Number(elem?.expires) || 0)));
+        }
+      }
+      if (flows.size === 0) return [];
+      const elements = [...flows].map(([flow, seconds]) => `${flow} timeout ${seconds}s`);
+      return [`add element inet ${to} ${name} { ${elements.join(', ')} }`];
+    });
   }
 
   /**
@@ -678,6 +722,10 @@ export class HostNetwork implements HostSteering, HostRepair {
     for (const [name, set] of this.elements) {
       if (set.size > 0) lines.push(`add element ${table} ${name} { ${[...set].join(', ')} }`);
     }
+    // The direct flows go on: those our table remembered (a repair recreates it) or, after a
+    // restart, those the hold kept.
+    const held = this.has(HOLD_KEY) ? [holdTableName(this.nftTable)] : [];
+    lines.push(...this.passElements([this.nftTable, ...held], this.nftTable));
     return `${lines.join('\n')}\n`;
   }
 
