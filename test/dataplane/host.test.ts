@@ -594,7 +594,7 @@ describe('HostNetwork: flows that reach a real server directly', () => {
     };
     assert.match(
       scripts[0]!,
-      /set pass4 \{ type ipv4_addr \. inet_proto \. inet_service \. ipv4_addr \. inet_service; size 65536; flags dynamic, timeout; \}/,
+      /set pass4 \{ type ipv4_addr \. inet_proto \. inet_service \. ipv4_addr \. inet_service; size 4096; flags dynamic, timeout; \}/,
     );
     assert.match(scripts[0]!, /set pass6 \{ type ipv6_addr \. inet_proto/);
     // lvsd's own connection to a real server ends a direct flow on its tuple before anything else.
