@@ -552,6 +552,9 @@ export class HostNetwork implements HostSteering, HostRepair {
     const tun = JSON.stringify(this.tunName);
     const mark = `meta mark set ${this.mark} notrack`;
     // A direct flow as its replies see it: the real server's address, protocol and port, then the client's.
+    // Every device of lvsd's: the main one and the fwmark services' (fwmarkDeviceName).
+    const fwmarkDevices = '"lvsf*"';
+    const devices = `{ ${tun}, ${fwmarkDevices} }`;
     const forward4 = 'ip daddr . meta l4proto . th dport . ip saddr . th sport';
     const forward6 = 'ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport';
     return [
@@ -580,9 +583,10 @@ export class HostNetwork implements HostSteering, HostRepair {
       // What the director writes back is routed normally and never tracked or steered again. A
       // connection lvsd opens to a real server ends any direct flow remembered on its addresses
       // and ports (one that closed, its client port now reused): its replies are the director's.
-      `    iifname ${tun} delete @pass4 { ${forward4} }`,
-      `    iifname ${tun} delete @pass6 { ${forward6} }`,
+      `    iifname ${devices} delete @pass4 { ${forward4} }`,
+      `    iifname ${devices} delete @pass6 { ${forward6} }`,
       `    iifname ${tun} notrack return`,
+      `    iifname ${fwmarkDevices} return`,
       `    ip daddr . meta l4proto . th dport @svc4 ${mark}`,
       `    ip6 daddr . meta l4proto . th dport @svc6 ${mark}`,
       // A direct flow's replies pass untouched, tracked by conntrack as its requests are.
@@ -617,6 +621,8 @@ export class HostNetwork implements HostSteering, HostRepair {
       // see it.
       '  chain errors {',
       '    type filter hook prerouting priority mangle - 10; policy accept;',
+      // (What lvsd gives back to the kernel comes out of its devices: never steered again.)
+      `    iifname ${devices} return`,
       `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
       `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
       '  }',

@@ -597,13 +597,19 @@ describe('HostNetwork: flows that reach a real server directly', () => {
       /set pass4 \{ type ipv4_addr \. inet_proto \. inet_service \. ipv4_addr \. inet_service; size 4096; flags dynamic, timeout; \}/,
     );
     assert.match(scripts[0]!, /set pass6 \{ type ipv6_addr \. inet_proto/);
-    // lvsd's own connection to a real server ends a direct flow on its tuple before anything else.
-    assert.ok(
-      at(
-        /^iifname "lvs0" delete @pass4 \{ ip daddr \. meta l4proto \. th dport \. ip saddr \. th sport \}$/,
-      ) < at(/^iifname "lvs0" notrack return$/),
-    );
-    assert.ok(at(/^iifname "lvs0" delete @pass6 /) < at(/^iifname "lvs0" notrack return$/));
+    // lvsd's own connection to a real server (out of any of its devices, a fwmark service's too)
+    // ends a direct flow on its tuple, and is never taken for a direct request.
+    const devices = '\\{ "lvs0", "lvsf\\*" \\}';
+    const returns = [at(/^iifname "lvs0" notrack return$/), at(/^iifname "lvsf\*" return$/)];
+    for (const family of ['4', '6']) {
+      const deletes = at(
+        new RegExp(
+          `^iifname ${devices} delete @pass${family} \\{ ip6? daddr \\. meta l4proto \\. th dport \\. ip6? saddr \\. th sport \\}$`,
+        ),
+      );
+      assert.ok(returns.every((i) => deletes < i));
+      assert.ok(returns.every((i) => i < at(new RegExp(`@real${family} add @pass${family} `))));
+    }
     // A direct flow's replies return before any rule steers a real server's replies.
     const passes = at(/^ip saddr \. meta l4proto \. th sport \. ip daddr \. th dport @pass4 return$/);
     const steers = lines.flatMap((line, i) =>
@@ -620,10 +626,11 @@ describe('HostNetwork: flows that reach a real server directly', () => {
       scripts[0]!,
       /meta mark != 19542 ip daddr [^@]+@pass4 update @pass4 \{ [^}]+ timeout 300s \} return/,
     );
-    // A real server's ICMP errors are steered after conntrack, unless it relates them to a direct flow.
+    // A real server's ICMP errors are steered after conntrack, unless it relates them to a direct
+    // flow (what lvsd gives back to the kernel is not steered again).
     assert.match(
       scripts[0]!,
-      /chain errors \{\n\s+type filter hook prerouting priority mangle - 10;[^\n]*\n\s+ip saddr @rip4 icmp type \{[^}]+\} fib daddr type != local ct state != related meta mark set 19542 notrack/,
+      /chain errors \{\n\s+type filter hook prerouting priority mangle - 10;[^\n]*\n\s+iifname \{ "lvs0", "lvsf\*" \} return\n\s+ip saddr @rip4 icmp type \{[^}]+\} fib daddr type != local ct state != related meta mark set 19542 notrack/,
     );
     assert.ok(!lines.some((line) => /^ip6? saddr @rip[46] /.test(line) && !/ct state != related/.test(line)));
   });
