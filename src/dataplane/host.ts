@@ -149,6 +149,25 @@ const EMPTY_PLAN: LinkPlan = { interfaces: [], spec: EMPTY_FILTER };
 const JOURNAL = 'host-journal.json';
 /** The journal entry of the restart hold. */
 const HOLD_KEY = 'hold';
+/**
+ * How many direct flows to real servers the kernel remembers, and for how long once idle. Few:
+ * nft lists a table with every element of its sets, and verify() lists ours every 2 s (4096 flows
+ * take nft about 0.5 s on a loaded 2-core machine, 65,536 took 9 s).
+ */
+const PASS_FLOWS = 4096;
+const PASS_NEW_TIMEOUT = '60s';
+const PASS_TIMEOUT = '300s';
+/** A direct flow as `nft -j list set` shows it. */
+interface PassElement {
+  val?: { concat?: unknown[] };
+  expires?: number;
+}
+
+/** The sets of direct flows: a real server's address, protocol and port, then its client's. */
+const PASS_SETS: readonly [name: string, type: string][] = [
+  ['pass4', 'ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service'],
+  ['pass6', 'ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service'],
+];
 /** The blackhole that keeps marked packets from leaking when a device is gone: the last resort. */
 const FAIL_CLOSED_METRIC = 0xffff_ffff;
 
@@ -630,6 +649,12 @@ export class HostNetwork implements HostSteering, HostRepair {
     const t = this.nftTable;
     const tun = JSON.stringify(this.tunName);
     const mark = `meta mark set ${this.mark} notrack`;
+    // A direct flow as its replies see it: the real server's address, protocol and port, then the client's.
+    // Every device of lvsd's: the main one and the fwmark services' (fwmarkDeviceName).
+    const fwmarkDevices = '"lvsf*"';
+    const devices = `{ ${tun}, ${fwmarkDevices} }`;
+    const forward4 = 'ip daddr . meta l4proto . th dport . ip saddr . th sport';
+    const forward6 = 'ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport';
     return [
       `table inet ${t} {`,
       '  set svc4 { type ipv4_addr . inet_proto . inet_service; }',
@@ -640,6 +665,11 @@ export class HostNetwork implements HostSteering, HostRepair {
       '  set vip6 { type ipv6_addr; }',
       '  set rip4 { type ipv4_addr; }',
       '  set rip6 { type ipv6_addr; }',
+      // Flows that reach a real server's port directly through the director (an operator's curl
+      // to its address, a monitoring probe), keyed as their replies are: those are not lvsd's.
+      ...PASS_SETS.map(
+        ([name, type]) => `  set ${name} { type ${type}; size ${PASS_FLOWS}; flags dynamic, timeout; }`,
+      ),
       // Never jumped to: a rule using conntrack turns on the kernel's defragmentation, which a
       // datagram larger than the MTU needs to be steered whole by its port. Our own packets are
       // notracked before conntrack sees them.
@@ -648,10 +678,18 @@ export class HostNetwork implements HostSteering, HostRepair {
       '  }',
       '  chain prerouting {',
       '    type filter hook prerouting priority raw; policy accept;',
-      // What the director writes back is routed normally and never tracked or steered again.
+      // What the director writes back is routed normally and never tracked or steered again. A
+      // connection lvsd opens to a real server ends any direct flow remembered on its addresses
+      // and ports (one that closed, its client port now reused): its replies are the director's.
+      `    iifname ${devices} delete @pass4 { ${forward4} }`,
+      `    iifname ${devices} delete @pass6 { ${forward6} }`,
       `    iifname ${tun} notrack return`,
+      `    iifname ${fwmarkDevices} return`,
       `    ip daddr . meta l4proto . th dport @svc4 ${mark}`,
       `    ip6 daddr . meta l4proto . th dport @svc6 ${mark}`,
+      // A direct flow's replies pass untouched, tracked by conntrack as its requests are.
+      `    ip saddr . meta l4proto . th sport . ip daddr . th dport @pass4 return`,
+      `    ip6 saddr . meta l4proto . th sport . ip6 daddr . th dport @pass6 return`,
       // Real servers' replies go to the director, except those to the host's own connections
       // (a health check from the DIP): those are addressed to a local address that is no VIP.
       `    ip saddr . meta l4proto . th sport @real4 fib daddr type != local ${mark}`,
@@ -661,9 +699,30 @@ export class HostNetwork implements HostSteering, HostRepair {
       // ICMP errors to a VIP (path MTU for the replies, mostly) belong to the real server's flow.
       `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
       `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
-      // ...and so do a real server's errors to a client (a UDP port unreachable, say).
-      `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ${mark}`,
-      `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ${mark}`,
+      // A request that reaches a real server's port directly (not from the device, not steered):
+      // its flow is remembered briefly, and for longer once a second packet shows it is a flow,
+      // so that a flood of one-packet flows ages out soon. When the set is full, the replies of a
+      // new direct flow are steered and dropped: fail closed.
+      ...(['4', '6'] as const).flatMap((f) => {
+        const ip = f === '4' ? 'ip' : 'ip6';
+        const key = f === '4' ? forward4 : forward6;
+        return [
+          `    meta mark != ${this.mark} ${key} @pass${f} update @pass${f} { ${key} timeout ${PASS_TIMEOUT} } return`,
+          `    meta mark != ${this.mark} ${ip} daddr . meta l4proto . th dport @real${f} add @pass${f} { ${key} timeout ${PASS_NEW_TIMEOUT} }`,
+        ];
+      }),
+      '  }',
+      // After conntrack: a real server's ICMP error to a client (a UDP port unreachable, say)
+      // belongs to lvsd's flow unless conntrack relates it to a direct one (lvsd's own flows are
+      // never tracked). Conntrack creates no entry for an error it cannot relate, and notrack
+      // still applies to a packet that has none, so a firewall's `ct state invalid drop` does not
+      // see it.
+      '  chain errors {',
+      '    type filter hook prerouting priority mangle - 10; policy accept;',
+      // (What lvsd gives back to the kernel comes out of its devices: never steered again.)
+      `    iifname ${devices} return`,
+      `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
+      `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
       '  }',
       '  chain output {',
       // Locally generated packets to a VIP (a client on the director): type route re-routes them.
@@ -693,17 +752,23 @@ export class HostNetwork implements HostSteering, HostRepair {
     ];
     if (sets.every(([, , elements]) => elements.length === 0)) return null;
     const timeout = `${Math.max(1, Math.ceil(holdMs / 1000))}s`;
-    const table = `inet ${holdTableName(this.nftTable)}`;
+    const hold = holdTableName(this.nftTable);
+    const table = `inet ${hold}`;
     const lines = [
       `table ${table} {}`,
       `delete table ${table}`,
       `table ${table} {`,
       ...sets.map(([name, type]) => `  set ${name} { type ${type}; timeout ${timeout}; }`),
+      // The direct flows our table remembers, each for the time it had left there: they are not
+      // held, and the next lvsd's table takes them over.
+      ...PASS_SETS.map(([name, type]) => `  set ${name} { type ${type}; flags timeout; }`),
       // Before our own raw chain, so that it holds the traffic while the next lvsd sets up.
       '  chain prerouting {',
       '    type filter hook prerouting priority raw - 10; policy accept;',
       '    ip daddr . meta l4proto . th dport @svc4 drop',
       '    ip6 daddr . meta l4proto . th dport @svc6 drop',
+      '    ip saddr . meta l4proto . th sport . ip daddr . th dport @pass4 accept',
+      '    ip6 saddr . meta l4proto . th sport . ip6 daddr . th dport @pass6 accept',
       // Real servers' replies to clients: forwarded un-NATed, the client would reset them.
       '    ip saddr . meta l4proto . th sport @real4 fib daddr type != local drop',
       '    ip6 saddr . meta l4proto . th sport @real6 fib daddr type != local drop',
@@ -723,7 +788,36 @@ export class HostNetwork implements HostSteering, HostRepair {
     for (const [name, , elements] of sets) {
       if (elements.length > 0) lines.push(`add element ${table} ${name} { ${elements.join(', ')} }`);
     }
+    lines.push(...this.passElements([this.nftTable], hold));
     return `${lines.join('\n')}\n`;
+  }
+
+  /**
+   * `add element` lines that copy the direct flows remembered in the tables `from` into table
+   * `to`, each once, with the time it has left; nothing from a table that is gone.
+   */
+  private passElements(from: readonly string[], to: string): string[] {
+    return PASS_SETS.flatMap(([name]) => {
+      const flows = new Map<string, number>();
+      for (const table of from) {
+        let listing: { nftables?: { set?: { elem?: { elem?: PassElement }[] } }[] };
+        try {
+          listing = JSON.parse(this.system.run(['nft', '-j', 'list', 'set', 'inet', table, name]));
+        } catch {
+          continue;
+        }
+        for (const { elem } of (listing.nftables ?? []).flatMap((object) => object.set?.elem ?? [])) {
+          const parts = elem?.val?.concat;
+          // The kernel's own listing, but it becomes nft input: only addresses, names and numbers.
+          if (!Array.isArray(parts) || !parts.every((part) => /^[\w.:]+$/.test(String(part)))) continue;
+          const flow = parts.join(' . ');
+          if (!flows.has(flow)) flows.set(flow, Math.max(1, Math.floor(Number(elem?.expires) || 0)));
+        }
+      }
+      if (flows.size === 0) return [];
+      const elements = [...flows].map(([flow, seconds]) => `${flow} timeout ${seconds}s`);
+      return [`add element inet ${to} ${name} { ${elements.join(', ')} }`];
+    });
   }
 
   /**
@@ -736,6 +830,10 @@ export class HostNetwork implements HostSteering, HostRepair {
     for (const [name, set] of this.elements) {
       if (set.size > 0) lines.push(`add element ${table} ${name} { ${[...set].join(', ')} }`);
     }
+    // The direct flows go on: those our table remembered (a repair recreates it) or, after a
+    // restart, those the hold kept.
+    const held = this.has(HOLD_KEY) ? [holdTableName(this.nftTable)] : [];
+    lines.push(...this.passElements([this.nftTable, ...held], this.nftTable));
     return `${lines.join('\n')}\n`;
   }
 

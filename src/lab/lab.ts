@@ -162,6 +162,12 @@ http {
     location /files/ {
       alias ${dir}/www/;
     }
+    # The same files at 2 MB/s, paced by the server: a client that reads at once sends nothing
+    # between the server's bursts.
+    location /slow/ {
+      alias ${dir}/www/;
+      limit_rate 2m;
+    }
   }
 ${moreServers}}
 `;

@@ -48,6 +48,9 @@ export class FakeSystem implements System {
     if (argv[0] === 'nft' && argv[1] === '-j' && argv[2] === 'list' && argv[3] === 'table') {
       return JSON.stringify(this.nftList(`${argv[4]} ${argv[5]}`));
     }
+    if (argv[0] === 'nft' && argv[1] === '-j' && argv[2] === 'list' && argv[3] === 'set') {
+      return JSON.stringify(this.nftListSet(`${argv[4]} ${argv[5]}`, argv[6]!));
+    }
     if (argv[0] === 'nft' && argv[1] === 'delete' && argv[2] === 'table') {
       this.deleteTable(`${argv[3]} ${argv[4]}`);
       return '';
@@ -136,6 +139,20 @@ export class FakeSystem implements System {
         ...Array.from({ length: shape.rules }, () => ({ rule: { family, table: name } })),
       ],
     };
+  }
+
+  /** One set as `nft -j list set` shows it; an element "A . B timeout 5s" has 5 s left. */
+  private nftListSet(table: string, set: string): unknown {
+    if (!this.nftTables.has(table)) throw new Error(`nft: Error: No such file or directory: ${table}`);
+    const prefix = `nft element ${table} ${set} `;
+    const elem = [...this.facts]
+      .filter((fact) => fact.startsWith(prefix))
+      .map((fact) => {
+        const [, key, seconds] = /^(.*?)(?: timeout (\d+)s)?$/.exec(fact.slice(prefix.length))!;
+        const concat = key!.split(' . ').map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+        return { elem: { val: { concat }, expires: Number(seconds ?? 0) } };
+      });
+    return { nftables: [{ set: { family: table.split(' ')[0], name: set, elem } }] };
   }
 
   /** Runs a change atomically, as nft does: all of it or, when it throws, none. */

@@ -568,18 +568,118 @@ describe('HostNetwork: verify and repair', () => {
   });
 });
 
-describe('HostNetwork: the restart hold', () => {
-  /** The FakeSystem, keeping the nft scripts it was given. */
-  function holdSetup() {
-    const { system, host } = setup();
-    const scripts: string[] = [];
-    const run = system.run.bind(system);
-    system.run = (argv, input) => {
-      if (input !== undefined && argv.join(' ') === 'nft -f -') scripts.push(input);
-      return run(argv, input);
+/** The FakeSystem, keeping the nft scripts it was given. */
+function scriptedSetup(system = setup().system) {
+  const scripts: string[] = [];
+  const run = system.run.bind(system);
+  system.run = (argv, input) => {
+    if (input !== undefined && argv.join(' ') === 'nft -f -') scripts.push(input);
+    return run(argv, input);
+  };
+  return { system, host: new HostNetwork({ system, stateDir: STATE, tunName: 'lvs0' }), scripts };
+}
+
+/** A direct flow the kernel remembered: the client 198.18.0.2:45994 asked 198.18.1.11:80 itself. */
+const DIRECT_FLOW = '198.18.1.11 . tcp . 80 . 198.18.0.2 . 45994';
+
+describe('HostNetwork: flows that reach a real server directly', () => {
+  it('are remembered by the kernel and their replies pass, never those of lvsd own connections', () => {
+    const { host, scripts } = scriptedSetup();
+    host.sync([web]);
+    const lines = scripts[0]!.split('\n').map((line) => line.trim());
+    const at = (pattern: RegExp): number => {
+      const found = lines.findIndex((line) => pattern.test(line));
+      assert.ok(found >= 0, `${pattern} in the ruleset`);
+      return found;
     };
-    return { system, host, scripts };
-  }
+    assert.match(
+      scripts[0]!,
+      /set pass4 \{ type ipv4_addr \. inet_proto \. inet_service \. ipv4_addr \. inet_service; size 4096; flags dynamic, timeout; \}/,
+    );
+    assert.match(scripts[0]!, /set pass6 \{ type ipv6_addr \. inet_proto/);
+    // lvsd's own connection to a real server (out of any of its devices, a fwmark service's too)
+    // ends a direct flow on its tuple, and is never taken for a direct request.
+    const devices = '\\{ "lvs0", "lvsf\\*" \\}';
+    const returns = [at(/^iifname "lvs0" notrack return$/), at(/^iifname "lvsf\*" return$/)];
+    for (const family of ['4', '6']) {
+      const deletes = at(
+        new RegExp(
+          `^iifname ${devices} delete @pass${family} \\{ ip6? daddr \\. meta l4proto \\. th dport \\. ip6? saddr \\. th sport \\}$`,
+        ),
+      );
+      assert.ok(returns.every((i) => deletes < i));
+      assert.ok(returns.every((i) => i < at(new RegExp(`@real${family} add @pass${family} `))));
+    }
+    // A direct flow's replies return before any rule steers a real server's replies.
+    const passes = at(/^ip saddr \. meta l4proto \. th sport \. ip daddr \. th dport @pass4 return$/);
+    const steers = lines.flatMap((line, i) =>
+      /^ip6? saddr .*@real[46].*meta mark set/.test(line) ? [i] : [],
+    );
+    assert.equal(steers.length, 4);
+    assert.ok(steers.every((i) => i > passes));
+    // Requests are remembered only when nothing steered them, short at first, longer once a flow.
+    assert.match(
+      scripts[0]!,
+      /meta mark != 19542 ip daddr \. meta l4proto \. th dport @real4 add @pass4 \{ [^}]+ timeout 60s \}/,
+    );
+    assert.match(
+      scripts[0]!,
+      /meta mark != 19542 ip daddr [^@]+@pass4 update @pass4 \{ [^}]+ timeout 300s \} return/,
+    );
+    // A real server's ICMP errors are steered after conntrack, unless it relates them to a direct
+    // flow (what lvsd gives back to the kernel is not steered again).
+    assert.match(
+      scripts[0]!,
+      /chain errors \{\n\s+type filter hook prerouting priority mangle - 10;[^\n]*\n\s+iifname \{ "lvs0", "lvsf\*" \} return\n\s+ip saddr @rip4 icmp type \{[^}]+\} fib daddr type != local ct state != related meta mark set 19542 notrack/,
+    );
+    assert.ok(!lines.some((line) => /^ip6? saddr @rip[46] /.test(line) && !/ct state != related/.test(line)));
+  });
+
+  it('go on through a restart: the hold lets them pass and the next lvsd takes them with the time they had left', () => {
+    const { system, host, scripts } = scriptedSetup();
+    host.sync([web]);
+    system.facts.add(`nft element inet lvsd pass4 ${DIRECT_FLOW} timeout 250s`);
+    // A listing the kernel would never give: not copied into nft input.
+    system.facts.add('nft element inet lvsd pass4 198.18.1.11 . tcp . 80 . 198.18.0.2 } flush ruleset { . 1');
+    host.hold(30_000);
+    const hold = scripts.at(-1)!;
+    assert.match(
+      hold,
+      /set pass4 \{ type ipv4_addr \. inet_proto \. inet_service \. ipv4_addr \. inet_service; flags timeout; \}/,
+    );
+    const lines = hold.split('\n').map((line) => line.trim());
+    const accepted = lines.indexOf('ip saddr . meta l4proto . th sport . ip daddr . th dport @pass4 accept');
+    const dropped = lines.indexOf('ip saddr . meta l4proto . th sport @real4 fib daddr type != local drop');
+    assert.ok(accepted >= 0 && accepted < dropped, hold);
+    assert.ok(lines.includes(`add element inet lvsd_hold pass4 { ${DIRECT_FLOW} timeout 250s }`), hold);
+    assert.ok(!hold.includes('flush ruleset'));
+    host.stop({ keepHold: true });
+    assert.ok(system.facts.has(`nft element inet lvsd_hold pass4 ${DIRECT_FLOW} timeout 250s`));
+
+    const next = scriptedSetup(system);
+    next.host.recover();
+    next.host.sync([web]);
+    assert.ok(next.scripts[0]!.includes(`add element inet lvsd pass4 { ${DIRECT_FLOW} timeout 250s }`));
+    next.host.releaseHold();
+    assert.ok(system.facts.has(`nft element inet lvsd pass4 ${DIRECT_FLOW} timeout 250s`));
+    assert.ok(![...system.facts].some((fact) => fact.includes('lvsd_hold')));
+  });
+
+  it('a repair that recreates the table keeps them; a firewall reload that removed them does not bring them back', () => {
+    const { system, host, scripts } = scriptedSetup();
+    host.sync([web]);
+    system.facts.add(`nft element inet lvsd pass4 ${DIRECT_FLOW} timeout 120s`);
+    system.nftTables.get('inet lvsd')!.rules--;
+    assert.deepEqual(host.repair().repaired, ['nft table inet lvsd']);
+    assert.ok(scripts.at(-1)!.includes(`add element inet lvsd pass4 { ${DIRECT_FLOW} timeout 120s }`));
+    system.flushRuleset();
+    assert.deepEqual(host.repair().repaired, ['nft table inet lvsd']);
+    assert.ok(!scripts.at(-1)!.includes('add element inet lvsd pass4'));
+  });
+});
+
+describe('HostNetwork: the restart hold', () => {
+  const holdSetup = () => scriptedSetup();
   const dns = service('198.18.0.1', IPPROTO_UDP, 53, [['198.18.1.11', 53]]);
   /** A run that steered the web service, stopped for a restart; the host as it was before it. */
   function heldAndStopped() {

@@ -148,6 +148,17 @@ describe(
           { stdio: ['ignore', 'pipe', 'pipe'] },
         ),
       );
+      // The same file from a real server's own address, through the director but no flow of lvsd's,
+      // paced by the server so that the client sends nothing between its bursts: the kernel passes
+      // it, and the restart must not cut it.
+      const directOut = join(lab.tmpDir, 'direct.bin');
+      const direct = collect(
+        lab.spawn(
+          lab.ns.client,
+          ['curl', '-sS', '--max-time', '60', '-o', directOut, `http://${realServers[0]}/slow/bulk.bin`],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        ),
+      );
       // One UDP socket (one flow), a datagram every 100 ms for 14 s; socat stops on an ICMP error.
       const flow = collect(
         lab.spawn(
@@ -202,6 +213,9 @@ describe(
       assert.ok(statSync(out).size > sizeAtStop);
       const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
       assert.equal(sha(out), sha(lab.bulkFile!), 'the file arrived byte for byte');
+      const directDone = await direct;
+      assert.equal(directDone.code, 0, `curl from ${realServers[0]}: ${directDone.stderr}`);
+      assert.equal(sha(directOut), sha(lab.bulkFile!), 'the direct download arrived byte for byte');
       const udp = await flow;
       assert.equal(udp.code, 0, `socat: ${udp.stderr}`);
       const replies = udp.stdout.split('\n').filter(Boolean);
