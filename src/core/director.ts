@@ -51,7 +51,7 @@ import {
   rewriteIcmpErrorToRealServer,
 } from './packet/icmp.js';
 import { hasPorts, parsePacket, type DropReason, type ParsedPacket } from './packet/parse.js';
-import { VNET_HDR_LEN, vnetFlags, wirePackets, writePlainVnetHdr } from './packet/vnet.js';
+import { isSuperPacket, readVnetHdr, VNET_HDR_LEN, vnetFlags, writePlainVnetHdr } from './packet/vnet.js';
 import { ServiceTable } from './services.js';
 import { CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
 import type { SyncTuning } from './sync/master.js';
@@ -366,10 +366,10 @@ export class Director {
       : { addr: this.conns.vaddr(id), port: this.conns.vport(id), route: null };
     if (!inbound && !method.toClient) return this.drop('no-reply-path');
     // Measured before the method rewrites the frame (a tunnel replaces its virtio_net_hdr).
-    const packets = wirePackets(buf, offset, p.payloadLength);
+    const size = wireSize(buf, offset, p);
     const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
     if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
-    this.count(service, dest, inbound, p, packets);
+    this.count(service, dest, inbound, size);
     this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
     if (inbound && this.syncSource !== null) this.syncSource.onClientPacket(id, this.isOnePacket(id, p));
     if (p.isFragment) {
@@ -444,11 +444,11 @@ export class Director {
       return this.drop('fragment-unmatched');
     }
     const inbound = decision.direction === 'in';
-    const packets = wirePackets(buf, offset, p.payloadLength);
+    const size = wireSize(buf, offset, p);
     const { method, target } = decision;
     const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
     if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
-    this.count(decision.service, decision.dest, inbound, p, packets);
+    this.count(decision.service, decision.dest, inbound, size);
     return out;
   }
 
@@ -521,9 +521,7 @@ export class Director {
     return VNET_HDR_LEN + icmpLength;
   }
 
-  /** Counts what the wire carries: `packets` (wirePackets) of p's headers each, with p's payload once. */
-  private count(service: Service, dest: Dest, inbound: boolean, p: ParsedPacket, packets: number): void {
-    const bytes = p.end - p.l3Offset + (packets - 1) * (p.payloadOffset - p.l3Offset);
+  private count(service: Service, dest: Dest, inbound: boolean, { packets, bytes }: WireSize): void {
     if (inbound) {
       this.counters.forwardedIn++;
       service.stats.countIn(packets, bytes);
@@ -769,6 +767,23 @@ export class Director {
     if (options.connections) snapshot.connections = [...this.conns.entries()];
     return snapshot;
   }
+}
+
+interface WireSize {
+  packets: number;
+  bytes: number;
+}
+
+/** What the wire carries: a GSO super-packet is as many packets as it will be segmented into. */
+function wireSize(buf: Uint8Array, offset: number, p: ParsedPacket): WireSize {
+  let packets = 1;
+  let bytes = p.end - p.l3Offset;
+  const vnet = readVnetHdr(buf, offset);
+  if (isSuperPacket(vnet, p.payloadLength)) {
+    packets = Math.ceil(p.payloadLength / vnet.gsoSize);
+    bytes += (packets - 1) * (p.payloadOffset - p.l3Offset);
+  }
+  return { packets, bytes };
 }
 
 function statsSnapshot(stats: Stats): StatsSnapshot {

@@ -71,18 +71,5 @@ export function writePlainVnetHdr(buf: Uint8Array, off: number): void {
 
 /** Whether a frame with this header and payload is a GSO super-packet: more than one segment on the wire. */
 export function isSuperPacket(vnet: VnetHdr, payloadLength: number): boolean {
-  return segmented(vnet.gsoType, vnet.gsoSize, payloadLength);
-}
-
-/**
- * How many packets the frame at buf[off] is on the wire: as many as a GSO super-packet will be
- * segmented into, else 1. Reads the two fields in place, as the packet path counts every frame.
- */
-export function wirePackets(buf: Uint8Array, off: number, payloadLength: number): number {
-  const gsoSize = readLe16(buf, off + 4);
-  return segmented(buf[off + 1], gsoSize, payloadLength) ? Math.ceil(payloadLength / gsoSize) : 1;
-}
-
-function segmented(gsoType: number, gsoSize: number, payloadLength: number): boolean {
-  return gsoType !== VIRTIO_NET_HDR_GSO_NONE && gsoSize > 0 && payloadLength > gsoSize;
+  return vnet.gsoType !== VIRTIO_NET_HDR_GSO_NONE && vnet.gsoSize > 0 && payloadLength > vnet.gsoSize;
 }
