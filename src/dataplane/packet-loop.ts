@@ -57,8 +57,6 @@ export class PacketLoop {
   private lastTick: number;
   private lastRouteRefresh: number;
   private lastExceptionReport = -Infinity;
-  /** The last turn read every device until it came up empty. */
-  private drained = false;
 
   constructor(private readonly options: PacketLoopOptions) {
     this.director = options.director;
@@ -110,16 +108,11 @@ export class PacketLoop {
     return structuredClone(this.stats);
   }
 
-  /**
-   * One turn: a wait when the last turn left every device empty, a batch from every device, then
-   * the tick when due. The wait comes first, not after an empty batch: a read right after one that
-   * came up empty would find nothing either, unless a frame has just come, and poll() returns for
-   * that frame anyway. So a wake-up costs poll(), the reads of its frames and one empty read.
-   */
+  /** One turn: a batch from every device (or a wait when all were idle), then the tick when due. */
   turn(): void {
-    if (this.drained) this.driver.wait(this.devices, this.options.idlePollMs);
-    this.drained = true;
-    for (const device of this.devices) if (this.drain(device) === BATCH) this.drained = false;
+    let handled = 0;
+    for (const device of this.devices) handled += this.drain(device);
+    if (handled === 0) this.driver.wait(this.devices, this.options.idlePollMs);
     const now = this.clock.now();
     if (now - this.lastTick >= this.options.tickMs) {
       this.lastTick = now;

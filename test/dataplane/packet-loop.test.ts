@@ -10,7 +10,7 @@ import { VNET_HDR_LEN } from '../../src/core/packet/vnet.js';
 import { PacketLoop, ROUTE_REFRESH_MS } from '../../src/dataplane/packet-loop.js';
 import type { RouteLookup } from '../../src/dataplane/routes.js';
 import { addr, buildPacket, withVnet } from '../helpers/packets.js';
-import { FakeDevice, FakeDriver } from './fake-device.js';
+import { FakeDriver } from './fake-device.js';
 
 const markService = (fwmark: number): ServiceKey => ({
   af: 4,
@@ -84,39 +84,6 @@ test("the kernel's queue drops on every device are counted, a closed fwmark devi
   loop.execute({ op: 'delete-service', key: markService(7) });
   driver.opened.get('lvs0')!.dropped = 41;
   assert.equal(loop.counters().drops.queueFull, 43);
-});
-
-test('a frame is handled in the turn whose wait it ended, and each wake-up reads the empty queue once', () => {
-  class CountingDevice extends FakeDevice {
-    emptyReads = 0;
-    override read(buf: Uint8Array): number {
-      const n = super.read(buf);
-      if (n === 0) this.emptyReads++;
-      return n;
-    }
-  }
-  const device = new CountingDevice('lvs0', 0);
-  // One frame comes during each wait, as poll() returns when one is queued.
-  const arriving = [syn('198.18.0.1', 80), syn('198.18.0.1', 81), syn('198.18.0.1', 82)];
-  const clock = new ManualClock(0);
-  const loop = new PacketLoop({
-    report: () => undefined,
-    director: new Director({ clock, random: () => 0.5, connCapacity: 64 }),
-    driver: { open: () => device, wait: () => void device.inbox.push(...arriving.splice(0, 1)) },
-    clock,
-    frameMax: 65546,
-    mainDevice: 'lvs0',
-    idlePollMs: 0,
-    tickMs: 100,
-  });
-  loop.turn();
-  assert.equal(device.emptyReads, 1, 'the first turn finds the device empty');
-  for (let frames = 1; frames <= 3; frames++) {
-    loop.turn();
-    // Not a service's: given back to the kernel as it came.
-    assert.equal(device.outbox.length, frames);
-    assert.equal(device.emptyReads, 1 + frames);
-  }
 });
 
 test('a device that cannot be opened refuses the service and changes nothing', () => {
