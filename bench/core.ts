@@ -1,16 +1,19 @@
-// Core benchmarks: connection-table lookups and memory at 1M live entries, scheduler decisions
-// per second, and the mh table rebuild. Bounded: the whole run takes well under two minutes.
+// Core benchmarks: new connections through Director.process, connection-table lookups and memory
+// at 1M live entries, scheduler decisions per second, and the mh table rebuild. Bounded: the whole
+// run takes well under two minutes; `node dist/bench/core.js packets` runs the first part alone.
 // Memory figures need --expose-gc; without it the script runs itself again with the flag.
 
 import { spawnSync } from 'node:child_process';
 import { ManualClock } from '../src/core/clock.js';
 import { ConnTable } from '../src/core/conn/table.js';
-import { TCP_ACK } from '../src/core/conn/tcp-state.js';
+import { TCP_ACK, TCP_FIN, TCP_SYN } from '../src/core/conn/tcp-state.js';
+import { Director } from '../src/core/director.js';
 import { Timeouts } from '../src/core/conn/timeouts.js';
 import { addr4, IPPROTO_TCP, type Addr } from '../src/core/inet.js';
 import { Dest, type ServiceView } from '../src/core/model.js';
 import { findScheduler, schedulerNames } from '../src/core/sched/index.js';
 import type { FlowKey, SchedulerEnv } from '../src/core/sched/types.js';
+import { buildPacket, tcpSegment, withVnet } from '../test/helpers/packets.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) {
@@ -31,6 +34,14 @@ function heapBytes(): number {
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const rate = (count: number, ms: number) => `${(((count / ms) * 1000) / 1e6).toFixed(2)} M/s`;
+
+/** CPU time taken by run(): steadier than the wall clock on a machine shared with other work. */
+function cpuMs(run: () => void): number {
+  const start = process.cpuUsage();
+  run();
+  const { user, system } = process.cpuUsage(start);
+  return (user + system) / 1000;
+}
 
 function elapsedMs(run: () => void): number {
   const start = process.hrtime.bigint();
@@ -152,6 +163,101 @@ function memoryCeiling(): string {
   return rate(LOOKUPS, ms);
 }
 
+const TCP_PSH = 0x08;
+/** Offsets in a frame (virtio_net_hdr, IPv4 header without options, TCP). */
+const FRAME_SADDR = 10 + 12;
+const FRAME_DADDR = 10 + 16;
+const FRAME_SPORT = 10 + 20;
+const FRAME_DPORT = 10 + 22;
+
+/**
+ * A Connection: close exchange as the director sees it in `npm run bench`'s lab: the handshake,
+ * the request, the answer, the real server's close and the client's (9 packets, both directions).
+ */
+const EXCHANGE: { fromClient: boolean; flags: number; payload: number }[] = [
+  { fromClient: true, flags: TCP_SYN, payload: 0 },
+  { fromClient: false, flags: TCP_SYN | TCP_ACK, payload: 0 },
+  { fromClient: true, flags: TCP_ACK, payload: 0 },
+  { fromClient: true, flags: TCP_PSH | TCP_ACK, payload: 90 },
+  { fromClient: false, flags: TCP_PSH | TCP_ACK, payload: 340 },
+  { fromClient: false, flags: TCP_FIN | TCP_ACK, payload: 0 },
+  { fromClient: true, flags: TCP_ACK, payload: 0 },
+  { fromClient: true, flags: TCP_FIN | TCP_ACK, payload: 0 },
+  { fromClient: false, flags: TCP_ACK, payload: 0 },
+];
+const PACKET_CONNS = 100_000;
+const PACKET_ROUNDS = 7;
+/** The lab's load: one client at about 4000 connections/s over ports 1024-65000, the tick every 100 ms. */
+const CONN_INTERVAL_MS = 0.25;
+const TICK_MS = 100;
+
+/**
+ * New connections through Director.process, as the packet loop drives it: each frame copied into
+ * the loop's buffer, processed, the tick when due. One client cycling through its ports, so the
+ * table holds the TIME_WAIT entries of the last 64K connections and each SYN reopens one.
+ */
+function benchNewConnections(): void {
+  console.log(`\n== new connections through Director.process (rr, 2 masq real servers) ==`);
+  const clock = new ManualClock(0);
+  const director = new Director({ clock });
+  const key = { af: 4, protocol: IPPROTO_TCP, addr: addr4(0xc612000a), port: 80, fwmark: 0 } as const;
+  director.execute({ op: 'add-service', key, settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null } }); // prettier-ignore
+  for (const rs of [0xc612010b, 0xc612010c]) {
+    const settings = { method: 'masq', weight: 1, uThreshold: 0, lThreshold: 0 } as const;
+    director.execute({ op: 'add-dest', key, addr: addr4(rs), port: 80, settings });
+  }
+  const templates = EXCHANGE.map(({ fromClient, flags, payload }) => {
+    const spec = fromClient
+      ? tcpSegment('198.18.0.2', 1024, '198.18.0.10', 80, flags)
+      : tcpSegment('198.18.1.11', 80, '198.18.0.2', 1024, flags);
+    return withVnet(buildPacket({ ...spec, payload: new Uint8Array(payload) }));
+  });
+  const frame = new Uint8Array(65536 + 10);
+  const realServer = new Uint8Array(4);
+  let conn = 0;
+  let nextTick = TICK_MS;
+  let failed = 0;
+  const run = (conns: number) => {
+    for (const end = conn + conns; conn < end; conn++) {
+      const port = 1024 + (conn % 63977);
+      for (let k = 0; k < EXCHANGE.length; k++) {
+        const template = templates[k]!;
+        frame.set(template);
+        if (EXCHANGE[k]!.fromClient) {
+          frame[FRAME_SPORT] = port >>> 8;
+          frame[FRAME_SPORT + 1] = port & 0xff;
+        } else {
+          frame.set(realServer, FRAME_SADDR);
+          frame[FRAME_DPORT] = port >>> 8;
+          frame[FRAME_DPORT + 1] = port & 0xff;
+        }
+        if (director.process(frame, 0, template.length) <= 0) failed++;
+        // The scheduler's choice, where the rest of this connection's replies come from.
+        if (k === 0) realServer.set(frame.subarray(FRAME_DADDR, FRAME_DADDR + 4));
+      }
+      clock.advance(CONN_INTERVAL_MS);
+      if (clock.now() >= nextTick) {
+        nextTick += TICK_MS;
+        director.tick();
+      }
+    }
+  };
+  run(70_000); // past the first port reuse: the table at its steady size
+  const perConnNs: number[] = [];
+  for (let round = 0; round < PACKET_ROUNDS; round++) {
+    perConnNs.push((cpuMs(() => run(PACKET_CONNS)) * 1e6) / PACKET_CONNS);
+  }
+  if (failed > 0) throw new Error(`${failed} packets were not forwarded`);
+  perConnNs.sort((a, b) => a - b);
+  const median = perConnNs[PACKET_ROUNDS >> 1]!;
+  const spread = `${perConnNs[0]!.toFixed(0)}-${perConnNs[PACKET_ROUNDS - 1]!.toFixed(0)}`;
+  console.log(
+    `${EXCHANGE.length} packets per connection, ${PACKET_ROUNDS} rounds of ${PACKET_CONNS.toLocaleString('en')}, CPU time: ` +
+      `${median.toFixed(0)} ns per connection (${spread}), ${(median / EXCHANGE.length).toFixed(0)} ns per packet, ` +
+      `${(1e9 / median / 1e3).toFixed(0)}K connections/s; table ${director.conns.size.toLocaleString('en')} entries`,
+  );
+}
+
 function benchSchedulers(): void {
   console.log('\n== schedulers: decisions/s (static load, varied weights) ==');
   const sizes = [2, 16, 1000];
@@ -210,6 +316,8 @@ function benchMhRebuild(): void {
 }
 
 const total = elapsedMs(() => {
+  benchNewConnections();
+  if (process.argv[2] === 'packets') return;
   benchConnTable();
   benchSchedulers();
   benchMhRebuild();
