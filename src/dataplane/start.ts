@@ -4,6 +4,7 @@
 
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
+import { TUN_FORWARDING } from './forwarding.js';
 import { HostNetwork, RealSystem, type HostRepair } from './host.js';
 import { DEFAULT_TUN_MTU, DEFAULT_TUN_NAME } from './tun.js';
 import { WorkerEngine } from './worker-engine.js';
@@ -41,6 +42,7 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     connCapacity: options.connCapacity,
     defense: options.defense,
     expiry: options.expiry,
+    forwarding: TUN_FORWARDING,
   });
   if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
   return engine;
