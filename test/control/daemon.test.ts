@@ -101,7 +101,10 @@ test('a corrupt state file stops lvsd with file, line and reason', async () => {
 
     // What the data plane cannot deliver (direct routing on TUN) is refused at start too:
     // test/control/dataplane-methods.test.ts.
-    await writeFile(file, '-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -i --tun-type gre\n');
+    await writeFile(
+      file,
+      '-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -i --tun-type gre\n',
+    );
     const tunnelled = await runDaemonToExit(dir, stateDir);
     assert.equal(tunnelled.code, 1);
     assert.match(tunnelled.stderr, /ipvsadm\.rules:2: lvsd cannot tunnel with --tun-type gre/);
