@@ -21,8 +21,8 @@ import type { ForwardingCapability } from '../core/forward/types.js';
 import type { Snapshot } from '../core/ops.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { checkDataplaneCapabilities } from '../dataplane/capabilities.js';
-import { TUN_FORWARDING } from '../dataplane/forwarding.js';
-import { startDataplaneEngine } from '../dataplane/start.js';
+import { DATAPLANE_FORWARDING } from '../dataplane/forwarding.js';
+import { DATAPLANE_KINDS, startDataplaneEngine, type DataplaneKind } from '../dataplane/start.js';
 import { reloadingFields, systemdNotifier } from '../control/sd-notify.js';
 import { parseListenAddress } from '../http/address.js';
 import { readKeepalivedConf } from '../keepalived/read.js';
@@ -34,7 +34,8 @@ import { readBuildInfo } from '../http/build-info.js';
 import { startHttpListener } from '../http/server.js';
 import type { HttpListener } from '../http/server.js';
 
-const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [--http [ADDR:]PORT]
+const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane | --dataplane tun|packet]
+            [--http [ADDR:]PORT]
             [--http-token-file FILE]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
@@ -45,6 +46,9 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane] [-
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
+  --dataplane tun|packet  how packets reach lvsd: tun (default) steers them through a TUN
+                    device; packet reads them off the VIPs' and real servers' interfaces with
+                    AF_PACKET rings and sends them out with the next hop's MAC (docs/host.md)
   --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics and the live dashboard at
                       http://ADDR:PORT/ (off unless given); PORT alone listens on loopback
                       (127.0.0.1); ADDR is an IP address: [::1] for IPv6, 0.0.0.0 for every address
@@ -86,6 +90,7 @@ interface CommandLine {
   socketPath: string;
   stateDir: string;
   dataplane: boolean;
+  dataplaneKind: DataplaneKind;
   http: ListenAddress | null;
   httpTokenFile: string | null;
   connCapacity: number;
@@ -109,6 +114,7 @@ const VALUE_OPTIONS = new Set([
   '--expire-nodest-conn',
   '--expire-quiescent-template',
   '--keepalived-conf',
+  '--dataplane',
   '--restart-hold',
 ]);
 
@@ -137,6 +143,7 @@ function parseCommandLine(args: string[]): CommandLine {
   let socketPath = process.env.LVSD_SOCKET || DEFAULT_SOCKET_PATH;
   let stateDir = process.env.LVSD_STATE_DIR || DEFAULT_STATE_DIR;
   let dataplane = true;
+  let dataplaneKind: DataplaneKind | null = null;
   let http: ListenAddress | null = null;
   let httpTokenFile: string | null = null;
   let connCapacity = DEFAULT_CONN_CAPACITY;
@@ -165,7 +172,11 @@ function parseCommandLine(args: string[]): CommandLine {
     if (name === '--socket') socketPath = value;
     else if (name === '--state-dir') stateDir = value;
     else if (name === '--keepalived-conf') keepalivedConf = resolve(value);
-    else if (name === '--http-token-file') httpTokenFile = resolve(value);
+    else if (name === '--dataplane') {
+      if (!DATAPLANE_KINDS.includes(value as DataplaneKind))
+        usageError(`--dataplane: ${value} is not ${DATAPLANE_KINDS.join(' or ')}`);
+      dataplaneKind = value as DataplaneKind;
+    } else if (name === '--http-token-file') httpTokenFile = resolve(value);
     else if (name === '--restart-hold') {
       const seconds = decimal(value);
       if (!(seconds >= 0 && seconds <= 3600))
@@ -198,6 +209,8 @@ function parseCommandLine(args: string[]): CommandLine {
       Object.assign(defense, change);
     }
   }
+  if (dataplaneKind !== null && !dataplane)
+    usageError('--dataplane and --no-dataplane contradict each other');
   if (floatingVips && !dataplane)
     usageError('--floating-vips is about the data plane: not with --no-dataplane');
   if (httpTokenFile && !http) usageError('--http-token-file needs --http');
@@ -205,6 +218,7 @@ function parseCommandLine(args: string[]): CommandLine {
     socketPath,
     stateDir,
     dataplane,
+    dataplaneKind: dataplaneKind ?? 'tun',
     http,
     httpTokenFile,
     connCapacity,
@@ -218,7 +232,7 @@ function parseCommandLine(args: string[]): CommandLine {
 
 /** With the data plane, the director lives in its worker thread; without, in this one. */
 async function buildEngine(commandLine: CommandLine): Promise<Engine> {
-  const { dataplane, stateDir, connCapacity, defense, expiry, floatingVips } = commandLine;
+  const { dataplane, dataplaneKind, stateDir, connCapacity, defense, expiry, floatingVips } = commandLine;
   if (!dataplane) {
     const director = new Director({ clock: { now: () => performance.now() }, connCapacity, defense, expiry });
     return new InProcessEngine(director, { tickIntervalMs: 1000 });
@@ -233,6 +247,7 @@ async function buildEngine(commandLine: CommandLine): Promise<Engine> {
     repairIntervalMs: HOST_REPAIR_INTERVAL_MS,
     log: stderrLogger,
     floatingVips,
+    kind: dataplaneKind,
   });
 }
 
@@ -354,7 +369,7 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
  * others); null without one: a configuration-only lvsd keeps whatever the core can do.
  */
 function forwardingOf(commandLine: CommandLine): ForwardingCapability | null {
-  return commandLine.dataplane ? TUN_FORWARDING : null;
+  return commandLine.dataplane ? DATAPLANE_FORWARDING[commandLine.dataplaneKind] : null;
 }
 
 function keepalivedSource(file: string, forwarding: ForwardingCapability | null): KeepalivedSource {

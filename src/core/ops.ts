@@ -214,6 +214,12 @@ export interface DeviceCounters {
     exception: number;
     /** The kernel found the device's queue full: lvsd fell behind the offered load. */
     queueFull: number;
+    /** Layer-2 plane: the next hop's MAC is not known yet (its resolution was asked for). */
+    noNeighbour: number;
+    /** Layer-2 plane: the host has no route to the rewritten packet's destination. */
+    noRoute: number;
+    /** Layer-2 plane: a frame cut short by the ring or too short for its headers (a runt). */
+    badFrame: number;
   };
 }
 
@@ -223,7 +229,15 @@ export function zeroDeviceCounters(): DeviceCounters {
     rxBytes: 0,
     txPackets: 0,
     txBytes: 0,
-    drops: { verdict: 0, writeFailed: 0, exception: 0, queueFull: 0 },
+    drops: {
+      verdict: 0,
+      writeFailed: 0,
+      exception: 0,
+      queueFull: 0,
+      noNeighbour: 0,
+      noRoute: 0,
+      badFrame: 0,
+    },
   };
 }
 

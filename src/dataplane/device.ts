@@ -23,8 +23,11 @@ export interface PacketDevice {
 /** Opens devices and waits for traffic on them. */
 export interface DeviceDriver {
   open(name: string, fwmark: number): PacketDevice;
-  /** Blocks until one of `devices` has a frame or `timeoutMs` passes (with no devices: sleeps). */
-  wait(devices: readonly PacketDevice[], timeoutMs: number): void;
+  /**
+   * Blocks until one of `devices` (or of `moreFds`: the layer-2 plane's sockets) has a frame or
+   * `timeoutMs` passes (with nothing to wait on: sleeps).
+   */
+  wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds?: readonly number[]): void;
 }
 
 /** The device of the fwmark service with this mark (IFNAMSIZ allows "lvsf" and ten digits). */

@@ -34,7 +34,12 @@ export type HostChange =
    * The restart hold (nft table `<ours>_hold`): the services' traffic dropped while no lvsd runs,
    * each element expiring on its own in the kernel; undo deletes the table. Never repaired.
    */
-  | { kind: 'nft-hold'; table: string };
+  | { kind: 'nft-hold'; table: string }
+  /**
+   * The layer-2 plane's ingress drop (nft table `netdev <ours>`, one chain per interface lvsd
+   * reads frames from), remade whole when the services change; undo deletes it.
+   */
+  | { kind: 'nft-netdev'; table: string };
 
 /** The changes made for one purpose (a family's activation, a VIP, a fwmark service), undone together. */
 export interface JournalEntry {
@@ -102,6 +107,8 @@ export function describeChange(change: HostChange): string {
       return `ip -${change.family} neigh proxy ${change.addr} dev ${change.dev}`;
     case 'nft-hold':
       return `nft table inet ${change.table} (restart hold)`;
+    case 'nft-netdev':
+      return `nft table netdev ${change.table}`;
   }
 }
 
@@ -229,6 +236,13 @@ function checkChange(raw: unknown, limits: JournalLimits): string | null {
       return change.table === holdTableName(limits.nftTable)
         ? null
         : `nft table ${JSON.stringify(change.table)} is not lvsd's restart hold`;
+    }
+    case 'nft-netdev': {
+      const problem = exactKeys(change, ['kind', 'table']);
+      if (problem) return problem;
+      return change.table === limits.nftTable
+        ? null
+        : `nft table ${JSON.stringify(change.table)} is not lvsd's`;
     }
     case 'rule':
     case 'rule-removed': {

@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { formatAddr, IPPROTO_TCP, IPPROTO_UDP, type Addr, type Family } from '../core/inet.js';
+import { formatAddr, IPPROTO_TCP, IPPROTO_UDP, parseAddr, type Addr, type Family } from '../core/inet.js';
 import type { ServiceSnapshot } from '../core/ops.js';
 import { fwmarkDeviceName } from './device.js';
 import {
@@ -30,6 +30,8 @@ import {
   type JournalEntry,
   type JournalLimits,
 } from './host-journal.js';
+import { EMPTY_FILTER, netdevScript, type FilterSpec } from './l2-filter.js';
+import type { LinkPlan } from './link-path.js';
 
 /** What the WorkerEngine asks of the host. */
 export interface HostSteering {
@@ -45,6 +47,8 @@ export interface HostSteering {
   hold(holdMs: number): void;
   /** Ends a restart hold (this run's or the one a previous run left); nothing when there is none. */
   releaseHold(): void;
+  /** The layer-2 plane's interfaces and frames as of the last sync (--dataplane packet only). */
+  linkPlan?(): LinkPlan;
 }
 
 /** The privileged operations, behind an interface so the logic runs in tests without root. */
@@ -133,7 +137,14 @@ export interface HostNetworkOptions {
    * device nor answers ARP/ND for it, and steers its service packets whether it is present or not.
    */
   floatingVips?: boolean;
+  /**
+   * The layer-2 plane (--dataplane packet) reads the services' frames off the VIPs' and the real
+   * servers' interfaces: a `table netdev` ingress chain on each drops them for the kernel.
+   */
+  linkLayer?: boolean;
 }
+
+const EMPTY_PLAN: LinkPlan = { interfaces: [], spec: EMPTY_FILTER };
 
 const JOURNAL = 'host-journal.json';
 /** The journal entry of the restart hold. */
@@ -265,6 +276,8 @@ export class HostNetwork implements HostSteering, HostRepair {
   private readonly rulePref: number;
   private readonly localPref: number;
   private readonly floatingVips: boolean;
+  private readonly linkLayer: boolean;
+  private plan: LinkPlan = EMPTY_PLAN;
   private journal: JournalEntry[] = [];
   /** Set elements in place, by set name. */
   private readonly elements = new Map<string, Set<string>>();
@@ -282,6 +295,7 @@ export class HostNetwork implements HostSteering, HostRepair {
     this.rulePref = options.rulePref ?? 90;
     this.localPref = options.localPref ?? 100;
     this.floatingVips = options.floatingVips ?? false;
+    this.linkLayer = options.linkLayer ?? false;
     const { first, count } = this.fwmarkTables;
     if (this.table >= first && this.table < first + count) {
       throw new Error(`routing table ${this.table} lies in the fwmark tables ${first}..${first + count - 1}`);
@@ -317,6 +331,7 @@ export class HostNetwork implements HostSteering, HostRepair {
     this.journal = kept;
     this.elements.clear();
     this.nftShape = null;
+    this.plan = EMPTY_PLAN;
     if (kept.length > 0) this.system.writeFile(this.journalPath, serializeJournal(kept));
     else this.system.removeFile(this.journalPath);
   }
@@ -350,6 +365,8 @@ export class HostNetwork implements HostSteering, HostRepair {
       this.stop();
       return;
     }
+    // Planned first: an interface lvsd cannot tell refuses the change before anything is made.
+    const plan = this.linkLayer ? this.planLink(services) : null;
     const desired = this.desired(services);
     for (const family of desired.families) this.activate(family);
     this.syncKeyed('vip:', desired.vips, (key, vip) => this.steerVip(key, vip));
@@ -369,6 +386,87 @@ export class HostNetwork implements HostSteering, HostRepair {
       const dev = this.routeDevice(peer);
       if (dev && dev !== this.tunName) this.setSysctl(`net/ipv4/conf/${dev}/send_redirects`, '0');
     }
+    if (plan) this.syncLink(plan);
+  }
+
+  linkPlan(): LinkPlan {
+    return this.plan;
+  }
+
+  /** Our netdev table, remade whole (one transaction) when the plan changed. */
+  private syncLink(plan: LinkPlan): void {
+    const previous = this.plan;
+    this.plan = plan;
+    try {
+      if (!this.has('netdev')) this.addEntry('netdev', [{ kind: 'nft-netdev', table: this.nftTable }]);
+      else if (JSON.stringify(previous) !== JSON.stringify(plan))
+        this.apply({ kind: 'nft-netdev', table: this.nftTable });
+    } catch (error) {
+      this.plan = previous;
+      throw error;
+    }
+  }
+
+  /**
+   * Which frames the layer-2 plane takes, and on which interfaces: each VIP's (the interface that
+   * holds it, or faces its clients) and each masquerading real server's (the route to it). A
+   * fwmark service's packets stay on the TUN path (the mark is set by the kernel's rules).
+   */
+  private planLink(services: readonly ServiceSnapshot[]): LinkPlan {
+    const held = this.localAddresses();
+    const interfaces = new Set<string>();
+    const spec: FilterSpec = { services: [], realServers: [], locals: [] };
+    const vips = new Set<string>();
+    const own = (dev: string): boolean => dev === 'lo' || this.limits().ownDevice(dev);
+    for (const { key, dests } of services) {
+      if (key.fwmark > 0) continue;
+      const vip = formatAddr(key.addr);
+      vips.add(vip);
+      const dev = held.get(vip) ?? this.proxyDevice(vip) ?? this.routeDevice(key.addr);
+      if (!dev || own(dev))
+        throw new Error(
+          `--dataplane packet cannot tell which interface the clients of ${vip} come in on` +
+            `${dev ? ` (it is on ${dev})` : ''}: put the VIP on that interface, or run lvsd with --dataplane tun`,
+        );
+      interfaces.add(dev);
+      spec.services.push({ addr: key.addr, protocol: key.protocol, port: key.port });
+      for (const dest of dests) {
+        if (dest.method !== 'masq') continue;
+        const rdev = this.routeDevice(dest.addr);
+        if (!rdev || own(rdev))
+          throw new Error(
+            `--dataplane packet cannot tell which interface reaches real server ${formatAddr(dest.addr)}` +
+              ': the host needs a route to it on an interface (or run lvsd with --dataplane tun)',
+          );
+        interfaces.add(rdev);
+        spec.realServers.push({ addr: dest.addr, protocol: key.protocol, port: dest.port });
+      }
+    }
+    for (const [text] of held) if (!vips.has(text)) spec.locals.push(parseAddr(text)!);
+    return { interfaces: [...interfaces].sort(), spec };
+  }
+
+  /** The host's addresses, each with the interface that holds it. */
+  private localAddresses(): Map<string, string> {
+    const held = new Map<string, string>();
+    const listed = JSON.parse(this.system.run(['ip', '-j', 'addr', 'show'])) as {
+      ifname?: string;
+      addr_info?: { local?: string }[];
+    }[];
+    for (const link of listed) {
+      for (const info of link.addr_info ?? []) {
+        const addr = info.local === undefined ? null : parseAddr(info.local);
+        if (addr && link.ifname && isInterfaceName(link.ifname)) held.set(formatAddr(addr), link.ifname);
+      }
+    }
+    return held;
+  }
+
+  /** The interface lvsd answers ARP/ND for a VIP on (a VIP that is no local address). */
+  private proxyDevice(vip: string): string | null {
+    for (const change of this.journal.find((e) => e.key === `vip:${vip}`)?.changes ?? [])
+      if (change.kind === 'proxy-neigh') return change.dev;
+    return null;
   }
 
   verify(): string[] {
@@ -772,6 +870,9 @@ export class HostNetwork implements HostSteering, HostRepair {
         this.system.run(['nft', '-f', '-'], this.nftScript());
         this.nftShape = new HostListing(this.system, this.nftTable).nft();
         return;
+      case 'nft-netdev':
+        this.system.run(['nft', '-f', '-'], netdevScript(change.table, this.plan.interfaces, this.plan.spec));
+        return;
       case 'rule-removed':
         this.system.run(this.argv(change, 'del'));
         return;
@@ -788,6 +889,9 @@ export class HostNetwork implements HostSteering, HostRepair {
       case 'nft-table':
       case 'nft-hold':
         this.system.run(['nft', 'delete', 'table', 'inet', change.table]);
+        return;
+      case 'nft-netdev':
+        this.system.run(['nft', 'delete', 'table', 'netdev', change.table]);
         return;
       case 'rule-removed':
         this.system.run(this.argv(change, 'add'));
@@ -874,6 +978,13 @@ export class HostNetwork implements HostSteering, HostRepair {
       case 'nft-hold':
         // Never compared: its elements expire by design (changes() leaves it out).
         return true;
+      case 'nft-netdev':
+        try {
+          this.system.run(['nft', 'list', 'table', 'netdev', change.table]);
+          return true;
+        } catch {
+          return false;
+        }
     }
   }
 

@@ -10,6 +10,7 @@ import type { ConnPage, ConnRecord, ControlOp, EngineEvent, ImportResult, Snapsh
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
 import type { SyncTuning } from '../core/sync/master.js';
+import type { LinkPlan } from './link-path.js';
 
 /** What the worker needs of the director (src/core/director.ts): control and the packet entry point. */
 export interface PacketDirector {
@@ -48,6 +49,8 @@ export interface WorkerSettings {
   port: MessagePort;
   /** null: no device, the worker only serves control (tests, a director without root). */
   tun: { name: string; mtu: number } | null;
+  /** The layer-2 plane (--dataplane packet) beside the TUN device, which then carries the host's side only. */
+  link: boolean;
   /**
    * URL of a module exporting `Director`, constructed as
    * `new Director({ clock, connCapacity, defense, expiry, forwarding })`.
@@ -68,6 +71,8 @@ export type RequestBody =
   | { kind: 'snapshot'; connections: boolean }
   | { kind: 'connections'; from: number; limit: number }
   | { kind: 'stats' }
+  /** The layer-2 plane's interfaces and frames, after each change of the services. */
+  | { kind: 'link-plan'; plan: LinkPlan }
   /** Start (with the tuning) or stop (null) reporting connections to sync: the master role. */
   | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }
   /** Connections a backup received from its master. */

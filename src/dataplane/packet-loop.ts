@@ -15,6 +15,7 @@ import {
   type Snapshot,
 } from '../core/ops.js';
 import { fwmarkDeviceName, type DeviceDriver, type PacketDevice } from './device.js';
+import { LinkPath, type LinkPathOptions, type LinkPlan } from './link-path.js';
 import type { PacketDirector } from './messages.js';
 import type { RouteLookup } from './routes.js';
 
@@ -40,6 +41,8 @@ export interface PacketLoopOptions {
   report(event: EngineEvent): void;
   /** The host's routes to tunnelled real servers; without it, tunnelled packets have none ('no-route'). */
   routes?: RouteLookup;
+  /** The layer-2 plane (--dataplane packet): AF_PACKET ports beside the main device, which then only carries the host's side. */
+  link?: Pick<LinkPathOptions, 'driver' | 'neighbours' | 'nextHops'>;
 }
 
 export class PacketLoop {
@@ -57,6 +60,7 @@ export class PacketLoop {
   private lastTick: number;
   private lastRouteRefresh: number;
   private lastExceptionReport = -Infinity;
+  private readonly link: LinkPath | null = null;
 
   constructor(private readonly options: PacketLoopOptions) {
     this.director = options.director;
@@ -67,6 +71,22 @@ export class PacketLoop {
     this.lastRouteRefresh = this.lastTick;
     this.serveDevices = options.mainDevice !== null;
     if (options.mainDevice !== null) this.devices.push(this.driver.open(options.mainDevice, 0));
+    if (options.link) {
+      if (!this.serveDevices) throw new Error('the layer-2 plane needs the main device');
+      this.link = new LinkPath({
+        ...options.link,
+        host: this.devices[0]!,
+        stats: this.stats,
+        batch: BATCH,
+        onException: (error) => this.exception(error),
+      });
+    }
+  }
+
+  /** What the layer-2 plane takes, from where (the host side decided it); refused without one. */
+  setLinkPlan(plan: LinkPlan): void {
+    if (!this.link) throw new Error('no layer-2 plane (lvsd --dataplane packet) in this data plane');
+    this.link.setPlan(plan);
   }
 
   /** The main device's name as the kernel gave it, or null. */
@@ -104,6 +124,7 @@ export class PacketLoop {
   counters(): DeviceCounters {
     let queueFull = this.closedQueueDrops;
     for (const device of this.devices) queueFull += device.queueDrops();
+    if (this.link) queueFull += this.link.queueDrops();
     this.stats.drops.queueFull = queueFull;
     return structuredClone(this.stats);
   }
@@ -112,7 +133,8 @@ export class PacketLoop {
   turn(): void {
     let handled = 0;
     for (const device of this.devices) handled += this.drain(device);
-    if (handled === 0) this.driver.wait(this.devices, this.options.idlePollMs);
+    if (this.link) handled += this.link.drain(this.director);
+    if (handled === 0) this.driver.wait(this.devices, this.options.idlePollMs, this.link?.fds());
     const now = this.clock.now();
     if (now - this.lastTick >= this.options.tickMs) {
       this.lastTick = now;
@@ -127,6 +149,7 @@ export class PacketLoop {
   }
 
   close(): void {
+    this.link?.close();
     for (const device of this.devices.splice(0)) device.close();
     this.marked.clear();
   }

@@ -4,7 +4,7 @@
 
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
-import { TUN_FORWARDING } from './forwarding.js';
+import { DATAPLANE_FORWARDING, type DataplaneKind } from './forwarding.js';
 import { HostNetwork, RealSystem, type HostRepair } from './host.js';
 import { DEFAULT_TUN_MTU, DEFAULT_TUN_NAME } from './tun.js';
 import { WorkerEngine } from './worker-engine.js';
@@ -25,7 +25,12 @@ export interface DataplaneOptions {
   log?: HostLog;
   /** The VIPs come and go with VRRP (HostNetworkOptions.floatingVips). */
   floatingVips?: boolean;
+  /** 'tun' (the default): every service packet through the TUN device; 'packet': AF_PACKET rings on the interfaces. */
+  kind?: DataplaneKind;
 }
+
+export type { DataplaneKind };
+export const DATAPLANE_KINDS: readonly DataplaneKind[] = ['tun', 'packet'];
 
 export async function startDataplaneEngine(options: DataplaneOptions): Promise<WorkerEngine> {
   const tunName = options.tunName ?? DEFAULT_TUN_NAME;
@@ -34,15 +39,17 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     stateDir: options.stateDir,
     tunName,
     floatingVips: options.floatingVips,
+    linkLayer: options.kind === 'packet',
   });
   host.recover();
   const engine = await WorkerEngine.start({
     tun: { name: tunName, mtu: options.mtu ?? DEFAULT_TUN_MTU },
+    link: options.kind === 'packet',
     host,
     connCapacity: options.connCapacity,
     defense: options.defense,
     expiry: options.expiry,
-    forwarding: TUN_FORWARDING,
+    forwarding: DATAPLANE_FORWARDING[options.kind ?? 'tun'],
   });
   if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
   return engine;

@@ -192,15 +192,16 @@ export class TunDriver implements DeviceDriver {
     return TunDevice.open({ name, mtu: this.mtu }, fwmark);
   }
 
-  wait(devices: readonly PacketDevice[], timeoutMs: number): void {
-    if (devices.length === 0) return sleepMs(timeoutMs);
-    if (this.pollfds.length !== devices.length * 8) this.pollfds = Buffer.alloc(devices.length * 8);
-    devices.forEach((device, i) => {
+  wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds: readonly number[] = []): void {
+    const fds = [...devices.map((device) => (device as TunDevice).fd), ...moreFds];
+    if (fds.length === 0) return sleepMs(timeoutMs);
+    if (this.pollfds.length !== fds.length * 8) this.pollfds = Buffer.alloc(fds.length * 8);
+    fds.forEach((fd, i) => {
       // struct pollfd { int fd; short events; short revents; }
-      this.pollfds.writeInt32LE((device as TunDevice).fd, i * 8);
+      this.pollfds.writeInt32LE(fd, i * 8);
       this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
       this.pollfds.writeInt16LE(0, i * 8 + 6);
     });
-    c.poll(this.pollfds, devices.length, timeoutMs);
+    c.poll(this.pollfds, fds.length, timeoutMs);
   }
 }

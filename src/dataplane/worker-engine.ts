@@ -36,6 +36,8 @@ import type {
 export interface WorkerEngineOptions {
   /** The TUN device to create, or null for a worker without packets (no root needed). */
   tun: { name: string; mtu: number } | null;
+  /** The layer-2 plane (--dataplane packet) beside the TUN device; its plan comes from `host.linkPlan()`. */
+  link?: boolean;
   /** Kernel plumbing to keep in step with the services; null leaves the host alone. */
   host: HostSteering | null;
   connCapacity?: number;
@@ -114,6 +116,7 @@ export class WorkerEngine implements Engine {
     private readonly host: HostSteering | null,
     /** The device's name as the kernel gave it, or null without a device. */
     readonly tunName: string | null,
+    private readonly link: boolean,
   ) {
     port.on('message', (message: Reply | WorkerEventMessage) => {
       if ('event' in message) {
@@ -159,6 +162,7 @@ export class WorkerEngine implements Engine {
     const settings: WorkerSettings = {
       port: channel.port2,
       tun: options.tun,
+      link: options.link ?? false,
       directorModule: options.directorModule ?? new URL('../core/director.js', import.meta.url).href,
       connCapacity: options.connCapacity,
       defense: options.defense,
@@ -183,7 +187,7 @@ export class WorkerEngine implements Engine {
       throw toError(startup.error);
     }
     worker.removeAllListeners('error');
-    return new WorkerEngine(worker, channel.port1, options.host, startup.tunName);
+    return new WorkerEngine(worker, channel.port1, options.host, startup.tunName, settings.link);
   }
 
   private request<T>(request: RequestBody): Promise<T> {
@@ -204,9 +208,9 @@ export class WorkerEngine implements Engine {
     const host = this.host;
     if (!host || !isSteering(op)) return this.request<void>({ kind: 'execute', op });
     const before = (await this.snapshot({ connections: false })).services;
-    const restore = () => {
+    const restore = async () => {
       try {
-        host.sync(before);
+        await this.steer(host, before);
       } catch {
         // The host refused going back as well: the next change's sync retries the difference.
       }
@@ -214,26 +218,32 @@ export class WorkerEngine implements Engine {
     if (op.op === 'add-service' || op.op === 'add-dest') {
       await this.request<void>({ kind: 'execute', op });
       try {
-        host.sync((await this.snapshot({ connections: false })).services);
+        await this.steer(host, (await this.snapshot({ connections: false })).services);
       } catch (error) {
         await this.request<void>({ kind: 'execute', op: undoAddition(op) });
-        restore();
+        await restore();
         throw hostRefused(error);
       }
       return;
     }
     try {
-      host.sync(afterRemoval(before, op));
+      await this.steer(host, afterRemoval(before, op));
     } catch (error) {
-      restore();
+      await restore();
       throw hostRefused(error);
     }
     try {
       await this.request<void>({ kind: 'execute', op });
     } catch (error) {
-      restore();
+      await restore();
       throw error;
     }
+  }
+
+  /** The host's steering for these services, and the layer-2 plane's ports and filter to match. */
+  private async steer(host: HostSteering, services: readonly ServiceSnapshot[]): Promise<void> {
+    host.sync(services);
+    if (this.link && host.linkPlan) await this.request<void>({ kind: 'link-plan', plan: host.linkPlan() });
   }
 
   snapshot(options: { connections: boolean }): Promise<Snapshot> {

@@ -16,7 +16,9 @@ import {
 } from './messages.js';
 import { RealSystem } from './host.js';
 import { PacketLoop } from './packet-loop.js';
-import { IpRouteLookup } from './routes.js';
+import { AfPacketDriver } from './af-packet.js';
+import { Neighbours, NetlinkNeighbours } from './neighbours.js';
+import { IpRouteLookup, NetlinkNextHops, NextHopCache, ROUTE_CACHE_MS } from './routes.js';
 import { TUN_FRAME_MAX, TunDriver } from './tun.js';
 
 const settings = workerData as WorkerSettings;
@@ -49,6 +51,13 @@ async function start(): Promise<void> {
       tickMs: settings.tickMs,
       report: (event) => port.postMessage({ event } satisfies WorkerEventMessage),
       routes: new IpRouteLookup(new RealSystem()),
+      link: settings.link
+        ? {
+            driver: new AfPacketDriver(),
+            neighbours: new Neighbours(new NetlinkNeighbours(), clock),
+            nextHops: new NextHopCache(new NetlinkNextHops(), clock, ROUTE_CACHE_MS),
+          }
+        : undefined,
     });
   } catch (error) {
     parentPort!.postMessage({ kind: 'failed', error: serializeError(error) } satisfies Startup);
@@ -71,6 +80,8 @@ function run(loop: PacketLoop): void {
         return loop.director.connections(request.from, request.limit);
       case 'stats':
         return loop.counters();
+      case 'link-plan':
+        return loop.setLinkPlan(request.plan);
       case 'sync-source':
         if (request.tuning) loop.director.startSyncSource(request.tuning);
         else loop.director.stopSyncSource();

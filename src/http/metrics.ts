@@ -500,7 +500,7 @@ export const SERIES: readonly SeriesSpec[] = [
   series(
     'lvsd_device_dropped_packets_total',
     'counter',
-    "Frames dropped on the packet loop: the director's verdict, a write the kernel refused, an exception, the kernel's full device queue.",
+    "Frames dropped on the packet loop: the director's verdict, a write the kernel refused, an exception, the kernel's full device queue; on the layer-2 plane a next hop with no MAC yet, no route, a frame cut short.",
     ({ snapshot }) => {
       const device = snapshot.dataPath.device;
       if (!device) return [];
@@ -509,6 +509,9 @@ export const SERIES: readonly SeriesSpec[] = [
         { labels: [['reason', 'write-failed']], value: device.drops.writeFailed },
         { labels: [['reason', 'exception']], value: device.drops.exception },
         { labels: [['reason', 'queue-full']], value: device.drops.queueFull },
+        { labels: [['reason', 'no-neighbour']], value: device.drops.noNeighbour },
+        { labels: [['reason', 'no-route']], value: device.drops.noRoute },
+        { labels: [['reason', 'bad-frame']], value: device.drops.badFrame },
       ];
     },
   ),

@@ -26,6 +26,18 @@ const LVSADM = fileURLToPath(new URL('../../src/bin/lvsadm.js', import.meta.url)
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 
+/**
+ * The data plane the suites run on: LVSD_DATAPLANE=packet|tun (unset: lvsd's default), given to
+ * every lvsd the harness starts with a data plane.
+ */
+export const DATAPLANE = process.env.LVSD_DATAPLANE || null;
+
+function dataplaneArgs(args: readonly string[]): string[] {
+  return DATAPLANE && !args.includes('--no-dataplane') && !args.includes('--dataplane')
+    ? ['--dataplane', DATAPLANE]
+    : [];
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One line of `-Ln` / `-Ln --stats`: the first column, then the rest split on blanks. */
@@ -146,6 +158,7 @@ export class Lvsd {
         this.socket,
         '--state-dir',
         this.stateDir,
+        ...dataplaneArgs(args),
         ...args,
       ],
       { stdio: ['ignore', log, log] },

@@ -1,0 +1,62 @@
+// The layer-2 plane's frame shuffle, in place in the loop's buffer. An AF_PACKET socket with
+// PACKET_VNET_HDR hands over `vnet | Ethernet | IP`; the director reads `vnet | IP` (as from a
+// TUN device). So the Ethernet header is saved (its source MAC is the previous hop), the vnet
+// header is moved 10 bytes before the IP header, and its offsets, which the kernel counts from
+// the Ethernet header, are made to count from the IP header. Going out, the reverse: the vnet
+// header goes back to the front and a new Ethernet header sits between it and the IP packet.
+
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN } from '../core/packet/vnet.js';
+
+export const ETH_HLEN = 14;
+export const ETH_P_IP = 0x0800;
+export const ETH_P_IPV6 = 0x86dd;
+/** Where the director's `vnet | IP` starts in the loop's buffer. */
+export const LINK_HEADROOM = ETH_HLEN;
+
+function shiftOffsets(buf: Uint8Array, vnet: number, by: number): void {
+  if ((buf[vnet]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0) {
+    const start = buf[vnet + 6]! | (buf[vnet + 7]! << 8);
+    const moved = start + by;
+    buf[vnet + 6] = moved;
+    buf[vnet + 7] = moved >>> 8;
+  }
+  const hdrLen = buf[vnet + 2]! | (buf[vnet + 3]! << 8);
+  // hdr_len is the linear head's size: 0 (unknown) stays 0.
+  if (hdrLen !== 0) {
+    const moved = Math.max(0, hdrLen + by);
+    buf[vnet + 2] = moved;
+    buf[vnet + 3] = moved >>> 8;
+  }
+}
+
+/**
+ * buf[0, length) is `vnet | Ethernet | IP` as received. Copies the Ethernet header to `eth`,
+ * leaves `vnet | IP` at buf[LINK_HEADROOM, LINK_HEADROOM + result) and returns that length;
+ * -1 for a frame too short to hold an Ethernet header and an IP header's first byte (a runt).
+ */
+export function toDirectorLayout(buf: Uint8Array, length: number, eth: Uint8Array): number {
+  if (length <= VNET_HDR_LEN + ETH_HLEN) return -1;
+  const needsFix = (buf[0]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+  const csumStart = buf[6]! | (buf[7]! << 8);
+  // A partial checksum that starts inside the Ethernet header cannot be an IP packet's.
+  if (needsFix && csumStart < ETH_HLEN) return -1;
+  eth.set(buf.subarray(VNET_HDR_LEN, VNET_HDR_LEN + ETH_HLEN));
+  buf.copyWithin(LINK_HEADROOM, 0, VNET_HDR_LEN);
+  shiftOffsets(buf, LINK_HEADROOM, -ETH_HLEN);
+  return length - ETH_HLEN;
+}
+
+/**
+ * buf[LINK_HEADROOM, LINK_HEADROOM + length) is `vnet | IP` as the director left it. Makes
+ * buf[0, result) the frame to send, `vnet | Ethernet(dst, src, IP version's type) | IP`.
+ */
+export function toWireLayout(buf: Uint8Array, length: number, dst: Uint8Array, src: Uint8Array): number {
+  buf.copyWithin(0, LINK_HEADROOM, LINK_HEADROOM + VNET_HDR_LEN);
+  shiftOffsets(buf, 0, ETH_HLEN);
+  const type = buf[LINK_HEADROOM + VNET_HDR_LEN]! >> 4 === 6 ? ETH_P_IPV6 : ETH_P_IP;
+  buf.set(dst, VNET_HDR_LEN);
+  buf.set(src, VNET_HDR_LEN + 6);
+  buf[VNET_HDR_LEN + 12] = type >> 8;
+  buf[VNET_HDR_LEN + 13] = type & 0xff;
+  return length + ETH_HLEN;
+}
