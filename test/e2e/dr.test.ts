@@ -6,15 +6,20 @@
 // server whose MAC changes mid-transfer, the TUN data plane refusing -g, the host left as found.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildDirectRoutingLab, until, type Lab } from '../../src/lab/lab.js';
+import {
+  assertDownloadBypassesDirector,
+  assertRoundRobinSeesClient,
+  assertUploadStoredOnce,
+  sha256,
+  vipUrl,
+} from './answers-directly.js';
 import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
 
 const BULK_MB = 50;
-const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
 describe(
   'LVS-DR end to end on --dataplane packet (root, netns)',
@@ -23,9 +28,6 @@ describe(
     let lab: Lab;
     let director: Lvsd;
     let stateBefore: string;
-    const curl = (args: string[]): string =>
-      lab.run(lab.ns.client, ['curl', '-sS', '--max-time', '60', ...args]);
-    const vipUrl = (path: string) => `http://${lab.addr.vip}${path}`;
 
     before(async () => {
       lab = await buildDirectRoutingLab({ prefix: 'lvsdr', bulkFileMb: BULK_MB });
@@ -59,12 +61,7 @@ describe(
     });
 
     it('round-robins over both, and each real server sees the client itself', () => {
-      const answers = [1, 2, 3, 4].map(() => curl([vipUrl('/')]));
-      const who = answers.map((a) => /This is Real Server (\d), you are (\S+)/.exec(a)!.slice(1));
-      assert.deepEqual(who.map(([n]) => n).sort(), ['1', '1', '2', '2']);
-      for (const [, client] of who) assert.equal(client, lab.addr.client);
-      for (const i of [0, 1])
-        assert.ok(lab.accessLog(i).some((l) => l.startsWith(`${lab.addr.client} / 200`)));
+      assertRoundRobinSeesClient(lab);
     });
 
     it('-Lnc shows the connections, as a director that sees only the client has them', () => {
@@ -79,36 +76,17 @@ describe(
     });
 
     it('carries 50 MB to the client intact; the replies never cross the director', () => {
-      const expected = sha256(readFileSync(lab.bulkFile!));
-      const script = `curl -sS --max-time 120 ${vipUrl('/files/bulk.bin')} | sha256sum`;
-      assert.equal(
-        lab.run(lab.ns.client, ['sh', '-c', script], { timeoutMs: 130_000 }).split(' ')[0],
-        expected,
-      );
-      const [stats] = director.stats();
-      assert.equal(stats!.outPkts, 0, 'no reply went through lvsd');
-      assert.ok(stats!.inPkts > 0);
+      assertDownloadBypassesDirector(lab, director);
     });
 
     it('carries 50 MB from the client intact', () => {
-      curl(['-T', lab.bulkFile!, vipUrl('/upload/up.bin')]);
-      const stored = [0, 1]
-        .map((i) => join(lab.tmpDir, `rs${i + 1}`, 'www', 'upload', 'up.bin'))
-        .filter((path) => {
-          try {
-            return readFileSync(path).length > 0;
-          } catch {
-            return false;
-          }
-        });
-      assert.equal(stored.length, 1, 'one real server stored the upload');
-      assert.equal(sha256(readFileSync(stored[0]!)), sha256(readFileSync(lab.bulkFile!)));
+      assertUploadStoredOnce(lab);
     });
 
     it('a real server whose MAC changes mid-transfer keeps its download: the neighbour table follows', async () => {
       const expected = sha256(readFileSync(lab.bulkFile!));
       // About 5 s at this rate: time to change the serving real server's MAC under it.
-      const script = `curl -sS --max-time 120 --limit-rate 10M ${vipUrl('/files/bulk.bin')} | sha256sum`;
+      const script = `curl -sS --max-time 120 --limit-rate 10M ${vipUrl(lab, '/files/bulk.bin')} | sha256sum`;
       const download = lab.spawn(lab.ns.client, ['sh', '-c', script], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
