@@ -17,9 +17,11 @@ import { DEFAULT_RESTART_HOLD_MS } from '../control/restart.js';
 import { stderrLogger } from '../control/log.js';
 import { StateFileError } from '../control/state-file.js';
 import type { Engine } from '../core/engine.js';
+import type { ForwardingCapability } from '../core/forward/types.js';
 import type { Snapshot } from '../core/ops.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { checkDataplaneCapabilities } from '../dataplane/capabilities.js';
+import { DATAPLANE_FORWARDING } from '../dataplane/forwarding.js';
 import { DATAPLANE_KINDS, startDataplaneEngine, type DataplaneKind } from '../dataplane/start.js';
 import { reloadingFields, systemdNotifier } from '../control/sd-notify.js';
 import { parseListenAddress } from '../http/address.js';
@@ -256,7 +258,9 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   // SIGHUP reloads; one that arrives during start-up is kept for when lvsd is up.
   let daemon: RunningDaemon | null = null;
   let reloadPending = false;
-  const keepalived = commandLine.keepalivedConf ? keepalivedSource(commandLine.keepalivedConf) : null;
+  const keepalived = commandLine.keepalivedConf
+    ? keepalivedSource(commandLine.keepalivedConf, forwardingOf(commandLine))
+    : null;
   const reload = async (running: RunningDaemon): Promise<void> => {
     notifier.notify({ ...reloadingFields(process.hrtime.bigint()), STATUS: 'reloading' });
     const result = await running.reload();
@@ -360,12 +364,21 @@ async function runDaemon(commandLine: CommandLine): Promise<void> {
   if (reloadPending) void reload(running);
 }
 
-function keepalivedSource(file: string): KeepalivedSource {
+/**
+ * The forwarding methods the chosen data plane delivers (the worker's director refuses the
+ * others); null without one: a configuration-only lvsd keeps whatever the core can do.
+ */
+function forwardingOf(commandLine: CommandLine): ForwardingCapability | null {
+  return commandLine.dataplane ? DATAPLANE_FORWARDING[commandLine.dataplaneKind] : null;
+}
+
+function keepalivedSource(file: string, forwarding: ForwardingCapability | null): KeepalivedSource {
   const configId = defaultConfigId();
   return new KeepalivedSource({
     file,
     read: () => readKeepalivedConf(fileSystemConfigFiles, file, { configId }),
     log: stderrLogger,
+    forwarding,
   });
 }
 

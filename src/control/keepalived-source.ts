@@ -11,6 +11,7 @@
 
 import { ManualClock } from '../core/clock.js';
 import { Director } from '../core/director.js';
+import type { ForwardingCapability } from '../core/forward/types.js';
 import { endpointName, type HealthEvent } from '../core/health/service.js';
 import { formatAddr, type Addr } from '../core/inet.js';
 import type { DestRuntimeChange, ServiceKey } from '../core/model.js';
@@ -47,6 +48,11 @@ export interface KeepalivedSourceOptions {
   scripts?: ScriptRunner;
   /** Opens notify_fifo and lvs_notify_fifo (default: the real FIFOs). */
   openFifo?: FifoOpener;
+  /**
+   * What the data plane delivers, so that a file asking for more (lb_kind DR on TUN) is refused
+   * by check(), before lvsd starts; unset: every method the core has.
+   */
+  forwarding?: ForwardingCapability | null;
 }
 
 /** One real (or sorry) server of a virtual server, in every IPVS service the virtual server makes. */
@@ -133,7 +139,11 @@ function placementOf(
 }
 
 /** The file's services as lvsd's configuration document would hold them, with the sorry servers. */
-function desiredConfig(config: KeepalivedConfig, plan: Map<string, Placement>): LvsdConfig {
+function desiredConfig(
+  config: KeepalivedConfig,
+  plan: Map<string, Placement>,
+  forwarding: ForwardingCapability | null,
+): LvsdConfig {
   const ops: ControlOp[] = toControlOps(config);
   for (const vs of config.virtualServers) {
     const sorry = vs.sorryServer;
@@ -142,7 +152,7 @@ function desiredConfig(config: KeepalivedConfig, plan: Map<string, Placement>): 
       ops.push({ op: 'add-dest', ...dest, settings: { ...sorry.settings } });
   }
   // A scratch director checks every op as the real one will, and gives the document's form.
-  const scratch = new Director({ clock: new ManualClock(), connCapacity: 16 });
+  const scratch = new Director({ clock: new ManualClock(), connCapacity: 16, forwarding });
   for (const op of ops) {
     try {
       scratch.execute(op);
@@ -153,7 +163,7 @@ function desiredConfig(config: KeepalivedConfig, plan: Map<string, Placement>): 
   return configFromSnapshot(scratch.snapshot({ connections: false }), []);
 }
 
-function planOf(result: ReadResult): Plan {
+function planOf(result: ReadResult, forwarding: ForwardingCapability | null): Plan {
   if (!result.ok) throw new KeepalivedConfError(formatDiagnostic(result.error));
   const config = result.config;
   refuseUnsupported(config);
@@ -221,7 +231,15 @@ function planOf(result: ReadResult): Plan {
     const where = { file: config.files[0] ?? '', line: 0 };
     return [{ path: fifo.path, script: resolve(keyword, fifo.script, where) }];
   });
-  return { config, fifos, scripts, desired: desiredConfig(config, sorry), monitored, servers, sorry };
+  return {
+    config,
+    fifos,
+    scripts,
+    desired: desiredConfig(config, sorry, forwarding),
+    monitored,
+    servers,
+    sorry,
+  };
 }
 
 /**
@@ -309,12 +327,12 @@ export class KeepalivedSource implements ReloadHook {
 
   /** Reads and checks the file without applying it (lvsd refuses to start on an error). */
   check(): void {
-    planOf(this.options.read());
+    planOf(this.options.read(), this.options.forwarding ?? null);
   }
 
   /** Applies the file and starts the health checks. Throws KeepalivedConfError, having applied nothing. */
   async start(service: ControlService): Promise<void> {
-    const plan = planOf(this.options.read());
+    const plan = planOf(this.options.read(), this.options.forwarding ?? null);
     const monitor = new HealthMonitor(plan.monitored, this.options.monitor);
     const fifos = this.openFifos(plan);
     try {
@@ -340,7 +358,7 @@ export class KeepalivedSource implements ReloadHook {
     let plan: Plan;
     let fifos: Array<{ key: string; fifo: NotifyFifo }>;
     try {
-      plan = planOf(this.options.read());
+      plan = planOf(this.options.read(), this.options.forwarding ?? null);
       // The monitor's own checks of the new checkers, before anything is applied.
       new HealthMonitor(plan.monitored, this.options.monitor);
       fifos = this.openFifos(plan);

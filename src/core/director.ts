@@ -14,6 +14,8 @@ import {
   XMIT_NO_ROUTE,
   XMIT_NOT_REWRITABLE,
   XMIT_TOO_BIG,
+  XMIT_TTL_EXPIRED,
+  type ForwardingCapability,
   type ForwardingMethod,
   type RealServerRoute,
   type XmitTarget,
@@ -69,6 +71,7 @@ export type DirectorDrop =
   | 'not-rewritable'
   | 'no-route'
   | 'too-big'
+  | 'ttl-expired'
   | 'icmp-unmatched'
   | 'fragment-unmatched';
 
@@ -99,6 +102,8 @@ export interface DirectorOptions {
   connHashBits?: number;
   /** What happens to the connections and templates of failed and quiesced real servers; unset fields take DEFAULT_EXPIRY's. */
   expiry?: Partial<ExpirySettings>;
+  /** The forwarding methods the data plane delivers; unset or null: every method the core has. */
+  forwarding?: ForwardingCapability | null;
 }
 
 export class Director {
@@ -113,6 +118,12 @@ export class Director {
   private readonly fragments: FragmentTracker<FragmentDecision>;
   /** Packets ready besides the one `process` returns (held fragments released): the caller sends them. */
   readonly pending: Uint8Array[] = [];
+  /**
+   * After `process` returned a frame for a real server, the address the link must deliver it (and
+   * what it added to `pending`) to when that is not the frame's IP destination: the real server of
+   * a directly routed connection, while the packet still says VIP. null otherwise.
+   */
+  nextHop: Addr | null = null;
   /** The master sync role's decisions, while a master sync daemon runs. */
   private syncSource: SyncSource | null = null;
   readonly counters: DataPathCounters = {
@@ -155,6 +166,7 @@ export class Director {
           this.estimator.remove(dest.stats);
         },
       },
+      options.forwarding ?? null,
     );
   }
 
@@ -228,6 +240,7 @@ export class Director {
    * unchanged, as IPVS's NF_ACCEPT. Check `pending` afterwards.
    */
   process(buf: Uint8Array, offset: number, length: number, fwmark = 0): number {
+    this.nextHop = null;
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
     const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
     if (!p.ok) return this.drop(p.reason);
@@ -397,7 +410,9 @@ export class Director {
   ): number {
     if (!inbound)
       return method.toClient!(buf, p, target.addr, target.port, vflags) ? length : XMIT_NOT_REWRITABLE;
-    return method.toRealServer(buf, offset, length, p, target, this.pending);
+    const out = method.toRealServer(buf, offset, length, p, target, this.pending);
+    if (out > 0 && method.delivery === 'real-server') this.nextHop = target.addr;
+    return out;
   }
 
   /**
@@ -419,6 +434,8 @@ export class Director {
         return this.drop('no-route');
       case XMIT_TOO_BIG:
         return this.packetTooBig(buf, offset, p, target.route!.mtu - method.headroom);
+      case XMIT_TTL_EXPIRED:
+        return this.drop('ttl-expired');
       default:
         return this.drop('too-big');
     }

@@ -4,6 +4,7 @@
 import { ErrorCodes, LvsError } from './errors.js';
 import './forward/index.js';
 import { forwardingMethodId, forwardingMethodNames } from './forward/registry.js';
+import type { ForwardingCapability } from './forward/types.js';
 import { addrEquals, addrKey, IPPROTO_UDP, isUnicast, type Addr, type Family } from './inet.js';
 import {
   applyRuntime,
@@ -56,9 +57,14 @@ export class ServiceTable {
   private readonly virtualAddrs = new RefCount();
   private readonly realServers = new RefCount();
 
+  /**
+   * `carried`: what the data plane delivers; null (a director that moves no packets, or one that
+   * checks a configuration) takes every method the core has.
+   */
   constructor(
     private readonly env: SchedulerEnv,
     private readonly listener: ServiceTableListener,
+    private readonly carried: ForwardingCapability | null = null,
   ) {}
 
   get services(): readonly Service[] {
@@ -144,7 +150,7 @@ export class ServiceTable {
     runtime?: DestRuntimeChange,
   ): Dest {
     const service = this.requireForDest(key);
-    validateDest(service, addr, port, settings);
+    validateDest(service, addr, port, settings, this.carried);
     if (findDest(service, addr, port))
       throw new LvsError(ErrorCodes.DEST_EXISTS, 'Destination already exists');
     // ip_vs_new_dest: a real server must be a unicast address.
@@ -161,7 +167,7 @@ export class ServiceTable {
 
   editDest(key: ServiceKey, addr: Addr, port: number, settings: DestSettings): void {
     const service = this.requireForDest(key);
-    validateDest(service, addr, port, settings);
+    validateDest(service, addr, port, settings, this.carried);
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     dest.method = settings.method;
@@ -292,14 +298,31 @@ function validateRuntime(change: DestRuntimeChange): void {
   if (change.dynamicWeight !== undefined && !weightOk(change.dynamicWeight)) throw invalid('weight');
 }
 
-function validateDest(service: Service, addr: Addr, port: number, settings: DestSettings): void {
+/** The methods a real server may ask for here: the core's, less what the data plane does not deliver. */
+function usableMethods(carried: ForwardingCapability | null): ForwardMethod[] {
+  return forwardingMethodNames().filter((m) => carried === null || carried.methods.includes(m));
+}
+
+function validateDest(
+  service: Service,
+  addr: Addr,
+  port: number,
+  settings: DestSettings,
+  carried: ForwardingCapability | null,
+): void {
   // Refused rather than accepted and then dropped: an ipvsadm script replayed here must fail loudly.
-  if (forwardingMethodId(settings.method) < 0) {
-    const available = forwardingMethodNames().map((m) => METHOD_OPTIONS[m]);
-    throw new LvsError(
-      ErrorCodes.METHOD_UNSUPPORTED,
-      `lvsd cannot forward by ${METHOD_OPTIONS[settings.method]} yet; use ${available.join(' or ')}`,
-    );
+  const usable = usableMethods(carried);
+  if (!usable.includes(settings.method)) {
+    const instead = `use ${usable.map((m) => METHOD_OPTIONS[m]).join(' or ')}`;
+    const method = METHOD_OPTIONS[settings.method];
+    const message =
+      forwardingMethodId(settings.method) < 0 || carried === null
+        ? `lvsd cannot forward by ${method} yet; ${instead}`
+        : `lvsd's ${carried.dataplane} data plane cannot forward by ${method}; ` +
+          (carried.elsewhere[settings.method]
+            ? `${carried.elsewhere[settings.method]}, or ${instead}`
+            : instead);
+    throw new LvsError(ErrorCodes.METHOD_UNSUPPORTED, message);
   }
   if (settings.method === 'tunnel') validateTunnel(service, addr, settings);
   const { weight, uThreshold, lThreshold } = settings;

@@ -136,11 +136,11 @@ export class LinkPath {
       }
       if (out === 0) stats.drops.verdict++;
       else if (out === PASS_TO_HOST) this.toHost(frame, length);
-      else this.deliver(frame, out);
+      else this.deliver(frame, out, director.nextHop);
       if (director.pending.length > 0) {
         for (const held of director.pending.splice(0)) {
           this.extra.set(held, LINK_HEADROOM);
-          this.deliver(this.extra, held.length);
+          this.deliver(this.extra, held.length, director.nextHop);
         }
       }
     }
@@ -157,10 +157,13 @@ export class LinkPath {
     this.options.stats.txBytes += length;
   }
 
-  /** buf[LINK_HEADROOM, +length) is `vnet | IP`: out to the destination's next hop. */
-  private deliver(buf: Uint8Array, length: number): void {
+  /**
+   * buf[LINK_HEADROOM, +length) is `vnet | IP`: out to the next hop of `to` (the director's
+   * nextHop: a directly routed real server, while the packet says VIP), else of its destination.
+   */
+  private deliver(buf: Uint8Array, length: number, to: Addr | null): void {
     const { stats } = this.options;
-    const hop = this.options.nextHops.get(destination(buf, LINK_HEADROOM + VNET_HDR_LEN));
+    const hop = this.options.nextHops.get(to ?? destination(buf, LINK_HEADROOM + VNET_HDR_LEN));
     if (hop === null) {
       stats.drops.noRoute++;
       return;

@@ -4,7 +4,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
-import type { RealServerRoute } from '../core/forward/types.js';
+import type { ForwardingCapability, RealServerRoute } from '../core/forward/types.js';
 import type { Addr } from '../core/inet.js';
 import type { ConnPage, ConnRecord, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
@@ -24,6 +24,12 @@ export interface PacketDirector {
   process(buf: Uint8Array, offset: number, length: number, fwmark: number): number;
   /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
   readonly pending: Uint8Array[];
+  /**
+   * After process() returned a frame for a real server: the address the frame (and what it added
+   * to `pending`) must be delivered to on the link when that is not its IP destination (direct
+   * routing: the real server, while the packet still says VIP); null otherwise.
+   */
+  readonly nextHop: Addr | null;
   tick(): void;
   /** The host's route to a real server, for tunnels (the adapter looks it up; null: none). */
   setRealServerRoute(addr: Addr, route: RealServerRoute | null): void;
@@ -45,8 +51,13 @@ export interface WorkerSettings {
   tun: { name: string; mtu: number } | null;
   /** The layer-2 plane (--dataplane packet) beside the TUN device, which then carries the host's side only. */
   link: boolean;
-  /** URL of a module exporting `Director`, constructed as `new Director({ clock, connCapacity, defense, expiry })`. */
+  /**
+   * URL of a module exporting `Director`, constructed as
+   * `new Director({ clock, connCapacity, defense, expiry, forwarding })`.
+   */
   directorModule: string;
+  /** What the data plane delivers (null: every method, for a worker that moves no packets). */
+  forwarding: ForwardingCapability | null;
   connCapacity?: number;
   defense?: Partial<DefenseSettings>;
   expiry?: Partial<ExpirySettings>;

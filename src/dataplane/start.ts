@@ -4,6 +4,7 @@
 
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
+import { DATAPLANE_FORWARDING, type DataplaneKind } from './forwarding.js';
 import { HostNetwork, RealSystem, type HostRepair } from './host.js';
 import { DEFAULT_TUN_MTU, DEFAULT_TUN_NAME } from './tun.js';
 import { WorkerEngine } from './worker-engine.js';
@@ -28,7 +29,7 @@ export interface DataplaneOptions {
   kind?: DataplaneKind;
 }
 
-export type DataplaneKind = 'tun' | 'packet';
+export type { DataplaneKind };
 export const DATAPLANE_KINDS: readonly DataplaneKind[] = ['tun', 'packet'];
 
 export async function startDataplaneEngine(options: DataplaneOptions): Promise<WorkerEngine> {
@@ -48,6 +49,7 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     connCapacity: options.connCapacity,
     defense: options.defense,
     expiry: options.expiry,
+    forwarding: DATAPLANE_FORWARDING[options.kind ?? 'tun'],
   });
   if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
   return engine;

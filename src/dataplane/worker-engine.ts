@@ -7,6 +7,7 @@ import type { Engine } from '../core/engine.js';
 import type { DefenseSettings } from '../core/conn/defense.js';
 import type { ExpirySettings } from '../core/conn/expiry.js';
 import { ErrorCodes, LvsError } from '../core/errors.js';
+import type { ForwardingCapability } from '../core/forward/types.js';
 import { addrEquals } from '../core/inet.js';
 import { sameServiceKey } from '../core/services.js';
 import type {
@@ -42,6 +43,8 @@ export interface WorkerEngineOptions {
   connCapacity?: number;
   defense?: Partial<DefenseSettings>;
   expiry?: Partial<ExpirySettings>;
+  /** What the data plane delivers; unset: every method (a worker without packets). */
+  forwarding?: ForwardingCapability | null;
   /** Defaults to the real director; tests point it at a module of their own. */
   directorModule?: string;
   idlePollMs?: number;
@@ -164,6 +167,7 @@ export class WorkerEngine implements Engine {
       connCapacity: options.connCapacity,
       defense: options.defense,
       expiry: options.expiry,
+      forwarding: options.forwarding ?? null,
       idlePollMs: options.idlePollMs ?? 20,
       tickMs: options.tickMs ?? 100,
     };

@@ -30,7 +30,9 @@ async function start(): Promise<void> {
   try {
     const { Director } = (await import(settings.directorModule)) as {
       Director: new (
-        options: Pick<WorkerSettings, 'connCapacity' | 'defense' | 'expiry'> & { clock: Clock },
+        options: Pick<WorkerSettings, 'connCapacity' | 'defense' | 'expiry' | 'forwarding'> & {
+          clock: Clock;
+        },
       ) => PacketDirector;
     };
     loop = new PacketLoop({
@@ -39,6 +41,7 @@ async function start(): Promise<void> {
         connCapacity: settings.connCapacity,
         defense: settings.defense,
         expiry: settings.expiry,
+        forwarding: settings.forwarding,
       }),
       driver: new TunDriver(settings.tun?.mtu ?? 0),
       clock,

@@ -13,6 +13,7 @@ import {
   SVC_F_SCHED2,
   SVC_F_SCHED3,
 } from '../core/model.js';
+import type { ForwardMethod } from '../core/model.js';
 import { BUILTIN_SCHEDULER_NAMES } from '../core/sched/index.js';
 import type { HttpUrl } from '../health/config.js';
 import { ConfigError, splitQuoted, type Diagnostic, type SourcePos } from './lexer.js';
@@ -32,6 +33,9 @@ export interface RawTiming {
   warmupMs?: number;
   alpha?: boolean;
 }
+
+/** The forwarding methods a keepalived.conf may name here: NAT and DR. */
+export type KeepalivedMethod = Extract<ForwardMethod, 'masq' | 'route'>;
 
 export type DnsType = 'A' | 'NS' | 'CNAME' | 'SOA' | 'MX' | 'TXT' | 'AAAA';
 
@@ -67,6 +71,8 @@ export interface RawRealServer {
   addr: Addr;
   port: number;
   methodSet: boolean;
+  /** lvs_method, else the virtual server's lb_kind when the real server began. */
+  method: KeepalivedMethod;
   weight?: number;
   uThreshold: number;
   lThreshold: number;
@@ -93,6 +99,8 @@ export interface RawVirtualServer {
   granularity?: number;
   pe: string | null;
   methodSet: boolean;
+  /** lb_kind (lvs_method): what real servers begun after it take. */
+  method: KeepalivedMethod;
   timing: RawTiming;
   inhibit: boolean;
   omega: boolean;
@@ -102,7 +110,7 @@ export interface RawVirtualServer {
   quorumDown: ScriptConfig | null;
   weight: number;
   virtualhost?: string;
-  sorry: { pos: SourcePos; addr: Addr; port: number; inhibit: boolean } | null;
+  sorry: { pos: SourcePos; addr: Addr; port: number; inhibit: boolean; method: KeepalivedMethod } | null;
   realServers: RawRealServer[];
 }
 
@@ -354,6 +362,7 @@ class Parser {
       persistenceTimeout: 0,
       pe: null,
       methodSet: false,
+      method: 'masq',
       timing: {},
       inhibit: false,
       omega: false,
@@ -425,7 +434,7 @@ class Parser {
         break;
       case 'lb_kind':
       case 'lvs_method':
-        readMethod(node, 'virtual');
+        vs.method = readMethod(node, 'virtual');
         vs.methodSet = true;
         return;
       case 'persistence_engine':
@@ -507,7 +516,7 @@ class Parser {
         const addr = readAddr(a0);
         const port = readPort(node.args[1]);
         if (!addr || port === null) fail(node, `Invalid sorry server IP address ${a0 ?? ''}`);
-        vs.sorry = { pos: node, addr, port, inhibit: false };
+        vs.sorry = { pos: node, addr, port, inhibit: false, method: vs.method };
         return;
       }
       case 'sorry_server_inhibit':
@@ -516,7 +525,7 @@ class Parser {
         return;
       case 'sorry_server_lvs_method':
         if (!vs.sorry) fail(node, 'sorry_server forwarding used without sorry_server');
-        readMethod(node, 'sorry');
+        vs.sorry.method = readMethod(node, 'sorry');
         return;
       case 'real_server':
         this.realServer(vs, node);
@@ -537,6 +546,7 @@ class Parser {
       addr,
       port,
       methodSet: vs.methodSet,
+      method: vs.method,
       uThreshold: 0,
       lThreshold: 0,
       notifyUp: null,
@@ -572,7 +582,7 @@ class Parser {
         );
         return;
       case 'lvs_method':
-        readMethod(node, 'real');
+        rs.method = readMethod(node, 'real');
         rs.methodSet = true;
         return;
       case 'uthreshold':
@@ -937,18 +947,18 @@ function readTiming(t: RawTiming, node: ConfigNode, level: TimingLevel): boolean
   return true;
 }
 
-/** lb_kind / lvs_method: NAT; the data plane cannot do DR or TUN yet. */
-function readMethod(node: ConfigNode, server: 'virtual' | 'real' | 'sorry'): void {
+/**
+ * lb_kind / lvs_method: NAT or DR (whether the data plane delivers DR is the service table's to
+ * say when the file is applied); TUN, with its tunnel options, is not read from a file yet.
+ */
+function readMethod(node: ConfigNode, server: 'virtual' | 'real' | 'sorry'): KeepalivedMethod {
   const [method] = node.args;
-  if (method === 'NAT') {
+  if (method === 'NAT' || method === 'DR') {
     if (node.args.length > 1) fail(node, `Invalid tunnel option ${node.args[1]} for ${server} server.`);
-    return;
+    return method === 'NAT' ? 'masq' : 'route';
   }
-  if (method === 'DR' || method === 'TUN') {
-    fail(
-      node,
-      `${node.keyword} ${method}: lvsd forwards by NAT only today (DR and TUN are not supported yet)`,
-    );
+  if (method === 'TUN') {
+    fail(node, `${node.keyword} TUN: lvsd does not take tunnels from a keepalived.conf yet (lvsadm -i does)`);
   }
   fail(node, `PARSER : unknown [${method ?? ''}] routing method for ${server} server.`);
 }

@@ -237,11 +237,12 @@ class Resolver {
         rs.pos,
         name,
         portRule,
+        rs.method,
         rs.port,
         `real server ${trio(rs.addr, protocol, rs.port)}`,
       );
       const settings: DestSettings = {
-        method: 'masq',
+        method: rs.method,
         weight,
         uThreshold: rs.uThreshold,
         lThreshold: rs.lThreshold,
@@ -299,11 +300,11 @@ class Resolver {
 
     let sorryServer: SorryServerConfig | null = null;
     if (sorry) {
-      const port = this.serverPort(sorry.pos, name, portRule, sorry.port, 'sorry server');
+      const port = this.serverPort(sorry.pos, name, portRule, sorry.method, sorry.port, 'sorry server');
       sorryServer = {
         addr: sorry.addr,
         port,
-        settings: { method: 'masq', weight: 1, uThreshold: 0, lThreshold: 0 },
+        settings: { method: sorry.method, weight: 1, uThreshold: 0, lThreshold: 0 },
         inhibit: sorry.inhibit,
         pos: sorry.pos,
       };
@@ -335,10 +336,11 @@ class Resolver {
     pos: SourcePos,
     name: string,
     vs: { fwmark: number; port: number; group: boolean },
+    method: ForwardMethod,
     port: number,
     what: string,
   ): number {
-    const fixed = resolveServerPort('masq', vs, port);
+    const fixed = resolveServerPort(method, vs, port);
     if (fixed.warning === 'clearing')
       this.warn(pos, `WARNING - fwmark virtual server ${name}, ${what} has port specified - clearing`);
     if (fixed.warning === 'resetting')

@@ -293,9 +293,12 @@ function labHandle(
   };
 }
 
-export interface TunnelLabOptions {
+export interface RoutedLabOptions {
   prefix?: string;
   bulkFileMb?: number;
+}
+
+export interface TunnelLabOptions extends RoutedLabOptions {
   /**
    * Makes tunl0 in a real server's namespace when the kernel has no ipip module to give one
    * (the lab then puts the VIP on it and sets it up as with the kernel's).
@@ -315,7 +318,36 @@ export interface TunnelLabOptions {
  * routes elsewhere (rp_filter=0), and answers the client through the router: the director sees
  * only the client's side. nginx on each also takes PUT /upload/ (WebDAV), to check uploads.
  */
-export async function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
+export function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
+  return buildRoutedLab(options, async (rs) => {
+    // With ipip in the kernel every namespace has tunl0; without it, the fallback makes one.
+    try {
+      sh(['ip', '-n', rs, 'link', 'show', 'tunl0']);
+    } catch {
+      await options.tunl0Fallback(rs);
+    }
+    return 'tunl0';
+  });
+}
+
+/**
+ * LVS-DR as operators build it: buildTunnelLab's network, each real server holding the VIP on
+ * lo (arp_ignore=1, arp_announce=2: it neither answers ARP for the VIP nor uses it as an ARP
+ * source) and answering the client through the router, not through the director. The director and the real servers share the LAN: direct routing
+ * only changes the link-layer destination.
+ */
+export function buildDirectRoutingLab(options: RoutedLabOptions): Promise<Lab> {
+  return buildRoutedLab(options, async () => 'lo');
+}
+
+/**
+ * The router-in-front lab shared by LVS-TUN and LVS-DR; `vipDevice` readies, in a real server's
+ * namespace, the device that will hold the VIP, and names it.
+ */
+async function buildRoutedLab(
+  options: RoutedLabOptions,
+  vipDevice: (rs: string) => Promise<string>,
+): Promise<Lab> {
   const prefix = options.prefix ?? 'lvslab';
   cleanupStaleLabs(prefix);
   const base = `${prefix}${process.pid}`;
@@ -356,21 +388,16 @@ export async function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
       execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
     }
     for (const [i, rs] of ns.realServers.entries()) {
-      // With ipip in the kernel every namespace has tunl0; without it, the fallback makes one.
-      try {
-        sh(['ip', '-n', rs, 'link', 'show', 'tunl0']);
-      } catch {
-        await options.tunl0Fallback(rs);
-      }
-      sh(['ip', '-n', rs, 'addr', 'add', `${addr.vip}/32`, 'dev', 'tunl0']);
-      sh(['ip', '-n', rs, 'link', 'set', 'tunl0', 'up']);
+      const dev = await vipDevice(rs);
+      sh(['ip', '-n', rs, 'addr', 'add', `${addr.vip}/32`, 'dev', dev]);
+      sh(['ip', '-n', rs, 'link', 'set', dev, 'up']);
       const sysctls = [
         'net.ipv4.conf.all.arp_ignore=1',
         'net.ipv4.conf.all.arp_announce=2',
         'net.ipv4.conf.eth0.arp_ignore=1',
         'net.ipv4.conf.eth0.arp_announce=2',
         'net.ipv4.conf.all.rp_filter=0',
-        'net.ipv4.conf.tunl0.rp_filter=0',
+        `net.ipv4.conf.${dev}.rp_filter=0`,
       ];
       sh(['ip', 'netns', 'exec', rs, 'sysctl', '-qw', ...sysctls]);
       const dir = join(tmpDir, `rs${i + 1}`);

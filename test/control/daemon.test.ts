@@ -99,11 +99,15 @@ test('a corrupt state file stops lvsd with file, line and reason', async () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /ipvsadm\.rules:2: Service already exists/);
 
-    // An ipvsadm script's default method, direct routing, is refused at start, never taken and dropped.
-    await writeFile(file, '-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80\n');
-    const routed = await runDaemonToExit(dir, stateDir);
-    assert.equal(routed.code, 1);
-    assert.match(routed.stderr, /ipvsadm\.rules:2: lvsd cannot forward by direct routing/);
+    // What the data plane cannot deliver (direct routing on TUN) is refused at start too:
+    // test/control/dataplane-methods.test.ts.
+    await writeFile(
+      file,
+      '-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -i --tun-type gre\n',
+    );
+    const tunnelled = await runDaemonToExit(dir, stateDir);
+    assert.equal(tunnelled.code, 1);
+    assert.match(tunnelled.stderr, /ipvsadm\.rules:2: lvsd cannot tunnel with --tun-type gre/);
 
     await writeFile(file, '-Ln\n');
     assert.equal((await runDaemonToExit(dir, stateDir)).code, 1);

@@ -353,7 +353,7 @@ test('refused control operations change nothing and carry codes', () => {
         }),
       'LVS_ERR_INVALID',
     ],
-    ...(['route'] as const).flatMap((method): [() => void, string][] => [
+    ...(['local'] as const).flatMap((method): [() => void, string][] => [
       [
         () =>
           d.execute({

@@ -126,6 +126,29 @@ describe('the layer-2 loop', () => {
     assert.equal(counters.txPackets, 2);
   });
 
+  it("direct routing: the client's packet, still to the VIP, goes to the real server's MAC, and follows a new MAC", () => {
+    const { loop, clock, pub0, br0, source } = setup();
+    const route = { ...masq, method: 'route' as const };
+    loop.execute({ op: 'edit-dest', key, addr: a(RS), port: 80, settings: route });
+    source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
+    pub0.inbox.push(frame({ ...syn(), ttl: 64 }, pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.deepEqual(sentIp(br0.sent[0]!), {
+      flow: `${CLIENT}:40000>${VIP}:80`,
+      dst: [...RS_MAC].join('.'),
+      src: [...br0.mac].join('.'),
+    });
+    assert.equal(br0.sent[0]![24 + 8], 63, 'one hop: the TTL one less');
+    // The real server's interface is replaced: the neighbour table follows, and so do its frames.
+    const moved = Uint8Array.from([2, 0xd, 0, 0, 1, 11]);
+    source.queued.push({ ifindex: 2, addr: a(RS), mac: moved });
+    clock.advance(1000);
+    pub0.inbox.push(frame({ ...syn(), tcpFlags: 0x10 }, pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(sentIp(br0.sent[1]!).dst, [...moved].join('.'));
+    assert.equal(pub0.sent.length, 0, 'nothing goes back: the real server answers the client itself');
+  });
+
   it("gives the host what is not the director's through the TUN device, unchanged", () => {
     const { loop, pub0, br0, tun, source } = setup();
     source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });

@@ -19,6 +19,7 @@ export class Director implements PacketDirector {
   private readonly services: ServiceSnapshot[] = [];
   private ticks = 0;
   readonly pending: Uint8Array[] = [];
+  readonly nextHop = null;
 
   execute(op: ControlOp): void {
     if (op.op === 'add-service') {

@@ -5,27 +5,25 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { buildTunnelLab, type Lab } from '../../src/lab/lab.js';
+import {
+  assertDownloadBypassesDirector,
+  assertRoundRobinSeesClient,
+  assertUploadStoredOnce,
+} from './answers-directly.js';
 import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
 
 const BULK_MB = 50;
 const DECAP = fileURLToPath(new URL('./ipip-decap.js', import.meta.url));
-const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
 describe('LVS-TUN end to end (root, netns)', { skip: ROOT_SKIP, concurrency: false }, () => {
   let lab: Lab;
   let director: Lvsd;
   let stateBefore: string;
   const decapsulators: ChildProcess[] = [];
-  const curl = (args: string[]): string =>
-    lab.run(lab.ns.client, ['curl', '-sS', '--max-time', '60', ...args]);
-  const vipUrl = (path: string) => `http://${lab.addr.vip}${path}`;
 
   before(async () => {
     lab = await buildTunnelLab({
@@ -72,40 +70,17 @@ describe('LVS-TUN end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
   });
 
   it('round-robins over both, and each real server sees the client itself', () => {
-    const answers = [1, 2, 3, 4].map(() => curl([vipUrl('/')]));
-    const who = answers.map((a) => /This is Real Server (\d), you are (\S+)/.exec(a)!.slice(1));
-    assert.deepEqual(who.map(([n]) => n).sort(), ['1', '1', '2', '2']);
-    for (const [, client] of who) assert.equal(client, lab.addr.client);
-    for (const i of [0, 1]) assert.ok(lab.accessLog(i).some((l) => l.startsWith(`${lab.addr.client} / 200`)));
+    assertRoundRobinSeesClient(lab);
   });
 
   it('carries 50 MB to the client intact; the replies never cross the director', () => {
-    const expected = sha256(readFileSync(lab.bulkFile!));
-    const script = `curl -sS --max-time 120 ${vipUrl('/files/bulk.bin')} | sha256sum`;
-    assert.equal(
-      lab.run(lab.ns.client, ['sh', '-c', script], { timeoutMs: 130_000 }).split(' ')[0],
-      expected,
-    );
-    const [stats] = director.stats();
-    assert.equal(stats!.outPkts, 0, 'no reply went through lvsd');
-    assert.ok(stats!.inPkts > 0);
+    assertDownloadBypassesDirector(lab, director);
   });
 
   it('carries 50 MB from the client intact, learning the tunnel MTU from ICMP fragmentation needed', () => {
     // Before: the client's path to the VIP is its interface's 1500 bytes, which the tunnel exceeds.
     assert.doesNotMatch(lab.run(lab.ns.client, ['ip', 'route', 'get', lab.addr.vip]), /mtu/);
-    curl(['-T', lab.bulkFile!, vipUrl('/upload/up.bin')]);
-    const stored = [0, 1]
-      .map((i) => join(lab.tmpDir, `rs${i + 1}`, 'www', 'upload', 'up.bin'))
-      .filter((path) => {
-        try {
-          return readFileSync(path).length > 0;
-        } catch {
-          return false;
-        }
-      });
-    assert.equal(stored.length, 1, 'one real server stored the upload');
-    assert.equal(sha256(readFileSync(stored[0]!)), sha256(readFileSync(lab.bulkFile!)));
+    assertUploadStoredOnce(lab);
     // The director told the client 1500 - 20 bytes fit; the kernel keeps it as the route's MTU.
     assert.match(lab.run(lab.ns.client, ['ip', 'route', 'get', lab.addr.vip]), /mtu 1480/);
   });

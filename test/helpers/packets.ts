@@ -344,3 +344,15 @@ export function processPacket(
   buf.set(frame);
   return director.process(buf, 0, frame.length);
 }
+
+/** Runs one frame through the director; returns what it sent (the frame, then any pending ones). */
+export function sendFrame(
+  director: { process(buf: Uint8Array, offset: number, length: number): number; pending: Uint8Array[] },
+  framed: Uint8Array,
+): Uint8Array[] {
+  const buf = new Uint8Array(65536 + 10);
+  buf.set(framed);
+  const n = director.process(buf, 0, framed.length);
+  if (n <= 0) return [];
+  return [buf.slice(0, n), ...director.pending.splice(0)];
+}

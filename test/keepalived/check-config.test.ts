@@ -39,11 +39,10 @@ describe('lvsd check-config', () => {
   }
 
   test('an error: FILE:LINE: reason on stderr, nothing on stdout, exit 1', () => {
-    const run = checkConfig(join(FIXTURES, 'tgentimc-keepalived_conf.conf'));
+    const run = checkConfig(join(FIXTURES, 'xusxlinux-master02.conf'));
     assert.deepEqual(run, {
       stdout: '',
-      stderr:
-        '@FIXTURES@/tgentimc-keepalived_conf.conf:70: lb_kind DR: lvsd forwards by NAT only today (DR and TUN are not supported yet)\n',
+      stderr: "@FIXTURES@/xusxlinux-master02.conf:23: Invalid lvs_scheduler 'loadbalance'\n",
       status: 1,
     });
   });

@@ -243,11 +243,11 @@ describe('configurations from public repositories', () => {
     assert.deepEqual([config.virtualServers, config.warnings], [[], []]);
   });
 
-  test('Tgentimc/keepalived_conf: lb_kind DR is refused at its line', () => {
-    assert.equal(
-      refusal('tgentimc-keepalived_conf.conf'),
-      '70: lb_kind DR: lvsd forwards by NAT only today (DR and TUN are not supported yet)',
-    );
+  test('Tgentimc/keepalived_conf: lb_kind DR, its real server directly routed at the service port', () => {
+    assert.deepEqual(rules(fixture('tgentimc-keepalived_conf.conf')), [
+      '-A -t 172.16.133.250:3306 -s rr -p 60',
+      '-a -t 172.16.133.250:3306 -r 172.16.133.200:3306 -g -w 3',
+    ]);
   });
 
   test('xusxlinux/Document: an lb_algo keepalived does not know either is an error', () => {

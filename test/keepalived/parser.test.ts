@@ -596,24 +596,19 @@ describe('skipping', () => {
 describe('refusals: what lvsd cannot carry out yet', () => {
   const cases: Array<[string, string, RegExp]> = [
     [
-      'lb_kind DR',
-      quietVs('').replace('lb_kind NAT', 'lb_kind DR'),
-      /^4: lb_kind DR: lvsd forwards by NAT only today/,
-    ],
-    [
       'lb_kind TUN',
       quietVs('').replace('lb_kind NAT', 'lb_kind TUN type gue port 6080'),
-      /^4: lb_kind TUN: lvsd forwards by NAT only/,
+      /^4: lb_kind TUN: lvsd does not take tunnels from a keepalived.conf yet \(lvsadm -i does\)/,
     ],
     [
-      'lvs_method DR on a real server',
-      quietVs('', 'real_server 192.168.1.10 80 {\n lvs_method DR\n}\n'),
-      /^7: lvs_method DR/,
+      'lvs_method TUN on a real server',
+      quietVs('', 'real_server 192.168.1.10 80 {\n lvs_method TUN\n}\n'),
+      /^7: lvs_method TUN/,
     ],
     [
-      'sorry_server_lvs_method DR',
-      quietVs(' sorry_server 1.2.3.4 80\n sorry_server_lvs_method DR'),
-      /^6: sorry_server_lvs_method DR/,
+      'lb_kind DR with a tunnel option',
+      quietVs('').replace('lb_kind NAT', 'lb_kind DR csum'),
+      /^4: Invalid tunnel option csum/,
     ],
     ['SMTP_CHECK', checkerIn('SMTP_CHECK'), /^7: SMTP_CHECK: SMTP_CHECK is not supported by lvsd yet/],
     ['FILE_CHECK', checkerIn('FILE_CHECK'), /^7: FILE_CHECK: FILE_CHECK is not supported/],
@@ -752,7 +747,37 @@ describe('errors at FILE:LINE, nothing partial', () => {
   });
 });
 
-describe('keepalived port rules for DR and TUN (kept for when those land)', () => {
+describe('lb_kind DR: direct routing (the data plane says at start whether it delivers it)', () => {
+  const methods = (text: string) =>
+    toControlOps(parse(text)).flatMap((op) =>
+      op.op === 'add-dest' ? [`${formatAddr(op.addr)}:${op.port} ${op.settings.method}`] : [],
+    );
+
+  test('on the virtual server: every real server begun after it, at the service port', () => {
+    const text = quietVs('').replace('lb_kind NAT', 'lb_kind DR');
+    assert.deepEqual(methods(text), ['192.168.1.10:80 route']);
+    assert.deepEqual(warnings(text), [
+      "6: WARNING - virtual server [10.0.0.1]:tcp:80 and real server [192.168.1.10]:tcp:8080 ports don't match - resetting",
+    ]);
+  });
+
+  test('lvs_method on a real server overrides the virtual server, both ways', () => {
+    const both = 'real_server 192.168.1.10 80 {\n lvs_method DR\n}\nreal_server 192.168.1.11 80 {\n}\n';
+    assert.deepEqual(methods(quietVs('', both)), ['192.168.1.10:80 route', '192.168.1.11:80 masq']);
+    const nat = 'real_server 192.168.1.10 8080 {\n lvs_method NAT\n}\n';
+    assert.deepEqual(methods(quietVs('', nat).replace('lb_kind NAT', 'lb_kind DR')), [
+      '192.168.1.10:8080 masq',
+    ]);
+  });
+
+  test('sorry_server_lvs_method DR: the sorry server is directly routed', () => {
+    const config = parse(quietVs(' sorry_server 192.168.1.99 8080\n sorry_server_lvs_method DR'));
+    const sorry = config.virtualServers[0]!.sorryServer!;
+    assert.deepEqual([sorry.port, sorry.settings.method], [80, 'route']);
+  });
+});
+
+describe('keepalived port rules for DR and TUN', () => {
   test('NAT keeps a real server port; without one it takes the service port', () => {
     assert.deepEqual(resolveServerPort('masq', { fwmark: 0, port: 80, group: false }, 8080), {
       port: 8080,

@@ -23,6 +23,7 @@ registerForwardingMethod({
   name: 'tunnel',
   clientDirection: 'in-only',
   headroom: IPIP_HEADER,
+  delivery: 'packet-destination',
   toRealServer(frame, offset, _length, p, target, extra) {
     const { route } = target;
     if (route === null) return XMIT_NO_ROUTE;

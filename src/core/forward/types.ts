@@ -36,6 +36,8 @@ export const XMIT_NO_ROUTE = -1;
 export const XMIT_TOO_BIG = -2;
 /** The packet cannot be carried at all (too big for any frame, or a kind the method cannot split). */
 export const XMIT_OVERSIZE = -3;
+/** The packet's TTL (hop limit) would reach 0 on this hop: a router drops it (RFC 1812 5.3.1). */
+export const XMIT_TTL_EXPIRED = -4;
 
 export interface ForwardingMethod {
   readonly name: ForwardMethod;
@@ -50,6 +52,13 @@ export interface ForwardingMethod {
    * the real server, and what of the route's MTU is not left for the client's packet. 0 for NAT.
    */
   readonly headroom: number;
+  /**
+   * Where the frame goes on the link: 'packet-destination', to the next hop of the IP destination
+   * it leaves with (the real server after NAT, the outer header's after encapsulation);
+   * 'real-server', to the real server itself while the packet still says VIP (direct routing,
+   * which only a layer-2 data plane can deliver).
+   */
+  readonly delivery: 'packet-destination' | 'real-server';
   /**
    * Sends the client's packet in frame[offset, offset + length) (virtio_net_hdr first) towards the
    * target, rewriting it in place (`frame` has at least `headroom` bytes to spare after it, unless
@@ -71,4 +80,18 @@ export interface ForwardingMethod {
    */
   readonly toClient:
     ((buf: Uint8Array, p: ParsedPacket, vaddr: Addr, vport: number, vnetFlags: number) => boolean) | null;
+}
+
+/**
+ * What a data plane can carry out, declared by it to the director (and through it to the service
+ * table): the forwarding methods its packet path delivers. A real server asking for another is
+ * refused at once (LVS_ERR_METHOD_UNSUPPORTED), never accepted and then dropped. Plain data: it
+ * crosses to the data-plane worker.
+ */
+export interface ForwardingCapability {
+  /** The data plane's name, as the operator chose it (`tun`). */
+  readonly dataplane: string;
+  readonly methods: readonly ForwardMethod[];
+  /** For a method it cannot deliver that another data plane can: what the operator should do. */
+  readonly elsewhere: Partial<Record<ForwardMethod, string>>;
 }

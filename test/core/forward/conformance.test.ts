@@ -1,8 +1,9 @@
 // One suite every registered forwarding method must pass, whatever it does to a packet (the
 // scheduler conformance model): it is found by its name and id; a client's packet comes out
 // addressed to the real server, still a valid packet, within the room the method claims; it
-// never throws on any packet; and a method whose replies bypass the director moves TCP through
-// the INPUT_ONLY table.
+// never throws on any packet; the link delivers it to its IP destination unless the method says
+// it goes to the real server itself; and a method whose replies bypass the director moves TCP
+// through the INPUT_ONLY table.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -65,8 +66,12 @@ for (const name of forwardingMethodNames()) {
           assert.deepEqual(extra, []);
           const inner = delivered(frame, out);
           assert.ok(l4ChecksumValid(inner));
-          const destination = method.headroom > 0 ? [198, 18, 0, 1] : [198, 18, 1, 11];
+          // A real server that answers the client itself holds the VIP: the packet still says VIP.
+          const destination = method.toClient === null ? [198, 18, 0, 1] : [198, 18, 1, 11];
           assert.deepEqual([...inner.subarray(16, 20)], destination);
+          // The link delivers to the frame's IP destination unless the method says otherwise.
+          const onTheWire = [...frame.subarray(VNET_HDR_LEN + 16, VNET_HDR_LEN + 20)];
+          assert.equal(method.delivery === 'packet-destination', onTheWire.join('.') === RIP);
         }),
       );
     });

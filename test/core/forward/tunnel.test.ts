@@ -16,6 +16,7 @@ import {
   ipv4HeaderValid,
   l4ChecksumValid,
   partialVnetFor,
+  sendFrame,
   tcpSegment,
   withVnet,
 } from '../../helpers/packets.js';
@@ -47,14 +48,7 @@ function tunnelDirector(mtu = 1500): Director {
   return d;
 }
 
-/** Runs one frame through the director; returns what it sent (the frame, then any pending ones). */
-function send(d: Director, framed: Uint8Array): Uint8Array[] {
-  const buf = new Uint8Array(65536 + VNET_HDR_LEN);
-  buf.set(framed);
-  const n = d.process(buf, 0, framed.length);
-  if (n <= 0) return [];
-  return [buf.slice(0, n), ...d.pending.splice(0)];
-}
+const send = sendFrame;
 
 test('a client packet reaches the real server inside an IPIP header from the DIP, unchanged', () => {
   const d = tunnelDirector();
