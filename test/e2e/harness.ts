@@ -294,7 +294,8 @@ export function hostState(lab: Lab): string {
     "ip -6 route show table all | grep -vE 'fe80::|ff00::'",
     'ip neigh show proxy',
     'nft list ruleset',
-    "sysctl -a 2>/dev/null | grep -E 'ip_forward|conf.all.forwarding|send_redirects|accept_local|rp_filter|proxy_ndp'",
+    // IPv6's forwarding is per interface, all.forwarding sets every one of them.
+    "sysctl -a 2>/dev/null | grep -E 'ip_forward|\\.forwarding|send_redirects|accept_local|rp_filter|proxy_ndp|early_demux'",
   ].join('; ');
   return lab.run(lab.ns.director, ['sh', '-c', script]);
 }
@@ -317,6 +318,8 @@ export interface SetupOptions {
   realServers?: number;
   /** More of lvsd's command line, given the lab (to write a file into lab.tmpDir first). */
   lvsdArgs?: (lab: Lab) => string[];
+  /** A dual-stack lab (lab.addr6). */
+  ipv6?: boolean;
 }
 
 export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
@@ -324,6 +327,7 @@ export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
     prefix: options.prefix ?? 'lvse2e',
     bulkFileMb: options.bulkFileMb ?? 0,
     realServers: options.realServers ?? 2,
+    ipv6: options.ipv6 ?? false,
   });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {
