@@ -23,6 +23,7 @@ export type DropReason =
   | 'bad-udp-length'
   | 'bad-fragment'
   | 'bad-ext-header'
+  | 'source-routed'
   | 'unsupported';
 
 export interface ParsedPacket {
@@ -93,6 +94,7 @@ for (const reason of [
   'bad-udp-length',
   'bad-fragment',
   'bad-ext-header',
+  'source-routed',
   'unsupported',
 ] as const) {
   drops[reason] = Object.freeze({ ok: false, reason });
@@ -207,6 +209,10 @@ function parseIPv6(buf: Uint8Array, offset: number, length: number, quoted: bool
       if (pos + 8 > end) return drops.truncated;
       const extLength = (buf[pos + 1] + 1) * 8;
       if (pos + extLength > end) return drops.truncated;
+      // Segments left: the destination is a waypoint, not where the packet ends. Rewriting it
+      // would send the packet elsewhere and break its checksum (whose pseudo-header holds the
+      // final destination, RFC 8200 section 8.1); the host drops these too (accept_source_route=0).
+      if (next === NEXTHDR_ROUTING && buf[pos + 3] !== 0 && !quoted) return drops['source-routed'];
       next = buf[pos];
       pos += extLength;
     } else if (next === NEXTHDR_FRAGMENT) {
