@@ -193,6 +193,50 @@ describe('LVS-NAT over IPv6 end to end (root, netns)', { skip: ROOT_SKIP, concur
     }
   });
 
+  it('datagrams with Hop-by-Hop and Destination Options headers pass both ways; nothing is dropped', async () => {
+    s.director.adm(`-A -u ${at(v6.vip, 7070)} -s rr`);
+    s.director.adm(`-a -u ${at(v6.vip, 7070)} -r ${at(v6.realServers[0]!, 7070)} -m`);
+    // An 8-byte options header (a PadN option): Next Header and the length are the kernel's to fill.
+    const options = (level: string): string[] => [
+      `s.setsockopt(socket.IPPROTO_IPV6, ${level}, bytes([0, 0, 1, 4, 0, 0, 0, 0]))`,
+    ];
+    // IPV6_HOPOPTS 54, IPV6_DSTOPTS 59 (Linux).
+    const server = [
+      'import socket',
+      's = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
+      ...options('59'),
+      "s.bind(('::', 7070))",
+      'while True:',
+      '    data, peer = s.recvfrom(65536)',
+      '    s.sendto(data, peer)',
+    ].join('\n');
+    const echo = s.lab.spawn(s.lab.ns.realServers[0]!, ['python3', '-c', server]);
+    try {
+      await until(
+        'the echo server listening',
+        () => s.lab.run(s.lab.ns.realServers[0]!, ['ss', '-Huln', 'sport = :7070']) || undefined,
+        5000,
+      );
+      const client = [
+        'import socket',
+        's = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
+        's.settimeout(3)',
+        ...options('54'),
+        ...options('59'),
+        `s.connect(('${v6.vip}', 7070))`,
+        'for size in (16, 3000):',
+        "    s.send(b'x' * size)",
+        '    print(len(s.recv(65536)))',
+      ].join('\n');
+      const out = s.lab.run(s.lab.ns.client, ['python3', '-c', client], { timeoutMs: 10_000 });
+      assert.deepEqual(out.trim().split('\n'), ['16', '3000']);
+      const { dataPath } = JSON.parse(s.director.adm('-L --json')) as { dataPath: { drops: object } };
+      assert.deepEqual(dataPath.drops, {});
+    } finally {
+      echo.kill();
+    }
+  });
+
   it("a real server's ICMPv6 port unreachable reaches the client from the VIP (UDP, nothing listening)", () => {
     s.director.adm(`-A -u ${at(v6.vip, 9)} -s rr`);
     s.director.adm(`-a -u ${at(v6.vip, 9)} -r ${at(v6.realServers[0]!, 9)} -m`);
