@@ -284,6 +284,29 @@ export function nftCounters(lab: Lab, ns: string, table: string): Map<string, nu
   return found;
 }
 
+/**
+ * A Python program for the client that sends one datagram on a UDP socket connected to host:port
+ * and prints what followed: "answered", "refused" or "timeout". A connected socket hears
+ * ECONNREFUSED only from an ICMP error quoting its own flow: through the director, one whose
+ * source and quoted packet were rewritten back to the VIP.
+ */
+export function udpProbe(host: string, port: number): string {
+  return [
+    'import socket',
+    `s = socket.socket(socket.${host.includes(':') ? 'AF_INET6' : 'AF_INET'}, socket.SOCK_DGRAM)`,
+    's.settimeout(3)',
+    `s.connect(('${host}', ${port}))`,
+    "s.send(b'anyone?')",
+    'try:',
+    '    s.recv(64)',
+    "    print('answered')",
+    'except ConnectionRefusedError:',
+    "    print('refused')",
+    'except socket.timeout:',
+    "    print('timeout')",
+  ].join('\n');
+}
+
 /** What lvsd may change in the director namespace, as text to compare before and after. */
 export function hostState(lab: Lab): string {
   const script = [

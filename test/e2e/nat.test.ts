@@ -6,7 +6,15 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { hostState, ROOT_SKIP, setupLab, type ConnRow, type ServiceStats, type Setup } from './harness.js';
+import {
+  hostState,
+  ROOT_SKIP,
+  setupLab,
+  udpProbe,
+  type ConnRow,
+  type ServiceStats,
+  type Setup,
+} from './harness.js';
 
 const VIP = '198.18.0.1';
 const RS1 = '198.18.1.11';
@@ -379,23 +387,9 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
   it("a real server's ICMP port unreachable reaches the client from the VIP (UDP, nothing listening)", () => {
     s.director.adm(`-A -u ${VIP}:9 -s rr`);
     s.director.adm(`-a -u ${VIP}:9 -r ${RS1}:9 -m`);
-    // A connected UDP socket hears ECONNREFUSED only from an ICMP error quoting its own flow: the
-    // director must have rewritten the error's source and the quoted packet back to VIP:9.
-    const probe = [
-      'import socket',
-      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
-      's.settimeout(3)',
-      `s.connect(('${VIP}', 9))`,
-      "s.send(b'anyone?')",
-      'try:',
-      '    s.recv(64)',
-      "    print('answered')",
-      'except ConnectionRefusedError:',
-      "    print('refused')",
-      'except socket.timeout:',
-      "    print('timeout')",
-    ].join('\n');
-    const outcome = s.lab.run(s.lab.ns.client, ['python3', '-c', probe], { timeoutMs: 10_000 }).trim();
+    const outcome = s.lab
+      .run(s.lab.ns.client, ['python3', '-c', udpProbe(VIP, 9)], { timeoutMs: 10_000 })
+      .trim();
     assert.equal(outcome, 'refused', s.director.adm('-Lnc'));
   });
 

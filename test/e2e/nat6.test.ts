@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { LabAddresses } from '../../src/lab/lab.js';
 import { until } from '../../src/lab/lab.js';
-import { hostState, ROOT_SKIP, setupLab, type ServiceStats, type Setup } from './harness.js';
+import { hostState, ROOT_SKIP, setupLab, udpProbe, type ServiceStats, type Setup } from './harness.js';
 
 const BULK_MB = 20;
 /** A VIP that is no address of the director: it answers neighbour discovery for it (proxy NDP). */
@@ -240,23 +240,9 @@ describe('LVS-NAT over IPv6 end to end (root, netns)', { skip: ROOT_SKIP, concur
   it("a real server's ICMPv6 port unreachable reaches the client from the VIP (UDP, nothing listening)", () => {
     s.director.adm(`-A -u ${at(v6.vip, 9)} -s rr`);
     s.director.adm(`-a -u ${at(v6.vip, 9)} -r ${at(v6.realServers[0]!, 9)} -m`);
-    // A connected UDP socket hears ECONNREFUSED only from an error quoting its own flow: the
-    // director must have rewritten the quoted packet back to [VIP]:9.
-    const probe = [
-      'import socket',
-      's = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
-      's.settimeout(3)',
-      `s.connect(('${v6.vip}', 9))`,
-      "s.send(b'anyone?')",
-      'try:',
-      '    s.recv(64)',
-      "    print('answered')",
-      'except ConnectionRefusedError:',
-      "    print('refused')",
-      'except socket.timeout:',
-      "    print('timeout')",
-    ].join('\n');
-    const outcome = s.lab.run(s.lab.ns.client, ['python3', '-c', probe], { timeoutMs: 10_000 }).trim();
+    const outcome = s.lab
+      .run(s.lab.ns.client, ['python3', '-c', udpProbe(v6.vip, 9)], { timeoutMs: 10_000 })
+      .trim();
     assert.equal(outcome, 'refused', s.director.adm('-Lnc'));
   });
 

@@ -9,7 +9,15 @@
 // say that, so the director fragments at the one size every IPv6 link carries.
 
 import { completePartialChecksum, writeU16, writeU32 } from './checksum.js';
-import type { ParsedPacket } from './parse.js';
+import { IPV6_MIN_MTU } from './icmp.js';
+import {
+  IPV6_HEADER,
+  NEXTHDR_DEST,
+  NEXTHDR_FRAGMENT,
+  NEXTHDR_HOP,
+  NEXTHDR_ROUTING,
+  type ParsedPacket,
+} from './parse.js';
 import {
   readVnetHdr,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -18,20 +26,13 @@ import {
   writePlainVnetHdr,
 } from './vnet.js';
 
-/** RFC 8200 section 5: every IPv6 link carries packets of this size. */
-export const IPV6_MIN_MTU = 1280;
 /**
  * A plain (non-GSO) IPv6 packet longer than this is fragmented before it is sent: Ethernet's MTU,
  * which nearly every path has. Shorter packets go whole, as a router sends them.
  */
 export const IPV6_UNFRAGMENTED_MAX = 1500;
 
-const IPV6_HEADER = 40;
 const FRAGMENT_HEADER = 8;
-const NEXTHDR_HOP = 0;
-const NEXTHDR_ROUTING = 43;
-const NEXTHDR_FRAGMENT = 44;
-const NEXTHDR_DEST = 60;
 
 /**
  * Whether the frame at buf[offset] (virtio_net_hdr, then the IPv6 packet `p`) is one the kernel

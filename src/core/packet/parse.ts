@@ -72,14 +72,16 @@ export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
 
 const IPV4_MIN_HEADER = 20;
-const IPV6_HEADER = 40;
+/** The fixed IPv6 header (RFC 8200 section 3). */
+export const IPV6_HEADER = 40;
 const IPV4_MF = 0x2000;
 const IPV4_OFFSET_MASK = 0x1fff;
 
-const NEXTHDR_HOP = 0;
-const NEXTHDR_ROUTING = 43;
-const NEXTHDR_FRAGMENT = 44;
-const NEXTHDR_DEST = 60;
+/** IPv6 extension headers by Next Header value. */
+export const NEXTHDR_HOP = 0;
+export const NEXTHDR_ROUTING = 43;
+export const NEXTHDR_FRAGMENT = 44;
+export const NEXTHDR_DEST = 60;
 /** More extension headers than this is an attack on the parser, not a real packet. */
 const MAX_EXT_HEADERS = 8;
 

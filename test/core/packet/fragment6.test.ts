@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { fragmentIpv6, IPV6_MIN_MTU, needsIpv6Fragmentation } from '../../../src/core/packet/fragment6.js';
+import { fragmentIpv6, needsIpv6Fragmentation } from '../../../src/core/packet/fragment6.js';
+import { IPV6_MIN_MTU } from '../../../src/core/packet/icmp.js';
 import { parsePacket, type ParsedPacket } from '../../../src/core/packet/parse.js';
 import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
