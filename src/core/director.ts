@@ -42,6 +42,7 @@ import type {
   Snapshot,
   StatsSnapshot,
 } from './ops.js';
+import { fragmentIpv6, needsIpv6Fragmentation } from './packet/fragment6.js';
 import { FragmentTracker } from './packet/fragments.js';
 import {
   buildPacketTooBig,
@@ -126,6 +127,8 @@ export class Director {
   nextHop: Addr | null = null;
   /** The master sync role's decisions, while a master sync daemon runs. */
   private syncSource: SyncSource | null = null;
+  /** The identification of the next IPv6 datagram the director fragments: random start (RFC 7739). */
+  private nextFragmentId: number;
   readonly counters: DataPathCounters = {
     forwardedIn: 0,
     forwardedOut: 0,
@@ -140,6 +143,7 @@ export class Director {
     this.expiry = { ...DEFAULT_EXPIRY, ...options.expiry };
     this.fragments = new FragmentTracker(this.clock);
     const random = options.random ?? Math.random;
+    this.nextFragmentId = Math.floor(random() * 0x100000000);
     // Validated before the table's memory is taken.
     const defense = defenseSettings(options.defense);
     this.conns = new ConnTable({
@@ -385,6 +389,8 @@ export class Director {
     this.count(service, dest, inbound, size);
     this.conns.onPacket(id, inbound ? method.clientDirection : 'out', p.tcpFlags);
     if (inbound && this.syncSource !== null) this.syncSource.onClientPacket(id, this.isOnePacket(id, p));
+    if (method.headroom === 0 && needsIpv6Fragmentation(buf, offset, p))
+      return this.sendFragmented(buf, offset, out, p);
     if (p.isFragment) {
       for (const held of this.fragments.decide(p, { direction, target, service, dest, method })) {
         // Room for the method's headers: the tracker keeps held fragments at their own size.
@@ -395,6 +401,21 @@ export class Director {
       }
     }
     return out;
+  }
+
+  /**
+   * A rewritten IPv6 datagram too long to be forwarded whole (packet/fragment6.ts), sent as
+   * fragments: the first in place of the packet, the others in `pending`. One that cannot be split
+   * goes as it is, and the kernel answers it as any router would.
+   */
+  private sendFragmented(buf: Uint8Array, offset: number, length: number, p: ParsedPacket): number {
+    const frames = fragmentIpv6(buf, offset, p, this.nextFragmentId);
+    if (frames === null) return length;
+    this.nextFragmentId = (this.nextFragmentId + 1) >>> 0;
+    const [first, ...rest] = frames as [Uint8Array, ...Uint8Array[]];
+    buf.set(first, offset);
+    this.pending.push(...rest);
+    return first.length;
   }
 
   /** The rewrite or encapsulation, by the connection's method: the frame's length to send, or an XMIT_* failure. */

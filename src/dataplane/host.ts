@@ -729,6 +729,11 @@ export class HostNetwork implements HostSteering, HostRepair {
       '    type route hook output priority raw; policy accept;',
       `    ip daddr . meta l4proto . th dport @svc4 ${mark}`,
       `    ip6 daddr . meta l4proto . th dport @svc6 ${mark}`,
+      // The host's own errors to a VIP: its forwarding refusing a rewritten reply (too big for
+      // the client's link) tells the reply's source, the VIP. Through lo they would keep the
+      // local route they were given here: steered now, they reach the real server as path MTU.
+      `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
+      `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
       '  }',
       '}',
     ].join('\n');

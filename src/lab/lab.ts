@@ -2,6 +2,10 @@
 //
 //   client 198.18.0.2 --- pub0 198.18.0.1 [director] br0 198.18.1.1 --- rs1 198.18.1.11, rs2 198.18.1.12
 //
+// With `ipv6`, every host is dual-stack, the same shape in 2001:db8::/32:
+//
+//   client 2001:db8::2 --- pub0 2001:db8::1 [director] br0 2001:db8:1::1 --- rs1 2001:db8:1::11, ...
+//
 // buildTunnelLab builds LVS-TUN's site instead: a router in front, the director and the real
 // servers on one LAN behind it, the VIP on each real server's tunl0 (see there).
 //
@@ -27,13 +31,25 @@ export interface LabOptions {
   realServers?: number;
   /** Size of /files/bulk.bin on every real server, in MB; 0 for none. */
   bulkFileMb?: number;
+  /** Dual-stack: IPv6 addresses and routes beside the IPv4 ones, nginx listening on [::]:80 too. */
+  ipv6?: boolean;
+}
+
+/** A lab's addresses in one family. */
+export interface LabAddresses {
+  client: string;
+  vip: string;
+  dip: string;
+  realServers: string[];
 }
 
 export interface Lab {
   readonly prefix: string;
   /** `router` in a tunnel lab only. */
   readonly ns: { client: string; director: string; realServers: string[]; router?: string };
-  readonly addr: { client: string; vip: string; dip: string; realServers: string[] };
+  readonly addr: LabAddresses;
+  /** The IPv6 addresses, in a lab built with `ipv6`. */
+  readonly addr6?: LabAddresses;
   /** Director interfaces: towards the client and towards the real servers. */
   readonly dev: { public: string; internal: string };
   readonly tmpDir: string;
@@ -134,10 +150,19 @@ export function cleanupStaleLabs(prefix: string): string[] {
 }
 
 /**
- * An nginx in `dir` answering "This is <name>, you are <client>" on `listen` (and /files/ from
- * dir/www); `moreServers`: further `server { ... }` blocks of the http section (a TLS one, say).
+ * An nginx in `dir` answering "This is <name>, you are <client>" on `listen` (one address or
+ * several; and /files/ from dir/www); `moreServers`: further `server { ... }` blocks of the http
+ * section (a TLS one, say).
  */
-export function nginxConfig(dir: string, name: string, listen = '80', moreServers = ''): string {
+export function nginxConfig(
+  dir: string,
+  name: string,
+  listen: string | readonly string[] = '80',
+  moreServers = '',
+): string {
+  const listens = (typeof listen === 'string' ? [listen] : listen)
+    .map((address) => `    listen ${address} backlog=8192;`)
+    .join('\n');
   return `worker_processes 1;
 user root;
 daemon on;
@@ -154,7 +179,7 @@ http {
   scgi_temp_path ${dir}/scgi;
   keepalive_requests 100000;
   server {
-    listen ${listen} backlog=8192;
+${listens}
     location = / {
       default_type text/plain;
       return 200 "This is ${name}, you are $remote_addr\\n";
@@ -186,6 +211,14 @@ function wireClient(host: string, dev: string, gateway: string, client: string, 
   sh(['ip', '-n', client, 'addr', 'add', `${clientAddr}/24`, 'dev', 'eth0']);
   sh(['ip', '-n', client, 'link', 'set', 'eth0', 'up']);
   sh(['ip', '-n', client, 'route', 'add', 'default', 'via', gateway]);
+}
+
+/**
+ * An IPv6 address (/64) on `dev` in `host`, usable at once: a lab's addresses are unique by
+ * construction, and duplicate address detection would hold each one tentative for a second or more.
+ */
+function addAddress6(host: string, dev: string, address: string): void {
+  sh(['ip', '-n', host, 'addr', 'add', `${address}/64`, 'dev', dev, 'nodad']);
 }
 
 /** A bridge in `host` with the address `address`/24, up. */
@@ -230,6 +263,14 @@ export function buildLab(options: LabOptions = {}): Lab {
     dip: '198.18.1.1',
     realServers: Array.from({ length: count }, (_, i) => `198.18.1.${11 + i}`),
   };
+  const addr6: LabAddresses | undefined = options.ipv6
+    ? {
+        client: '2001:db8::2',
+        vip: '2001:db8::1',
+        dip: '2001:db8:1::1',
+        realServers: Array.from({ length: count }, (_, i) => `2001:db8:1::${11 + i}`),
+      }
+    : undefined;
   const { tmpDir, teardown } = makeNamespaces(base, [ns.client, ns.director, ...ns.realServers]);
   let bulkFile: string | null = null;
 
@@ -237,6 +278,12 @@ export function buildLab(options: LabOptions = {}): Lab {
     const d = ns.director;
     wireClient(d, 'pub0', addr.vip, ns.client, addr.client);
     addBridge(d, 'br0', addr.dip);
+    if (addr6) {
+      addAddress6(d, 'pub0', addr6.vip);
+      addAddress6(d, 'br0', addr6.dip);
+      addAddress6(ns.client, 'eth0', addr6.client);
+      sh(['ip', '-n', ns.client, '-6', 'route', 'add', 'default', 'via', addr6.vip]);
+    }
     if (options.bulkFileMb) {
       bulkFile = join(tmpDir, 'bulk.bin');
       execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
@@ -248,10 +295,15 @@ export function buildLab(options: LabOptions = {}): Lab {
       sh(['ip', '-n', rs, 'addr', 'add', `${addr.realServers[i]}/24`, 'dev', 'eth0']);
       sh(['ip', '-n', rs, 'link', 'set', 'eth0', 'up']);
       sh(['ip', '-n', rs, 'route', 'add', 'default', 'via', addr.dip]);
+      if (addr6) {
+        addAddress6(rs, 'eth0', addr6.realServers[i]!);
+        sh(['ip', '-n', rs, '-6', 'route', 'add', 'default', 'via', addr6.dip]);
+      }
       const dir = join(tmpDir, `rs${i + 1}`);
       mkdirSync(join(dir, 'www'), { recursive: true });
       if (bulkFile) copyFileSync(bulkFile, join(dir, 'www', 'bulk.bin'));
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, `Real Server ${i + 1}`));
+      const listen = addr6 ? ['80', '[::]:80'] : '80';
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, `Real Server ${i + 1}`, listen));
       sh(nsExec(rs, nginxCommand(dir)));
     });
   } catch (error) {
@@ -259,7 +311,8 @@ export function buildLab(options: LabOptions = {}): Lab {
     throw error;
   }
 
-  return labHandle(prefix, ns, addr, { public: 'pub0', internal: 'br0' }, tmpDir, bulkFile, teardown);
+  const handle = labHandle(prefix, ns, addr, { public: 'pub0', internal: 'br0' }, tmpDir, bulkFile, teardown);
+  return addr6 ? { ...handle, addr6 } : handle;
 }
 
 function labHandle(

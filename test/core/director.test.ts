@@ -433,6 +433,47 @@ test('IPv6 services: NAT both ways, the client address kept', () => {
   assert.equal(d.snapshot({ connections: true }).connections![0]!.state, 'SYN_RECV');
 });
 
+test('an IPv6 reply too long to be forwarded whole leaves as fragments of at most 1280 bytes', () => {
+  // A datagram the host reassembled reaches the director whole; IPv6 routers never fragment, so
+  // the kernel would answer the rewritten packet with "packet too big" to the VIP itself.
+  const d = director();
+  const key: ServiceKey = { af: 6, protocol: IPPROTO_UDP, addr: ip('2001:db8::1'), port: 7, fwmark: 0 };
+  d.execute({ op: 'add-service', key, settings: settings('rr', { netmaskPrefix: 128 }) });
+  d.execute({ op: 'add-dest', key, addr: ip('2001:db8:1::11'), port: 7, settings: masq() });
+  const client = '2001:db8::2';
+  const payload = Uint8Array.from({ length: 4000 }, (_, i) => i & 0xff);
+  const datagram = (src: string, sport: number, dst: string, dport: number): PacketSpec => ({
+    src,
+    dst,
+    protocol: 'udp',
+    sport,
+    dport,
+    payload,
+  });
+  assert.ok(send(d, datagram(client, 40000, '2001:db8::1', 7)));
+  d.pending.length = 0;
+  const first = send(d, datagram('2001:db8:1::11', 7, client, 40000))!;
+  const frames = [first.packet, ...d.pending.map((f) => f.subarray(VNET_HDR_LEN))];
+  assert.equal(frames.length, 4);
+  const parts = frames.map((f) => parsePacket(f, 0, f.length)).filter((p) => p.ok);
+  assert.equal(parts.length, 4);
+  assert.ok(frames.every((f) => f.length <= 1280));
+  assert.ok(parts.every((p) => p.isFragment && p.fragmentId === parts[0]!.fragmentId));
+  assert.deepEqual(first.parsed.saddr, ip('2001:db8::1'));
+  assert.equal(first.parsed.sport, 7);
+  // The fragments' data is the rewritten datagram's: its checksum verifies over the VIP's address.
+  const udp = new Uint8Array(8 + payload.length);
+  let at = 0;
+  for (const f of frames) {
+    udp.set(f.subarray(48), at);
+    at += f.length - 48;
+  }
+  const whole = buildPacket({ ...datagram('2001:db8::1', 7, client, 40000) });
+  assert.deepEqual(udp, whole.subarray(40));
+  // Counted once, as the datagram it was.
+  assert.equal(d.snapshot({ connections: false }).services[0]!.stats.outPkts, '1');
+});
+
 test('the snapshot carries the data path counters, so lvsadm -L --json shows every drop', () => {
   const d = director();
   setup(d);

@@ -297,6 +297,29 @@ export function nftCounters(lab: Lab, ns: string, table: string): Map<string, nu
   return found;
 }
 
+/**
+ * A Python program for the client that sends one datagram on a UDP socket connected to host:port
+ * and prints what followed: "answered", "refused" or "timeout". A connected socket hears
+ * ECONNREFUSED only from an ICMP error quoting its own flow: through the director, one whose
+ * source and quoted packet were rewritten back to the VIP.
+ */
+export function udpProbe(host: string, port: number): string {
+  return [
+    'import socket',
+    `s = socket.socket(socket.${host.includes(':') ? 'AF_INET6' : 'AF_INET'}, socket.SOCK_DGRAM)`,
+    's.settimeout(3)',
+    `s.connect(('${host}', ${port}))`,
+    "s.send(b'anyone?')",
+    'try:',
+    '    s.recv(64)',
+    "    print('answered')",
+    'except ConnectionRefusedError:',
+    "    print('refused')",
+    'except socket.timeout:',
+    "    print('timeout')",
+  ].join('\n');
+}
+
 /** What lvsd may change in the director namespace, as text to compare before and after. */
 export function hostState(lab: Lab): string {
   const script = [
@@ -307,7 +330,8 @@ export function hostState(lab: Lab): string {
     "ip -6 route show table all | grep -vE 'fe80::|ff00::'",
     'ip neigh show proxy',
     'nft list ruleset',
-    "sysctl -a 2>/dev/null | grep -E 'ip_forward|conf.all.forwarding|send_redirects|accept_local|rp_filter|proxy_ndp'",
+    // IPv6's forwarding is per interface, all.forwarding sets every one of them.
+    "sysctl -a 2>/dev/null | grep -E 'ip_forward|\\.forwarding|send_redirects|accept_local|rp_filter|proxy_ndp|early_demux'",
   ].join('; ');
   return lab.run(lab.ns.director, ['sh', '-c', script]);
 }
@@ -330,6 +354,8 @@ export interface SetupOptions {
   realServers?: number;
   /** More of lvsd's command line, given the lab (to write a file into lab.tmpDir first). */
   lvsdArgs?: (lab: Lab) => string[];
+  /** A dual-stack lab (lab.addr6). */
+  ipv6?: boolean;
 }
 
 export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
@@ -337,6 +363,7 @@ export async function setupLab(options: SetupOptions = {}): Promise<Setup> {
     prefix: options.prefix ?? 'lvse2e',
     bulkFileMb: options.bulkFileMb ?? 0,
     realServers: options.realServers ?? 2,
+    ipv6: options.ipv6 ?? false,
   });
   let director: Lvsd | undefined;
   const teardown = async (): Promise<void> => {

@@ -6,7 +6,15 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { hostState, ROOT_SKIP, setupLab, type ConnRow, type ServiceStats, type Setup } from './harness.js';
+import {
+  hostState,
+  ROOT_SKIP,
+  setupLab,
+  udpProbe,
+  type ConnRow,
+  type ServiceStats,
+  type Setup,
+} from './harness.js';
 
 const VIP = '198.18.0.1';
 const RS1 = '198.18.1.11';
@@ -32,23 +40,9 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     return servers(s.curl(urls[0]!, ['-H', 'Connection: close', ...urls.slice(1)]));
   };
   /** One datagram from the client on a connected socket: 'answered', 'refused' (an ICMP error quoting it) or 'timeout'. */
-  const udpProbe = (addr: string, port: number): string => {
-    const probe = [
-      'import socket',
-      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
-      's.settimeout(3)',
-      `s.connect(('${addr}', ${port}))`,
-      "s.send(b'anyone?')",
-      'try:',
-      '    s.recv(64)',
-      "    print('answered')",
-      'except ConnectionRefusedError:',
-      "    print('refused')",
-      'except socket.timeout:',
-      "    print('timeout')",
-    ].join('\n');
-    return s.lab.run(s.lab.ns.client, ['python3', '-c', probe], { timeoutMs: 10_000 }).trim();
-  };
+  /** What a connected UDP socket of the client hears from addr:port: answered, refused or timeout. */
+  const probeUdp = (addr: string, port: number): string =>
+    s.lab.run(s.lab.ns.client, ['python3', '-c', udpProbe(addr, port)], { timeoutMs: 10_000 }).trim();
   /** A request held open for `holdMs` before it is completed; resolves to what came back. */
   const heldRequest = (holdMs: number): { done: Promise<string> } => {
     const script =
@@ -276,8 +270,8 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     );
     // Nothing listens on the real server's UDP port 9: its port unreachable reaches the client
     // as it sent it, and through the VIP still as the director rewrote it.
-    assert.equal(udpProbe(RS1, 9), 'refused');
-    assert.equal(udpProbe(VIP, 9), 'refused');
+    assert.equal(probeUdp(RS1, 9), 'refused');
+    assert.equal(probeUdp(VIP, 9), 'refused');
     const balanced = requests(4);
     assert.deepEqual([count(balanced, 1), count(balanced, 2)], [2, 2], `${balanced}`);
     assert.notEqual(balanced[0], balanced[1]);
@@ -440,7 +434,7 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     s.director.adm(`-a -u ${VIP}:9 -r ${RS1}:9 -m`);
     // A connected UDP socket hears ECONNREFUSED only from an ICMP error quoting its own flow: the
     // director must have rewritten the error's source and the quoted packet back to VIP:9.
-    const outcome = udpProbe(VIP, 9);
+    const outcome = probeUdp(VIP, 9);
     assert.equal(outcome, 'refused', s.director.adm('-Lnc'));
   });
 

@@ -161,9 +161,11 @@ export function buildPacket(spec: PacketSpec): Uint8Array {
     ipHeader.set([0x60, 0, 0, 0, ...be16(payloadLength), exts[0] ?? protocol, spec.ttl ?? 64]);
     ipHeader.set(src, 8);
     ipHeader.set(dst, 24);
-    exts.forEach((_, i) => {
-      // Next header, length 0 (8 bytes), then a PadN option filling the rest.
-      ipHeader.set([exts[i + 1] ?? protocol, 0, 1, 4, 0, 0, 0, 0], 40 + 8 * i);
+    exts.forEach((type, i) => {
+      // Next header, length 0 (8 bytes), then a PadN option filling the rest; a routing header
+      // has its type and segments left (0: this is the final destination) there instead.
+      const rest = type === 43 ? [0, 0, 0, 0, 0, 0] : [1, 4, 0, 0, 0, 0];
+      ipHeader.set([exts[i + 1] ?? protocol, 0, ...rest], 40 + 8 * i);
     });
   } else {
     const options = padTo4(spec.ipOptions);

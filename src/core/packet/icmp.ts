@@ -19,7 +19,7 @@ import {
   writeU32,
 } from './checksum.js';
 import { adjustIpv4HeaderChecksum, adjustL4Checksum, pseudoChecksumOffset } from './nat.js';
-import { daddrOffset, hasPorts, parseQuotedPacket, saddrOffset } from './parse.js';
+import { daddrOffset, hasPorts, IPV6_HEADER, parseQuotedPacket, saddrOffset } from './parse.js';
 import type { ParsedPacket } from './parse.js';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM } from './vnet.js';
 
@@ -38,9 +38,8 @@ export const ICMPV6_PARAMPROB = 4;
 /** ICMP header: type, code, checksum and 4 bytes of type-specific data (MTU, pointer, unused). */
 const ICMP_HEADER = 8;
 /** RFC 4443 section 2.4 (c): an ICMPv6 error must fit in the IPv6 minimum MTU. */
-const IPV6_MIN_MTU = 1280;
+export const IPV6_MIN_MTU = 1280;
 const IPV4_HEADER = 20;
-const IPV6_HEADER = 40;
 const ERROR_TTL = 64;
 /** IPTOS_PREC_INTERNETCONTROL, as Linux marks the errors it sends. */
 const ERROR_TOS = 0xc0;

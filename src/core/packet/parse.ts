@@ -23,6 +23,7 @@ export type DropReason =
   | 'bad-udp-length'
   | 'bad-fragment'
   | 'bad-ext-header'
+  | 'source-routed'
   | 'unsupported';
 
 export interface ParsedPacket {
@@ -71,14 +72,16 @@ export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
 
 const IPV4_MIN_HEADER = 20;
-const IPV6_HEADER = 40;
+/** The fixed IPv6 header (RFC 8200 section 3). */
+export const IPV6_HEADER = 40;
 const IPV4_MF = 0x2000;
 const IPV4_OFFSET_MASK = 0x1fff;
 
-const NEXTHDR_HOP = 0;
-const NEXTHDR_ROUTING = 43;
-const NEXTHDR_FRAGMENT = 44;
-const NEXTHDR_DEST = 60;
+/** IPv6 extension headers by Next Header value. */
+export const NEXTHDR_HOP = 0;
+export const NEXTHDR_ROUTING = 43;
+export const NEXTHDR_FRAGMENT = 44;
+export const NEXTHDR_DEST = 60;
 /** More extension headers than this is an attack on the parser, not a real packet. */
 const MAX_EXT_HEADERS = 8;
 
@@ -93,6 +96,7 @@ for (const reason of [
   'bad-udp-length',
   'bad-fragment',
   'bad-ext-header',
+  'source-routed',
   'unsupported',
 ] as const) {
   drops[reason] = Object.freeze({ ok: false, reason });
@@ -207,6 +211,10 @@ function parseIPv6(buf: Uint8Array, offset: number, length: number, quoted: bool
       if (pos + 8 > end) return drops.truncated;
       const extLength = (buf[pos + 1] + 1) * 8;
       if (pos + extLength > end) return drops.truncated;
+      // Segments left: the destination is a waypoint, not where the packet ends. Rewriting it
+      // would send the packet elsewhere and break its checksum (whose pseudo-header holds the
+      // final destination, RFC 8200 section 8.1); the host drops these too (accept_source_route=0).
+      if (next === NEXTHDR_ROUTING && buf[pos + 3] !== 0 && !quoted) return drops['source-routed'];
       next = buf[pos];
       pos += extLength;
     } else if (next === NEXTHDR_FRAGMENT) {

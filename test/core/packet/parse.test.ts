@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { formatAddr } from '../../../src/core/inet.js';
 import { parseIcmpError } from '../../../src/core/packet/icmp.js';
 import { rewriteDestination, rewriteSource } from '../../../src/core/packet/nat.js';
-import { parsePacket } from '../../../src/core/packet/parse.js';
+import { parsePacket, parseQuotedPacket } from '../../../src/core/packet/parse.js';
 import type { ParsedPacket, ParseResult } from '../../../src/core/packet/parse.js';
 import { buildPacket, fragmentPacket, withVnet } from '../../helpers/packets.js';
 import type { PacketSpec } from '../../helpers/packets.js';
@@ -161,6 +161,14 @@ test('each kind of malformed packet has its drop reason', () => {
   assert.equal(at(tiny), 'truncated');
   assert.equal(reason(parsePacket(tcp, 2, tcp.length)), 'bad-length');
   assert.equal(reason(parsePacket(tcp, -1, 4)), 'bad-length');
+});
+
+test('a Routing header with segments left is refused (the VIP is a waypoint); quoted in an ICMP error it is read', () => {
+  const routed = buildPacket({ src: '2001:db8::2', dst: '2001:db8::1', protocol: 'udp', extHeaders: [43] });
+  assert.equal(reason(parsePacket(routed, 0, routed.length)), 'ok');
+  const waypoint = mutate(routed, 43, 1);
+  assert.equal(reason(parsePacket(waypoint, 0, waypoint.length)), 'source-routed');
+  assert.equal(reason(parseQuotedPacket(waypoint, 0, waypoint.length)), 'ok');
 });
 
 test('an ext-header chain longer than 8 is refused, 8 is accepted', () => {
