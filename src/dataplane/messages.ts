@@ -9,7 +9,9 @@ import type { Addr } from '../core/inet.js';
 import type { ConnPage, ConnRecord, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
+import type { FullSyncPageRequest } from '../core/sync/full-sync.js';
 import type { SyncTuning } from '../core/sync/master.js';
+import type { SyncPage } from '../core/sync/source.js';
 
 /** What the worker needs of the director (src/core/director.ts): control and the packet entry point. */
 export interface PacketDirector {
@@ -30,6 +32,8 @@ export interface PacketDirector {
   startSyncSource(tuning?: Partial<SyncTuning>): void;
   stopSyncSource(): void;
   takeSyncConns(): SyncConn[];
+  /** A full-table sync's stretch of the table (one bounded page between two turns). */
+  syncPage(request: FullSyncPageRequest): SyncPage;
   /** The backup sync role: hold a master's connections. */
   importSynced(conns: readonly SyncConn[]): ImportResult;
   /** A restart: every connection out, and back into the next run's director. */
@@ -59,6 +63,8 @@ export type RequestBody =
   | { kind: 'stats' }
   /** Start (with the tuning) or stop (null) reporting connections to sync: the master role. */
   | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }
+  /** A stretch of the table as sync records, for a backup that joined. */
+  | { kind: 'sync-page'; request: FullSyncPageRequest }
   /** Connections a backup received from its master. */
   | { kind: 'sync-import'; conns: SyncConn[] }
   /** A restart's hand-over and take-over of the connection table. */

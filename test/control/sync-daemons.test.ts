@@ -10,6 +10,7 @@ import { parseAddr } from '../../src/core/inet.js';
 import type { Engine } from '../../src/core/engine.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import type { SyncConn } from '../../src/core/sync/conn.js';
+import type { FullSyncPageRequest } from '../../src/core/sync/full-sync.js';
 import type { SyncTuning } from '../../src/core/sync/master.js';
 import type { ConnRecord, ControlOp, EngineEvent, SyncDaemonConfig } from '../../src/core/ops.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
@@ -62,6 +63,7 @@ class ReportingEngine implements Engine {
   connections = (from: number, limit: number) => this.inner.connections(from, limit);
   setSyncSource = (tuning: Partial<SyncTuning> | null) => this.inner.setSyncSource(tuning);
   importSynced = (conns: SyncConn[]) => this.inner.importSynced(conns);
+  syncPage = (request: FullSyncPageRequest) => this.inner.syncPage(request);
   handOver = (holdMs: number) => this.inner.handOver(holdMs);
   takeOver = (records: ConnRecord[]) => this.inner.takeOver(records);
   close = () => this.inner.close();

@@ -214,11 +214,17 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
 
       lab.run(lab.ns.director, ['nft', 'flush', 'ruleset']);
       assert.ok((await recovered()) > 0, director.log);
-      assert.match(await director.logged(/warn host: put back nft table inet lvsd/), /warn host: put back nft table inet lvsd/);
+      assert.match(
+        await director.logged(/warn host: put back nft table inet lvsd/),
+        /warn host: put back nft table inet lvsd/,
+      );
 
       lab.run(lab.ns.director, ['sh', '-c', 'ip link set lvs0 down; ip link set lvs0 up']);
       assert.ok((await recovered()) > 0, director.log);
-      assert.match(await director.logged(/warn host: put back ip -4 route default dev lvs0 table 19542/), /warn host: put back ip -4 route default dev lvs0 table 19542/);
+      assert.match(
+        await director.logged(/warn host: put back ip -4 route default dev lvs0 table 19542/),
+        /warn host: put back ip -4 route default dev lvs0 table 19542/,
+      );
       director.adm('-C');
       assert.equal(await director.stop(), 0);
     } finally {
