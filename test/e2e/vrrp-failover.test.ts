@@ -41,6 +41,25 @@ const keepalivedSkip = (() => {
   }
 })();
 
+/** Director a dies; once b holds the VIP and runs the master sync role, returns when a died (wall clock). */
+async function crashMasterA(lab: HaLab): Promise<number> {
+  const [a, b] = lab.directors;
+  a.crash();
+  // From here on, whatever reaches the client came through b.
+  const killedAt = Date.now();
+  await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
+  await until('director b runs the master sync role', () =>
+    b.syncRoles().join() === 'master' ? true : undefined,
+  );
+  return killedAt;
+}
+
+async function assertDownloadIntact(lab: HaLab, traffic: HaTraffic): Promise<void> {
+  const download = await traffic.download;
+  assert.equal(download.status, 0, `curl: ${download.stderr}`);
+  assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+}
+
 describe('the shipped keepalived.conf (root, netns)', { skip: ROOT_SKIP || keepalivedSkip }, () => {
   it('passes keepalived -t on a director with eth0 and eth1', () => {
     const ns = `${PREFIX}${process.pid}-conf`;
@@ -103,14 +122,8 @@ describe(
 
     it('director a dies; b takes over, the download completes intact and the connections carry on', async (t) => {
       assert.equal(ports.length, CONNS, 'the first test opened the connections');
-      const [a, b] = lab.directors;
-      a.crash();
-      // From here on, whatever reaches the client came through b.
-      const killedAt = Date.now();
-      await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
-      await until('director b runs the master sync role', () =>
-        b.syncRoles().join() === 'master' ? true : undefined,
-      );
+      const [, b] = lab.directors;
+      const killedAt = await crashMasterA(lab);
       // Those that carry on are b's now (the figures below say how many did).
       await until('every keep-alive connection answers through b', () =>
         traffic.allAnsweredSince(killedAt, CONNS),
@@ -125,8 +138,7 @@ describe(
           `${figures.survived}/${figures.conns} keep-alive connections survived (${share}%), ` +
           `the ${BULK_MB} MB download ${download.status === 0 ? 'completed' : 'failed'}`,
       );
-      assert.equal(download.status, 0, `curl: ${download.stderr}`);
-      assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+      await assertDownloadIntact(lab, traffic);
       assert.equal(clientVipMac(lab), b.publicMac(), "b's gratuitous ARP moved the VIP");
       assert.notEqual(figures.failoverMs, null, 'a reply came through the backup');
       assert.deepEqual(figures.lost, []);
@@ -198,13 +210,7 @@ describe(
 
     it('a dies; b takes over and every idle connection answers through it', async (t) => {
       assert.equal(ports.length, CONNS, 'the first test opened the connections');
-      const [a, b] = lab.directors;
-      a.crash();
-      const killedAt = Date.now();
-      await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
-      await until('director b runs the master sync role', () =>
-        b.syncRoles().join() === 'master' ? true : undefined,
-      );
+      const killedAt = await crashMasterA(lab);
       traffic.ask();
       await until('every idle connection answers through b', () => traffic.allAnsweredSince(killedAt, CONNS));
       const figures = failoverFigures(traffic.events, killedAt, CONNS);
@@ -214,9 +220,7 @@ describe(
       );
       assert.deepEqual(figures.lost, []);
       assert.equal(figures.survived, CONNS);
-      const download = await traffic.download;
-      assert.equal(download.status, 0, `curl: ${download.stderr}`);
-      assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+      await assertDownloadIntact(lab, traffic);
     });
   },
 );
