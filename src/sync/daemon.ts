@@ -175,19 +175,24 @@ export class MasterSyncDaemon {
       options.instance ?? newInstance(),
       options,
     );
-    try {
-      daemon.receiver = await transport.openReceiver(
+    // Hearing the group is lvsd's addition: without it the master is the kernel's, and says so.
+    daemon.receiver = await transport
+      .openReceiver(
         endpoint,
         (datagram, source) => {
           // Our own sends, where the group loops them back (the fake bus; not the kernel with loop off).
           if (source !== resolved.iface.ipv4) daemon.heard(datagram, source);
         },
         () => undefined, // a receive error loses one notice; the next announcement or JOIN repeats it
-      );
-    } catch (error) {
-      await daemon.stop();
-      throw error;
-    }
+      )
+      .catch((error: unknown) => {
+        daemon.log(
+          'warn',
+          `sync master: cannot hear the group (${(error as Error).message}): ` +
+            'backups that join get no whole table, and another master goes unnoticed',
+        );
+        return null;
+      });
     daemon.announce();
     if (options.readPage) daemon.walk.request();
     return daemon;
@@ -365,6 +370,7 @@ export class BackupSyncDaemon {
   private joins = 0;
   private readonly backup: SyncBackup;
   private readonly join: Uint8Array;
+  private readonly log: SyncDaemonLog;
 
   private constructor(
     readonly config: SyncDaemonConfig,
@@ -373,6 +379,7 @@ export class BackupSyncDaemon {
     options: BackupDaemonOptions,
   ) {
     const log = options.log ?? (() => undefined);
+    this.log = log;
     this.join = encodePeerNotice({
       kind: 'join',
       syncId: config.syncId,
@@ -424,12 +431,14 @@ export class BackupSyncDaemon {
       },
       () => daemon.errors.receiveErrors++,
     );
-    try {
-      daemon.sender = await transport.openSender(endpoint);
-    } catch (error) {
-      await daemon.stop();
-      throw error;
-    }
+    // Sending JOINs is lvsd's addition: without it the backup is the kernel's, and says so.
+    daemon.sender = await transport.openSender(endpoint).catch((error: unknown) => {
+      daemon.log(
+        'warn',
+        `sync backup: cannot send on the group (${(error as Error).message}): no master is asked for its whole table`,
+      );
+      return null;
+    });
     // A master already running hears this and sends its whole table (a kernel master hears nothing).
     daemon.sendJoin();
     return daemon;
