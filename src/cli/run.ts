@@ -177,6 +177,14 @@ async function list(command: Extract<Command, { kind: 'list' }>, ctx: CliContext
     case 'daemon': {
       const daemons = await ctx.api.syncDaemons();
       ctx.stdout(format.json ? formatSyncDaemonsJson(daemons) : formatSyncDaemons(daemons));
+      // The listing stays ipvsadm's; two masters on one syncid are said on stderr.
+      for (const d of daemons) {
+        const peer = d.stats?.peerMasters;
+        if (peer?.active)
+          ctx.stderr(
+            `warning: split brain: another ${d.state} sync daemon at ${peer.last} sends on syncid ${d.syncId}\n`,
+          );
+      }
       return OK;
     }
     case 'connections': {

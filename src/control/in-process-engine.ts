@@ -5,7 +5,9 @@ import type { Director } from '../core/director.js';
 import type { Engine } from '../core/engine.js';
 import type { ConnPage, ConnRecord, ControlOp, HandOver, ImportResult, Snapshot } from '../core/ops.js';
 import type { SyncConn } from '../core/sync/conn.js';
+import type { FullSyncPageRequest } from '../core/sync/full-sync.js';
 import type { SyncTuning } from '../core/sync/master.js';
+import type { SyncPage } from '../core/sync/source.js';
 
 export class InProcessEngine implements Engine {
   private readonly ticker: NodeJS.Timeout | null;
@@ -35,6 +37,10 @@ export class InProcessEngine implements Engine {
   async setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void> {
     if (tuning) this.director.startSyncSource(tuning);
     else this.director.stopSyncSource();
+  }
+
+  async syncPage(request: FullSyncPageRequest): Promise<SyncPage> {
+    return this.director.syncPage(request);
   }
 
   async importSynced(conns: SyncConn[]): Promise<ImportResult> {

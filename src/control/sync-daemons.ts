@@ -64,13 +64,21 @@ export class SyncDaemons {
       this.running.set(config.state, { config: resolved });
       return;
     }
-    const run = { interfaces: this.interfaces, transport: this.options.transport, clock: this.clock };
+    const run = {
+      interfaces: this.interfaces,
+      transport: this.options.transport,
+      clock: this.clock,
+      log: this.log,
+    };
     // Taken before the first await: a second start while this one opens its socket is refused.
     const entry: Running = { config: resolved };
     this.running.set(config.state, entry);
     try {
       if (config.state === 'master') {
-        entry.master = await MasterSyncDaemon.start(config, run);
+        entry.master = await MasterSyncDaemon.start(config, {
+          ...run,
+          readPage: (request) => engine.syncPage(request),
+        });
         await engine.setSyncSource({}).catch(async (error: unknown) => {
           await entry.master!.stop();
           throw error;
@@ -119,6 +127,7 @@ export class SyncDaemons {
   private masterStats(daemon: MasterSyncDaemon): SyncDaemonStats {
     const s = daemon.stats();
     const droppedBy = { queueFull: s.queueDropped, sendFailed: s.sendFailures, invalid: s.invalid };
+    const { requested, completed, entries, active, pageErrors } = s.fullSync;
     return {
       sent: s.sent,
       received: 0,
@@ -126,6 +135,15 @@ export class SyncDaemons {
       droppedBy,
       conns: s.entries,
       lastMessageAgeMs: this.ageOf(s.lastSentAt),
+      fullSync: { requested, completed, entries, active, pageErrors },
+      peerMasters: {
+        messages: s.peers.peerMasterMessages,
+        splitBrains: s.peers.splitBrains,
+        active: s.peers.peerMasterActive,
+        last: s.peers.lastPeerMaster,
+        lastAgeMs: this.ageOf(s.peers.lastPeerMasterAt),
+      },
+      joins: { heard: s.peers.joins, served: s.peers.joinsServed },
     };
   }
 
@@ -148,6 +166,7 @@ export class SyncDaemons {
       droppedBy,
       conns: s.conns,
       lastMessageAgeMs: this.ageOf(s.lastMessageAt),
+      joins: { sent: s.joinsSent },
     };
   }
 

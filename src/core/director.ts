@@ -4,7 +4,7 @@
 import type { Clock } from './clock.js';
 import { Defense, defenseSettings, type DefenseSettings } from './conn/defense.js';
 import { DEFAULT_EXPIRY, type ExpirySettings } from './conn/expiry.js';
-import { ConnTable } from './conn/table.js';
+import { ConnTable, MAX_CAPACITY } from './conn/table.js';
 import { S_UDP, TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
@@ -58,7 +58,8 @@ import { isSuperPacket, readVnetHdr, VNET_HDR_LEN, vnetFlags, writePlainVnetHdr 
 import { ServiceTable } from './services.js';
 import { CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
 import type { SyncTuning } from './sync/master.js';
-import { SyncSource } from './sync/source.js';
+import { MAX_SCAN_SLOTS, type FullSyncPageRequest } from './sync/full-sync.js';
+import { SyncSource, syncWalkPage, type SyncPage } from './sync/source.js';
 import './sched/index.js';
 
 /** Why the data path dropped a packet: the parser's reasons and the director's own. */
@@ -716,8 +717,32 @@ export class Director {
       table: this.conns,
       clock: this.clock,
       tuning,
-      serviceFwmark: (serviceId) => this.services.byId(serviceId)?.key.fwmark,
+      serviceFwmark: this.serviceFwmark,
     });
+  }
+
+  private readonly serviceFwmark = (serviceId: number): number | undefined =>
+    this.services.byId(serviceId)?.key.fwmark;
+
+  /**
+   * A stretch of the connection table as sync records, for a full-table sync to a backup that
+   * joined (FullSyncWalk plans the stretches): bounded in entries and in slots scanned.
+   */
+  syncPage(request: FullSyncPageRequest): SyncPage {
+    const { from, to, limit, maxSlots } = request;
+    const within = (n: number, min: number, max: number) => Number.isInteger(n) && n >= min && n <= max;
+    if (
+      !within(from, 0, MAX_CAPACITY) ||
+      !(to === -1 || within(to, from, MAX_CAPACITY)) ||
+      !within(limit, 1, MAX_CONN_PAGE) ||
+      !within(maxSlots, 1, MAX_SCAN_SLOTS)
+    ) {
+      throw new LvsError(
+        ErrorCodes.INVALID,
+        `a sync page is slots [from, to) (to -1: the end) of 1..${MAX_CONN_PAGE} entries and 1..${MAX_SCAN_SLOTS} slots`,
+      );
+    }
+    return syncWalkPage(this.conns, this.serviceFwmark, request);
   }
 
   stopSyncSource(): void {

@@ -11,7 +11,9 @@ import type {
   Snapshot,
 } from './ops.js';
 import type { SyncConn } from './sync/conn.js';
+import type { FullSyncPageRequest } from './sync/full-sync.js';
 import type { SyncTuning } from './sync/master.js';
+import type { SyncPage } from './sync/source.js';
 
 export interface Engine {
   /** Applies one operation; rejects with an LvsError (its code intact) and changes nothing when refused. */
@@ -26,6 +28,11 @@ export interface Engine {
    * `tuning`) come as 'sync' events; null stops them.
    */
   setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void>;
+  /**
+   * A stretch of the connection table as sync records (Director.syncPage), for a full-table sync
+   * to a backup that joined: rejects with INVALID out of range.
+   */
+  syncPage(request: FullSyncPageRequest): Promise<SyncPage>;
   /** The backup sync role: the director holds these connections of a master's. */
   importSynced(conns: SyncConn[]): Promise<ImportResult>;
   /**

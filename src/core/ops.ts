@@ -45,6 +45,25 @@ export interface SyncDaemonStats {
   conns: number;
   /** Milliseconds since the last message sent (master) or accepted (backup); null before the first. */
   lastMessageAgeMs: number | null;
+  /**
+   * Master (lvsd only, docs/ha.md): whole-table syncs for backups that joined. `requested` counts
+   * the walks asked for (the master's start and each new backup's JOIN), `entries` the connections
+   * they sent, `active` whether one is under way.
+   */
+  fullSync?: { requested: number; completed: number; entries: number; active: boolean; pageErrors: number };
+  /**
+   * Master: another master heard on this syncid (split brain). `active` while one was heard in the
+   * last 10 s; `last` its address.
+   */
+  peerMasters?: {
+    messages: number;
+    splitBrains: number;
+    active: boolean;
+    last: string | null;
+    lastAgeMs: number | null;
+  };
+  /** Master: JOINs heard (and served); backup: JOINs sent. */
+  joins?: { heard: number; served: number } | { sent: number };
 }
 
 /** A sync daemon as `-L --daemon` lists it; stats are there while it runs in lvsd. */

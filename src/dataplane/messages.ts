@@ -9,8 +9,10 @@ import type { Addr } from '../core/inet.js';
 import type { ConnPage, ConnRecord, ControlOp, EngineEvent, ImportResult, Snapshot } from '../core/ops.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { SyncConn } from '../core/sync/conn.js';
+import type { FullSyncPageRequest } from '../core/sync/full-sync.js';
 import type { SyncTuning } from '../core/sync/master.js';
 import type { LinkPlan } from './link-path.js';
+import type { SyncPage } from '../core/sync/source.js';
 
 /** What the worker needs of the director (src/core/director.ts): control and the packet entry point. */
 export interface PacketDirector {
@@ -37,6 +39,8 @@ export interface PacketDirector {
   startSyncSource(tuning?: Partial<SyncTuning>): void;
   stopSyncSource(): void;
   takeSyncConns(): SyncConn[];
+  /** A full-table sync's stretch of the table (one bounded page between two turns). */
+  syncPage(request: FullSyncPageRequest): SyncPage;
   /** The backup sync role: hold a master's connections. */
   importSynced(conns: readonly SyncConn[]): ImportResult;
   /** A restart: every connection out, and back into the next run's director. */
@@ -75,6 +79,8 @@ export type RequestBody =
   | { kind: 'link-plan'; plan: LinkPlan }
   /** Start (with the tuning) or stop (null) reporting connections to sync: the master role. */
   | { kind: 'sync-source'; tuning: Partial<SyncTuning> | null }
+  /** A stretch of the table as sync records, for a backup that joined. */
+  | { kind: 'sync-page'; request: FullSyncPageRequest }
   /** Connections a backup received from its master. */
   | { kind: 'sync-import'; conns: SyncConn[] }
   /** A restart's hand-over and take-over of the connection table. */

@@ -22,7 +22,9 @@ import type {
   Snapshot,
 } from '../core/ops.js';
 import type { SyncConn } from '../core/sync/conn.js';
+import type { FullSyncPageRequest } from '../core/sync/full-sync.js';
 import type { SyncTuning } from '../core/sync/master.js';
+import type { SyncPage } from '../core/sync/source.js';
 import type { HostSteering } from './host.js';
 import type {
   Reply,
@@ -256,6 +258,10 @@ export class WorkerEngine implements Engine {
 
   setSyncSource(tuning: Partial<SyncTuning> | null): Promise<void> {
     return this.request<void>({ kind: 'sync-source', tuning });
+  }
+
+  syncPage(request: FullSyncPageRequest): Promise<SyncPage> {
+    return this.request<SyncPage>({ kind: 'sync-page', request });
   }
 
   importSynced(conns: SyncConn[]): Promise<ImportResult> {

@@ -86,6 +86,8 @@ function run(loop: PacketLoop): void {
         if (request.tuning) loop.director.startSyncSource(request.tuning);
         else loop.director.stopSyncSource();
         return undefined;
+      case 'sync-page':
+        return loop.director.syncPage(request.request);
       case 'sync-import':
         return loop.director.importSynced(request.conns);
       case 'export-conns':

@@ -653,6 +653,36 @@ export const SERIES: readonly SeriesSpec[] = [
     'Seconds since the master last sent, or the backup last accepted, a message; absent before the first.',
     (s) => (s.lastMessageAgeMs === null ? null : s.lastMessageAgeMs / 1000),
   ),
+  perSyncDaemon(
+    'lvsd_sync_full_syncs_total',
+    'counter',
+    'Whole-table syncs the master completed (at its start and for each backup that joined).',
+    (s) => s.fullSync?.completed ?? null,
+  ),
+  perSyncDaemon(
+    'lvsd_sync_full_sync_connections_total',
+    'counter',
+    'Connections the master sent in whole-table syncs.',
+    (s) => s.fullSync?.entries ?? null,
+  ),
+  perSyncDaemon(
+    'lvsd_sync_joins_total',
+    'counter',
+    'Master: JOINs of backups served with the whole table; backup: JOINs sent.',
+    (s) => (!s.joins ? null : 'served' in s.joins ? s.joins.served : s.joins.sent),
+  ),
+  perSyncDaemon(
+    'lvsd_sync_split_brains_total',
+    'counter',
+    'Times the master heard another master on its syncid after none for 10 s (two masters: split brain).',
+    (s) => s.peerMasters?.splitBrains ?? null,
+  ),
+  perSyncDaemon(
+    'lvsd_sync_split_brain',
+    'gauge',
+    '1 while the master hears another master on its syncid (within the last 10 s), else 0.',
+    (s) => (s.peerMasters ? (s.peerMasters.active ? 1 : 0) : null),
+  ),
 ];
 
 function scrapeCache(services: readonly ServiceSnapshot[]): ScrapeCache {

@@ -2,9 +2,11 @@
 // connections open through the VIP, each asking for "/" again a moment after every reply, and
 // probes with a fresh connection every PROBE_MS. It prints one JSON line per event on stdout
 // (wall-clock times, so that the process driving the lab can relate them to when it killed a
-// director) and exits after the given duration.
+// director) and exits after the given duration. With `idle`, a keep-alive connection asks once,
+// then only when a line arrives on stdin: long-lived connections that sit idle in between, which
+// the kernel's sync schedule never sends again.
 //
-//   node ha-client.js VIP PORT CONNECTIONS DURATION_MS
+//   node ha-client.js VIP PORT CONNECTIONS DURATION_MS [idle]
 
 import { connect, type Socket } from 'node:net';
 
@@ -42,7 +44,14 @@ function responses(onBody: (body: string) => void): (chunk: Buffer) => void {
   };
 }
 
-function keepAlive(conn: number, host: string, port: number, until: number, sockets: Socket[]): void {
+function keepAlive(
+  conn: number,
+  host: string,
+  port: number,
+  until: number,
+  sockets: Socket[],
+  idle: boolean,
+): void {
   const socket = connect({ host, port });
   sockets.push(socket);
   let closedBy: string | null = null;
@@ -54,7 +63,7 @@ function keepAlive(conn: number, host: string, port: number, until: number, sock
     'data',
     responses((body) => {
       emit({ kind: 'reply', conn, at: Date.now(), server: /This is ([^,]+)/.exec(body)?.[1] ?? body.trim() });
-      if (Date.now() < until) setTimeout(() => socket.write(request(host)), REQUEST_GAP_MS);
+      if (!idle && Date.now() < until) setTimeout(() => socket.write(request(host)), REQUEST_GAP_MS);
     }),
   );
   socket.on('error', (error) => (closedBy = error.message));
@@ -79,16 +88,25 @@ function probe(host: string, port: number): void {
   socket.on('error', () => finish(false));
 }
 
-const [host, portText, countText, durationText] = process.argv.slice(2);
+const [host, portText, countText, durationText, mode] = process.argv.slice(2);
 const port = Number(portText);
 const count = Number(countText);
 const until = Date.now() + Number(durationText);
-if (!host || !(port > 0) || !(count >= 0) || !(until > Date.now())) {
-  process.stderr.write('usage: ha-client VIP PORT CONNECTIONS DURATION_MS\n');
+if (
+  !host ||
+  !(port > 0) ||
+  !(count >= 0) ||
+  !(until > Date.now()) ||
+  (mode !== undefined && mode !== 'idle')
+) {
+  process.stderr.write('usage: ha-client VIP PORT CONNECTIONS DURATION_MS [idle]\n');
   process.exit(2);
 }
+const idle = mode === 'idle';
 const sockets: Socket[] = [];
-for (let conn = 0; conn < count; conn++) keepAlive(conn, host, port, until, sockets);
+for (let conn = 0; conn < count; conn++) keepAlive(conn, host, port, until, sockets, idle);
+// Idle connections ask again, each once, for every line on stdin.
+if (idle) process.stdin.on('data', () => sockets.forEach((socket) => socket.write(request(host))));
 const prober = setInterval(() => probe(host, port), PROBE_MS);
 setTimeout(() => {
   clearInterval(prober);

@@ -21,6 +21,7 @@ import {
   readFileSync,
   writeFileSync,
   chmodSync,
+  rmSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -190,6 +191,17 @@ export class HaDirector {
     for (const dev of ['pub0', 'int0']) sh(nsExec(this.ns, ['ip', 'link', 'set', dev, 'down']));
   }
 
+  /**
+   * The machine comes back after crash(): its links up, lvsd (with the configuration it saved)
+   * and keepalived started again; VRRP and the notify script give it its sync role.
+   */
+  async revive(): Promise<void> {
+    for (const dev of ['pub0', 'int0']) sh(nsExec(this.ns, ['ip', 'link', 'set', dev, 'up']));
+    rmSync(this.socket, { force: true }); // the dead lvsd's: startLvsd waits for a new one
+    await this.startLvsd();
+    this.startKeepalived();
+  }
+
   /** keepalived then lvsd, with SIGTERM, as an operator stops them. */
   async stop(): Promise<void> {
     for (const child of [this.keepalived, this.lvsd]) {
@@ -207,7 +219,8 @@ export interface HaLab {
   readonly tmpDir: string;
   readonly bulkFile: string;
   run(ns: string, argv: readonly string[]): string;
-  spawn(ns: string, argv: readonly string[]): ChildProcess;
+  /** A process in `ns`, its stdout and stderr piped (and its stdin, with `stdin: 'pipe'`). */
+  spawn(ns: string, argv: readonly string[], stdin?: 'pipe'): ChildProcess;
   /** Stops what runs gracefully, then removes every namespace and file. */
   teardown(): Promise<void>;
 }
@@ -277,7 +290,8 @@ export function buildHaLab(options: HaLabOptions): HaLab {
       tmpDir,
       bulkFile,
       run: (name, argv) => sh(nsExec(name, argv)),
-      spawn: (name, argv) => spawn('ip', nsExec(name, argv).slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }),
+      spawn: (name, argv, stdin) =>
+        spawn('ip', nsExec(name, argv).slice(1), { stdio: [stdin ?? 'ignore', 'pipe', 'pipe'] }),
       teardown: async () => {
         await Promise.all(directors.map((d) => d.stop().catch(() => undefined)));
         removeAll();
@@ -328,16 +342,20 @@ export class HaTraffic {
   readonly clientDone: Promise<unknown>;
   readonly download: Promise<{ status: number | null; stderr: string }>;
   readonly downloadPath: string;
+  private readonly client: ChildProcess;
 
-  constructor(lab: HaLab, options: { conns: number; durationMs: number; rate: string }) {
-    const client = lab.spawn(lab.ns.client, [
+  /** With `idle`, the keep-alive connections ask once, then at each ask() only. */
+  constructor(lab: HaLab, options: { conns: number; durationMs: number; rate: string; idle?: boolean }) {
+    const argv = [
       process.execPath,
       HA_CLIENT,
       HA_VIP,
       `${HA_PORT}`,
       `${options.conns}`,
       `${options.durationMs}`,
-    ]);
+    ];
+    const client = lab.spawn(lab.ns.client, options.idle ? [...argv, 'idle'] : argv, 'pipe');
+    this.client = client;
     let pending = '';
     client.stdout!.on('data', (chunk: Buffer) => {
       pending += chunk.toString();
@@ -361,6 +379,11 @@ export class HaTraffic {
     let stderr = '';
     curl.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     this.download = once(curl, 'exit').then(([status]) => ({ status: status as number | null, stderr }));
+  }
+
+  /** Every (idle) keep-alive connection asks once more. */
+  ask(): void {
+    this.client.stdin!.write('\n');
   }
 
   /** True once every keep-alive connection has had a reply after `since` (wall clock, ms). */

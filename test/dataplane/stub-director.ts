@@ -11,6 +11,7 @@ import type {
   Snapshot,
 } from '../../src/core/ops.js';
 import type { SyncConn } from '../../src/core/sync/conn.js';
+import type { SyncPage } from '../../src/core/sync/source.js';
 import type { PacketDirector } from '../../src/dataplane/messages.js';
 
 const VNET = 10;
@@ -85,6 +86,10 @@ export class Director implements PacketDirector {
 
   takeSyncConns(): SyncConn[] {
     return [];
+  }
+
+  syncPage(): SyncPage {
+    return { conns: [], next: -1 };
   }
 
   importSynced(): ImportResult {

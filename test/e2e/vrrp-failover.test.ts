@@ -41,6 +41,25 @@ const keepalivedSkip = (() => {
   }
 })();
 
+/** Director a dies; once b holds the VIP and runs the master sync role, returns when a died (wall clock). */
+async function crashMasterA(lab: HaLab): Promise<number> {
+  const [a, b] = lab.directors;
+  a.crash();
+  // From here on, whatever reaches the client came through b.
+  const killedAt = Date.now();
+  await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
+  await until('director b runs the master sync role', () =>
+    b.syncRoles().join() === 'master' ? true : undefined,
+  );
+  return killedAt;
+}
+
+async function assertDownloadIntact(lab: HaLab, traffic: HaTraffic): Promise<void> {
+  const download = await traffic.download;
+  assert.equal(download.status, 0, `curl: ${download.stderr}`);
+  assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+}
+
 describe('the shipped keepalived.conf (root, netns)', { skip: ROOT_SKIP || keepalivedSkip }, () => {
   it('passes keepalived -t on a director with eth0 and eth1', () => {
     const ns = `${PREFIX}${process.pid}-conf`;
@@ -103,14 +122,8 @@ describe(
 
     it('director a dies; b takes over, the download completes intact and the connections carry on', async (t) => {
       assert.equal(ports.length, CONNS, 'the first test opened the connections');
-      const [a, b] = lab.directors;
-      a.crash();
-      // From here on, whatever reaches the client came through b.
-      const killedAt = Date.now();
-      await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
-      await until('director b runs the master sync role', () =>
-        b.syncRoles().join() === 'master' ? true : undefined,
-      );
+      const [, b] = lab.directors;
+      const killedAt = await crashMasterA(lab);
       // Those that carry on are b's now (the figures below say how many did).
       await until('every keep-alive connection answers through b', () =>
         traffic.allAnsweredSince(killedAt, CONNS),
@@ -125,13 +138,89 @@ describe(
           `${figures.survived}/${figures.conns} keep-alive connections survived (${share}%), ` +
           `the ${BULK_MB} MB download ${download.status === 0 ? 'completed' : 'failed'}`,
       );
-      assert.equal(download.status, 0, `curl: ${download.stderr}`);
-      assert.equal(await sha256(traffic.downloadPath), await sha256(lab.bulkFile), 'the file arrived intact');
+      await assertDownloadIntact(lab, traffic);
       assert.equal(clientVipMac(lab), b.publicMac(), "b's gratuitous ARP moved the VIP");
       assert.notEqual(figures.failoverMs, null, 'a reply came through the backup');
       assert.deepEqual(figures.lost, []);
       assert.equal(figures.survived, CONNS);
       for (const port of ports) assert.match(rows, new RegExp(`ESTABLISHED\\s+${HA_CLIENT_ADDR}:${port} `));
+    });
+  },
+);
+
+interface MasterDaemonJson {
+  state: string;
+  stats: {
+    fullSync: { requested: number; completed: number; entries: number };
+    joins: { heard: number; served: number } | { sent: number };
+    peerMasters: { splitBrains: number };
+  };
+}
+
+const daemonsOf = (director: { adm(args: string): string }): MasterDaemonJson[] =>
+  (JSON.parse(director.adm('-L --daemon --json')) as { daemons: MasterDaemonJson[] }).daemons;
+
+describe(
+  'a director that comes back is sent the whole table, and a failover back to it keeps idle connections (root, netns)',
+  { skip: ROOT_SKIP || keepalivedSkip },
+  () => {
+    let lab: HaLab;
+    let traffic: HaTraffic;
+    let ports: number[] = [];
+    const idleRows = (rows: string) =>
+      ports.filter((port) =>
+        rows
+          .split('\n')
+          .some((row) => row.includes(`${HA_CLIENT_ADDR}:${port} `) && row.includes('ESTABLISHED')),
+      );
+
+    before(async () => {
+      lab = buildHaLab({ prefix: 'lvsfs', bulkFileMb: 6 });
+      await startHaPair(lab);
+    });
+
+    after(async () => {
+      await lab?.teardown();
+    });
+
+    it('connections opened while b was down are on b once it rejoins as backup', async () => {
+      const [a, b] = lab.directors;
+      b.crash();
+      // Idle long-lived connections (one request each, then nothing), and a slow download: all
+      // through a while b hears nothing.
+      traffic = new HaTraffic(lab, { conns: CONNS, durationMs: 90_000, rate: '256K', idle: true });
+      ports = await until('the idle connections are open', () => traffic.ports(CONNS));
+      await until('a lists them', () => (idleRows(a.adm('-Lnc')).length === CONNS ? true : undefined));
+      await b.revive();
+      await until('b rejoins as VRRP backup with the backup sync role', () =>
+        b.syncRoles().join() === 'backup' ? true : undefined,
+      );
+      // Only the whole table can bring them: idle, they are never synced again on the kernel's schedule.
+      await until('b lists every idle connection', () =>
+        idleRows(b.adm('-Lnc')).length === CONNS ? true : undefined,
+      );
+      const [onA] = daemonsOf(a);
+      assert.equal(onA!.state, 'master');
+      assert.ok('served' in onA!.stats.joins && onA!.stats.joins.served >= 1, JSON.stringify(onA!.stats));
+      assert.ok(onA!.stats.fullSync.completed >= 2, 'its own start and b JOIN');
+      assert.equal(onA!.stats.peerMasters.splitBrains, 0);
+      const [onB] = daemonsOf(b);
+      assert.ok('sent' in onB!.stats.joins && onB!.stats.joins.sent >= 1, JSON.stringify(onB!.stats));
+    });
+
+    it('a dies; b takes over and every idle connection answers through it', async (t) => {
+      assert.equal(ports.length, CONNS, 'the first test opened the connections');
+      const killedAt = await crashMasterA(lab);
+      traffic.ask();
+      await until('every idle connection answers through b', () => traffic.allAnsweredSince(killedAt, CONNS));
+      const figures = failoverFigures(traffic.events, killedAt, CONNS);
+      t.diagnostic(
+        `failover back to the returned director: ${figures.survived}/${figures.conns} idle connections answered, ` +
+          `first reply ${figures.failoverMs} ms after the kill`,
+      );
+      assert.deepEqual(figures.lost, []);
+      assert.equal(figures.survived, CONNS);
+      await assertDownloadIntact(lab, traffic);
     });
   },
 );

@@ -59,6 +59,9 @@ export const GOLDEN_SYNC_DAEMONS: SyncDaemonStatus[] = [
     droppedBy: { queueFull: 2, sendFailed: 1, invalid: 0 },
     conns: 9000,
     lastMessageAgeMs: 250,
+    fullSync: { requested: 3, completed: 2, entries: 18_000, active: true, pageErrors: 0 },
+    peerMasters: { messages: 5, splitBrains: 1, active: true, last: '198.18.5.2', lastAgeMs: 900 },
+    joins: { heard: 3, served: 2 },
   }),
   syncDaemon('backup', {
     sent: 0,
@@ -67,6 +70,7 @@ export const GOLDEN_SYNC_DAEMONS: SyncDaemonStatus[] = [
     droppedBy: { invalid: 1 },
     conns: 30,
     lastMessageAgeMs: null,
+    joins: { sent: 2 },
   }),
 ];
 

@@ -193,3 +193,32 @@ test('roles are checked, and an IPv4 group needs an address on the interface', a
     /is down or has no IPv4 address/,
   );
 });
+
+test('where the extra socket of lvsd peer notices cannot open, the daemons run as the kernel does, with a warning', async () => {
+  const bus = new FakeSyncBus();
+  const logged: string[] = [];
+  const log = (level: string, text: string) => logged.push(`${level}: ${text}`);
+  const noSend = {
+    ...bus,
+    openSender: () => Promise.reject(new Error('ENETUNREACH')),
+    openReceiver: bus.openReceiver.bind(bus),
+  };
+  const delivered: SyncConn[] = [];
+  const backup = await BackupSyncDaemon.start(config('backup'), (c) => delivered.push(...c), {
+    interfaces,
+    transport: noSend,
+    log,
+  });
+  assert.match(logged.join('\n'), /warn: sync backup: cannot send on the group \(ENETUNREACH\)/);
+  const noHear = {
+    openSender: bus.openSender.bind(bus),
+    openReceiver: () => Promise.reject(new Error('EADDRINUSE')),
+  };
+  const master = await MasterSyncDaemon.start(config('master'), { interfaces, transport: noHear, log });
+  assert.match(logged.join('\n'), /warn: sync master: cannot hear the group \(EADDRINUSE\)/);
+  master.syncAll([CONN]);
+  await until(() => delivered.length === 1);
+  assert.equal(backup.stats().joinsSent, 0);
+  await master.stop();
+  await backup.stop();
+});

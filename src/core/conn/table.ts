@@ -825,6 +825,11 @@ export class ConnTable {
     return Math.max(0, this.expiry[id]! - this.clock.now());
   }
 
+  /** Slots ever used: every live entry's id is below it. */
+  get usedSlots(): number {
+    return this.unused;
+  }
+
   /** The ids of the live entries, in slot order. */
   *liveIds(): IterableIterator<number> {
     for (let id = 0; id < this.unused; id++) if (this.isLive(id)) yield id;

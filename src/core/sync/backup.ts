@@ -6,6 +6,7 @@
 import type { Clock } from '../clock.js';
 import { CONN_F_BACKUP_MASK, CONN_F_SYNC, type SyncConn } from './conn.js';
 import { decode, type SyncEntryError, type SyncMessageError } from './message.js';
+import { backupTakes, decodePeerNotice, type PeerNotice } from './peer.js';
 
 /** Why a whole datagram was dropped. */
 export type SyncDropReason =
@@ -39,7 +40,7 @@ export const SYNC_SKIP_REASONS: readonly SyncSkipReason[] = [
 ];
 
 export interface SyncBackupStats {
-  /** Datagrams received, good or not. */
+  /** Datagrams received, good or not (lvsd's peer notices apart). */
   received: number;
   /** Messages accepted. */
   accepted: number;
@@ -49,6 +50,8 @@ export interface SyncBackupStats {
   skipped: Record<SyncSkipReason, number>;
   /** Clock time of the last accepted message, or null before the first. */
   lastMessageAt: number | null;
+  /** lvsd's peer notices (src/core/sync/peer.ts) heard: not sync messages, not counted above. */
+  notices: number;
 }
 
 export interface SyncBackupOptions {
@@ -61,6 +64,8 @@ export interface SyncBackupOptions {
   deliver: (conns: SyncConn[]) => void;
   /** Persistence engines this director has (a record of another is skipped, as the kernel does). */
   knownPe?: (name: string) => boolean;
+  /** An lvsd master this backup had not heard before announced itself (it should be sent a JOIN). */
+  onNewMaster?: (notice: PeerNotice) => void;
 }
 
 function zeroed<K extends string>(keys: readonly K[]): Record<K, number> {
@@ -75,13 +80,22 @@ export class SyncBackup {
     dropped: zeroed(SYNC_DROP_REASONS),
     skipped: zeroed(SYNC_SKIP_REASONS),
     lastMessageAt: null,
+    notices: 0,
   };
+  /** The lvsd master instances heard (the last few): a new one is asked for its table. */
+  private readonly masters = new Set<number>();
 
   constructor(private readonly options: SyncBackupOptions) {}
 
   /** Takes one datagram; never throws for any content. */
   receive(datagram: Uint8Array): void {
     const c = this.counters;
+    const notice = decodePeerNotice(datagram);
+    if (notice) {
+      c.notices++;
+      this.noticed(notice);
+      return;
+    }
     c.received++;
     if (datagram.length > this.options.maxLen) {
       c.dropped.oversized++;
@@ -92,7 +106,7 @@ export class SyncBackup {
       c.dropped[result.reason]++;
       return;
     }
-    if (this.options.syncId !== 0 && result.syncId !== this.options.syncId) {
+    if (!backupTakes(this.options.syncId, result.syncId)) {
       c.dropped['wrong-syncid']++;
       return;
     }
@@ -112,6 +126,14 @@ export class SyncBackup {
     }
     c.conns += conns.length;
     if (conns.length > 0) this.options.deliver(conns);
+  }
+
+  private noticed(notice: PeerNotice): void {
+    if (notice.kind !== 'master' || !backupTakes(this.options.syncId, notice.syncId)) return;
+    if (this.masters.has(notice.instance)) return;
+    if (this.masters.size >= 16) this.masters.delete(this.masters.values().next().value!);
+    this.masters.add(notice.instance);
+    this.options.onNewMaster?.(notice);
   }
 
   stats(): SyncBackupStats {

@@ -146,6 +146,8 @@ export interface SyncMasterStats {
   invalid: number;
   /** Connections whose bookkeeping is held. */
   tracked: number;
+  /** Full messages waiting to be taken. */
+  queued: number;
 }
 
 export interface SyncMasterOptions {
@@ -216,7 +218,7 @@ export class SyncMaster {
   }
 
   stats(): SyncMasterStats {
-    return { ...this.counters, tracked: this.tracks.size };
+    return { ...this.counters, tracked: this.tracks.size, queued: this.queue.length };
   }
 
   private now(): number {

@@ -73,32 +73,7 @@ export class SyncSource {
 
   /** Entry `id` as the kernel's sync entry describes it, or null when it is gone or cannot be sent. */
   recordOf(id: number): SyncConn | null {
-    const table = this.table;
-    if (!table.isLive(id)) return null;
-    const fwmark = this.options.serviceFwmark(table.serviceId(id));
-    if (fwmark === undefined) return null;
-    const template = table.isTemplate(id);
-    const state = kernelState(table, id);
-    const flags =
-      (template ? CONN_F_TEMPLATE : 0) | CONN_F_MASQ | (inactive(table, id) ? CONN_F_INACTIVE : 0);
-    const protocol = table.protocol(id);
-    const stateName = syncStateName(protocol, flags, state);
-    if (stateName === null) return null;
-    return {
-      af: table.af(id),
-      protocol,
-      flags,
-      state,
-      stateName,
-      cport: table.cport(id),
-      vport: table.vport(id),
-      dport: table.dport(id),
-      fwmark,
-      timeoutSec: Math.round(table.timeoutOf(id) / 1000),
-      caddr: table.caddr(id),
-      vaddr: table.vaddr(id),
-      daddr: table.daddr(id),
-    };
+    return syncRecordOf(this.table, id, this.options.serviceFwmark);
   }
 
   private consider(id: number, pkts: number, inPersistence: boolean): void {
@@ -124,6 +99,68 @@ export class SyncSource {
     if (this.ringLength < this.ring.length) this.ring[this.ringLength++] = id;
     else this.overflows++;
   }
+}
+
+/**
+ * Entry `id` of `table` as the kernel's sync entry describes it, or null when it is gone or cannot
+ * be sent (its service is gone, or its state has no IPVS name).
+ */
+export function syncRecordOf(
+  table: ConnTable,
+  id: number,
+  serviceFwmark: (serviceId: number) => number | undefined,
+): SyncConn | null {
+  if (!table.isLive(id)) return null;
+  const fwmark = serviceFwmark(table.serviceId(id));
+  if (fwmark === undefined) return null;
+  const template = table.isTemplate(id);
+  const state = kernelState(table, id);
+  const flags = (template ? CONN_F_TEMPLATE : 0) | CONN_F_MASQ | (inactive(table, id) ? CONN_F_INACTIVE : 0);
+  const protocol = table.protocol(id);
+  const stateName = syncStateName(protocol, flags, state);
+  if (stateName === null) return null;
+  return {
+    af: table.af(id),
+    protocol,
+    flags,
+    state,
+    stateName,
+    cport: table.cport(id),
+    vport: table.vport(id),
+    dport: table.dport(id),
+    fwmark,
+    timeoutSec: Math.round(table.timeoutOf(id) / 1000),
+    caddr: table.caddr(id),
+    vaddr: table.vaddr(id),
+    daddr: table.daddr(id),
+  };
+}
+
+/** A stretch of the table as sync records (a full-table sync's page); `next` -1 when the stretch is done. */
+export interface SyncPage {
+  conns: SyncConn[];
+  next: number;
+}
+
+/**
+ * The live entries in slots [from, to) (to -1: the table's end) as sync records: at most `limit`
+ * of them and `maxSlots` slots scanned, so that one page is a bounded share of a packet-loop turn.
+ * Entries that cannot be sent are passed over.
+ */
+export function syncWalkPage(
+  table: ConnTable,
+  serviceFwmark: (serviceId: number) => number | undefined,
+  request: { from: number; to: number; limit: number; maxSlots: number },
+): SyncPage {
+  const end = request.to >= 0 ? Math.min(request.to, table.usedSlots) : table.usedSlots;
+  const stop = Math.min(end, request.from + request.maxSlots);
+  const conns: SyncConn[] = [];
+  let id = Math.max(0, request.from);
+  for (; id < stop && conns.length < request.limit; id++) {
+    const record = syncRecordOf(table, id, serviceFwmark);
+    if (record) conns.push(record);
+  }
+  return { conns, next: id < end ? id : -1 };
 }
 
 /** The kernel's state number: IP_VS_TCP_S_* as lvsd numbers them, IP_VS_UDP_S_NORMAL (0), a template's NONE. */
