@@ -140,7 +140,6 @@ export class HaDirector {
     const conf = join(this.dir, 'keepalived.conf');
     writeFileSync(conf, haKeepalivedConf(this.name, this.priority, `${NOTIFY} --lvsadm ${wrapper}`));
     const log = openSync(this.keepalivedLog, 'a');
-    const pid = (what: string) => join(this.dir, `${what}.pid`);
     const argv = [
       'keepalived',
       '-P',
@@ -150,11 +149,16 @@ export class HaDirector {
       '-f',
       conf,
       '-p',
-      pid('keepalived'),
+      this.pidFile('keepalived'),
       '-r',
-      pid('vrrp'),
+      this.pidFile('vrrp'),
     ];
     this.keepalived = spawn('ip', ['netns', 'exec', this.ns, ...argv], { stdio: ['ignore', log, log] });
+  }
+
+  /** Where keepalived keeps the pid of its parent ('keepalived') or its VRRP child ('vrrp'). */
+  private pidFile(what: 'keepalived' | 'vrrp'): string {
+    return join(this.dir, `${what}.pid`);
   }
 
   /** Whether VRRP has put the VIP on this director. */
@@ -198,6 +202,9 @@ export class HaDirector {
   async revive(): Promise<void> {
     for (const dev of ['pub0', 'int0']) sh(nsExec(this.ns, ['ip', 'link', 'set', dev, 'up']));
     rmSync(this.socket, { force: true }); // the dead lvsd's: startLvsd waits for a new one
+    // A machine that comes back has a fresh /run: the dead keepalived's pid files are gone (left
+    // here, a pid reused since makes keepalived refuse to start, "daemon is already running").
+    for (const what of ['keepalived', 'vrrp'] as const) rmSync(this.pidFile(what), { force: true });
     await this.startLvsd();
     this.startKeepalived();
   }

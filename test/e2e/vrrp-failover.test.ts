@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
@@ -47,7 +48,13 @@ async function crashMasterA(lab: HaLab): Promise<number> {
   a.crash();
   // From here on, whatever reaches the client came through b.
   const killedAt = Date.now();
-  await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined));
+  await until('director b takes the VIP over', () => (b.holdsVip() ? true : undefined)).catch(
+    (error: Error) => {
+      throw new Error(
+        `${error.message}; b's keepalived log:\n${readFileSync(b.keepalivedLog, 'utf8').slice(-3000)}`,
+      );
+    },
+  );
   await until('director b runs the master sync role', () =>
     b.syncRoles().join() === 'master' ? true : undefined,
   );
