@@ -4,6 +4,7 @@
 // and a real server lvsd cannot place on an interface is refused.
 
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { until } from '../../src/lab/lab.js';
 import { hostState, Lvsd, ROOT_SKIP, setupLab, type Setup } from './harness.js';
@@ -120,6 +121,8 @@ describe('the AF_PACKET data plane (root, netns)', { skip: ROOT_SKIP, concurrenc
     s.director.kill();
     await s.director.exitCode(10_000).catch(() => undefined);
     assert.match(s.lab.run(s.lab.ns.director, ['nft', 'list', 'tables']), /table netdev lvsd/);
+    // The dead lvsd's socket file: ready() must wait for the next one's.
+    rmSync(s.director.socket, { force: true });
     const next = new Lvsd(s.lab, ['--dataplane', 'packet', '--restart-hold', '0']);
     try {
       await next.ready();
