@@ -19,7 +19,7 @@ import { parsePacket, type ParsedPacket } from '../../src/core/packet/parse.js';
 import { VNET_HDR_LEN } from '../../src/core/packet/vnet.js';
 import {
   buildPacket,
-  fragmentPacket,
+  fragmentedDatagram,
   ipv4HeaderValid,
   l4ChecksumValid,
   tcpSegment,
@@ -263,15 +263,7 @@ test('a UDP datagram in fragments reaches the real server its first fragment wen
   d.execute({ op: 'add-service', key, settings: settings('rr') });
   d.execute({ op: 'add-dest', key, addr: ip(RS1), port: 53, settings: masq() });
   d.execute({ op: 'add-dest', key, addr: ip(RS2), port: 53, settings: masq() });
-  const datagram = buildPacket({
-    src: CLIENT,
-    dst: VIP,
-    protocol: 'udp',
-    sport: 5353,
-    dport: 53,
-    payload: new Uint8Array(3000).fill(7),
-  });
-  const [first, ...rest] = fragmentPacket(datagram, 1480, 4242);
+  const [first, ...rest] = fragmentedDatagram(CLIENT, VIP, 3000, 4242);
   // The last fragment overtakes the first: held, then released with it.
   const last = withVnet(rest.pop()!);
   assert.equal(d.process(last, 0, last.length), 0);

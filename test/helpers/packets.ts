@@ -275,6 +275,18 @@ export function completeAsKernel(packet: Uint8Array, csumStart: number, csumOffs
   return out;
 }
 
+/** A UDP datagram from src:5353 to dst:53 with `payloadLength` bytes, as fragments of 1480 bytes. */
+export function fragmentedDatagram(
+  src: string,
+  dst: string,
+  payloadLength: number,
+  id: number,
+): Uint8Array[] {
+  const payload = new Uint8Array(payloadLength).fill(7);
+  const datagram = buildPacket({ src, dst, protocol: 'udp', sport: 5353, dport: 53, payload });
+  return fragmentPacket(datagram, 1480, id);
+}
+
 /**
  * Splits a complete packet into fragments carrying `chunk` bytes of its fragmentable part each
  * (a multiple of 8). IPv4 copies the header; IPv6 inserts a fragment header after the fixed

@@ -13,7 +13,7 @@ import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
   addr,
   buildPacket,
-  fragmentPacket,
+  fragmentedDatagram,
   ipv4HeaderValid,
   l4ChecksumValid,
   partialVnetFor,
@@ -150,15 +150,7 @@ test('the fragments of a datagram go to the real server too, a held one included
   const udp: ServiceKey = { ...key, protocol: IPPROTO_UDP, port: 53 };
   d.execute({ op: 'add-service', key: udp, settings: RR });
   d.execute({ op: 'add-dest', key: udp, addr: addr(RIP), port: 53, settings: route });
-  const datagram = buildPacket({
-    src: CLIENT,
-    dst: VIP,
-    protocol: 'udp',
-    sport: 5353,
-    dport: 53,
-    payload: new Uint8Array(2000).fill(7),
-  });
-  const [first, second] = fragmentPacket(datagram, 1480, 0x4242);
+  const [first, second] = fragmentedDatagram(CLIENT, VIP, 2000, 0x4242);
   assert.deepEqual(send(d, withVnet(second!)), []);
   const frames = send(d, withVnet(first!));
   assert.equal(frames.length, 2);

@@ -12,7 +12,7 @@ import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
   addr,
   buildPacket,
-  fragmentPacket,
+  fragmentedDatagram,
   ipv4HeaderValid,
   l4ChecksumValid,
   partialVnetFor,
@@ -149,15 +149,7 @@ test('a partial checksum is completed before the packet goes into the tunnel', (
 test('the fragments of a datagram each go into the tunnel unchanged, a held one included', () => {
   const d = tunnelDirector();
   addTunnelService(d, { ...key, protocol: IPPROTO_UDP, port: 53 }, 1500);
-  const datagram = buildPacket({
-    src: CLIENT,
-    dst: VIP,
-    protocol: 'udp',
-    sport: 5353,
-    dport: 53,
-    payload: new Uint8Array(2000).fill(7),
-  });
-  const [first, second] = fragmentPacket(datagram, 1480, 0x4242);
+  const [first, second] = fragmentedDatagram(CLIENT, VIP, 2000, 0x4242);
   // The second fragment comes first: it waits for the first, which decides where both go.
   assert.deepEqual(send(d, withVnet(second!)), []);
   const frames = send(d, withVnet(first!));
