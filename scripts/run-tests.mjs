@@ -1,6 +1,6 @@
 // Runs the compiled tests with node's test runner. `unit` runs everything but test/e2e;
-// `e2e` runs only test/e2e (root and network namespaces); no argument runs both. With the e2e
-// suites, the NAT suite runs a second time on the other data plane (LVSD_DATAPLANE=packet).
+// `e2e` runs only test/e2e (root and network namespaces); no argument runs both. The e2e suites
+// run on lvsd's default data plane (packet), then once more on the other one (LVSD_DATAPLANE=tun).
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -28,9 +28,9 @@ const run = (list, env = process.env) =>
   spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...list], { stdio: 'inherit', env })
     .status ?? 1;
 let status = run(files);
-const onBothPlanes = [join(root, 'e2e', 'nat.test.js')].filter((f) => files.includes(f));
-if (onBothPlanes.length > 0) {
-  const status2 = run(onBothPlanes, { ...process.env, LVSD_DATAPLANE: 'packet' });
+const e2eFiles = files.filter((f) => f.startsWith(join(root, 'e2e')));
+if (e2eFiles.length > 0) {
+  const status2 = run(e2eFiles, { ...process.env, LVSD_DATAPLANE: 'tun' });
   status ||= status2;
 }
 process.exit(status);

@@ -21,7 +21,7 @@ import type { ForwardingCapability } from '../core/forward/types.js';
 import type { Snapshot } from '../core/ops.js';
 import { InProcessEngine } from '../control/in-process-engine.js';
 import { checkDataplaneCapabilities } from '../dataplane/capabilities.js';
-import { DATAPLANE_FORWARDING } from '../dataplane/forwarding.js';
+import { DATAPLANE_FORWARDING, DEFAULT_DATAPLANE } from '../dataplane/forwarding.js';
 import { DATAPLANE_KINDS, startDataplaneEngine, type DataplaneKind } from '../dataplane/start.js';
 import { reloadingFields, systemdNotifier } from '../control/sd-notify.js';
 import { parseListenAddress } from '../http/address.js';
@@ -34,7 +34,7 @@ import { readBuildInfo } from '../http/build-info.js';
 import { startHttpListener } from '../http/server.js';
 import type { HttpListener } from '../http/server.js';
 
-const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane | --dataplane tun|packet]
+const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane | --dataplane packet|tun]
             [--http [ADDR:]PORT]
             [--http-token-file FILE]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
@@ -46,9 +46,9 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane | -
   --socket PATH     control socket (default ${DEFAULT_SOCKET_PATH}, or $LVSD_SOCKET)
   --state-dir DIR   where the configuration is saved (default ${DEFAULT_STATE_DIR}, or $LVSD_STATE_DIR)
   --no-dataplane    keep and serve the configuration only, move no packets (no root needed)
-  --dataplane tun|packet  how packets reach lvsd: tun (default) steers them through a TUN
-                    device; packet reads them off the VIPs' and real servers' interfaces with
-                    AF_PACKET rings and sends them out with the next hop's MAC (docs/host.md)
+  --dataplane packet|tun  how packets reach lvsd: packet (default) reads them off the VIPs' and
+                    real servers' interfaces with AF_PACKET rings and sends them out with the next
+                    hop's MAC; tun steers them through a TUN device (docs/host.md)
   --http [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics and the live dashboard at
                       http://ADDR:PORT/ (off unless given); PORT alone listens on loopback
                       (127.0.0.1); ADDR is an IP address: [::1] for IPv6, 0.0.0.0 for every address
@@ -218,7 +218,7 @@ function parseCommandLine(args: string[]): CommandLine {
     socketPath,
     stateDir,
     dataplane,
-    dataplaneKind: dataplaneKind ?? 'tun',
+    dataplaneKind: dataplaneKind ?? DEFAULT_DATAPLANE,
     http,
     httpTokenFile,
     connCapacity,

@@ -5,6 +5,9 @@ import type { ForwardingCapability } from '../core/forward/types.js';
 
 export type DataplaneKind = 'tun' | 'packet';
 
+/** What `lvsd` runs without --dataplane: the layer-2 plane, which carries every forwarding method. */
+export const DEFAULT_DATAPLANE: DataplaneKind = 'packet';
+
 /**
  * The TUN device is layer 3: what lvsd writes to it the kernel routes by its IP destination, so
  * it carries NAT and tunnels, but not direct routing (a packet for the VIP would come back).

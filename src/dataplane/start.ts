@@ -25,12 +25,12 @@ export interface DataplaneOptions {
   log?: HostLog;
   /** The VIPs come and go with VRRP (HostNetworkOptions.floatingVips). */
   floatingVips?: boolean;
-  /** 'tun' (the default): every service packet through the TUN device; 'packet': AF_PACKET rings on the interfaces. */
-  kind?: DataplaneKind;
+  /** 'packet': AF_PACKET rings on the interfaces; 'tun': every service packet through the TUN device. */
+  kind: DataplaneKind;
 }
 
 export type { DataplaneKind };
-export const DATAPLANE_KINDS: readonly DataplaneKind[] = ['tun', 'packet'];
+export const DATAPLANE_KINDS: readonly DataplaneKind[] = ['packet', 'tun'];
 
 export async function startDataplaneEngine(options: DataplaneOptions): Promise<WorkerEngine> {
   const tunName = options.tunName ?? DEFAULT_TUN_NAME;
@@ -49,7 +49,7 @@ export async function startDataplaneEngine(options: DataplaneOptions): Promise<W
     connCapacity: options.connCapacity,
     defense: options.defense,
     expiry: options.expiry,
-    forwarding: DATAPLANE_FORWARDING[options.kind ?? 'tun'],
+    forwarding: DATAPLANE_FORWARDING[options.kind],
   });
   if (options.repairIntervalMs && options.log) watchHost(host, options.repairIntervalMs, options.log);
   return engine;

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_DATAPLANE } from '../dataplane/forwarding.js';
 import { buildLab, teardownOnSignals } from '../lab/lab.js';
 import { runHaDemo } from './ha-demo.js';
 
@@ -73,7 +74,8 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   try {
     process.stdout.write(
       `lab: client ${lab.addr.client} -> director ${lab.addr.vip} (VIP) -> real servers ${lab.addr.realServers.join(', ')}\n` +
-        `namespaces: ${[lab.ns.client, lab.ns.director, ...lab.ns.realServers].join(' ')}\n`,
+        `namespaces: ${[lab.ns.client, lab.ns.director, ...lab.ns.realServers].join(' ')}\n` +
+        `director: lvsd on its default data plane, ${DEFAULT_DATAPLANE} (docs/host.md)\n`,
     );
     if (!(await waitFor(socket, 10_000)))
       throw new Error(`lvsd did not start:\n${readFileSync(logPath, 'utf8')}`);

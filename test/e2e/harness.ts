@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildLab, type Lab } from '../../src/lab/lab.js';
+import { DEFAULT_DATAPLANE, type DataplaneKind } from '../../src/dataplane/forwarding.js';
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -30,12 +31,16 @@ const STOP_TIMEOUT_MS = 10_000;
  * The data plane the suites run on: LVSD_DATAPLANE=packet|tun (unset: lvsd's default), given to
  * every lvsd the harness starts with a data plane.
  */
-export const DATAPLANE = process.env.LVSD_DATAPLANE || null;
+export const DATAPLANE: DataplaneKind = dataplaneFromEnv(process.env.LVSD_DATAPLANE);
+
+function dataplaneFromEnv(value: string | undefined): DataplaneKind {
+  if (!value) return DEFAULT_DATAPLANE;
+  if (value !== 'packet' && value !== 'tun') throw new Error(`LVSD_DATAPLANE=${value} is not packet or tun`);
+  return value;
+}
 
 function dataplaneArgs(args: readonly string[]): string[] {
-  return DATAPLANE && !args.includes('--no-dataplane') && !args.includes('--dataplane')
-    ? ['--dataplane', DATAPLANE]
-    : [];
+  return !args.includes('--no-dataplane') && !args.includes('--dataplane') ? ['--dataplane', DATAPLANE] : [];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

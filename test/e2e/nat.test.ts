@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import {
+  DATAPLANE,
   hostState,
   ROOT_SKIP,
   setupLab,
@@ -251,8 +252,7 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
 
   // The packet plane's netdev ingress rule takes every frame from a real server's service port
   // before conntrack or the direct-flow sets can tell a direct flow's reply from lvsd's.
-  const directFlows =
-    process.env.LVSD_DATAPLANE === 'packet' ? { skip: 'not yet on --dataplane packet (docs/host.md)' } : {};
+  const directFlows = DATAPLANE === 'packet' ? { skip: 'not yet on --dataplane packet (docs/host.md)' } : {};
   it(
     'a client reaching a real server directly through the director gets its page and its ICMP errors; the VIP still balances',
     directFlows,
