@@ -12,11 +12,17 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanupStaleLabs, type Lab } from '../../src/lab/lab.js';
-import { DATAPLANE, hostState, Lvsd, nftCounters, ROOT_SKIP, setupLab, type Setup } from './harness.js';
+import {
+  CARRIES_DIRECT_FLOWS,
+  hostState,
+  Lvsd,
+  nftCounters,
+  ROOT_SKIP,
+  setupLab,
+  type Setup,
+} from './harness.js';
 
 const PREFIX = 'lvr11';
-/** Flows to a real server's own address are not yet carried on --dataplane packet (docs/host.md). */
-const carriesDirectFlows = DATAPLANE !== 'packet';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The output of a child run in the lab, once it has exited. */
@@ -155,7 +161,7 @@ describe(
       // paced by the server so that the client sends nothing between its bursts: the kernel passes
       // it, and the restart must not cut it.
       const directOut = join(lab.tmpDir, 'direct.bin');
-      const direct = carriesDirectFlows
+      const direct = CARRIES_DIRECT_FLOWS
         ? collect(
             lab.spawn(
               lab.ns.client,
