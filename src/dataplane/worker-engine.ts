@@ -289,13 +289,17 @@ export class WorkerEngine implements Engine {
   }
 
   async takeOver(records: ConnRecord[]): Promise<ImportResult> {
-    const result = await this.request<ImportResult>({ kind: 'import-conns', records });
-    if (this.host) {
-      this.host.releaseHold();
-      // Only now, with the connections in: a frame read earlier would have been a new flow.
-      await this.sendLinkPlan(this.host);
+    try {
+      return await this.request<ImportResult>({ kind: 'import-conns', records });
+    } finally {
+      // Ended even when the import failed: the layer-2 plane reads nothing until it is, and the
+      // daemon runs on with an empty table then.
+      if (this.host) {
+        this.host.releaseHold();
+        // Only now, with the connections in: a frame read earlier would have been a new flow.
+        await this.sendLinkPlan(this.host);
+      }
     }
-    return result;
   }
 
   /** The worker's packet and drop counters. */
