@@ -47,7 +47,10 @@ export interface HostSteering {
   hold(holdMs: number): void;
   /** Ends a restart hold (this run's or the one a previous run left); nothing when there is none. */
   releaseHold(): void;
-  /** The layer-2 plane's interfaces and frames as of the last sync (--dataplane packet only). */
+  /**
+   * The layer-2 plane's interfaces and frames as of the last sync (--dataplane packet only); none
+   * while a restart hold is in place, since the plane reads its frames before the hold's chains.
+   */
   linkPlan?(): LinkPlan;
 }
 
@@ -409,7 +412,8 @@ export class HostNetwork implements HostSteering, HostRepair {
   }
 
   linkPlan(): LinkPlan {
-    return this.plan;
+    // Held, the netdev rules still keep the frames from the host: nobody answers them.
+    return this.has(HOLD_KEY) ? EMPTY_PLAN : this.plan;
   }
 
   /** Our netdev table, remade whole (one transaction) when the plan changed. */

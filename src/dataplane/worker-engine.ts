@@ -245,6 +245,10 @@ export class WorkerEngine implements Engine {
   /** The host's steering for these services, and the layer-2 plane's ports and filter to match. */
   private async steer(host: HostSteering, services: readonly ServiceSnapshot[]): Promise<void> {
     host.sync(services);
+    await this.sendLinkPlan(host);
+  }
+
+  private async sendLinkPlan(host: HostSteering): Promise<void> {
     if (this.link && host.linkPlan) await this.request<void>({ kind: 'link-plan', plan: host.linkPlan() });
   }
 
@@ -274,6 +278,8 @@ export class WorkerEngine implements Engine {
       try {
         this.host.hold(holdMs);
         this.holding = true;
+        // The layer-2 plane's frames would reach this run past the hold: it stops reading them.
+        await this.sendLinkPlan(this.host);
       } catch (error) {
         holdError = error instanceof Error ? error.message : String(error);
       }
@@ -283,9 +289,17 @@ export class WorkerEngine implements Engine {
   }
 
   async takeOver(records: ConnRecord[]): Promise<ImportResult> {
-    const result = await this.request<ImportResult>({ kind: 'import-conns', records });
-    this.host?.releaseHold();
-    return result;
+    try {
+      return await this.request<ImportResult>({ kind: 'import-conns', records });
+    } finally {
+      // Ended even when the import failed: the layer-2 plane reads nothing until it is, and the
+      // daemon runs on with an empty table then.
+      if (this.host) {
+        this.host.releaseHold();
+        // Only now, with the connections in: a frame read earlier would have been a new flow.
+        await this.sendLinkPlan(this.host);
+      }
+    }
   }
 
   /** The worker's packet and drop counters. */

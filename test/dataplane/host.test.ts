@@ -772,3 +772,30 @@ describe('HostNetwork: the restart hold', () => {
     assert.throws(() => host.recover(), /nft table "filter" is not lvsd's restart hold/);
   });
 });
+
+describe('HostNetwork: the restart hold on the layer-2 plane', () => {
+  it('gives the plane no interfaces while held (its frames come before the hold), and its plan back after', () => {
+    const system = setup().system;
+    const run = system.run.bind(system);
+    // The VIP on eth0, as the lab has it.
+    system.run = (argv, input) =>
+      argv.join(' ') === 'ip -j addr show'
+        ? JSON.stringify([{ ifname: 'eth0', addr_info: [{ local: '198.18.0.1' }] }])
+        : run(argv, input);
+    const options = { system, stateDir: STATE, tunName: 'lvs0', linkLayer: true };
+    const host = new HostNetwork(options);
+    host.sync([web]);
+    const plan = host.linkPlan();
+    assert.deepEqual(plan.interfaces, ['eth0', 'eth1']);
+    host.hold(30_000);
+    assert.deepEqual(host.linkPlan().interfaces, [], 'the stopping run reads nothing past the hold');
+    host.stop({ keepHold: true });
+
+    const next = new HostNetwork(options);
+    next.recover();
+    next.sync([web]);
+    assert.deepEqual(next.linkPlan().interfaces, [], 'nor the next run before it takes over');
+    next.releaseHold();
+    assert.deepEqual(next.linkPlan(), plan);
+  });
+});

@@ -11,7 +11,7 @@ import { IPPROTO_TCP } from '../../src/core/inet.js';
 import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
 import { buildLab, nginxCommand, nginxConfig, type Lab } from '../../src/lab/lab.js';
 import { serviceSnapshot } from '../helpers/snapshots.js';
-import { hostState, Lvsd, nftCounters, ROOT_SKIP } from './harness.js';
+import { CARRIES_DIRECT_FLOWS, hostState, Lvsd, nftCounters, ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvshost';
 const VIP = '198.18.0.1';
@@ -114,7 +114,7 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
     assert.equal(hostState(lab), stateBefore);
   });
 
-  it('lvsd killed mid-transfer: no packet of its flows from a real server address reaches the client', async () => {
+  it('lvsd killed mid-transfer: no packet of its flows from a real server address reaches the client', async (t) => {
     const watch = 'lvshostwatch';
     lab.run(lab.ns.client, ['nft', '-f', '-'], {
       input: `table inet ${watch} {
@@ -162,7 +162,8 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
       director.adm(`-A -t ${VIP}:80 -s rr`);
       for (const rs of lab.addr.realServers) director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
       // Replies of flows that reach a real server directly pass untouched, beside lvsd's.
-      assert.equal(answers(direct(), directPages), 2);
+      if (CARRIES_DIRECT_FLOWS) assert.equal(answers(direct(), directPages), 2);
+      else t.diagnostic('no direct flows: not yet carried on --dataplane packet (docs/host.md)');
       const download = lab.spawn(lab.ns.client, [
         'curl',
         '-s',
@@ -185,10 +186,10 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
       assert.ok(sent() > atKill, 'the real server sent after the kill, so a leak was possible');
       await sleep(1000);
       // ...and, being the kernel's, while no lvsd runs, when lvsd's own replies are held back.
-      assert.equal(answers(direct(), directPages), 2);
+      if (CARRIES_DIRECT_FLOWS) assert.equal(answers(direct(), directPages), 2);
       const seen = nftCounters(lab, lab.ns.client, watch);
       assert.equal(seen.get('from-real-servers'), 0);
-      assert.ok(seen.get('direct')! >= 4, `${seen.get('direct')} direct replies`);
+      if (CARRIES_DIRECT_FLOWS) assert.ok(seen.get('direct')! >= 4, `${seen.get('direct')} direct replies`);
       // While no lvsd runs, a new connection waits (curl: timeout, 28) rather than being refused
       // by the host itself (7).
       const attempt = lab.run(lab.ns.client, [

@@ -12,7 +12,15 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanupStaleLabs, type Lab } from '../../src/lab/lab.js';
-import { hostState, Lvsd, nftCounters, ROOT_SKIP, setupLab, type Setup } from './harness.js';
+import {
+  CARRIES_DIRECT_FLOWS,
+  hostState,
+  Lvsd,
+  nftCounters,
+  ROOT_SKIP,
+  setupLab,
+  type Setup,
+} from './harness.js';
 
 const PREFIX = 'lvr11';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -26,7 +34,7 @@ function collect(child: ChildProcess): Promise<{ code: number | null; stdout: st
   return once(child, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
 }
 
-/** A UDP echo on port 7 that says which real server answered. */
+/** A UDP echo on port 7 that says, on each line, which real server answered. */
 function udpEcho(lab: Lab, i: number): ChildProcess {
   const script = [
     'import socket',
@@ -34,7 +42,8 @@ function udpEcho(lab: Lab, i: number): ChildProcess {
     "s.bind(('0.0.0.0', 7))",
     'while True:',
     '    data, peer = s.recvfrom(2048)',
-    `    s.sendto(b'rs${i + 1}:' + data, peer)`,
+    // Each line: socat may put two of the client's lines in one datagram when it starts late.
+    `    s.sendto(b''.join(b'rs${i + 1}:' + line for line in data.splitlines(True)), peer)`,
   ].join('\n');
   return lab.spawn(lab.ns.realServers[i]!, ['python3', '-c', script], { stdio: 'ignore' });
 }
@@ -152,13 +161,16 @@ describe(
       // paced by the server so that the client sends nothing between its bursts: the kernel passes
       // it, and the restart must not cut it.
       const directOut = join(lab.tmpDir, 'direct.bin');
-      const direct = collect(
-        lab.spawn(
-          lab.ns.client,
-          ['curl', '-sS', '--max-time', '60', '-o', directOut, `http://${realServers[0]}/slow/bulk.bin`],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
-        ),
-      );
+      const direct = CARRIES_DIRECT_FLOWS
+        ? collect(
+            lab.spawn(
+              lab.ns.client,
+              ['curl', '-sS', '--max-time', '60', '-o', directOut, `http://${realServers[0]}/slow/bulk.bin`],
+              { stdio: ['ignore', 'pipe', 'pipe'] },
+            ),
+          )
+        : null;
+      if (!direct) t.diagnostic('no direct download: not yet carried on --dataplane packet (docs/host.md)');
       // One UDP socket (one flow), a datagram every 100 ms for 14 s; socat stops on an ICMP error.
       const flow = collect(
         lab.spawn(
@@ -213,9 +225,11 @@ describe(
       assert.ok(statSync(out).size > sizeAtStop);
       const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
       assert.equal(sha(out), sha(lab.bulkFile!), 'the file arrived byte for byte');
-      const directDone = await direct;
-      assert.equal(directDone.code, 0, `curl from ${realServers[0]}: ${directDone.stderr}`);
-      assert.equal(sha(directOut), sha(lab.bulkFile!), 'the direct download arrived byte for byte');
+      if (direct) {
+        const directDone = await direct;
+        assert.equal(directDone.code, 0, `curl from ${realServers[0]}: ${directDone.stderr}`);
+        assert.equal(sha(directOut), sha(lab.bulkFile!), 'the direct download arrived byte for byte');
+      }
       const udp = await flow;
       assert.equal(udp.code, 0, `socat: ${udp.stderr}`);
       const replies = udp.stdout.split('\n').filter(Boolean);
