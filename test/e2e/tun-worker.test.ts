@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { DeviceCounters } from '../../src/core/ops.js';
 import { cleanupStaleLabs } from '../../src/lab/lab.js';
+import { DATAPLANE } from './harness.js';
 
 const root = process.getuid?.() === 0;
 const PREFIX = 'lvstun';
@@ -16,7 +17,7 @@ const ns = `${PREFIX}${process.pid}-a`;
  */
 const skip = !root
   ? 'needs root for network namespaces'
-  : process.env.LVSD_DATAPLANE === 'packet'
+  : DATAPLANE === 'packet'
     ? 'the TUN device itself, no director: run on --dataplane tun'
     : false;
 
