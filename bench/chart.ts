@@ -15,8 +15,9 @@ const COLORS: Record<TargetName, string> = {
   nat: '#4c78a8',
   haproxy: '#f58518',
   nginx: '#54a24b',
-  lvsd: '#e45756',
-  'lvsd-packet': '#b279a2',
+  'lvsd-packet': '#e45756',
+  lvsd: '#ff9da6',
+  'lvsd-dr': '#b279a2',
 };
 
 const PANEL_WIDTH = 260;
