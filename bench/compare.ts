@@ -169,7 +169,10 @@ function describe(sample: Sample): string {
         : ` p50 ${sample.p50Ms.toFixed(2)} ms p99 ${sample.p99Ms.toFixed(2)} ms`;
   const errors = sample.errors ? ` errors ${sample.errors}` : '';
   const paws = sample.pawsRejected ? ` PAWS-refused ${sample.pawsRejected}` : '';
-  return `${rate}${detail}${errors}${paws} rs=[${sample.perRealServer.join(',')}] saw ${sample.seenClients.join(',') || '-'}`;
+  const drops = Object.entries(sample.lvsdDrops)
+    .map(([reason, n]) => ` lvsd-dropped ${reason} ${n}`)
+    .join('');
+  return `${rate}${detail}${errors}${paws}${drops} rs=[${sample.perRealServer.join(',')}] saw ${sample.seenClients.join(',') || '-'}`;
 }
 
 /** Every target in turn, every load, `reps` times; the first target rotates so none always goes first. */

@@ -202,6 +202,7 @@ export class LoadRunner {
     this.logs.takeNew();
     if (load === 'udp') await this.sinks.takeSeen();
     const pawsBefore = realServers.map((ns) => pawsRejected(this.lab, ns));
+    const dropsBefore = target.drops?.() ?? {};
     const directorBefore = namespaceTicks(this.lab.ns.director);
     const machineBefore = machineTicks();
     let sample: Sample;
@@ -212,6 +213,12 @@ export class LoadRunner {
     }
     const directorTicks = namespaceTicks(this.lab.ns.director) - directorBefore;
     const machine = machineTicks() - machineBefore;
+    const dropsAfter = target.drops?.() ?? {};
+    sample.lvsdDrops = Object.fromEntries(
+      Object.entries(dropsAfter)
+        .map(([reason, n]) => [reason, n - (dropsBefore[reason] ?? 0)] as const)
+        .filter(([, n]) => n > 0),
+    );
     sample.pawsRejected = realServers.reduce(
       (sum, ns, i) => sum + pawsRejected(this.lab, ns) - pawsBefore[i]!,
       0,
@@ -312,6 +319,7 @@ export function emptySample(target: TargetName, load: LoadName, rep: number): Sa
     offeredRate: null,
     errors: 0,
     pawsRejected: 0,
+    lvsdDrops: {},
     directorCpuUs: null,
     machineCpuUs: 0,
     perRealServer: [],

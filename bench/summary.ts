@@ -41,6 +41,8 @@ export interface Sample {
   p99Ms: number;
   /** Failed requests: connect/read/write errors, timeouts, non-2xx answers; UDP: sends refused. */
   errors: number;
+  /** lvsd's packet drops during the run, by reason (only those that happened). */
+  lvsdDrops: Record<string, number>;
   /** SYNs the real servers refused on a TIME_WAIT socket (PAWS, TcpExt PAWSEstab) during the run. */
   pawsRejected: number;
   /** CPU of the processes in the director's namespace, in µs per request (per MB for bulk); null if none ran. */

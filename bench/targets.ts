@@ -32,6 +32,8 @@ export interface Target {
   /** False for direct: one real server, no balancing. */
   readonly balances: boolean;
   start(): Promise<void>;
+  /** lvsd's packet drops so far, by reason (lvsadm -L --json); absent for the others. */
+  drops?(): Record<string, number>;
   /** Stops what start() began; safe to call when start() failed half-way. */
   stop(): Promise<void>;
 }
@@ -243,7 +245,10 @@ function setSysctls(lab: Lab, ns: string, settings: readonly string[]): () => vo
  * arp_announce=2); it answers the client itself, through its default gateway, the director's
  * DIP, whose kernel forwards the replies as any router would. Their source is the VIP, one of the
  * director's own addresses, which the director's kernel takes for a spoof unless the interface
- * they arrive on accepts local sources (accept_local=1 on br0).
+ * they arrive on accepts local sources (accept_local=1 on br0). The director does not track them
+ * (notrack, as IPVS directors commonly exempt their traffic from conntrack): it sees only one
+ * direction, and the half-connections it would keep would take a reused client port's SYN to
+ * VIP:80 for a reply and leave it un-NATed in kernel NAT's next turn.
  */
 function directRoutingHosts(lab: Lab): { setUp(): void; tearDown(): void } {
   let undo: (() => void)[] = [];
@@ -262,6 +267,17 @@ function directRoutingHosts(lab: Lab): { setUp(): void; tearDown(): void } {
         undo.push(() => lab.run(ns, ['ip', 'addr', 'del', `${lab.addr.vip}/32`, 'dev', 'lo']));
       }
       undo.push(setSysctls(lab, lab.ns.director, [`net.ipv4.conf.${lab.dev.internal}.accept_local=1`]));
+      const table = 'lvsbench_dr';
+      lab.run(lab.ns.director, ['nft', '-f', '-'], {
+        input: `table ip ${table} {
+  chain prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    iifname ${lab.dev.internal} ip saddr ${lab.addr.vip} notrack
+  }
+}
+`,
+      });
+      undo.push(() => lab.run(lab.ns.director, ['nft', 'delete', 'table', 'ip', table]));
     },
     tearDown: () => {
       for (const step of undo.reverse()) {
@@ -344,6 +360,12 @@ function lvsdTarget(lab: Lab, options: TargetOptions, name: LvsdName): Target {
         lvsadm(`-A ${flag} ${vip}:${port} -s rr`);
         for (const rs of lab.addr.realServers) lvsadm(`-a ${flag} ${vip}:${port} -r ${rs}:${port} ${method}`);
       }
+    },
+    drops: () => {
+      const { dataPath } = JSON.parse(lvsadm('-L -n --json')) as {
+        dataPath: { drops: Record<string, number>; device: { drops: Record<string, number> } };
+      };
+      return { ...dataPath.drops, ...dataPath.device.drops };
     },
     stop: async () => {
       try {
