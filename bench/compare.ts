@@ -15,6 +15,7 @@ import { missingPrerequisites } from './prerequisites.js';
 import {
   goalLines,
   goals,
+  goalTable,
   LOADS,
   ratioLines,
   renderTable,
@@ -244,17 +245,14 @@ function timestamp(date: Date): string {
     .replace(/-\d+Z$/, 'Z');
 }
 
-const RESULTS_BEGIN = '<!-- results:begin (written by npm run bench) -->';
-const RESULTS_END = '<!-- results:end -->';
-
-/** Replaces the results section of docs/performance.md, keeping the hand-written rest. */
-function updateDocs(section: string): void {
-  const path = join(REPO, 'docs', 'performance.md');
+/** Replaces what lies between two markers of a document, keeping the hand-written rest. */
+function updateDoc(path: string, markers: readonly [string, string], section: string): void {
+  const [beginMarker, endMarker] = markers;
   const text = readFileSync(path, 'utf8');
-  const begin = text.indexOf(RESULTS_BEGIN);
-  const end = text.indexOf(RESULTS_END);
+  const begin = text.indexOf(beginMarker);
+  const end = text.indexOf(endMarker);
   if (begin < 0 || end < begin) throw new Error(`${path} has no results markers`);
-  writeFileSync(path, `${text.slice(0, begin + RESULTS_BEGIN.length)}\n${section}\n${text.slice(end)}`);
+  writeFileSync(path, `${text.slice(0, begin + beginMarker.length)}\n${section}\n${text.slice(end)}`);
   // The table's columns are aligned the way `npm run lint` wants them.
   try {
     execFileSync(join(REPO, 'node_modules', '.bin', 'prettier'), ['--write', path], { stdio: 'ignore' });
@@ -342,9 +340,12 @@ async function main(): Promise<number> {
       join(REPO, 'docs', 'performance.svg'),
       renderChart(summary, opts.targets, opts.loads, caption),
     );
-    updateDocs(
+    const runLine = `Run of ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} on ${host.nproc} CPUs (${host.cpu}), kernel ${host.kernel}, Node ${host.node}.`;
+    updateDoc(
+      join(REPO, 'docs', 'performance.md'),
+      ['<!-- results:begin (written by npm run bench) -->', '<!-- results:end -->'],
       [
-        `Run of ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} on ${host.nproc} CPUs (${host.cpu}), kernel ${host.kernel}, Node ${host.node}.`,
+        runLine,
         `${opts.reps} repetitions of ${opts.durationSeconds} s per load, interleaved; ${pinning}.`,
         'Medians, with min-max over the repetitions in parentheses.',
         '',
@@ -362,12 +363,15 @@ async function main(): Promise<number> {
         '',
         'Goals (issue 9):',
         '',
-        '```',
-        ...goalLines(goalList),
-        '```',
+        goalTable(goalList),
       ].join('\n'),
     );
-    console.log('updated docs/performance.md and docs/performance.svg');
+    updateDoc(
+      join(REPO, 'README.md'),
+      ['<!-- bench:begin (written by npm run bench) -->', '<!-- bench:end -->'],
+      [runLine, '', goalTable(goalList)].join('\n'),
+    );
+    console.log('updated docs/performance.md, docs/performance.svg and README.md');
   } else if (opts.docs) {
     console.log('docs not updated: only a full run (all targets, all loads, 3+ repetitions) rewrites them');
   }

@@ -252,6 +252,15 @@ export function ratioLines(
   });
 }
 
+/** The goals as a markdown table: goal, ratio, met. */
+export function goalTable(list: readonly Goal[]): string {
+  const rows = list.map((g) => {
+    const status = g.met === null ? 'n/a' : g.met ? 'met' : 'missed';
+    return `| ${g.text} | ${g.ratio === null ? 'no data' : `${g.ratio.toFixed(2)}x`} | ${status} |`;
+  });
+  return ['| goal | ratio | |', '|---|---:|---|', ...rows].join('\n');
+}
+
 export function goalLines(list: readonly Goal[]): string[] {
   return list.map((g) => {
     const status = g.met === null ? 'n/a ' : g.met ? 'MET ' : 'MISS';
