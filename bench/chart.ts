@@ -39,7 +39,7 @@ export function renderChart(
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
-    `<text x="${LEFT}" y="20" font-size="14" font-weight="bold">lvsd beside kernel NAT, HAProxy and nginx (median, min-max)</text>`,
+    `<text x="${LEFT}" y="20" font-size="14" font-weight="bold">lvsd beside kernel NAT, HAProxy and nginx stream (median, min-max)</text>`,
     `<text x="${LEFT}" y="38" fill="#555">${escape(caption)}</text>`,
   ];
   loads.forEach((load, p) => {
