@@ -5,7 +5,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLab, teardownOnSignals, type Lab } from '../src/lab/lab.js';
@@ -286,6 +286,7 @@ async function main(): Promise<number> {
     `loads: ${opts.loads.join(', ')}; ${opts.durationSeconds} s each, ${opts.reps} repetitions, wrk 1 thread ${opts.connections} connections (bulk 4), UDP ${opts.udpFlows} flows`,
   );
   const startedAt = new Date();
+  const loadAtStart = loadavg()[0]!;
   const lab = buildLab({ prefix: 'lvsbench', bulkFileMb: opts.loads.includes('bulk') ? BULK_MB : 0 });
   const releaseSignals = teardownOnSignals(lab);
   let samples: Sample[];
@@ -340,7 +341,7 @@ async function main(): Promise<number> {
       join(REPO, 'docs', 'performance.svg'),
       renderChart(summary, opts.targets, opts.loads, caption),
     );
-    const runLine = `Run of ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} on ${host.nproc} CPUs (${host.cpu}), kernel ${host.kernel}, Node ${host.node}.`;
+    const runLine = `Run of ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} on ${host.nproc} CPUs (${host.cpu}), kernel ${host.kernel}, Node ${host.node}; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`;
     updateDoc(
       join(REPO, 'docs', 'performance.md'),
       ['<!-- results:begin (written by npm run bench) -->', '<!-- results:end -->'],
