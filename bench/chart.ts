@@ -15,8 +15,9 @@ const COLORS: Record<TargetName, string> = {
   nat: '#4c78a8',
   haproxy: '#f58518',
   nginx: '#54a24b',
-  lvsd: '#e45756',
-  'lvsd-packet': '#b279a2',
+  'lvsd-packet': '#e45756',
+  lvsd: '#ff9da6',
+  'lvsd-dr': '#b279a2',
 };
 
 const PANEL_WIDTH = 260;
@@ -38,7 +39,7 @@ export function renderChart(
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
-    `<text x="${LEFT}" y="20" font-size="14" font-weight="bold">lvsd beside kernel NAT, HAProxy and nginx (median, min-max)</text>`,
+    `<text x="${LEFT}" y="20" font-size="14" font-weight="bold">lvsd beside kernel NAT, HAProxy and nginx stream (median, min-max)</text>`,
     `<text x="${LEFT}" y="38" fill="#555">${escape(caption)}</text>`,
   ];
   loads.forEach((load, p) => {

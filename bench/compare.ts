@@ -1,19 +1,21 @@
-// `npm run bench`: lvsd beside the kernel's NAT, HAProxy and nginx stream in one namespace lab,
-// the same loads against each, interleaved over repetitions; one table, a JSON file, an SVG.
+// `npm run bench`: lvsd (packet NAT, tun NAT, packet DR) beside the kernel's NAT, HAProxy and
+// nginx stream in one namespace lab, all serving the director's own address, the same loads
+// against each, interleaved over repetitions; one table, a JSON file, an SVG.
 // See docs/performance.md for what is measured and how to read it.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLab, teardownOnSignals, type Lab } from '../src/lab/lab.js';
 import { renderChart } from './chart.js';
-import { emptySample, LoadRunner, PAGE_PATH } from './loads.js';
+import { emptySample, LoadRunner, PAGE_PATH, UdpSinks } from './loads.js';
 import { missingPrerequisites } from './prerequisites.js';
 import {
   goalLines,
   goals,
+  goalTable,
   LOADS,
   ratioLines,
   renderTable,
@@ -22,7 +24,7 @@ import {
   TARGETS,
   type Sample,
 } from './summary.js';
-import { makeTargets, UDP_PORT, type Target } from './targets.js';
+import { DIRECT_CLIENT, makeTargets, UDP_PORT, type Target } from './targets.js';
 
 const USAGE = `Usage: node dist/bench/compare.js [options]
   --reps N          repetitions of every target and load (default 3)
@@ -30,7 +32,7 @@ const USAGE = `Usage: node dist/bench/compare.js [options]
   --targets LIST    comma-separated subset of ${TARGETS.join(',')} (default all)
   --loads LIST      comma-separated subset of ${LOADS.join(',')} (default all)
   --connections N   wrk connections for the request loads (default 32)
-  --udp-flows N     concurrent UDP flows, one request in flight each (default 16)
+  --udp-flows N     UDP flood flows (source ports) (default 16)
   --no-pin          do not pin the client and the server side to separate cores
   --no-docs         do not rewrite docs/performance.md and docs/performance.svg
   --lvsd-prof DIR   run lvsd with --cpu-prof, profiles (main thread and worker) to DIR
@@ -98,25 +100,29 @@ function machine() {
   };
 }
 
-/** What the lab needs beyond lab.ts: forwarding, port ranges, the 100-byte page, the UDP echo, pinning. */
-function prepareLab(lab: Lab, serverPin: readonly string[]): void {
+/**
+ * What the lab needs beyond lab.ts: forwarding, port ranges, the direct client's own address,
+ * the 100-byte page, the UDP sinks, pinning. Nothing a production host would not have: the real
+ * servers keep the kernel's TIME_WAIT handling.
+ */
+function prepareLab(lab: Lab, serverPin: readonly string[]): UdpSinks {
   const sysctl = (ns: string, setting: string) => lab.run(ns, ['sysctl', '-qw', setting]);
   sysctl(lab.ns.director, 'net.ipv4.ip_forward=1');
   // Connection: close opens tens of thousands of connections per run; proxies open as many again.
   for (const ns of [lab.ns.client, lab.ns.director]) sysctl(ns, 'net.ipv4.ip_local_port_range=1024 65000');
   sysctl(lab.ns.director, 'net.ipv4.tcp_tw_reuse=1');
-  // No TIME_WAIT on the real servers: a client port reused in the next target's turn would meet
-  // the previous turn's TIME_WAIT socket there and lose its SYN to timestamp checks.
-  for (const ns of lab.ns.realServers) sysctl(ns, 'net.ipv4.tcp_max_tw_buckets=0');
-  const echo = new URL('./udp-echo.js', import.meta.url).pathname;
-  lab.ns.realServers.forEach((ns, i) => {
+  // The client of direct: another host on the client's LAN, talking to the real servers' addresses.
+  lab.run(lab.ns.client, ['ip', 'addr', 'add', `${DIRECT_CLIENT}/24`, 'dev', 'eth0']);
+  const realServerNet = lab.addr.realServers[0]!.replace(/\.\d+$/, '.0/24');
+  lab.run(lab.ns.client, ['ip', 'route', 'add', realServerNet, 'via', lab.addr.vip, 'src', DIRECT_CLIENT]);
+  lab.ns.realServers.forEach((_, i) =>
     writeFileSync(
       join(lab.tmpDir, `rs${i + 1}`, 'www', 'page100.html'),
       `${`rs${i + 1} `.padEnd(PAGE_BYTES - 1, 'x')}\n`,
-    );
-    lab.spawn(ns, [...serverPin, process.execPath, echo, `${UDP_PORT}`, `${i + 1}`]);
-  });
-  if (serverPin.length === 0) return;
+    ),
+  );
+  const sinks = new UdpSinks(lab, UDP_PORT, serverPin);
+  if (serverPin.length === 0) return sinks;
   // The real servers' nginx was started by the lab: pin every thread of it now.
   for (const ns of lab.ns.realServers) {
     for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' })
@@ -124,6 +130,7 @@ function prepareLab(lab: Lab, serverPin: readonly string[]): void {
       .filter(Boolean))
       execFileSync('taskset', ['-a', '-p', '-c', serverPin.at(-1)!, pid], { stdio: 'ignore' });
   }
+  return sinks;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -155,10 +162,18 @@ async function waitUntilServing(lab: Lab, target: Target): Promise<void> {
 function describe(sample: Sample): string {
   if (sample.failure) return sample.failure;
   const rate = sample.load === 'bulk' ? `${sample.rate.toFixed(2)} Gbit/s` : `${sample.rate.toFixed(0)}/s`;
-  const latency =
-    sample.load === 'bulk' ? '' : ` p50 ${sample.p50Ms.toFixed(2)} ms p99 ${sample.p99Ms.toFixed(2)} ms`;
+  const detail =
+    sample.offeredRate !== null
+      ? ` (sent ${sample.offeredRate.toFixed(0)}/s)`
+      : sample.load === 'bulk'
+        ? ''
+        : ` p50 ${sample.p50Ms.toFixed(2)} ms p99 ${sample.p99Ms.toFixed(2)} ms`;
   const errors = sample.errors ? ` errors ${sample.errors}` : '';
-  return `${rate}${latency}${errors} rs=[${sample.perRealServer.join(',')}] saw ${sample.seenClients.join(',') || '-'}`;
+  const paws = sample.pawsRejected ? ` PAWS-refused ${sample.pawsRejected}` : '';
+  const drops = Object.entries(sample.lvsdDrops)
+    .map(([reason, n]) => ` lvsd-dropped ${reason} ${n}`)
+    .join('');
+  return `${rate}${detail}${errors}${paws}${drops} rs=[${sample.perRealServer.join(',')}] saw ${sample.seenClients.join(',') || '-'}`;
 }
 
 /** Every target in turn, every load, `reps` times; the first target rotates so none always goes first. */
@@ -172,12 +187,12 @@ async function runAll(
   for (let rep = 1; rep <= opts.reps; rep++) {
     const order = targets.map((_, i) => targets[(i + rep - 1) % targets.length]!);
     for (const target of order) {
-      const prefix = `[rep ${rep}/${opts.reps}] ${TARGET_LABELS[target.name].padEnd(12)}`;
+      const prefix = `[rep ${rep}/${opts.reps}] ${TARGET_LABELS[target.name].padEnd(15)}`;
       try {
         await target.start();
         await waitUntilServing(lab, target);
         for (const load of opts.loads) {
-          const sample = runner.measure(target, load, rep);
+          const sample = await runner.measure(target, load, rep);
           samples.push(sample);
           console.log(`${prefix} ${load.padEnd(9)} ${describe(sample)}`);
         }
@@ -210,14 +225,16 @@ function checkLines(lab: Lab, targets: readonly Target[], samples: readonly Samp
     );
     const all = totals.reduce((a, b) => a + b, 0) || 1;
     const share = totals.map((n, i) => `rs${i + 1} ${((n / all) * 100).toFixed(0)}%`).join(', ');
-    const expected = target.realServersSee === 'client' ? lab.addr.client : lab.addr.dip;
+    const expected = target.realServersSee === 'client' ? target.client : lab.addr.dip;
     const seen = [...new Set(ran.flatMap((s) => s.seenClients))];
     const peerOk = seen.length === 1 && seen[0] === expected;
     const balance = target.balances
       ? `${balanced === ran.length ? 'both real servers served' : 'NOT BALANCED'} in ${balanced}/${ran.length} runs (${share})`
       : `one real server, no balancing (${share})`;
     const peer = `real servers saw ${seen.join(', ') || 'nobody'} ${peerOk ? `(the ${target.realServersSee}, as expected)` : `(EXPECTED ${expected}, the ${target.realServersSee})`}`;
-    return `${TARGET_LABELS[target.name]}: ${balance}; ${peer}`;
+    const paws = ran.reduce((sum, s) => sum + s.pawsRejected, 0);
+    const timeWait = `${paws} segments refused by the real servers for an old timestamp (PAWS)`;
+    return `${TARGET_LABELS[target.name]}: ${balance}; ${peer}; ${timeWait}`;
   });
 }
 
@@ -228,17 +245,14 @@ function timestamp(date: Date): string {
     .replace(/-\d+Z$/, 'Z');
 }
 
-const RESULTS_BEGIN = '<!-- results:begin (written by npm run bench) -->';
-const RESULTS_END = '<!-- results:end -->';
-
-/** Replaces the results section of docs/performance.md, keeping the hand-written rest. */
-function updateDocs(section: string): void {
-  const path = join(REPO, 'docs', 'performance.md');
+/** Replaces what lies between two markers of a document, keeping the hand-written rest. */
+function updateDoc(path: string, markers: readonly [string, string], section: string): void {
+  const [beginMarker, endMarker] = markers;
   const text = readFileSync(path, 'utf8');
-  const begin = text.indexOf(RESULTS_BEGIN);
-  const end = text.indexOf(RESULTS_END);
+  const begin = text.indexOf(beginMarker);
+  const end = text.indexOf(endMarker);
   if (begin < 0 || end < begin) throw new Error(`${path} has no results markers`);
-  writeFileSync(path, `${text.slice(0, begin + RESULTS_BEGIN.length)}\n${section}\n${text.slice(end)}`);
+  writeFileSync(path, `${text.slice(0, begin + beginMarker.length)}\n${section}\n${text.slice(end)}`);
   // The table's columns are aligned the way `npm run lint` wants them.
   try {
     execFileSync(join(REPO, 'node_modules', '.bin', 'prettier'), ['--write', path], { stdio: 'ignore' });
@@ -264,7 +278,7 @@ async function main(): Promise<number> {
   const serverPin = opts.pin ? ['taskset', '-c', '0'] : [];
   const clientPin = opts.pin ? ['taskset', '-c', '1'] : [];
   const pinning = opts.pin
-    ? 'client (wrk, UDP loop) pinned to CPU 1; director processes, real servers and UDP echo pinned to CPU 0 (softirq runs where the packets land)'
+    ? 'client (wrk, UDP flood) pinned to CPU 1; director processes, real servers and UDP sinks pinned to CPU 0 (softirq runs where the packets land)'
     : 'no pinning';
   console.log(`machine: ${host.nproc} CPUs, ${host.cpu}, kernel ${host.kernel}, node ${host.node}`);
   console.log(`pinning: ${pinning}`);
@@ -272,15 +286,16 @@ async function main(): Promise<number> {
     `loads: ${opts.loads.join(', ')}; ${opts.durationSeconds} s each, ${opts.reps} repetitions, wrk 1 thread ${opts.connections} connections (bulk 4), UDP ${opts.udpFlows} flows`,
   );
   const startedAt = new Date();
+  const loadAtStart = loadavg()[0]!;
   const lab = buildLab({ prefix: 'lvsbench', bulkFileMb: opts.loads.includes('bulk') ? BULK_MB : 0 });
   const releaseSignals = teardownOnSignals(lab);
   let samples: Sample[];
   let checks: string[];
   try {
-    prepareLab(lab, serverPin);
+    const sinks = prepareLab(lab, serverPin);
     const lvsdNodeArgs = opts.lvsdProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.lvsdProfileDir] : [];
     const targets = makeTargets(lab, opts.targets, { pin: serverPin, lvsdNodeArgs });
-    const runner = new LoadRunner(lab, {
+    const runner = new LoadRunner(lab, sinks, {
       durationSeconds: opts.durationSeconds,
       connections: opts.connections,
       udpFlows: opts.udpFlows,
@@ -294,14 +309,16 @@ async function main(): Promise<number> {
   }
 
   const summary = summarize(samples);
-  const goalList = opts.targets.includes('lvsd') ? goals(summary) : [];
+  const withPacketNat = opts.targets.includes('lvsd-packet');
+  const goalList = withPacketNat ? goals(summary) : [];
   const table = renderTable(summary, opts.targets, opts.loads);
-  const ratios = opts.targets.includes('lvsd') ? ratioLines(summary, opts.targets, opts.loads) : [];
+  const ratios = withPacketNat ? ratioLines(summary, opts.targets, opts.loads) : [];
   console.log(`\n${table}\n\nchecks:\n${checks.map((l) => `  ${l}`).join('\n')}`);
-  if (ratios.length > 0) console.log(`\nlvsd / peer (medians):\n${ratios.map((l) => `  ${l}`).join('\n')}`);
+  if (ratios.length > 0)
+    console.log(`\nlvsd packet NAT / peer (medians):\n${ratios.map((l) => `  ${l}`).join('\n')}`);
   if (goalList.length > 0)
     console.log(
-      `\ngoals for lvsd:\n${goalLines(goalList)
+      `\ngoals (issue 9):\n${goalLines(goalList)
         .map((l) => `  ${l}`)
         .join('\n')}`,
     );
@@ -324,32 +341,38 @@ async function main(): Promise<number> {
       join(REPO, 'docs', 'performance.svg'),
       renderChart(summary, opts.targets, opts.loads, caption),
     );
-    updateDocs(
+    const runLine = `Run of ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} on ${host.nproc} CPUs (${host.cpu}), kernel ${host.kernel}, Node ${host.node}; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end.`;
+    updateDoc(
+      join(REPO, 'docs', 'performance.md'),
+      ['<!-- results:begin (written by npm run bench) -->', '<!-- results:end -->'],
       [
-        `Run of ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} on ${host.nproc} CPUs (${host.cpu}), kernel ${host.kernel}, Node ${host.node}.`,
+        runLine,
         `${opts.reps} repetitions of ${opts.durationSeconds} s per load, interleaved; ${pinning}.`,
         'Medians, with min-max over the repetitions in parentheses.',
         '',
         renderTable(summary, opts.targets, opts.loads, true),
         '',
-        '![lvsd beside kernel NAT, HAProxy and nginx](performance.svg)',
+        '![lvsd beside kernel NAT, HAProxy and nginx stream](performance.svg)',
         '',
         'Checks:',
         '',
         ...checks.map((l) => `- ${l}`),
         '',
-        'lvsd / peer (medians):',
+        'lvsd packet NAT / peer (medians):',
         '',
         ...ratios.map((l) => `- ${l}`),
         '',
-        'Goals for lvsd:',
+        'Goals (issue 9):',
         '',
-        '```',
-        ...goalLines(goalList),
-        '```',
+        goalTable(goalList),
       ].join('\n'),
     );
-    console.log('updated docs/performance.md and docs/performance.svg');
+    updateDoc(
+      join(REPO, 'README.md'),
+      ['<!-- bench:begin (written by npm run bench) -->', '<!-- bench:end -->'],
+      [runLine, '', goalTable(goalList)].join('\n'),
+    );
+    console.log('updated docs/performance.md, docs/performance.svg and README.md');
   } else if (opts.docs) {
     console.log('docs not updated: only a full run (all targets, all loads, 3+ repetitions) rewrites them');
   }

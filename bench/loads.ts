@@ -1,9 +1,19 @@
 // The loads and what is measured around each: wrk (keep-alive, Connection: close, bulk file)
-// and the UDP loop from the client namespace; CPU of the director's processes and of the whole
-// machine; and what the real servers' access logs say about balancing and the client address.
+// and the UDP flood from the client namespace; CPU of the director's processes and of the whole
+// machine; what the real servers' access logs (and UDP sinks) say about balancing and the client
+// address; the real servers' own counters: datagrams received, SYNs refused on TIME_WAIT sockets.
 
-import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from '../src/lab/lab.js';
 import type { LoadName, Sample, TargetName } from './summary.js';
@@ -44,14 +54,65 @@ interface WrkResult {
   p99Us: number;
 }
 
-interface UdpResult {
-  completed: number;
-  lost: number;
+interface FloodResult {
+  sent: number;
+  refused: number;
   seconds: number;
-  p50Us: number;
-  p99Us: number;
-  perRealServer: Record<string, number>;
-  seenClients: string[];
+}
+
+/** One namespace's counters from /proc/net/snmp or /proc/net/netstat ("Udp", "TcpExt", ...). */
+function kernelCounters(lab: Lab, ns: string, file: 'snmp' | 'netstat', group: string): Map<string, number> {
+  const lines = lab.run(ns, ['cat', `/proc/net/${file}`]).split('\n');
+  const [names, values] = lines.filter((l) => l.startsWith(`${group}: `)).map((l) => l.split(/\s+/).slice(1));
+  return new Map((names ?? []).map((name, i) => [name, Number(values?.[i] ?? 0)]));
+}
+
+/** UDP datagrams that reached a real server: read by the sink, or dropped on its full socket buffer. */
+function udpArrived(lab: Lab, ns: string): number {
+  const udp = kernelCounters(lab, ns, 'snmp', 'Udp');
+  return (udp.get('InDatagrams') ?? 0) + (udp.get('InErrors') ?? 0);
+}
+
+/** SYNs (and other segments) a TIME_WAIT or open socket refused for an old timestamp. */
+function pawsRejected(lab: Lab, ns: string): number {
+  return kernelCounters(lab, ns, 'netstat', 'TcpExt').get('PAWSEstab') ?? 0;
+}
+
+/** The UDP sinks on the real servers (udp-sink.ts): whom each has seen since the last call. */
+export class UdpSinks {
+  private readonly children: ChildProcess[];
+
+  constructor(
+    private readonly lab: Lab,
+    port: number,
+    pin: readonly string[],
+  ) {
+    const sink = new URL('./udp-sink.js', import.meta.url).pathname;
+    this.children = lab.ns.realServers.map((ns, i) =>
+      lab.spawn(ns, [...pin, process.execPath, sink, `${port}`, this.report(i)]),
+    );
+  }
+
+  private report(i: number): string {
+    return join(this.lab.tmpDir, `rs${i + 1}`, 'udp-seen.json');
+  }
+
+  /** Per real server, the client addresses sampled since the previous call. */
+  async takeSeen(): Promise<string[][]> {
+    this.children.forEach((child, i) => {
+      rmSync(this.report(i), { force: true });
+      child.kill('SIGUSR2');
+    });
+    return Promise.all(
+      this.children.map(async (_, i) => {
+        for (let waited = 0; !existsSync(this.report(i)); waited += 20) {
+          if (waited > 3000) throw new Error(`the UDP sink of rs${i + 1} did not report`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        return JSON.parse(readFileSync(this.report(i), 'utf8')) as string[];
+      }),
+    );
+  }
 }
 
 /** utime+stime of every process in a namespace (all threads), in clock ticks. */
@@ -121,10 +182,11 @@ class AccessLogs {
 export class LoadRunner {
   private readonly logs: AccessLogs;
   private readonly wrkScript: string;
-  private readonly udpClient = new URL('./udp-client.js', import.meta.url).pathname;
+  private readonly udpFlood = new URL('./udp-flood.js', import.meta.url).pathname;
 
   constructor(
     private readonly lab: Lab,
+    private readonly sinks: UdpSinks,
     private readonly options: LoadOptions,
   ) {
     this.logs = new AccessLogs(lab);
@@ -133,21 +195,35 @@ export class LoadRunner {
   }
 
   /** One load against a target: the figures, or a failure saying why there are none. */
-  measure(target: Target, load: LoadName, rep: number): Sample {
+  async measure(target: Target, load: LoadName, rep: number): Promise<Sample> {
     const base = emptySample(target.name, load, rep);
     if (load === 'udp' && !target.udp) return { ...base, failure: 'n/a: no UDP' };
+    const realServers = this.lab.ns.realServers;
     this.logs.takeNew();
+    if (load === 'udp') await this.sinks.takeSeen();
+    const pawsBefore = realServers.map((ns) => pawsRejected(this.lab, ns));
+    const dropsBefore = target.drops?.() ?? {};
     const directorBefore = namespaceTicks(this.lab.ns.director);
     const machineBefore = machineTicks();
     let sample: Sample;
     try {
-      sample = load === 'udp' ? this.udp(base, target.udp!) : this.wrk(base, target, load);
+      sample = load === 'udp' ? await this.udp(base, target.udp!) : this.wrk(base, target, load);
     } catch (error) {
       return { ...base, failure: (error as Error).message.split('\n')[0]!.slice(0, 300) };
     }
     const directorTicks = namespaceTicks(this.lab.ns.director) - directorBefore;
     const machine = machineTicks() - machineBefore;
-    // Bulk costs are per MB moved; the others per request, connection or round trip.
+    const dropsAfter = target.drops?.() ?? {};
+    sample.lvsdDrops = Object.fromEntries(
+      Object.entries(dropsAfter)
+        .map(([reason, n]) => [reason, n - (dropsBefore[reason] ?? 0)] as const)
+        .filter(([, n]) => n > 0),
+    );
+    sample.pawsRejected = realServers.reduce(
+      (sum, ns, i) => sum + pawsRejected(this.lab, ns) - pawsBefore[i]!,
+      0,
+    );
+    // Bulk costs are per MB moved; the others per request, connection or packet received.
     const units = load === 'bulk' ? (sample.rate * 1e9 * sample.seconds) / 8 / 1e6 : sample.requests;
     const perUnitUs = (ticks: number) => (units > 0 ? ((ticks / CLOCK_TICKS_PER_SECOND) * 1e6) / units : 0);
     const directorRan = target.name !== 'direct' && target.name !== 'nat';
@@ -194,29 +270,37 @@ export class LoadRunner {
     };
   }
 
-  private udp(base: Sample, address: string): Sample {
+  /** The flood, and what the real servers' kernels counted of it. */
+  private async udp(base: Sample, address: string): Promise<Sample> {
     const [host, port] = address.split(':');
     const d = this.options.durationSeconds;
+    const realServers = this.lab.ns.realServers;
+    const before = realServers.map((ns) => udpArrived(this.lab, ns));
     const argv = [
       ...this.options.pin,
       process.execPath,
-      this.udpClient,
+      this.udpFlood,
       host!,
       port!,
       `${d * 1000}`,
       `${this.options.udpFlows}`,
     ];
-    const r = JSON.parse(this.lab.run(this.lab.ns.client, argv, { timeoutMs: (d + 30) * 1000 })) as UdpResult;
+    const r = JSON.parse(
+      this.lab.run(this.lab.ns.client, argv, { timeoutMs: (d + 30) * 1000 }),
+    ) as FloodResult;
+    // What the director still holds in its queues arrives within moments.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const perRealServer = realServers.map((ns, i) => udpArrived(this.lab, ns) - before[i]!);
+    const arrived = perRealServer.reduce((a, b) => a + b, 0);
     return {
       ...base,
-      requests: r.completed,
+      requests: arrived,
       seconds: r.seconds,
-      rate: r.completed / r.seconds,
-      p50Ms: r.p50Us / 1000,
-      p99Ms: r.p99Us / 1000,
-      errors: r.lost,
-      perRealServer: this.lab.addr.realServers.map((_, i) => r.perRealServer[i + 1] ?? 0),
-      seenClients: r.seenClients,
+      rate: arrived / r.seconds,
+      offeredRate: r.sent / r.seconds,
+      errors: r.refused,
+      perRealServer,
+      seenClients: [...new Set((await this.sinks.takeSeen()).flat())],
     };
   }
 }
@@ -232,7 +316,10 @@ export function emptySample(target: TargetName, load: LoadName, rep: number): Sa
     rate: 0,
     p50Ms: 0,
     p99Ms: 0,
+    offeredRate: null,
     errors: 0,
+    pawsRejected: 0,
+    lvsdDrops: {},
     directorCpuUs: null,
     machineCpuUs: 0,
     perRealServer: [],

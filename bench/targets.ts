@@ -1,5 +1,6 @@
-// The five things the client's load goes through, each started in the lab's director namespace
-// for its turn and stopped after it, so none of them sees another's traffic or rules.
+// The things the client's load goes through, each started in the lab's director namespace for
+// its turn and stopped after it, so none of them sees another's traffic or rules. Every target
+// but direct serves the director's own public address, 198.18.0.1, as the seed's director does.
 
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,8 +10,13 @@ import type { TargetName } from './summary.js';
 
 export const TCP_PORT = 80;
 export const UDP_PORT = 9000;
-/** lvsd's VIP is this host in the client's subnet (198.18.0.10). */
-const LVSD_VIP_HOST = 10;
+/**
+ * The client that talks to rs1 directly has an address of its own (see prepareLab): its
+ * connections reach rs1's own address, so its TCP timestamps run on another per-(source,
+ * destination) clock than the clients of the VIP, and a real server's TIME_WAIT socket left by
+ * one would refuse the other's SYNs (PAWS). Two clients, as in a real deployment.
+ */
+export const DIRECT_CLIENT = '198.18.0.3';
 export const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
 export interface Target {
@@ -19,11 +25,15 @@ export interface Target {
   readonly tcp: string;
   /** Where the client sends UDP, or null when the target cannot carry it. */
   readonly udp: string | null;
+  /** The client's address for this target's traffic. */
+  readonly client: string;
   /** Whose address the real servers should see: the client's (NAT) or the director's (proxies). */
   readonly realServersSee: 'client' | 'director';
   /** False for direct: one real server, no balancing. */
   readonly balances: boolean;
   start(): Promise<void>;
+  /** lvsd's packet drops so far, by reason (lvsadm -L --json); absent for the others. */
+  drops?(): Record<string, number>;
   /** Stops what start() began; safe to call when start() failed half-way. */
   stop(): Promise<void>;
 }
@@ -84,6 +94,7 @@ function directTarget(lab: Lab): Target {
     name: 'direct',
     tcp: `${lab.addr.realServers[0]}:${TCP_PORT}`,
     udp: `${lab.addr.realServers[0]}:${UDP_PORT}`,
+    client: DIRECT_CLIENT,
     realServersSee: 'client',
     balances: false,
     start: async () => undefined,
@@ -108,6 +119,7 @@ function kernelNatTarget(lab: Lab): Target {
     name: 'nat',
     tcp: `${lab.addr.vip}:${TCP_PORT}`,
     udp: `${lab.addr.vip}:${UDP_PORT}`,
+    client: lab.addr.client,
     realServersSee: 'client',
     balances: true,
     start: async () => {
@@ -146,6 +158,7 @@ ${servers}
     name: 'haproxy',
     tcp: `${lab.addr.vip}:${TCP_PORT}`,
     udp: null,
+    client: lab.addr.client,
     realServersSee: 'director',
     balances: true,
     start: async () => {
@@ -185,7 +198,6 @@ ${upstream(UDP_PORT)}
   server {
     listen ${lab.addr.vip}:${UDP_PORT} udp;
     proxy_pass udp_realservers;
-    proxy_responses 1;
     proxy_timeout 2s;
   }
 }
@@ -194,6 +206,7 @@ ${upstream(UDP_PORT)}
     name: 'nginx',
     tcp: `${lab.addr.vip}:${TCP_PORT}`,
     udp: `${lab.addr.vip}:${UDP_PORT}`,
+    client: lab.addr.client,
     realServersSee: 'director',
     balances: true,
     start: async () => {
@@ -216,18 +229,89 @@ ${upstream(UDP_PORT)}
   };
 }
 
+/** Sets sysctls in a namespace; returns what undoes it (the values found before). */
+function setSysctls(lab: Lab, ns: string, settings: readonly string[]): () => void {
+  const before = settings.map((setting) => {
+    const key = setting.split('=')[0]!;
+    return `${key}=${lab.run(ns, ['sysctl', '-n', key]).trim()}`;
+  });
+  lab.run(ns, ['sysctl', '-qw', ...settings]);
+  return () => lab.run(ns, ['sysctl', '-qw', ...before]);
+}
+
 /**
- * lvsd as a user runs it: the daemon in the director namespace, configured with lvsadm. Its VIP
- * is an address of its own, not the director's: the proxies' TIME_WAIT sockets on VIP:80 would
- * otherwise catch lvsd's SYNs (TCP early demux ties them to the socket, and a packet with a
- * socket is never forwarded) for a minute after a proxy's turn.
+ * What an operator sets up for LVS-DR in this topology, undone after the turn: each real server
+ * holds the VIP on lo and neither answers ARP for it nor uses it as an ARP source (arp_ignore=1,
+ * arp_announce=2); it answers the client itself, through its default gateway, the director's
+ * DIP, whose kernel forwards the replies as any router would. Their source is the VIP, one of the
+ * director's own addresses, which the director's kernel takes for a spoof unless the interface
+ * they arrive on accepts local sources (accept_local=1 on br0). The director does not track them
+ * (notrack, as IPVS directors commonly exempt their traffic from conntrack): it sees only one
+ * direction, and the half-connections it would keep would take a reused client port's SYN to
+ * VIP:80 for a reply and leave it un-NATed in kernel NAT's next turn.
  */
-function lvsdTarget(lab: Lab, options: TargetOptions, plane: 'tun' | 'packet'): Target {
-  const vip = lab.addr.vip.replace(/\.\d+$/, `.${LVSD_VIP_HOST}`);
+function directRoutingHosts(lab: Lab): { setUp(): void; tearDown(): void } {
+  let undo: (() => void)[] = [];
+  return {
+    setUp: () => {
+      for (const ns of lab.ns.realServers) {
+        undo.push(
+          setSysctls(lab, ns, [
+            'net.ipv4.conf.all.arp_ignore=1',
+            'net.ipv4.conf.all.arp_announce=2',
+            'net.ipv4.conf.eth0.arp_ignore=1',
+            'net.ipv4.conf.eth0.arp_announce=2',
+          ]),
+        );
+        lab.run(ns, ['ip', 'addr', 'add', `${lab.addr.vip}/32`, 'dev', 'lo']);
+        undo.push(() => lab.run(ns, ['ip', 'addr', 'del', `${lab.addr.vip}/32`, 'dev', 'lo']));
+      }
+      undo.push(setSysctls(lab, lab.ns.director, [`net.ipv4.conf.${lab.dev.internal}.accept_local=1`]));
+      const table = 'lvsbench_dr';
+      lab.run(lab.ns.director, ['nft', '-f', '-'], {
+        input: `table ip ${table} {
+  chain prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    iifname ${lab.dev.internal} ip saddr ${lab.addr.vip} notrack
+  }
+}
+`,
+      });
+      undo.push(() => lab.run(lab.ns.director, ['nft', 'delete', 'table', 'ip', table]));
+    },
+    tearDown: () => {
+      for (const step of undo.reverse()) {
+        try {
+          step();
+        } catch {
+          // Keep undoing the rest.
+        }
+      }
+      undo = [];
+    },
+  };
+}
+
+type LvsdName = Extract<TargetName, 'lvsd' | 'lvsd-packet' | 'lvsd-dr'>;
+
+const LVSD_VARIANTS: Record<LvsdName, { plane: 'tun' | 'packet'; method: '-m' | '-g' }> = {
+  lvsd: { plane: 'tun', method: '-m' },
+  'lvsd-packet': { plane: 'packet', method: '-m' },
+  'lvsd-dr': { plane: 'packet', method: '-g' },
+};
+
+/**
+ * lvsd as a user runs it: the daemon in the director namespace, configured with lvsadm, its VIP
+ * the director's own public address (which a proxy served in its turn just before).
+ */
+function lvsdTarget(lab: Lab, options: TargetOptions, name: LvsdName): Target {
+  const { plane, method } = LVSD_VARIANTS[name];
+  const vip = lab.addr.vip;
   const bin = new URL('../src/bin/', import.meta.url).pathname;
   const dir = join(lab.tmpDir, 'lvsd');
   const socket = join(dir, 'lvsd.sock');
   const proc = new DirectorProcess(lab, 'lvsd');
+  const hosts = method === '-g' ? directRoutingHosts(lab) : null;
   const lvsadm = (args: string) =>
     lab.run(
       lab.ns.director,
@@ -237,12 +321,14 @@ function lvsdTarget(lab: Lab, options: TargetOptions, plane: 'tun' | 'packet'): 
       },
     );
   return {
-    name: plane === 'tun' ? 'lvsd' : 'lvsd-packet',
+    name,
     tcp: `${vip}:${TCP_PORT}`,
     udp: `${vip}:${UDP_PORT}`,
+    client: lab.addr.client,
     realServersSee: 'client',
     balances: true,
     start: async () => {
+      hosts?.setUp();
       // A fresh state directory: lvsd would restore the previous turn's services, and an old
       // socket file would look like a daemon ready to answer.
       rmSync(dir, { recursive: true, force: true });
@@ -258,6 +344,9 @@ function lvsdTarget(lab: Lab, options: TargetOptions, plane: 'tun' | 'packet'): 
         join(dir, 'state'),
         '--dataplane',
         plane,
+        // Stopped for good after the turn: no restart hold over the next target's.
+        '--restart-hold',
+        '0',
       ]);
       for (let waited = 0; !existsSync(socket); waited += 50) {
         proc.checkAlive();
@@ -269,10 +358,22 @@ function lvsdTarget(lab: Lab, options: TargetOptions, plane: 'tun' | 'packet'): 
         ['-u', UDP_PORT],
       ] as const) {
         lvsadm(`-A ${flag} ${vip}:${port} -s rr`);
-        for (const rs of lab.addr.realServers) lvsadm(`-a ${flag} ${vip}:${port} -r ${rs}:${port} -m`);
+        for (const rs of lab.addr.realServers) lvsadm(`-a ${flag} ${vip}:${port} -r ${rs}:${port} ${method}`);
       }
     },
-    stop: () => proc.stop(),
+    drops: () => {
+      const { dataPath } = JSON.parse(lvsadm('-L -n --json')) as {
+        dataPath: { drops: Record<string, number>; device: { drops: Record<string, number> } };
+      };
+      return { ...dataPath.drops, ...dataPath.device.drops };
+    },
+    stop: async () => {
+      try {
+        await proc.stop();
+      } finally {
+        hosts?.tearDown();
+      }
+    },
   };
 }
 
@@ -282,8 +383,9 @@ export function makeTargets(lab: Lab, names: readonly TargetName[], options: Tar
     nat: () => kernelNatTarget(lab),
     haproxy: () => haproxyTarget(lab, options),
     nginx: () => nginxStreamTarget(lab, options),
-    lvsd: () => lvsdTarget(lab, options, 'tun'),
-    'lvsd-packet': () => lvsdTarget(lab, options, 'packet'),
+    'lvsd-packet': () => lvsdTarget(lab, options, 'lvsd-packet'),
+    lvsd: () => lvsdTarget(lab, options, 'lvsd'),
+    'lvsd-dr': () => lvsdTarget(lab, options, 'lvsd-dr'),
   };
   return names.map((name) => all[name]());
 }
