@@ -32,7 +32,8 @@ const STOP_TIMEOUT_MS = 10_000;
  */
 export const DATAPLANE = process.env.LVSD_DATAPLANE || null;
 
-function dataplaneArgs(args: readonly string[]): string[] {
+/** The options that put an lvsd started with `args` on DATAPLANE (none when args choose already). */
+export function dataplaneArgs(args: readonly string[] = []): string[] {
   return DATAPLANE && !args.includes('--no-dataplane') && !args.includes('--dataplane')
     ? ['--dataplane', DATAPLANE]
     : [];
