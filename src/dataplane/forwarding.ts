@@ -2,8 +2,9 @@
 // table refuses a real server whose forwarding method the running data plane cannot carry out.
 
 import type { ForwardingCapability } from '../core/forward/types.js';
+import type { DataplaneKind } from '../core/ops.js';
 
-export type DataplaneKind = 'tun' | 'packet';
+export type { DataplaneKind };
 
 /**
  * The TUN device is layer 3: what lvsd writes to it the kernel routes by its IP destination, so

@@ -24,7 +24,7 @@ import {
   type HaLab,
 } from '../../src/lab/ha-lab.js';
 import { cleanupStaleLabs } from '../../src/lab/lab.js';
-import { dataplaneArgs, ROOT_SKIP } from './harness.js';
+import { checkDataplane, DATAPLANE, dataplaneArgs, ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvv11';
 const CONNS = 8;
@@ -96,6 +96,7 @@ describe(
     before(async () => {
       lab = buildHaLab({ prefix: PREFIX, bulkFileMb: BULK_MB, lvsdArgs: dataplaneArgs() });
       await startHaPair(lab);
+      for (const d of lab.directors) checkDataplane((args) => d.adm(args), DATAPLANE);
     });
 
     after(async () => {
@@ -184,6 +185,7 @@ describe(
     before(async () => {
       lab = buildHaLab({ prefix: 'lvsfs', bulkFileMb: 6, lvsdArgs: dataplaneArgs() });
       await startHaPair(lab);
+      for (const d of lab.directors) checkDataplane((args) => d.adm(args), DATAPLANE);
     });
 
     after(async () => {
