@@ -435,8 +435,12 @@ function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts
     );
   }
   if (neighbour) evidence.push(`neighbour: ${neighbour.state.join(',')} on ${neighbour.dev}`);
+  const around = ANSWERS_AROUND[dest.method];
+  if (around)
+    evidence.push(`${around}: its replies go to the clients directly, around the director, as they should`);
   const findings = targets.flatMap((t) => probeFindings(t, facts.probes[probeKey(t)], neighbour, evidence));
-  if (findings.length === 0 && outPkts === '0' && synRecv > 0) {
+  // Only a masquerading real server's replies must come back through the director.
+  if (!around && findings.length === 0 && outPkts === '0' && synRecv > 0) {
     // Clients' SYNs went out and nothing came back, yet the server answers the director itself
     // (or, unprobed, answers nothing we saw): its replies to clients take another way.
     findings.push({
@@ -449,9 +453,15 @@ function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts
       evidence,
     });
   }
-  findings.push(...sameSubnetFindings(dest, facts));
+  if (!around) findings.push(...sameSubnetFindings(dest, facts));
   return { dest: name, verdict: verdictOf(findings), findings, evidence };
 }
+
+/** The forwarding methods whose real servers answer the clients themselves (-g, -i), in words. */
+const ANSWERS_AROUND: Partial<Record<DestSnapshot['method'], string>> = {
+  route: 'direct routing',
+  tunnel: 'IP-in-IP tunnelling',
+};
 
 /** Seed 001: a client on the real servers' own subnet gets their replies directly, not through the director. */
 function sameSubnetFindings(dest: DestSnapshot, facts: DoctorFacts): Finding[] {

@@ -461,6 +461,30 @@ test("packet plane: a fwmark service stays on the TUN path, and gets the TUN pat
   assert.deepEqual(r.services[0]!.findings, []);
 });
 
+test('direct routing and tunnels: replies around the director and clients on the same subnet are their design, not a fault', () => {
+  const facts = healthyPacket();
+  facts.snapshot.services[0]!.dests[0]!.stats = stats(3, 9, 0);
+  facts.snapshot.connections = [conn('198.18.1.50', RS1, 'SYN_RECV'), conn('198.18.0.2', RS2, 'TIME_WAIT')];
+  facts.routes = { ...facts.routes, '198.18.1.50': { dev: 'br0', prefsrc: '198.18.1.1' } };
+  // Masquerading, the same facts are both faults.
+  assert.deepEqual(findings(facts).rs1, ['replies-bypass', 'same-subnet']);
+  for (const [method, words] of [
+    ['route', 'direct routing'],
+    ['tunnel', 'IP-in-IP tunnelling'],
+  ] as const) {
+    facts.snapshot.services[0]!.dests[0]!.method = method;
+    const r = findings(facts);
+    assert.deepEqual([r.report.services[0]!.dests[0]!.verdict, r.rs1], ['ok', []]);
+    // The masquerading one beside it still gets that client's replies around the director.
+    assert.deepEqual(r.rs2, ['same-subnet']);
+    assert.ok(
+      r.report.services[0]!.dests[0]!.evidence.includes(
+        `${words}: its replies go to the clients directly, around the director, as they should`,
+      ),
+    );
+  }
+});
+
 test('prefix matches agree with address arithmetic', () => {
   fc.assert(
     fc.property(fc.ipV4(), fc.ipV4(), fc.integer({ min: 0, max: 32 }), (a, b, len) => {
