@@ -355,7 +355,8 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
     s.director.adm('-A -t [2001:db8::100]:80 -s rr');
     s.director.adm('-a -t [2001:db8::100]:80 -r [2001:db8:1::11]:80 -m');
     try {
-      // A client's connection (refused: nginx listens on IPv4 only) puts the client in the table.
+      // A client's connection (refused: nginx listens on IPv4 only) puts the client in the table,
+      // for CLOSE's 10 s: made again before each report, which a loaded machine may start later.
       const curl = [
         'curl',
         '-sS',
@@ -365,12 +366,14 @@ describe('lvsadm doctor (root, netns)', { skip: ROOT_SKIP, concurrency: false },
         '2001:db8:5::2',
         'http://[2001:db8::100]/',
       ];
-      spawnSync('ip', ['netns', 'exec', client, ...curl]);
+      const connect = () => spawnSync('ip', ['netns', 'exec', client, ...curl]);
+      connect();
       sysctl(`net.ipv6.conf.${pub}.accept_ra=2`);
       const clean = report();
       assert.deepEqual(clean.report.host, [], clean.text);
       sysctl(`net.ipv6.conf.${internal}.forwarding=0`);
       sysctl(`net.ipv6.conf.${pub}.accept_ra=1`);
+      connect();
       const { report: r, text } = report();
       // The packet plane's frames are not the kernel's to forward; its route to the clients is still the host's.
       assert.deepEqual(checks(r.host).sort(), PACKET ? ['accept-ra'] : ['accept-ra', 'ip-forward'], text);
