@@ -1,9 +1,9 @@
 // `lvsadm doctor [--json]`: collects what the director sees (lvsd's counters and connection table
 // over the control socket; this host's sysctls, routes, neighbours, nftables ruleset and legacy
 // iptables; on the packet plane, its netdev table and interfaces; a probe to each real server's
-// port, TCP or UDP: src/cli/doctor-probe.ts), hands the
-// facts to the pure diagnosis (src/core/doctor.ts) and prints its verdicts. Exit 0: no problem;
-// 1: problems found; 2: lvsd or the host unreadable.
+// port, TCP or UDP: src/cli/doctor-probe.ts), hands the facts to the pure diagnosis
+// (src/core/doctor.ts) and prints its verdicts. Exit 0: no problem; 1: problems found; 2: lvsd or
+// the host unreadable.
 
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';

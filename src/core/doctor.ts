@@ -287,7 +287,7 @@ const verdictOf = (findings: readonly Finding[]): Verdict => worst(findings.map(
  * service on the TUN plane; on the packet plane, fwmark services only (the kernel's rules set the
  * mark, so they stay on the TUN path), the others' frames being taken before the kernel sees them.
  */
-export function ridesTun(svc: ServiceSnapshot, dataplane: DataplaneKind | null): boolean {
+function ridesTun(svc: ServiceSnapshot, dataplane: DataplaneKind | null): boolean {
   return dataplane === 'tun' || (dataplane === 'packet' && svc.key.fwmark > 0);
 }
 
