@@ -2,6 +2,7 @@
 // includes iptables-nft's rules) and the legacy iptables' tables (`iptables-legacy-save`), both
 // into chains of rules the pure diagnosis walks (src/core/doctor.ts, chainVerdict), jumps and gotos
 // included. Only the hooks lvsd's packets cross are kept, and lvsd's own nftables table is left out.
+// Also the interfaces that lvsd's packet plane's netdev table hooks (its own plumbing, checked apart).
 
 import type { FirewallChain, FirewallRule, FlowFact } from '../core/doctor.js';
 
@@ -312,4 +313,15 @@ export function parseIptablesSave(text: string, family: 4 | 6): FirewallChain[] 
     chain.rules.push(parseLegacyRule(args, `${program} ${table}`, new Set(byName.keys())));
   }
   return chains;
+}
+
+/**
+ * `nft list table netdev NAME` → the interfaces its ingress chains hook, one device
+ * (`device "eth0"`) or several (`devices = { "eth0", "eth1" }`) a chain.
+ */
+export function parseNetdevIngress(text: string): string[] {
+  const devices = new Set<string>();
+  for (const [, list] of text.matchAll(/hook ingress devices? =?\s*(\{[^}]*\}|"[^"]*")/g))
+    for (const [, name] of list!.matchAll(/"([^"]*)"/g)) devices.add(name!);
+  return [...devices].sort();
 }

@@ -1,8 +1,9 @@
 // `lvsadm doctor [--json]`: collects what the director sees (lvsd's counters and connection table
 // over the control socket; this host's sysctls, routes, neighbours, nftables ruleset and legacy
-// iptables; a probe to each real server's port, TCP or UDP: src/cli/doctor-probe.ts), hands the
-// facts to the pure diagnosis (src/core/doctor.ts) and prints its verdicts. Exit 0: no problem;
-// 1: problems found; 2: lvsd or the host unreadable.
+// iptables; on the packet plane, its netdev table and interfaces; a probe to each real server's
+// port, TCP or UDP: src/cli/doctor-probe.ts), hands the facts to the pure diagnosis
+// (src/core/doctor.ts) and prints its verdicts. Exit 0: no problem; 1: problems found; 2: lvsd or
+// the host unreadable.
 
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -18,21 +19,24 @@ import type {
   DoctorFacts,
   DoctorReport,
   Finding,
+  LinkFact,
   NeighbourFact,
+  PacketPlaneFacts,
   ProbeFact,
   ProbeTarget,
   RouteFact,
 } from '../core/doctor.js';
 import type { Snapshot } from '../core/ops.js';
 import type { ControlApi } from '../control/api.js';
-import { parseIptablesSave, parseNftRuleset } from './doctor-firewall.js';
+import { parseIptablesSave, parseNetdevIngress, parseNftRuleset } from './doctor-firewall.js';
 import { probeAll } from './doctor-probe.js';
 
 /** How long a probe waits for an answer; all probes run at once, so the doctor ends within 5 s. */
 export const PROBE_TIMEOUT_MS = 1500;
 const COMMAND_TIMEOUT_MS = 2000;
-/** lvsd's device (src/dataplane/host.ts). */
+/** lvsd's device, and the nft table of its packet plane's ingress drop (src/dataplane/host.ts). */
 const TUN_DEVICE = 'lvs0';
+const NETDEV_TABLE = 'lvsd';
 
 /** What the doctor reads of the host: the seam for tests, with the system's implementation below. */
 export interface HostReader {
@@ -41,6 +45,10 @@ export interface HostReader {
   neighbours(): Promise<NeighbourFact[]>;
   /** `nft -j list ruleset`'s output, or null without nft. */
   nftRuleset(): Promise<string | null>;
+  /** `nft list table netdev NAME`'s output (text: nft's JSON leaves out a chain's device), or null without it. */
+  netdevTable(name: string): Promise<string | null>;
+  /** `ip -j link`, by interface name. */
+  links(): Promise<Map<string, LinkFact>>;
   /** `iptables-legacy-save`'s (or ip6tables-legacy-save's) output; null when the legacy tables are not loaded. */
   legacyRules(family: 4 | 6): Promise<string | null>;
   /** Every probe at once, each within timeoutMs; the facts in the targets' order. */
@@ -87,6 +95,19 @@ export const systemHost: HostReader = {
       }));
   },
   nftRuleset: () => run('nft', ['-j', 'list', 'ruleset']),
+  netdevTable: (name) => run('nft', ['list', 'table', 'netdev', name]),
+  async links() {
+    const out = await run('ip', ['-j', 'link', 'show']);
+    const rows = out ? (JSON.parse(out) as Array<Record<string, unknown>>) : [];
+    const links = new Map<string, LinkFact>();
+    for (const row of rows) {
+      if (typeof row.ifname !== 'string') continue;
+      const flags = Array.isArray(row.flags) ? row.flags.map(String) : [];
+      const state = typeof row.operstate === 'string' ? row.operstate : 'UNKNOWN';
+      links.set(row.ifname, { up: flags.includes('UP'), carrier: flags.includes('LOWER_UP'), state });
+    }
+    return links;
+  },
   async legacyRules(family) {
     // Only tables the kernel has: iptables-legacy-save would load the modules of the rest.
     const names = await readFile(`/proc/net/${family === 4 ? 'ip' : 'ip6'}_tables_names`, 'utf8').catch(
@@ -101,17 +122,18 @@ export const systemHost: HostReader = {
 /** Everything the diagnosis needs, read at once (the probes in parallel). */
 export async function collectFacts(api: ControlApi, host: HostReader): Promise<DoctorFacts> {
   const snapshot: Snapshot = await api.snapshot({ connections: true });
-  const dataplane = snapshot.dataPath.device !== undefined;
+  const dataplane = snapshot.dataPath.plane ?? null;
   const addrs = addressesToRoute(snapshot);
   const targets = probeTargets(snapshot);
   const ipv6 = hasIPv6(snapshot);
-  const [routes, neighbours, ruleset, legacy4, legacy6, probes] = await Promise.all([
+  const [routes, neighbours, ruleset, legacy4, legacy6, probes, packetPlane] = await Promise.all([
     Promise.all(addrs.map(async (a) => [a, await host.routeGet(a)] as const)),
     host.neighbours(),
     dataplane ? host.nftRuleset() : Promise.resolve(null),
     dataplane ? host.legacyRules(4) : Promise.resolve(null),
     dataplane && ipv6 ? host.legacyRules(6) : Promise.resolve(null),
     host.probe(targets, PROBE_TIMEOUT_MS),
+    dataplane === 'packet' ? packetPlaneFacts(snapshot, host) : Promise.resolve(undefined),
   ]);
   const devices = [...new Set([TUN_DEVICE, ...routes.flatMap(([, r]) => (r ? [r.dev] : []))])];
   const paths = sysctlsWanted(devices, ipv6);
@@ -120,6 +142,7 @@ export async function collectFacts(api: ControlApi, host: HostReader): Promise<D
     snapshot,
     dataplane,
     tunDevice: TUN_DEVICE,
+    ...(packetPlane && { packetPlane }),
     sysctls: Object.fromEntries(paths.map((p, i) => [p, values[i]!])),
     routes: Object.fromEntries(routes),
     neighbours,
@@ -129,6 +152,15 @@ export async function collectFacts(api: ControlApi, host: HostReader): Promise<D
       ...(legacy4 ? parseIptablesSave(legacy4, 4) : []),
       ...(legacy6 ? parseIptablesSave(legacy6, 6) : []),
     ],
+  };
+}
+
+async function packetPlaneFacts(snapshot: Snapshot, host: HostReader): Promise<PacketPlaneFacts> {
+  const [table, links] = await Promise.all([host.netdevTable(NETDEV_TABLE), host.links()]);
+  const interfaces = snapshot.dataPath.interfaces ?? [];
+  return {
+    netdevIngress: table === null ? null : parseNetdevIngress(table),
+    links: Object.fromEntries(interfaces.map((dev) => [dev, links.get(dev) ?? null])),
   };
 }
 
@@ -142,7 +174,7 @@ function findingLines(finding: Finding, indent: string): string[] {
 }
 
 /** The report as an operator reads it. */
-export function formatDoctorReport(report: DoctorReport, dataplane: boolean): string {
+export function formatDoctorReport(report: DoctorReport): string {
   const count = (sev: 'problem' | 'warning') =>
     report.host.filter((f) => f.severity === sev).length +
     report.services.reduce(
@@ -154,10 +186,10 @@ export function formatDoctorReport(report: DoctorReport, dataplane: boolean): st
     );
   const lines = [
     `lvsd doctor: ${report.verdict === 'ok' ? 'no problem found' : `${count('problem')} problems, ${count('warning')} warnings`}`,
-    dataplane ? 'host:' : 'host: not checked (lvsd runs without a data plane)',
+    report.dataplane ? `host (the ${report.dataplane} data plane):` : `host: ${report.hostChecked}`,
   ];
-  if (dataplane) {
-    if (report.host.length === 0) lines.push('  ok (forwarding, rp_filter, send_redirects)');
+  if (report.dataplane) {
+    if (report.host.length === 0) lines.push(`  ok (${report.hostChecked})`);
     for (const f of report.host) lines.push(...findingLines(f, '  '));
   }
   if (report.services.length === 0) lines.push('no services');
@@ -187,6 +219,6 @@ export async function runDoctor(
   }
   const facts = await collectFacts(io.api, io.host ?? systemHost);
   const report = diagnose(facts);
-  io.stdout(json ? JSON.stringify(report, null, 2) + '\n' : formatDoctorReport(report, facts.dataplane));
+  io.stdout(json ? JSON.stringify(report, null, 2) + '\n' : formatDoctorReport(report));
   return report.verdict === 'problem' ? 1 : 0;
 }

@@ -13,7 +13,7 @@ import {
   parseAddr,
 } from './inet.js';
 import type { Addr, Family, Protocol } from './inet.js';
-import type { ConnSnapshot, DestSnapshot, ServiceSnapshot, Snapshot } from './ops.js';
+import type { ConnSnapshot, DataplaneKind, DestSnapshot, ServiceSnapshot, Snapshot } from './ops.js';
 
 /** `ip -j route get ADDR`, reduced: where the director sends packets for an address. */
 export interface RouteFact {
@@ -33,6 +33,24 @@ export interface NeighbourFact {
   dst: string;
   dev: string;
   state: string[];
+}
+
+/** `ip -j link`, reduced: an interface the packet plane reads. */
+export interface LinkFact {
+  /** Administratively up (flag UP). */
+  up: boolean;
+  /** The link has a carrier (flag LOWER_UP). */
+  carrier: boolean;
+  /** The kernel's operstate, for the evidence. */
+  state: string;
+}
+
+/** What the doctor reads of the packet plane's own plumbing (lvsd --dataplane packet). */
+export interface PacketPlaneFacts {
+  /** The interfaces with an ingress chain in lvsd's `table netdev`; null when the table is gone. */
+  netdevIngress: readonly string[] | null;
+  /** Each interface the plane reads (Snapshot.dataPath.interfaces), as the host has it; null when gone. */
+  links: Readonly<Record<string, LinkFact | null>>;
 }
 
 /** A probe the director sends a real server: a TCP connect, or a UDP datagram. */
@@ -97,10 +115,15 @@ export interface FirewallChain {
 
 export interface DoctorFacts {
   snapshot: Snapshot;
-  /** Whether lvsd moves packets (a TUN data plane); without one, the host checks do not apply. */
-  dataplane: boolean;
+  /**
+   * The data plane that moves lvsd's packets (Snapshot.dataPath.plane); null without one, and then
+   * the host checks do not apply.
+   */
+  dataplane: DataplaneKind | null;
   /** lvsd's TUN device (lvs0). */
   tunDevice: string;
+  /** Present on the packet plane. */
+  packetPlane?: PacketPlaneFacts;
   /** /proc/sys values by path under /proc/sys ('net/ipv4/ip_forward'); null where unreadable. */
   sysctls: Readonly<Record<string, string | null>>;
   /** By address (as formatAddr prints it); null when there is no route. */
@@ -144,6 +167,10 @@ export interface ServiceReport {
 
 export interface DoctorReport {
   verdict: Verdict;
+  /** The data plane the host checks were made for; null: none ran (lvsd moves no packets). */
+  dataplane: DataplaneKind | null;
+  /** What the host checks looked at, in words ("forwarding, rp_filter, send_redirects"). */
+  hostChecked: string;
   host: Finding[];
   services: ServiceReport[];
 }
@@ -255,12 +282,37 @@ const worst = (verdicts: Verdict[]): Verdict =>
 
 const verdictOf = (findings: readonly Finding[]): Verdict => worst(findings.map((f) => f.severity));
 
+/**
+ * Whether the service's packets go through the TUN device and the kernel's forwarding: every
+ * service on the TUN plane; on the packet plane, fwmark services only (the kernel's rules set the
+ * mark, so they stay on the TUN path), the others' frames being taken before the kernel sees them.
+ */
+function ridesTun(svc: ServiceSnapshot, dataplane: DataplaneKind | null): boolean {
+  return dataplane === 'tun' || (dataplane === 'packet' && svc.key.fwmark > 0);
+}
+
+const TUN_CHECKS = 'forwarding, rp_filter, send_redirects';
+
+/** The host checks' scope in words, for the report. */
+function hostChecked(facts: DoctorFacts): string {
+  if (facts.dataplane === null) return 'not checked (lvsd runs without a data plane)';
+  if (facts.dataplane === 'tun') return TUN_CHECKS;
+  const interfaces = facts.snapshot.dataPath.interfaces ?? [];
+  const plane = `the packet plane's netdev ingress drop and link on ${interfaces.join(', ') || 'no interface'}`;
+  return tunServices(facts).length > 0 ? `${plane}; for the fwmark services: ${TUN_CHECKS}` : plane;
+}
+
+const tunServices = (facts: DoctorFacts): ServiceSnapshot[] =>
+  facts.snapshot.services.filter((svc) => ridesTun(svc, facts.dataplane));
+
 /** The whole diagnosis. */
 export function diagnose(facts: DoctorFacts): DoctorReport {
   const host = facts.dataplane ? hostFindings(facts) : [];
   const services = facts.snapshot.services.map((svc) => serviceReport(svc, facts));
   return {
     verdict: worst([verdictOf(host), ...services.map((s) => s.verdict)]),
+    dataplane: facts.dataplane,
+    hostChecked: hostChecked(facts),
     host,
     services,
   };
@@ -276,7 +328,8 @@ function serviceReport(svc: ServiceSnapshot, facts: DoctorFacts): ServiceReport 
       evidence: [],
     });
   }
-  if (facts.dataplane) findings.push(...firewallFindings(svc, facts));
+  // The packet plane's frames cross no firewall hook: taken off the ring before ingress, sent past the qdisc.
+  if (ridesTun(svc, facts.dataplane)) findings.push(...firewallFindings(svc, facts));
   const dests = svc.dests.map((d) => destReport(svc, d, facts));
   return {
     service: serviceName(svc),
@@ -382,8 +435,12 @@ function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts
     );
   }
   if (neighbour) evidence.push(`neighbour: ${neighbour.state.join(',')} on ${neighbour.dev}`);
+  const around = ANSWERS_AROUND[dest.method];
+  if (around)
+    evidence.push(`${around}: its replies go to the clients directly, around the director, as they should`);
   const findings = targets.flatMap((t) => probeFindings(t, facts.probes[probeKey(t)], neighbour, evidence));
-  if (findings.length === 0 && outPkts === '0' && synRecv > 0) {
+  // Only a masquerading real server's replies must come back through the director.
+  if (!around && findings.length === 0 && outPkts === '0' && synRecv > 0) {
     // Clients' SYNs went out and nothing came back, yet the server answers the director itself
     // (or, unprobed, answers nothing we saw): its replies to clients take another way.
     findings.push({
@@ -396,9 +453,15 @@ function destReport(svc: ServiceSnapshot, dest: DestSnapshot, facts: DoctorFacts
       evidence,
     });
   }
-  findings.push(...sameSubnetFindings(dest, facts));
+  if (!around) findings.push(...sameSubnetFindings(dest, facts));
   return { dest: name, verdict: verdictOf(findings), findings, evidence };
 }
+
+/** The forwarding methods whose real servers answer the clients themselves (-g, -i), in words. */
+const ANSWERS_AROUND: Partial<Record<DestSnapshot['method'], string>> = {
+  route: 'direct routing',
+  tunnel: 'IP-in-IP tunnelling',
+};
 
 /** Seed 001: a client on the real servers' own subnet gets their replies directly, not through the director. */
 function sameSubnetFindings(dest: DestSnapshot, facts: DoctorFacts): Finding[] {
@@ -428,15 +491,22 @@ const sysctlValue = (facts: DoctorFacts, path: string): number | null => {
   return value === null || value === undefined ? null : Number(value);
 };
 
-/** The devices towards the real servers and towards the clients seen (of one family, if given), from the routes. */
-function pathDevices(facts: DoctorFacts, family?: Family): { toServers: string[]; toClients: string[] } {
+/**
+ * The devices towards the real servers (of `services`, every one unless told) and towards the
+ * clients seen (of one family, if given), from the routes.
+ */
+function pathDevices(
+  facts: DoctorFacts,
+  family?: Family,
+  services: readonly ServiceSnapshot[] = facts.snapshot.services,
+): { toServers: string[]; toClients: string[] } {
   const devOf = (addr: string) => {
     const route = facts.routes[addr];
     const inFamily = family === undefined || parseAddr(addr)?.af === family;
     return route && route.type !== 'local' && inFamily ? route.dev : null;
   };
   const toServers = new Set<string>();
-  for (const svc of facts.snapshot.services)
+  for (const svc of services)
     for (const d of svc.dests) {
       const dev = devOf(formatAddr(d.addr));
       if (dev) toServers.add(dev);
@@ -449,8 +519,58 @@ function pathDevices(facts: DoctorFacts, family?: Family): { toServers: string[]
   return { toServers: [...toServers].sort(), toClients: [...toClients].sort() };
 }
 
-/** The host settings that break lvsd's TUN data plane. */
+/** The host settings that break lvsd's data plane, for the plane that runs. */
 function hostFindings(facts: DoctorFacts): Finding[] {
+  const findings = facts.packetPlane ? packetPlaneFindings(facts, facts.packetPlane) : [];
+  const tun = tunServices(facts);
+  if (tun.length > 0) findings.push(...tunHostFindings(facts, tun));
+  if (hasIPv6(facts.snapshot)) findings.push(...ipv6HostFindings(facts, tun));
+  return findings;
+}
+
+/**
+ * The packet plane's own plumbing: each interface it reads is there and up, and has lvsd's ingress
+ * drop (without it, the kernel handles the services' frames too, beside lvsd).
+ */
+function packetPlaneFindings(facts: DoctorFacts, plane: PacketPlaneFacts): Finding[] {
+  const findings: Finding[] = [];
+  const interfaces = facts.snapshot.dataPath.interfaces ?? [];
+  for (const dev of interfaces) {
+    const link = plane.links[dev];
+    if (link && link.up && link.carrier) continue;
+    findings.push({
+      severity: 'problem',
+      check: 'link-down',
+      message: link
+        ? `${dev} is down${link.up ? ' (no carrier)' : ''}: lvsd takes the services' frames off it, and sends on it`
+        : `${dev} is gone: lvsd took the services' frames off it`,
+      evidence: [
+        link ? `ip link show ${dev}: state ${link.state}` : `ip link show ${dev}: no such interface`,
+      ],
+    });
+  }
+  const hooked = new Set(plane.netdevIngress ?? []);
+  const missing = interfaces.filter((dev) => !hooked.has(dev));
+  if (missing.length > 0) {
+    findings.push({
+      severity: 'problem',
+      check: 'netdev-ingress',
+      message:
+        `lvsd's ingress drop is missing on ${missing.join(', ')}: the kernel handles the services' ` +
+        `frames there as well as lvsd (it answers or forwards them unrewritten: clients see resets). ` +
+        `lvsd puts its table back within seconds; its log says why when it cannot`,
+      evidence: [
+        plane.netdevIngress === null
+          ? 'nft list table netdev lvsd: no such table'
+          : `nft list table netdev lvsd: ingress chains on ${[...hooked].sort().join(', ') || 'no interface'}`,
+      ],
+    });
+  }
+  return findings;
+}
+
+/** The host settings that break the TUN path (of `services`): forwarding, rp_filter, redirects. */
+function tunHostFindings(facts: DoctorFacts, services: readonly ServiceSnapshot[]): Finding[] {
   const findings: Finding[] = [];
   const forward = sysctlValue(facts, 'net/ipv4/ip_forward');
   if (forward === 0) {
@@ -461,7 +581,7 @@ function hostFindings(facts: DoctorFacts): Finding[] {
       evidence: ['net.ipv4.ip_forward = 0'],
     });
   }
-  const { toServers, toClients } = pathDevices(facts, 4);
+  const { toServers, toClients } = pathDevices(facts, 4, services);
   const devices = [...new Set([...toServers, ...toClients])].sort();
   for (const dev of devices) {
     if (forward !== 0 && sysctlValue(facts, `net/ipv4/conf/${dev}/forwarding`) === 0) {
@@ -504,18 +624,19 @@ function hostFindings(facts: DoctorFacts): Finding[] {
       });
     }
   }
-  if (hasIPv6(facts.snapshot)) findings.push(...ipv6HostFindings(facts));
   return findings;
 }
 
 /**
  * IPv6's own switches, for IPv6 services (there is no rp_filter or send_redirects for IPv6: the
  * kernel always may send redirects, and reverse-path filtering is a firewall rule, read as one).
+ * Forwarding matters to the services on the TUN path (`tun`) only.
  */
-function ipv6HostFindings(facts: DoctorFacts): Finding[] {
+function ipv6HostFindings(facts: DoctorFacts, tun: readonly ServiceSnapshot[]): Finding[] {
   const findings: Finding[] = [];
+  const forwards = tun.some((svc) => svc.key.af === 6);
   const all = sysctlValue(facts, 'net/ipv6/conf/all/forwarding');
-  if (all === 0) {
+  if (forwards && all === 0) {
     findings.push({
       severity: 'problem',
       check: 'ip-forward',
@@ -523,8 +644,10 @@ function ipv6HostFindings(facts: DoctorFacts): Finding[] {
       evidence: ['net.ipv6.conf.all.forwarding = 0'],
     });
   }
-  const { toServers, toClients } = pathDevices(facts, 6);
-  for (const dev of [...new Set([...toServers, ...toClients])].sort()) {
+  const devicesOf = (paths: { toServers: string[]; toClients: string[] }) =>
+    new Set([...paths.toServers, ...paths.toClients]);
+  const forwarded = devicesOf(pathDevices(facts, 6, tun));
+  for (const dev of [...devicesOf(pathDevices(facts, 6))].sort()) {
     const setting = (name: string) => sysctlValue(facts, `net/ipv6/conf/${dev}/${name}`);
     if (setting('disable_ipv6') === 1) {
       findings.push({
@@ -536,7 +659,7 @@ function ipv6HostFindings(facts: DoctorFacts): Finding[] {
       continue;
     }
     const forwarding = setting('forwarding');
-    if (all !== 0 && forwarding === 0) {
+    if (forwards && forwarded.has(dev) && all !== 0 && forwarding === 0) {
       findings.push({
         severity: 'problem',
         check: 'ip-forward',

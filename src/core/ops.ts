@@ -275,7 +275,14 @@ export interface DataPathCounters {
   passed: Record<string, number>;
   /** Present when packets move: the packet loop's device counters, exceptions and write failures included. */
   device?: DeviceCounters;
+  /** Present when packets move: the data plane that moves them (lvsd --dataplane). */
+  plane?: DataplaneKind;
+  /** The packet plane's interfaces: where it takes the services' frames (and drops them for the kernel). */
+  interfaces?: string[];
 }
+
+/** How packets reach lvsd: through the TUN device, or off the interfaces on AF_PACKET rings. */
+export type DataplaneKind = 'tun' | 'packet';
 
 /** What an engine reports unasked. */
 export type EngineEvent =

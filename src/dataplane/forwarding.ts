@@ -2,8 +2,9 @@
 // table refuses a real server whose forwarding method the running data plane cannot carry out.
 
 import type { ForwardingCapability } from '../core/forward/types.js';
+import type { DataplaneKind } from '../core/ops.js';
 
-export type DataplaneKind = 'tun' | 'packet';
+export type { DataplaneKind };
 
 /** What `lvsd` runs without --dataplane: the layer-2 plane, which carries every forwarding method. */
 export const DEFAULT_DATAPLANE: DataplaneKind = 'packet';

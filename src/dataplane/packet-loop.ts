@@ -61,6 +61,8 @@ export class PacketLoop {
   private lastRouteRefresh: number;
   private lastExceptionReport = -Infinity;
   private readonly link: LinkPath | null = null;
+  /** The interfaces of the layer-2 plane's last plan, for the snapshot. */
+  private linkInterfaces: string[] = [];
 
   constructor(private readonly options: PacketLoopOptions) {
     this.director = options.director;
@@ -87,6 +89,7 @@ export class PacketLoop {
   setLinkPlan(plan: LinkPlan): void {
     if (!this.link) throw new Error('no layer-2 plane (lvsd --dataplane packet) in this data plane');
     this.link.setPlan(plan);
+    this.linkInterfaces = [...plan.interfaces];
   }
 
   /** The main device's name as the kernel gave it, or null. */
@@ -117,6 +120,8 @@ export class PacketLoop {
   snapshot(connections: boolean): Snapshot {
     const snapshot = this.director.snapshot({ connections });
     snapshot.dataPath.device = this.counters();
+    snapshot.dataPath.plane = this.link ? 'packet' : 'tun';
+    if (this.link) snapshot.dataPath.interfaces = [...this.linkInterfaces];
     return snapshot;
   }
 

@@ -100,6 +100,7 @@ export class HaDirector {
     readonly addr: { pub: string; int: string },
     readonly priority: number,
     private readonly dir: string,
+    private readonly lvsdArgs: readonly string[] = [],
   ) {
     mkdirSync(join(dir, 'state'), { recursive: true });
     this.socket = join(dir, 'lvsd.sock');
@@ -119,7 +120,15 @@ export class HaDirector {
 
   async startLvsd(): Promise<void> {
     const log = openSync(this.lvsdLog, 'a');
-    const argv = [LVSD, '--socket', this.socket, '--state-dir', join(this.dir, 'state'), '--floating-vips'];
+    const argv = [
+      LVSD,
+      '--socket',
+      this.socket,
+      '--state-dir',
+      join(this.dir, 'state'),
+      '--floating-vips',
+      ...this.lvsdArgs,
+    ];
     this.lvsd = spawn('ip', ['netns', 'exec', this.ns, process.execPath, ...argv], {
       stdio: ['ignore', log, log],
     });
@@ -236,6 +245,8 @@ export interface HaLabOptions {
   prefix: string;
   /** Size of /files/bulk.bin on the real servers, in MB. */
   bulkFileMb: number;
+  /** More of both lvsds' command line (--dataplane packet, say). */
+  lvsdArgs?: readonly string[];
 }
 
 export function buildHaLab(options: HaLabOptions): HaLab {
@@ -252,6 +263,7 @@ export function buildHaLab(options: HaLabOptions): HaLab {
   chmodSync(tmpDir, 0o755);
   const created: string[] = [];
   const removeAll = (): void => removeLab(created, tmpDir);
+  const lvsdArgs = options.lvsdArgs ?? [];
   const ip = (name: string, ...argv: string[]) => sh(['ip', '-n', name, ...argv]);
   /** A host's interface `dev` with `addr`, plugged into the LAN's switch `bridge` as `port`. */
   const plug = (host: string, dev: string, addr: string, bridge: string, port: string) => {
@@ -288,8 +300,8 @@ export function buildHaLab(options: HaLabOptions): HaLab {
       sh(nsExec(rs, nginxCommand(dir)));
     });
     const directors: [HaDirector, HaDirector] = [
-      new HaDirector('a', ns.a, { pub: '198.18.0.3', int: '198.18.1.3' }, 150, join(tmpDir, 'a')),
-      new HaDirector('b', ns.b, { pub: '198.18.0.4', int: '198.18.1.4' }, 100, join(tmpDir, 'b')),
+      new HaDirector('a', ns.a, { pub: '198.18.0.3', int: '198.18.1.3' }, 150, join(tmpDir, 'a'), lvsdArgs),
+      new HaDirector('b', ns.b, { pub: '198.18.0.4', int: '198.18.1.4' }, 100, join(tmpDir, 'b'), lvsdArgs),
     ];
     return {
       ns: { client: ns.client, lan: ns.lan, realServers: ns.realServers },

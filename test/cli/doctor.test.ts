@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runDoctor } from '../../src/cli/doctor.js';
-import { parseIptablesSave, parseNftRuleset } from '../../src/cli/doctor-firewall.js';
+import { parseIptablesSave, parseNetdevIngress, parseNftRuleset } from '../../src/cli/doctor-firewall.js';
 import type { HostReader } from '../../src/cli/doctor.js';
 import type { ControlApi } from '../../src/control/api.js';
 import { probeKey } from '../../src/core/doctor.js';
@@ -268,6 +268,7 @@ function fakes(
       connections: [],
       dataPath: dataPath({
         device: zeroDeviceCounters(),
+        plane: 'tun',
       }),
     },
   );
@@ -279,6 +280,8 @@ function fakes(
       addr === '198.18.0.1' ? { dev: 'lo', type: 'local' } : { dev: 'br0', prefsrc: '198.18.1.1' },
     neighbours: async () => [],
     nftRuleset: async () => ruleset,
+    netdevTable: async () => null,
+    links: async () => new Map(),
     legacyRules: async (family) => (family === 4 ? legacy : null),
     probe: async (targets) =>
       targets.map((t) => {
@@ -286,7 +289,7 @@ function fakes(
         return probes[probeKey(t)] ?? { result: 'open', ms: 2 };
       }),
   };
-  return { api, host, asked };
+  return { api, host, asked, snap };
 }
 
 async function doctor(args: string[], f: ReturnType<typeof fakes>) {
@@ -307,7 +310,7 @@ test('a clean report exits 0 and probes every real server once', async () => {
   assert.deepEqual(f.asked.sort(), ['TCP 198.18.1.11:80', 'TCP 198.18.1.12:80']);
   assert.match(
     r.stdout,
-    /^lvsd doctor: no problem found\nhost:\n {2}ok \(forwarding, rp_filter, send_redirects\)\nTCP 198.18.0.1:80 {2}ok\n {2}-> 198.18.1.11:80 {2}ok\n/,
+    /^lvsd doctor: no problem found\nhost \(the tun data plane\):\n {2}ok \(forwarding, rp_filter, send_redirects\)\nTCP 198.18.0.1:80 {2}ok\n {2}-> 198.18.1.11:80 {2}ok\n/,
   );
 });
 
@@ -361,4 +364,73 @@ test('legacy iptables rules are read beside nftables: a drop there is named with
   assert.doesNotMatch(r.stdout, /client -> 198.18.1.11:80/);
   assert.doesNotMatch(r.stdout, /198.18.1.11:80 -> client/);
   assert.match(r.stdout, /198.18.1.12:80 -> client: policy drop/);
+});
+
+// `nft list table netdev lvsd` as lvsd's packet plane leaves it (src/dataplane/l2-filter.ts), sets cut.
+const NETDEV_TABLE = `table netdev lvsd {
+	chain steer {
+		meta pkttype != host return
+	}
+
+	chain in0 {
+		type filter hook ingress device "br0" priority -500; policy accept;
+		jump steer
+	}
+
+	chain in1 {
+		type filter hook ingress device "pub0" priority -500; policy accept;
+		jump steer
+	}
+}
+`;
+
+test("nft's netdev listing: the interfaces of its ingress chains, one device or several a chain", () => {
+  assert.deepEqual(parseNetdevIngress(NETDEV_TABLE), ['br0', 'pub0']);
+  assert.deepEqual(
+    parseNetdevIngress('chain x {\n type filter hook ingress devices = { "eth1", "eth0" } priority -500;'),
+    ['eth0', 'eth1'],
+  );
+  assert.deepEqual(parseNetdevIngress('table netdev lvsd {\n}\n'), []);
+});
+
+test("on the packet plane: its netdev table and interfaces are read, the firewall's hooks are not its path", async () => {
+  const f = fakes({}, RULESET);
+  f.snap.dataPath.plane = 'packet';
+  f.snap.dataPath.interfaces = ['br0', 'pub0'];
+  const up = { up: true, carrier: true, state: 'UP' };
+  const tables: string[] = [];
+  f.host.links = async () =>
+    new Map([
+      ['br0', up],
+      ['pub0', up],
+      ['eth9', { ...up, up: false }],
+    ]);
+  f.host.netdevTable = async (name) => {
+    tables.push(name);
+    return NETDEV_TABLE;
+  };
+  const clean = await doctor([], f);
+  assert.equal(clean.status, 0, clean.stdout);
+  assert.deepEqual(tables, ['lvsd']);
+  assert.match(
+    clean.stdout,
+    /^lvsd doctor: no problem found\nhost \(the packet data plane\):\n {2}ok \(the packet plane's netdev ingress drop and link on br0, pub0\)\n/,
+  );
+  // RULESET's forward chain drops by policy (a warning on the TUN plane): these frames never reach it.
+  assert.doesNotMatch(clean.stdout, /firewall/);
+
+  f.host.netdevTable = async () => NETDEV_TABLE.replace(/\tchain in1 \{[^}]*\}\n/, '');
+  f.host.links = async () => new Map([['br0', up]]);
+  const broken = await doctor(['--json'], f);
+  assert.equal(broken.status, 1);
+  const report = JSON.parse(broken.stdout) as {
+    dataplane: string;
+    host: Array<{ check: string; message: string }>;
+  };
+  assert.equal(report.dataplane, 'packet');
+  assert.deepEqual(
+    report.host.map((h) => h.check),
+    ['link-down', 'netdev-ingress'],
+  );
+  assert.match(report.host[1]!.message, /ingress drop is missing on pub0:/);
 });

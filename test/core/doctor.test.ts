@@ -54,7 +54,7 @@ function healthy(): DoctorFacts {
         }),
       },
     ),
-    dataplane: true,
+    dataplane: 'tun',
     tunDevice: 'lvs0',
     sysctls: {
       'net/ipv4/ip_forward': '1',
@@ -162,7 +162,7 @@ test('host settings: forwarding off (globally or on a device), strict rp_filter,
   assert.deepEqual(with_({ 'net/ipv4/conf/br0/send_redirects': '1' }), ['send-redirects']);
   // Without a data plane none of it is lvsd's path.
   assert.deepEqual(
-    findings({ ...healthy(), dataplane: false, sysctls: { 'net/ipv4/ip_forward': '0' } }).host,
+    findings({ ...healthy(), dataplane: null, sysctls: { 'net/ipv4/ip_forward': '0' } }).host,
     [],
   );
 });
@@ -378,6 +378,111 @@ test('firewall: first sure match decides, conntrack states lvsd never has do not
   assert.equal(unsure.verdict, 'warning');
   facts.firewall = [chain('accept', [established])];
   assert.deepEqual(findings(facts).service, []);
+});
+
+/** The healthy lab on the packet plane: its interfaces hooked by lvsd's netdev table, and up. */
+function healthyPacket(): DoctorFacts {
+  const facts = healthy();
+  facts.dataplane = 'packet';
+  facts.snapshot.dataPath.plane = 'packet';
+  facts.snapshot.dataPath.interfaces = ['br0', 'pub0'];
+  const up = { up: true, carrier: true, state: 'UP' };
+  facts.packetPlane = { netdevIngress: ['br0', 'pub0'], links: { br0: up, pub0: { ...up } } };
+  return facts;
+}
+
+test("packet plane: its own plumbing is checked (netdev ingress, links), the TUN path's settings and firewall are not", () => {
+  const clean = diagnose(healthyPacket());
+  assert.equal(clean.verdict, 'ok');
+  assert.equal(clean.dataplane, 'packet');
+  assert.equal(clean.hostChecked, "the packet plane's netdev ingress drop and link on br0, pub0");
+  // What breaks the TUN path (forwarding, rp_filter, redirects, a forward chain's drop) is not on this one.
+  const tunFaults = healthyPacket();
+  tunFaults.sysctls = {
+    ...tunFaults.sysctls,
+    'net/ipv4/ip_forward': '0',
+    'net/ipv4/conf/all/rp_filter': '1',
+    'net/ipv4/conf/all/send_redirects': '1',
+  };
+  tunFaults.firewall = [chain('drop', [])];
+  const r = findings(tunFaults);
+  assert.deepEqual([r.verdict, r.host, r.service], ['ok', [], []]);
+  // On the TUN plane the same facts are four problems.
+  assert.deepEqual(findings({ ...tunFaults, dataplane: 'tun' }).host, [
+    'ip-forward',
+    'rp-filter',
+    'send-redirects',
+  ]);
+  assert.deepEqual(findings({ ...tunFaults, dataplane: 'tun' }).service, ['firewall']);
+
+  const unhooked = healthyPacket();
+  unhooked.packetPlane!.netdevIngress = ['pub0'];
+  const missing = diagnose(unhooked).host;
+  assert.deepEqual(
+    missing.map((f) => [f.check, f.severity]),
+    [['netdev-ingress', 'problem']],
+  );
+  assert.match(missing[0]!.message, /^lvsd's ingress drop is missing on br0: the kernel handles/);
+  assert.deepEqual(missing[0]!.evidence, ['nft list table netdev lvsd: ingress chains on pub0']);
+  const gone = healthyPacket();
+  gone.packetPlane!.netdevIngress = null;
+  const table = diagnose(gone).host;
+  assert.match(table[0]!.message, /missing on br0, pub0/);
+  assert.deepEqual(table[0]!.evidence, ['nft list table netdev lvsd: no such table']);
+
+  const down = healthyPacket();
+  down.packetPlane!.links = {
+    br0: { up: true, carrier: false, state: 'LOWERLAYERDOWN' },
+    pub0: null,
+  };
+  const links = diagnose(down).host;
+  assert.deepEqual(
+    links.map((f) => f.message),
+    [
+      "br0 is down (no carrier): lvsd takes the services' frames off it, and sends on it",
+      "pub0 is gone: lvsd took the services' frames off it",
+    ],
+  );
+  assert.deepEqual(links[0]!.evidence, ['ip link show br0: state LOWERLAYERDOWN']);
+});
+
+test("packet plane: a fwmark service stays on the TUN path, and gets the TUN path's checks", () => {
+  const facts = healthyPacket();
+  facts.snapshot.services.push(service(markKey(7, 4), [dest(RS2, 80)]));
+  facts.sysctls = { ...facts.sysctls, 'net/ipv4/conf/all/rp_filter': '1' };
+  facts.firewall = [chain('drop', [])];
+  const r = diagnose(facts);
+  assert.deepEqual(
+    r.host.map((f) => f.check),
+    ['rp-filter'],
+  );
+  assert.match(r.hostChecked, /; for the fwmark services: forwarding, rp_filter, send_redirects$/);
+  // The TCP service's frames still cross no firewall hook.
+  assert.deepEqual(r.services[0]!.findings, []);
+});
+
+test('direct routing and tunnels: replies around the director and clients on the same subnet are their design, not a fault', () => {
+  const facts = healthyPacket();
+  facts.snapshot.services[0]!.dests[0]!.stats = stats(3, 9, 0);
+  facts.snapshot.connections = [conn('198.18.1.50', RS1, 'SYN_RECV'), conn('198.18.0.2', RS2, 'TIME_WAIT')];
+  facts.routes = { ...facts.routes, '198.18.1.50': { dev: 'br0', prefsrc: '198.18.1.1' } };
+  // Masquerading, the same facts are both faults.
+  assert.deepEqual(findings(facts).rs1, ['replies-bypass', 'same-subnet']);
+  for (const [method, words] of [
+    ['route', 'direct routing'],
+    ['tunnel', 'IP-in-IP tunnelling'],
+  ] as const) {
+    facts.snapshot.services[0]!.dests[0]!.method = method;
+    const r = findings(facts);
+    assert.deepEqual([r.report.services[0]!.dests[0]!.verdict, r.rs1], ['ok', []]);
+    // The masquerading one beside it still gets that client's replies around the director.
+    assert.deepEqual(r.rs2, ['same-subnet']);
+    assert.ok(
+      r.report.services[0]!.dests[0]!.evidence.includes(
+        `${words}: its replies go to the clients directly, around the director, as they should`,
+      ),
+    );
+  }
 });
 
 test('prefix matches agree with address arithmetic', () => {

@@ -96,6 +96,13 @@ function sentIp(wire: Uint8Array): { flow: string; dst: string; src: string } {
 }
 
 describe('the layer-2 loop', () => {
+  it("names the packet plane and its plan's interfaces in the snapshot (the doctor checks them)", () => {
+    const { loop } = setup();
+    const { dataPath } = loop.snapshot(false);
+    assert.equal(dataPath.plane, 'packet');
+    assert.deepEqual(dataPath.interfaces, ['br0', 'pub0']);
+  });
+
   it('asks the real server resolved at once, drops as no-neighbour until it is, then forwards with its MAC', () => {
     const { loop, clock, pub0, br0, source } = setup();
     assert.deepEqual(source.asked, ['2/198.18.1.11'], 'resolved when the plan named it');

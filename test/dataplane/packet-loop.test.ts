@@ -169,3 +169,9 @@ test('the packet loop routes a tunnelled real server when it is added, and looks
   assert.deepEqual([reply[VNET_HDR_LEN + 20], reply[VNET_HDR_LEN + 21]], [3, 4]);
   assert.equal((reply[VNET_HDR_LEN + 26]! << 8) | reply[VNET_HDR_LEN + 27]!, 80);
 });
+
+test('the snapshot names the TUN plane, and no interfaces of a layer-2 plane', () => {
+  const { dataPath } = makeLoop().loop.snapshot(false);
+  assert.equal(dataPath.plane, 'tun');
+  assert.equal(dataPath.interfaces, undefined);
+});

@@ -2,13 +2,14 @@
 // (--dataplane packet): a router in front, lvsd handing the client's packets, unchanged, to two
 // real servers on its LAN that hold the VIP on lo and answer the client through the router.
 // Checked as an operator would: Route in -Ln, round robin, the client's address in nginx's log,
-// 50 MB both ways intact with no reply through lvsd, the connection states in -Lnc, a real
+// 50 MB both ways intact with no reply through lvsd, the connection states in -Lnc, the doctor, a real
 // server whose MAC changes mid-transfer, the TUN data plane refusing -g, the host left as found.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { DoctorReport } from '../../src/core/doctor.js';
 import { buildDirectRoutingLab, until, type Lab } from '../../src/lab/lab.js';
 import {
   assertDownloadBypassesDirector,
@@ -72,6 +73,20 @@ describe(
         assert.ok(lab.addr.realServers.some((rs) => row.destination === `${rs}:80`));
         // INPUT_ONLY: the client's FIN and last ACK leave it in FIN_WAIT (NAT would say TIME_WAIT).
         assert.equal(row.state, 'FIN_WAIT');
+      }
+    });
+
+    it("lvsadm doctor: a clean report, the replies around the director being direct routing's design", () => {
+      const report = JSON.parse(director.adm('doctor --json')) as DoctorReport;
+      assert.equal(report.verdict, 'ok', JSON.stringify(report, null, 2));
+      assert.equal(report.dataplane, 'packet');
+      for (const dest of report.services[0]!.dests) {
+        assert.ok(
+          dest.evidence.includes(
+            'direct routing: its replies go to the clients directly, around the director, as they should',
+          ),
+          dest.evidence.join('\n'),
+        );
       }
     });
 

@@ -45,7 +45,19 @@ function dataplaneFromEnv(value: string | undefined): DataplaneKind {
  */
 export const CARRIES_DIRECT_FLOWS = DATAPLANE !== 'packet';
 
-function dataplaneArgs(args: readonly string[]): string[] {
+/**
+ * Throws unless the lvsd behind `adm` (lvsadm's arguments to its output) runs the data plane
+ * `plane` (null: any): a suite asked for one plane must not go on, silently, on another.
+ */
+export function checkDataplane(adm: (args: string) => string, plane: string | null): void {
+  if (plane === null) return;
+  const { dataPath } = JSON.parse(adm('-L --json')) as { dataPath: { plane?: string } };
+  if (dataPath.plane !== plane)
+    throw new Error(`lvsd was asked for --dataplane ${plane} and runs ${dataPath.plane ?? 'none'}`);
+}
+
+/** The options that put an lvsd started with `args` on DATAPLANE (none when args choose already). */
+export function dataplaneArgs(args: readonly string[] = []): string[] {
   return !args.includes('--no-dataplane') && !args.includes('--dataplane') ? ['--dataplane', DATAPLANE] : [];
 }
 
@@ -141,6 +153,8 @@ export class Lvsd {
   readonly stateDir: string;
   readonly logPath: string;
   private readonly ns: string;
+  /** The data plane it was asked to run on; null for lvsd's default, or none. */
+  private readonly plane: string | null;
   private readonly child: ChildProcess;
   private readonly exited: Promise<unknown>;
 
@@ -151,6 +165,9 @@ export class Lvsd {
     site: LvsdSite = { ns: lab.ns.director, dir: lab.tmpDir },
   ) {
     this.ns = site.ns;
+    const chosen = [...dataplaneArgs(args), ...args];
+    const at = chosen.indexOf('--dataplane');
+    this.plane = at >= 0 && !chosen.includes('--no-dataplane') ? chosen[at + 1]! : null;
     mkdirSync(site.dir, { recursive: true });
     this.socket = join(site.dir, 'lvsd.sock');
     this.stateDir = join(site.dir, 'state');
@@ -195,7 +212,7 @@ export class Lvsd {
   async ready(): Promise<void> {
     for (const end = Date.now() + START_TIMEOUT_MS; Date.now() < end;) {
       if (this.closed) throw new Error(`lvsd exited (${this.child.exitCode}):\n${this.log}`);
-      if (existsSync(this.socket)) return;
+      if (existsSync(this.socket)) return checkDataplane((command) => this.adm(command), this.plane);
       await sleep(50);
     }
     throw new Error(`lvsd did not open ${this.socket}:\n${this.log}`);

@@ -24,7 +24,7 @@ import {
   type HaLab,
 } from '../../src/lab/ha-lab.js';
 import { cleanupStaleLabs } from '../../src/lab/lab.js';
-import { ROOT_SKIP } from './harness.js';
+import { checkDataplane, DATAPLANE, dataplaneArgs, ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvv11';
 const CONNS = 8;
@@ -94,8 +94,9 @@ describe(
     let ports: number[] = [];
 
     before(async () => {
-      lab = buildHaLab({ prefix: PREFIX, bulkFileMb: BULK_MB });
+      lab = buildHaLab({ prefix: PREFIX, bulkFileMb: BULK_MB, lvsdArgs: dataplaneArgs() });
       await startHaPair(lab);
+      for (const d of lab.directors) checkDataplane((args) => d.adm(args), DATAPLANE);
     });
 
     after(async () => {
@@ -182,8 +183,9 @@ describe(
       );
 
     before(async () => {
-      lab = buildHaLab({ prefix: 'lvsfs', bulkFileMb: 6 });
+      lab = buildHaLab({ prefix: 'lvsfs', bulkFileMb: 6, lvsdArgs: dataplaneArgs() });
       await startHaPair(lab);
+      for (const d of lab.directors) checkDataplane((args) => d.adm(args), DATAPLANE);
     });
 
     after(async () => {
