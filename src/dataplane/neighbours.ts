@@ -102,13 +102,7 @@ export class NetlinkNeighbours implements NeighbourSource {
   }
 
   changes(): NeighbourUpdate[] {
-    const out: NeighbourUpdate[] = [];
-    for (let batch = this.events.receive(); batch.length > 0; batch = this.events.receive()) {
-      for (const msg of batch) {
-        const update = parseNeighbour(msg);
-        if (update) out.push(update);
-      }
-    }
+    const out = this.events.drain(parseNeighbour);
     // Answers to resolve() (acks, errors) are not waited for: drain them here.
     while (this.requests.receive().length > 0);
     return out;

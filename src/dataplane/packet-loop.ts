@@ -42,7 +42,7 @@ export interface PacketLoopOptions {
   /** The host's routes to tunnelled real servers; without it, tunnelled packets have none ('no-route'). */
   routes?: RouteLookup;
   /** The layer-2 plane (--dataplane packet): AF_PACKET ports beside the main device, which then only carries the host's side. */
-  link?: Pick<LinkPathOptions, 'driver' | 'neighbours' | 'nextHops'>;
+  link?: Pick<LinkPathOptions, 'driver' | 'neighbours' | 'links' | 'nextHops'>;
 }
 
 export class PacketLoop {

@@ -1,10 +1,11 @@
-// In-memory layer-2 ports, neighbour source and routes: the layer-2 loop runs over them without
+// In-memory layer-2 ports, neighbour and link sources and routes: the layer-2 loop runs over them without
 // root. A port can be made faulty (the kernel refusing what is sent, a frame cut short).
 
 import type { Addr } from '../../src/core/inet.js';
 import { formatAddr } from '../../src/core/inet.js';
 import type { LinkDriver, LinkPort } from '../../src/dataplane/af-packet.js';
-import type { NeighbourUpdate } from '../../src/dataplane/netlink.js';
+import type { LinkSource } from '../../src/dataplane/links.js';
+import type { LinkUpdate, NeighbourUpdate } from '../../src/dataplane/netlink.js';
 import type { NeighbourSource } from '../../src/dataplane/neighbours.js';
 import type { NextHop, NextHopLookup } from '../../src/dataplane/routes.js';
 
@@ -91,6 +92,22 @@ export class FakeNeighbourSource implements NeighbourSource {
 
   resolve(ifindex: number, addr: Addr): void {
     this.asked.push(`${ifindex}/${formatAddr(addr)}`);
+  }
+
+  close(): void {}
+}
+
+export class FakeLinkSource implements LinkSource {
+  readonly table: LinkUpdate[] = [];
+  readonly queued: LinkUpdate[] = [];
+  readonly fd = 98;
+
+  dump(): LinkUpdate[] {
+    return [...this.table];
+  }
+
+  changes(): LinkUpdate[] {
+    return this.queued.splice(0);
   }
 
   close(): void {}
