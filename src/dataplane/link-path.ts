@@ -186,7 +186,7 @@ export class LinkPath {
     // "packet too big" (IPv6, or IPv4 with DF) to its source, the VIP: lvsd takes that to the
     // real server as path MTU.
     const mtu = this.options.links.mtu(hop.ifindex);
-    if (mtu > 0 && largestWirePacket(buf, LINK_HEADROOM, length) > mtu) return this.toHost(buf, length);
+    if (mtu > 0 && largestWirePacket(buf, LINK_HEADROOM, length) > mtu) return this.tooBig(buf, length, to);
     const mac = this.options.neighbours.mac(hop.ifindex, hop.via);
     if (!mac) {
       stats.drops.noNeighbour++;
@@ -195,10 +195,20 @@ export class LinkPath {
     const wire = toWireLayout(buf, length, mac, port.mac);
     const refused = port.transmit(buf, wire);
     if (refused === 0) this.sent(length);
-    // Larger than the link takes (a datagram the bridge reassembled, say): the kernel forwards
-    // it from the TUN device, fragmenting it or answering "fragmentation needed" as it would.
-    else if (refused === EMSGSIZE) this.toHost(buf, toDirectorLayout(buf, wire, this.eth));
+    // Larger than the link takes (a datagram the bridge reassembled, say).
+    else if (refused === EMSGSIZE) this.tooBig(buf, toDirectorLayout(buf, wire, this.eth), to);
     else stats.drops.writeFailed++;
+  }
+
+  /**
+   * A frame the egress link cannot take: the kernel forwards it from the TUN device, fragmenting
+   * it or answering "packet too big" as it would. Not a directly routed one, which says VIP (the
+   * kernel would keep it or send it back): the director fits those to the route's MTU, and one
+   * that still does not fit (a route not looked up again yet, IPv4 without DF) is refused.
+   */
+  private tooBig(buf: Uint8Array, length: number, to: Addr | null): void {
+    if (to === null) this.toHost(buf, length);
+    else this.options.stats.drops.writeFailed++;
   }
 
   /** The port on an interface, opened (to send only) the first time lvsd sends there; null if it cannot be. */

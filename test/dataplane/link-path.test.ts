@@ -149,7 +149,7 @@ describe('the layer-2 loop', () => {
   });
 
   it("direct routing: the client's packet, still to the VIP, goes to the real server's MAC, and follows a new MAC", () => {
-    const { loop, clock, pub0, br0, source } = setup();
+    const { loop, clock, pub0, br0, source, tun } = setup();
     const route = { ...masq, method: 'route' as const };
     loop.execute({ op: 'edit-dest', key, addr: a(RS), port: 80, settings: route });
     source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
@@ -169,6 +169,12 @@ describe('the layer-2 loop', () => {
     loop.turn();
     assert.equal(sentIp(br0.sent[1]!).dst, [...moved].join('.'));
     assert.equal(pub0.sent.length, 0, 'nothing goes back: the real server answers the client itself');
+    // Too big for the link: refused, never given to the kernel, which would take it for the VIP.
+    br0.refuse = EMSGSIZE;
+    pub0.inbox.push(frame({ ...syn(), tcpFlags: 0x10 }, pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(tun.outbox.length, 0);
+    assert.equal(loop.counters().drops.writeFailed, 1);
   });
 
   it("gives the host what is not the director's through the TUN device, unchanged", () => {
