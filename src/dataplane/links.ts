@@ -3,7 +3,7 @@
 // against the MTU only for a plain frame: a GSO super-packet goes out whole, its segments sized
 // for the link it came in on, and must be checked here (see LinkPath.deliver).
 
-import { encodeLinkDump, NetlinkSocket, parseLink, RTMGRP_LINK, type LinkUpdate } from './netlink.js';
+import { encodeLinkDump, NetlinkTable, parseLink, RTMGRP_LINK, type LinkUpdate } from './netlink.js';
 
 /** Where the MTUs come from: rtnetlink in lvsd, a fake in the tests. */
 export interface LinkSource {
@@ -47,29 +47,9 @@ export class LinkMtus {
   }
 }
 
-/** The link source over two netlink sockets: one for the dump, one joined to RTNLGRP_LINK. */
-export class NetlinkLinks implements LinkSource {
-  private readonly requests = new NetlinkSocket(0);
-  private readonly events = new NetlinkSocket(RTMGRP_LINK);
-  private seq = 1;
-
-  get fd(): number {
-    return this.events.fd;
-  }
-
-  dump(): LinkUpdate[] {
-    return this.requests
-      .request(encodeLinkDump(this.seq++), 2000)
-      .map(parseLink)
-      .filter((u): u is LinkUpdate => u !== null);
-  }
-
-  changes(): LinkUpdate[] {
-    return this.events.drain(parseLink);
-  }
-
-  close(): void {
-    this.requests.close();
-    this.events.close();
+/** The link source over rtnetlink. */
+export class NetlinkLinks extends NetlinkTable<LinkUpdate> implements LinkSource {
+  constructor() {
+    super(RTMGRP_LINK, encodeLinkDump, parseLink);
   }
 }

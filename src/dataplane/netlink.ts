@@ -316,3 +316,44 @@ export class NetlinkSocket {
     c.close(this.fd);
   }
 }
+
+/**
+ * A kernel table followed over rtnetlink: dumped on one socket (which also carries requests),
+ * its changes read from another joined to the table's multicast group.
+ */
+export class NetlinkTable<T> {
+  protected readonly requests = new NetlinkSocket(0);
+  private readonly events: NetlinkSocket;
+  protected seq = 1;
+
+  constructor(
+    groups: number,
+    private readonly encodeDump: (seq: number) => Buffer,
+    private readonly parse: (msg: RawMessage) => T | null,
+  ) {
+    this.events = new NetlinkSocket(groups);
+  }
+
+  /** For poll(): readable when changes are queued. */
+  get fd(): number {
+    return this.events.fd;
+  }
+
+  /** The whole table, now. */
+  dump(): T[] {
+    return this.requests
+      .request(this.encodeDump(this.seq++), 2000)
+      .map(this.parse)
+      .filter((u): u is T => u !== null);
+  }
+
+  /** The changes announced since the last call. */
+  changes(): T[] {
+    return this.events.drain(this.parse);
+  }
+
+  close(): void {
+    this.requests.close();
+    this.events.close();
+  }
+}

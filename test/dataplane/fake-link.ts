@@ -76,41 +76,33 @@ export class FakeLinkDriver implements LinkDriver {
   }
 }
 
-export class FakeNeighbourSource implements NeighbourSource {
-  readonly table: NeighbourUpdate[] = [];
-  readonly queued: NeighbourUpdate[] = [];
-  readonly asked: string[] = [];
-  readonly fd = 99;
+/** A kernel table as a netlink source gives it: `table` is the dump, `queued` the changes to come. */
+class FakeTable<T> {
+  readonly table: T[] = [];
+  readonly queued: T[] = [];
 
-  dump(): NeighbourUpdate[] {
+  dump(): T[] {
     return [...this.table];
   }
 
-  changes(): NeighbourUpdate[] {
+  changes(): T[] {
     return this.queued.splice(0);
-  }
-
-  resolve(ifindex: number, addr: Addr): void {
-    this.asked.push(`${ifindex}/${formatAddr(addr)}`);
   }
 
   close(): void {}
 }
 
-export class FakeLinkSource implements LinkSource {
-  readonly table: LinkUpdate[] = [];
-  readonly queued: LinkUpdate[] = [];
+export class FakeNeighbourSource extends FakeTable<NeighbourUpdate> implements NeighbourSource {
+  readonly asked: string[] = [];
+  readonly fd = 99;
+
+  resolve(ifindex: number, addr: Addr): void {
+    this.asked.push(`${ifindex}/${formatAddr(addr)}`);
+  }
+}
+
+export class FakeLinkSource extends FakeTable<LinkUpdate> implements LinkSource {
   readonly fd = 98;
-
-  dump(): LinkUpdate[] {
-    return [...this.table];
-  }
-
-  changes(): LinkUpdate[] {
-    return this.queued.splice(0);
-  }
-
-  close(): void {}
 }
 
 /** Routes as a map from address text to next hop (missing: no route). */

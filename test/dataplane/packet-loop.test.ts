@@ -135,20 +135,11 @@ test('the packet loop routes a directly routed real server as it does a tunnelle
     settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
   });
   const settings = { weight: 1, uThreshold: 0, lThreshold: 0 };
-  loop.execute({
-    op: 'add-dest',
-    key,
-    addr: addr('198.18.1.11'),
-    port: 80,
-    settings: { ...settings, method: 'route' },
-  });
-  loop.execute({
-    op: 'add-dest',
-    key,
-    addr: addr('198.18.1.12'),
-    port: 80,
-    settings: { ...settings, method: 'masq' },
-  });
+  for (const [rs, method] of [
+    ['198.18.1.11', 'route'],
+    ['198.18.1.12', 'masq'],
+  ] as const)
+    loop.execute({ op: 'add-dest', key, addr: addr(rs), port: 80, settings: { ...settings, method } });
   assert.deepEqual(looked, ['198.18.1.11']);
   clock.advance(ROUTE_REFRESH_MS);
   loop.turn();
