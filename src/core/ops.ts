@@ -227,7 +227,10 @@ export interface DeviceCounters {
   drops: {
     /** The director's verdict was drop (no service, no real server, bad packet, ...). */
     verdict: number;
-    /** The kernel refused the rewritten frame (write error, queue full). */
+    /**
+     * The kernel refused the rewritten frame (write error, queue full), or, on the layer-2 plane,
+     * a directly routed one was too big for the link.
+     */
     writeFailed: number;
     /** The director threw: a bug, counted rather than allowed to stop the packet loop. */
     exception: number;

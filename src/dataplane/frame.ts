@@ -5,7 +5,15 @@
 // the Ethernet header, are made to count from the IP header. Going out, the reverse: the vnet
 // header goes back to the front and a new Ethernet header sits between it and the IP packet.
 
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VNET_HDR_LEN } from '../core/packet/vnet.js';
+import {
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_ECN,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+  VIRTIO_NET_HDR_GSO_UDP_L4,
+  VNET_HDR_LEN,
+} from '../core/packet/vnet.js';
 
 export const ETH_HLEN = 14;
 export const ETH_P_IP = 0x0800;
@@ -59,4 +67,27 @@ export function toWireLayout(buf: Uint8Array, length: number, dst: Uint8Array, s
   buf[VNET_HDR_LEN + 12] = type >> 8;
   buf[VNET_HDR_LEN + 13] = type & 0xff;
   return length + ETH_HLEN;
+}
+
+/**
+ * buf[vnet, vnet + length) is `vnet | IP` (offsets from the IP header): the largest IP packet it
+ * is on the wire. A GSO super-packet's is a segment's, its headers and gso_size bytes of payload
+ * (the kernel's skb_gso_network_seglen); a segmentation the header does not describe fully counts
+ * as the whole packet.
+ */
+export function largestWirePacket(buf: Uint8Array, vnet: number, length: number): number {
+  const whole = length - VNET_HDR_LEN;
+  const gsoType = buf[vnet + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+  const gsoSize = buf[vnet + 4]! | (buf[vnet + 5]! << 8);
+  if (gsoType === VIRTIO_NET_HDR_GSO_NONE || gsoSize === 0) return whole;
+  if ((buf[vnet]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) === 0) return whole;
+  const l4 = buf[vnet + 6]! | (buf[vnet + 7]! << 8);
+  const ip = vnet + VNET_HDR_LEN;
+  let l4Header: number;
+  if (gsoType === VIRTIO_NET_HDR_GSO_TCPV4 || gsoType === VIRTIO_NET_HDR_GSO_TCPV6) {
+    if (l4 + 13 > whole) return whole;
+    l4Header = (buf[ip + l4 + 12]! >> 4) * 4;
+  } else if (gsoType === VIRTIO_NET_HDR_GSO_UDP_L4) l4Header = 8;
+  else return whole;
+  return Math.min(whole, l4 + l4Header + gsoSize);
 }

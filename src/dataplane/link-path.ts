@@ -11,7 +11,8 @@ import type { Addr } from '../core/inet.js';
 import type { PacketDevice } from './device.js';
 import { EMSGSIZE, type LinkDriver, type LinkPort } from './af-packet.js';
 import { encodeProgram, filterProgram, type FilterSpec } from './l2-filter.js';
-import { ETH_HLEN, LINK_HEADROOM, toDirectorLayout, toWireLayout } from './frame.js';
+import { ETH_HLEN, largestWirePacket, LINK_HEADROOM, toDirectorLayout, toWireLayout } from './frame.js';
+import type { LinkMtus } from './links.js';
 import type { PacketDirector } from './messages.js';
 import type { Neighbours } from './neighbours.js';
 import type { NextHopCache } from './routes.js';
@@ -25,6 +26,8 @@ export interface LinkPlan {
 export interface LinkPathOptions {
   driver: LinkDriver;
   neighbours: Neighbours;
+  /** The egress interfaces' MTUs, which a GSO super-packet's segments must fit. */
+  links: LinkMtus;
   nextHops: NextHopCache;
   /** The TUN device: how a frame reaches the host's own stack. */
   host: PacketDevice;
@@ -81,9 +84,10 @@ export class LinkPath {
     }
   }
 
-  /** Descriptors to poll: the receiving ports and the neighbour table's changes. */
+  /** Descriptors to poll: the receiving ports and the neighbour table's and interfaces' changes. */
   fds(): number[] {
-    return [...[...this.receiving.values()].map((p) => p.fd), this.options.neighbours.fd];
+    const { neighbours, links } = this.options;
+    return [...[...this.receiving.values()].map((p) => p.fd), neighbours.fd, links.fd];
   }
 
   queueDrops(): number {
@@ -95,6 +99,7 @@ export class LinkPath {
   /** One batch from every port; how many frames were handled. */
   drain(director: PacketDirector): number {
     this.options.neighbours.update();
+    this.options.links.update();
     let handled = 0;
     for (const port of this.receiving.values()) handled += this.drainPort(port, director);
     return handled;
@@ -105,6 +110,7 @@ export class LinkPath {
     this.byIndex.clear();
     this.receiving.clear();
     this.options.neighbours.close();
+    this.options.links.close();
   }
 
   private closePort(port: LinkPort): void {
@@ -174,6 +180,13 @@ export class LinkPath {
       stats.drops.noRoute++;
       return;
     }
+    // The kernel refuses a plain frame larger than the link (EMSGSIZE, below) but sends a GSO
+    // super-packet whatever its segments' size: one sized for a larger link (a real server's
+    // reply, the client's side being smaller) is the kernel's to forward too, which answers
+    // "packet too big" (IPv6, or IPv4 with DF) to its source, the VIP: lvsd takes that to the
+    // real server as path MTU.
+    const mtu = this.options.links.mtu(hop.ifindex);
+    if (mtu > 0 && largestWirePacket(buf, LINK_HEADROOM, length) > mtu) return this.tooBig(buf, length, to);
     const mac = this.options.neighbours.mac(hop.ifindex, hop.via);
     if (!mac) {
       stats.drops.noNeighbour++;
@@ -182,10 +195,20 @@ export class LinkPath {
     const wire = toWireLayout(buf, length, mac, port.mac);
     const refused = port.transmit(buf, wire);
     if (refused === 0) this.sent(length);
-    // Larger than the link takes (a datagram the bridge reassembled, say): the kernel forwards
-    // it from the TUN device, fragmenting it or answering "fragmentation needed" as it would.
-    else if (refused === EMSGSIZE) this.toHost(buf, toDirectorLayout(buf, wire, this.eth));
+    // Larger than the link takes (a datagram the bridge reassembled, say).
+    else if (refused === EMSGSIZE) this.tooBig(buf, toDirectorLayout(buf, wire, this.eth), to);
     else stats.drops.writeFailed++;
+  }
+
+  /**
+   * A frame the egress link cannot take: the kernel forwards it from the TUN device, fragmenting
+   * it or answering "packet too big" as it would. Not a directly routed one, which says VIP (the
+   * kernel would keep it or send it back): the director fits those to the route's MTU, and one
+   * that still does not fit (a route not looked up again yet, IPv4 without DF) is refused.
+   */
+  private tooBig(buf: Uint8Array, length: number, to: Addr | null): void {
+    if (to === null) this.toHost(buf, length);
+    else this.options.stats.drops.writeFailed++;
   }
 
   /** The port on an interface, opened (to send only) the first time lvsd sends there; null if it cannot be. */

@@ -11,7 +11,7 @@ import type { Addr } from '../core/inet.js';
 import {
   encodeNeighbourDump,
   encodeResolve,
-  NetlinkSocket,
+  NetlinkTable,
   parseNeighbour,
   RTMGRP_NEIGH,
   type NeighbourUpdate,
@@ -84,31 +84,14 @@ export class Neighbours {
   }
 }
 
-/** The neighbour source over two netlink sockets: one for requests, one joined to RTNLGRP_NEIGH. */
-export class NetlinkNeighbours implements NeighbourSource {
-  private readonly requests = new NetlinkSocket(0);
-  private readonly events = new NetlinkSocket(RTMGRP_NEIGH);
-  private seq = 1;
-
-  get fd(): number {
-    return this.events.fd;
+/** The neighbour source over rtnetlink: the table, and the resolutions asked for on its request socket. */
+export class NetlinkNeighbours extends NetlinkTable<NeighbourUpdate> implements NeighbourSource {
+  constructor() {
+    super(RTMGRP_NEIGH, encodeNeighbourDump, parseNeighbour);
   }
 
-  dump(): NeighbourUpdate[] {
-    return this.requests
-      .request(encodeNeighbourDump(this.seq++), 2000)
-      .map(parseNeighbour)
-      .filter((u): u is NeighbourUpdate => u !== null);
-  }
-
-  changes(): NeighbourUpdate[] {
-    const out: NeighbourUpdate[] = [];
-    for (let batch = this.events.receive(); batch.length > 0; batch = this.events.receive()) {
-      for (const msg of batch) {
-        const update = parseNeighbour(msg);
-        if (update) out.push(update);
-      }
-    }
+  override changes(): NeighbourUpdate[] {
+    const out = super.changes();
     // Answers to resolve() (acks, errors) are not waited for: drain them here.
     while (this.requests.receive().length > 0);
     return out;
@@ -116,10 +99,5 @@ export class NetlinkNeighbours implements NeighbourSource {
 
   resolve(ifindex: number, addr: Addr): void {
     this.requests.send(encodeResolve(this.seq++, ifindex, addr));
-  }
-
-  close(): void {
-    this.requests.close();
-    this.events.close();
   }
 }

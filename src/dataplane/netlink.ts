@@ -1,11 +1,14 @@
 // rtnetlink for the layer-2 plane: the neighbour table (a dump, then its changes as they happen,
-// and a request that makes the kernel resolve an address) and route lookups (`ip route get` as
-// one message, not a subprocess). The codec is pure (encode*/parse*); NetlinkSocket is the
+// and a request that makes the kernel resolve an address), the interfaces' MTUs (likewise) and
+// route lookups (`ip route get` as one message, not a subprocess). The codec is pure (encode*/parse*); NetlinkSocket is the
 // koffi-made AF_NETLINK socket it travels on.
 
 import koffi from 'koffi';
 import type { Addr, Family } from '../core/inet.js';
 
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
 export const RTM_NEWROUTE = 24;
 export const RTM_GETROUTE = 26;
 export const RTM_NEWNEIGH = 28;
@@ -20,6 +23,7 @@ const NLM_F_CREATE = 0x400;
 const NTF_USE = 0x01;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
+const IFLA_MTU = 4;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
@@ -29,6 +33,8 @@ export const RTN_LOCAL = 2;
 const NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 /** RTMGRP_NEIGH: the multicast group of neighbour changes. */
 export const RTMGRP_NEIGH = 0x4;
+/** RTMGRP_LINK: the multicast group of interface changes (an MTU set, say). */
+export const RTMGRP_LINK = 0x1;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const NLMSG_HDRLEN = 16;
@@ -100,6 +106,11 @@ export function encodeResolve(seq: number, ifindex: number, addr: Addr): Buffer 
   );
 }
 
+/** RTM_GETLINK, dump: every interface. */
+export function encodeLinkDump(seq: number): Buffer {
+  return message(RTM_GETLINK, NLM_F_DUMP, seq, Buffer.alloc(16), []);
+}
+
 /** RTM_GETROUTE for one destination, as `ip route get`. */
 export function encodeRouteGet(seq: number, addr: Addr): Buffer {
   const body = Buffer.alloc(12);
@@ -162,6 +173,21 @@ export function parseNeighbour(msg: RawMessage): NeighbourUpdate | null {
   const lladdr = attrs.get(NDA_LLADDR);
   const usable = msg.type === RTM_NEWNEIGH && (state & NUD_USABLE) !== 0 && lladdr?.length === 6;
   return { ifindex, addr, mac: usable ? new Uint8Array(lladdr) : null };
+}
+
+export interface LinkUpdate {
+  ifindex: number;
+  /** The interface's MTU, or null: it went away. */
+  mtu: number | null;
+}
+
+/** An RTM_NEWLINK or RTM_DELLINK (ifinfomsg: family, type, index, flags, change); null for anything else. */
+export function parseLink(msg: RawMessage): LinkUpdate | null {
+  if ((msg.type !== RTM_NEWLINK && msg.type !== RTM_DELLINK) || msg.body.length < 16) return null;
+  const ifindex = msg.body.readInt32LE(4);
+  if (msg.type === RTM_DELLINK) return { ifindex, mtu: null };
+  const mtu = attributes(msg.body, 16).get(IFLA_MTU);
+  return mtu?.length === 4 ? { ifindex, mtu: mtu.readUInt32LE(0) } : null;
 }
 
 export interface RouteAnswer {
@@ -255,6 +281,18 @@ export class NetlinkSocket {
     }
   }
 
+  /** Every message queued now, parsed; what `parse` refuses (null) is left out. */
+  drain<T>(parse: (msg: RawMessage) => T | null): T[] {
+    const out: T[] = [];
+    for (let batch = this.receive(); batch.length > 0; batch = this.receive()) {
+      for (const msg of batch) {
+        const parsed = parse(msg);
+        if (parsed !== null) out.push(parsed);
+      }
+    }
+    return out;
+  }
+
   /** Sends a request and collects the answers with its sequence number, up to NLMSG_DONE, an error or `waitMs`. */
   request(data: Buffer, waitMs: number): RawMessage[] {
     const seq = data.readUInt32LE(8);
@@ -276,5 +314,46 @@ export class NetlinkSocket {
 
   close(): void {
     c.close(this.fd);
+  }
+}
+
+/**
+ * A kernel table followed over rtnetlink: dumped on one socket (which also carries requests),
+ * its changes read from another joined to the table's multicast group.
+ */
+export class NetlinkTable<T> {
+  protected readonly requests = new NetlinkSocket(0);
+  private readonly events: NetlinkSocket;
+  protected seq = 1;
+
+  constructor(
+    groups: number,
+    private readonly encodeDump: (seq: number) => Buffer,
+    private readonly parse: (msg: RawMessage) => T | null,
+  ) {
+    this.events = new NetlinkSocket(groups);
+  }
+
+  /** For poll(): readable when changes are queued. */
+  get fd(): number {
+    return this.events.fd;
+  }
+
+  /** The whole table, now. */
+  dump(): T[] {
+    return this.requests
+      .request(this.encodeDump(this.seq++), 2000)
+      .map(this.parse)
+      .filter((u): u is T => u !== null);
+  }
+
+  /** The changes announced since the last call. */
+  changes(): T[] {
+    return this.events.drain(this.parse);
+  }
+
+  close(): void {
+    this.requests.close();
+    this.events.close();
   }
 }

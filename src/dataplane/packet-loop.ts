@@ -2,7 +2,8 @@
 // each frame, write it back where it came from (the kernel routes it on), run the housekeeping.
 // It also keeps one device per fwmark service, opened before the service is added, closed after
 // it goes, so a refused open leaves the director unchanged, and gives the director the host's
-// route to each tunnelled real server (when it is added, then every ROUTE_REFRESH_MS).
+// route to each tunnelled or directly routed real server (when it is added, then every
+// ROUTE_REFRESH_MS).
 
 import type { Clock } from '../core/clock.js';
 import { addrKey, type Addr } from '../core/inet.js';
@@ -17,14 +18,21 @@ import {
 import { fwmarkDeviceName, type DeviceDriver, type PacketDevice } from './device.js';
 import { LinkPath, type LinkPathOptions, type LinkPlan } from './link-path.js';
 import type { PacketDirector } from './messages.js';
+import type { ForwardMethod } from '../core/model.js';
 import type { RouteLookup } from './routes.js';
 
 /** Frames handled per device before control requests and the tick get their turn. */
 const BATCH = 64;
 /** Packet-path exceptions are reported at most this often (each is counted). */
 const EXCEPTION_REPORT_MS = 10_000;
-/** How often tunnelled real servers' routes are looked up again (a route or an MTU changed). */
+/** How often routed real servers' routes are looked up again (a route or an MTU changed). */
 export const ROUTE_REFRESH_MS = 5_000;
+/**
+ * The methods whose packets the director itself fits to the path's MTU, as IPVS's tunnel and DR
+ * transmitters do: an encapsulated packet grows, a directly routed one cannot go back to the
+ * kernel (it still says VIP). A masqueraded one is the kernel's to check where it forwards it.
+ */
+const ROUTED: ReadonlySet<ForwardMethod> = new Set(['tunnel', 'route']);
 
 export interface PacketLoopOptions {
   director: PacketDirector;
@@ -39,10 +47,10 @@ export interface PacketLoopOptions {
   tickMs: number;
   /** Where the loop's events go (the engine passes them on to the daemon's log). */
   report(event: EngineEvent): void;
-  /** The host's routes to tunnelled real servers; without it, tunnelled packets have none ('no-route'). */
+  /** The host's routes to routed real servers; without it, tunnelled packets have none ('no-route'). */
   routes?: RouteLookup;
   /** The layer-2 plane (--dataplane packet): AF_PACKET ports beside the main device, which then only carries the host's side. */
-  link?: Pick<LinkPathOptions, 'driver' | 'neighbours' | 'nextHops'>;
+  link?: Pick<LinkPathOptions, 'driver' | 'neighbours' | 'links' | 'nextHops'>;
 }
 
 export class PacketLoop {
@@ -107,7 +115,7 @@ export class PacketLoop {
       if (opened) this.closeMarked(mark);
       throw error;
     }
-    if ((op.op === 'add-dest' || op.op === 'edit-dest') && op.settings.method === 'tunnel')
+    if ((op.op === 'add-dest' || op.op === 'edit-dest') && ROUTED.has(op.settings.method))
       this.findRoute(op.addr);
     if (op.op === 'delete-service' || op.op === 'clear') {
       const wanted = new Set(
@@ -206,12 +214,12 @@ export class PacketLoop {
 
   private refreshRoutes(): void {
     if (!this.options.routes) return;
-    const tunnelled = new Map<string, Addr>();
+    const routed = new Map<string, Addr>();
     for (const service of this.director.snapshot({ connections: false }).services) {
       for (const dest of service.dests)
-        if (dest.method === 'tunnel') tunnelled.set(addrKey(dest.addr), dest.addr);
+        if (ROUTED.has(dest.method)) routed.set(addrKey(dest.addr), dest.addr);
     }
-    for (const addr of tunnelled.values()) this.findRoute(addr);
+    for (const addr of routed.values()) this.findRoute(addr);
   }
 
   private openMarked(mark: number): PacketDevice {

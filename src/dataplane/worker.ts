@@ -17,6 +17,7 @@ import {
 import { RealSystem } from './host.js';
 import { PacketLoop } from './packet-loop.js';
 import { AfPacketDriver } from './af-packet.js';
+import { LinkMtus, NetlinkLinks } from './links.js';
 import { Neighbours, NetlinkNeighbours } from './neighbours.js';
 import { IpRouteLookup, NetlinkNextHops, NextHopCache, ROUTE_CACHE_MS } from './routes.js';
 import { TUN_FRAME_MAX, TunDriver } from './tun.js';
@@ -55,6 +56,7 @@ async function start(): Promise<void> {
         ? {
             driver: new AfPacketDriver(),
             neighbours: new Neighbours(new NetlinkNeighbours(), clock),
+            links: new LinkMtus(new NetlinkLinks()),
             nextHops: new NextHopCache(new NetlinkNextHops(), clock, ROUTE_CACHE_MS),
           }
         : undefined,

@@ -7,7 +7,8 @@
 //   client 2001:db8::2 --- pub0 2001:db8::1 [director] br0 2001:db8:1::1 --- rs1 2001:db8:1::11, ...
 //
 // buildTunnelLab builds LVS-TUN's site instead: a router in front, the director and the real
-// servers on one LAN behind it, the VIP on each real server's tunl0 (see there).
+// servers on one LAN behind it, the VIP on each real server's tunl0 (see there);
+// buildDirectRoutingLab the same site for LVS-DR, the VIP on lo, dual-stack with `ipv6`.
 //
 // Each real server runs nginx answering "This is Real Server N, you are <client>". Namespaces
 // are named <prefix><pid>-<role>, so leftovers of a dead run can be recognised and removed.
@@ -311,14 +312,21 @@ export function buildLab(options: LabOptions = {}): Lab {
     throw error;
   }
 
-  const handle = labHandle(prefix, ns, addr, { public: 'pub0', internal: 'br0' }, tmpDir, bulkFile, teardown);
-  return addr6 ? { ...handle, addr6 } : handle;
+  return labHandle(
+    prefix,
+    ns,
+    { addr, addr6 },
+    { public: 'pub0', internal: 'br0' },
+    tmpDir,
+    bulkFile,
+    teardown,
+  );
 }
 
 function labHandle(
   prefix: string,
   ns: Lab['ns'],
-  addr: Lab['addr'],
+  { addr, addr6 }: Pick<Lab, 'addr' | 'addr6'>,
   dev: Lab['dev'],
   tmpDir: string,
   bulkFile: string | null,
@@ -328,6 +336,7 @@ function labHandle(
     prefix,
     ns,
     addr,
+    ...(addr6 ? { addr6 } : {}),
     dev,
     tmpDir,
     bulkFile,
@@ -383,14 +392,24 @@ export function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
   });
 }
 
+export interface DirectRoutingLabOptions extends RoutedLabOptions {
+  /**
+   * Dual-stack, the same shape in 2001:db8::/32 (the VIP 2001:db8:2::1 on each real server's lo,
+   * nginx listening on [::]:80 too). Nothing replaces arp_ignore/arp_announce for it: Linux answers
+   * a neighbour solicitation only for an address of the interface it came in on, and solicits
+   * from one of that interface's own, so the VIP on lo stays unannounced as it is.
+   */
+  ipv6?: boolean;
+}
+
 /**
  * LVS-DR as operators build it: buildTunnelLab's network, each real server holding the VIP on
  * lo (arp_ignore=1, arp_announce=2: it neither answers ARP for the VIP nor uses it as an ARP
- * source) and answering the client through the router, not through the director. The director and the real servers share the LAN: direct routing
- * only changes the link-layer destination.
+ * source) and answering the client through the router, not through the director. The director
+ * and the real servers share the LAN: direct routing only changes the link-layer destination.
  */
-export function buildDirectRoutingLab(options: RoutedLabOptions): Promise<Lab> {
-  return buildRoutedLab(options, async () => 'lo');
+export function buildDirectRoutingLab(options: DirectRoutingLabOptions): Promise<Lab> {
+  return buildRoutedLab(options, async () => 'lo', options.ipv6 ?? false);
 }
 
 /**
@@ -400,6 +419,7 @@ export function buildDirectRoutingLab(options: RoutedLabOptions): Promise<Lab> {
 async function buildRoutedLab(
   options: RoutedLabOptions,
   vipDevice: (rs: string) => Promise<string>,
+  ipv6 = false,
 ): Promise<Lab> {
   const prefix = options.prefix ?? 'lvslab';
   cleanupStaleLabs(prefix);
@@ -417,6 +437,15 @@ async function buildRoutedLab(
     realServers: ['198.18.1.11', '198.18.1.12'],
   };
   const router = { client: '198.18.0.254', lan: '198.18.1.254' };
+  const addr6: LabAddresses | undefined = ipv6
+    ? {
+        client: '2001:db8::2',
+        vip: '2001:db8:2::1',
+        dip: '2001:db8:1::1',
+        realServers: ['2001:db8:1::11', '2001:db8:1::12'],
+      }
+    : undefined;
+  const router6 = { client: '2001:db8::254', lan: '2001:db8:1::254' };
   const { tmpDir, teardown } = makeNamespaces(base, [ns.client, ns.router, ns.director, ...ns.realServers]);
   let bulkFile: string | null = null;
   try {
@@ -425,16 +454,33 @@ async function buildRoutedLab(
     wireClient(r, 'cli0', router.client, ns.client, addr.client);
     addBridge(r, 'lan0', router.lan);
     sh(['ip', '-n', r, 'route', 'add', `${addr.vip}/32`, 'via', addr.dip]);
-    const hosts: [string, string, string][] = [
-      [ns.director, addr.dip, 'dir'],
-      ...ns.realServers.map((rs, i): [string, string, string] => [rs, addr.realServers[i]!, `rs${i + 1}`]),
+    if (addr6) {
+      sh(['ip', 'netns', 'exec', r, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+      addAddress6(r, 'cli0', router6.client);
+      addAddress6(ns.client, 'eth0', addr6.client);
+      sh(['ip', '-n', ns.client, '-6', 'route', 'add', 'default', 'via', router6.client]);
+      addAddress6(r, 'lan0', router6.lan);
+      sh(['ip', '-n', r, '-6', 'route', 'add', `${addr6.vip}/128`, 'via', addr6.dip]);
+    }
+    const hosts: [string, string, string | undefined, string][] = [
+      [ns.director, addr.dip, addr6?.dip, 'dir'],
+      ...ns.realServers.map((rs, i): [string, string, string | undefined, string] => [
+        rs,
+        addr.realServers[i]!,
+        addr6?.realServers[i],
+        `rs${i + 1}`,
+      ]),
     ];
-    for (const [host, address, port] of hosts) {
+    for (const [host, address, address6, port] of hosts) {
       sh(['ip', '-n', r, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host]);
       sh(['ip', '-n', r, 'link', 'set', port, 'master', 'lan0', 'up']);
       sh(['ip', '-n', host, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
       sh(['ip', '-n', host, 'link', 'set', 'eth0', 'up']);
       sh(['ip', '-n', host, 'route', 'add', 'default', 'via', router.lan]);
+      if (address6) {
+        addAddress6(host, 'eth0', address6);
+        sh(['ip', '-n', host, '-6', 'route', 'add', 'default', 'via', router6.lan]);
+      }
     }
     if (options.bulkFileMb) {
       bulkFile = join(tmpDir, 'bulk.bin');
@@ -443,6 +489,7 @@ async function buildRoutedLab(
     for (const [i, rs] of ns.realServers.entries()) {
       const dev = await vipDevice(rs);
       sh(['ip', '-n', rs, 'addr', 'add', `${addr.vip}/32`, 'dev', dev]);
+      if (addr6) sh(['ip', '-n', rs, 'addr', 'add', `${addr6.vip}/128`, 'dev', dev]);
       sh(['ip', '-n', rs, 'link', 'set', dev, 'up']);
       const sysctls = [
         'net.ipv4.conf.all.arp_ignore=1',
@@ -456,7 +503,8 @@ async function buildRoutedLab(
       const dir = join(tmpDir, `rs${i + 1}`);
       mkdirSync(join(dir, 'www', 'upload'), { recursive: true });
       if (bulkFile) copyFileSync(bulkFile, join(dir, 'www', 'bulk.bin'));
-      const config = nginxConfig(dir, `Real Server ${i + 1}`).replace(
+      const listen = addr6 ? ['80', '[::]:80'] : '80';
+      const config = nginxConfig(dir, `Real Server ${i + 1}`, listen).replace(
         '    location /files/ {',
         `    location /upload/ {\n      root ${dir}/www;\n      dav_methods PUT;\n      client_max_body_size 0;\n    }\n    location /files/ {`,
       );
@@ -467,7 +515,8 @@ async function buildRoutedLab(
     teardown();
     throw error;
   }
-  return labHandle(prefix, ns, addr, { public: 'eth0', internal: 'eth0' }, tmpDir, bulkFile, teardown);
+  const dev = { public: 'eth0', internal: 'eth0' };
+  return labHandle(prefix, ns, { addr, addr6 }, dev, tmpDir, bulkFile, teardown);
 }
 
 /** Tears the lab down when the process is interrupted or terminated, then exits as the signal would. */

@@ -1,10 +1,11 @@
-// In-memory layer-2 ports, neighbour source and routes: the layer-2 loop runs over them without
+// In-memory layer-2 ports, neighbour and link sources and routes: the layer-2 loop runs over them without
 // root. A port can be made faulty (the kernel refusing what is sent, a frame cut short).
 
 import type { Addr } from '../../src/core/inet.js';
 import { formatAddr } from '../../src/core/inet.js';
 import type { LinkDriver, LinkPort } from '../../src/dataplane/af-packet.js';
-import type { NeighbourUpdate } from '../../src/dataplane/netlink.js';
+import type { LinkSource } from '../../src/dataplane/links.js';
+import type { LinkUpdate, NeighbourUpdate } from '../../src/dataplane/netlink.js';
 import type { NeighbourSource } from '../../src/dataplane/neighbours.js';
 import type { NextHop, NextHopLookup } from '../../src/dataplane/routes.js';
 
@@ -75,25 +76,33 @@ export class FakeLinkDriver implements LinkDriver {
   }
 }
 
-export class FakeNeighbourSource implements NeighbourSource {
-  readonly table: NeighbourUpdate[] = [];
-  readonly queued: NeighbourUpdate[] = [];
-  readonly asked: string[] = [];
-  readonly fd = 99;
+/** A kernel table as a netlink source gives it: `table` is the dump, `queued` the changes to come. */
+class FakeTable<T> {
+  readonly table: T[] = [];
+  readonly queued: T[] = [];
 
-  dump(): NeighbourUpdate[] {
+  dump(): T[] {
     return [...this.table];
   }
 
-  changes(): NeighbourUpdate[] {
+  changes(): T[] {
     return this.queued.splice(0);
   }
+
+  close(): void {}
+}
+
+export class FakeNeighbourSource extends FakeTable<NeighbourUpdate> implements NeighbourSource {
+  readonly asked: string[] = [];
+  readonly fd = 99;
 
   resolve(ifindex: number, addr: Addr): void {
     this.asked.push(`${ifindex}/${formatAddr(addr)}`);
   }
+}
 
-  close(): void {}
+export class FakeLinkSource extends FakeTable<LinkUpdate> implements LinkSource {
+  readonly fd = 98;
 }
 
 /** Routes as a map from address text to next hop (missing: no route). */

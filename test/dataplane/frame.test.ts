@@ -5,7 +5,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { readVnetHdr } from '../../src/core/packet/vnet.js';
-import { ETH_HLEN, LINK_HEADROOM, toDirectorLayout, toWireLayout } from '../../src/dataplane/frame.js';
+import {
+  ETH_HLEN,
+  largestWirePacket,
+  LINK_HEADROOM,
+  toDirectorLayout,
+  toWireLayout,
+} from '../../src/dataplane/frame.js';
 import { buildPacket, partialVnetFor, withVnet } from '../helpers/packets.js';
 
 const SRC_MAC = Uint8Array.from([2, 0, 0, 0, 0, 0xaa]);
@@ -64,6 +70,37 @@ describe('the layer-2 frame layout', () => {
         assert.deepEqual(buf.subarray(24, 24 + packet.length), packet);
       }),
     );
+  });
+
+  it('sizes a frame as the wire carries it: a super-packet by its segments, a plain one whole', () => {
+    for (const [src, dst, l3] of [
+      ['198.18.1.11', '198.18.0.2', 20],
+      ['2001:db8:1::11', '2001:db8::2', 40],
+    ] as const) {
+      const packet = buildPacket({
+        src,
+        dst,
+        sport: 80,
+        dport: 40000,
+        payload: new Uint8Array(4000),
+        partial: true,
+      });
+      const tso = withVnet(packet, partialVnetFor(packet, { gsoSize: 1448 }));
+      assert.equal(largestWirePacket(tso, 0, tso.length), l3 + 20 + 1448);
+      const plain = withVnet(packet, partialVnetFor(packet));
+      assert.equal(largestWirePacket(plain, 0, plain.length), packet.length);
+      // One segment's worth of payload or less: the packet is its own segment.
+      const small = buildPacket({
+        src,
+        dst,
+        sport: 80,
+        dport: 40000,
+        payload: new Uint8Array(100),
+        partial: true,
+      });
+      const one = withVnet(small, partialVnetFor(small, { gsoSize: 1448 }));
+      assert.equal(largestWirePacket(one, 0, one.length), small.length);
+    }
   });
 
   it('refuses runts and a partial checksum that starts inside the Ethernet header', () => {

@@ -14,9 +14,16 @@ import { EMSGSIZE } from '../../src/dataplane/af-packet.js';
 import { Neighbours } from '../../src/dataplane/neighbours.js';
 import { PacketLoop } from '../../src/dataplane/packet-loop.js';
 import { NextHopCache, type NextHop } from '../../src/dataplane/routes.js';
-import { buildPacket, withVnet, type PacketSpec } from '../helpers/packets.js';
+import { LinkMtus } from '../../src/dataplane/links.js';
+import {
+  buildPacket,
+  partialVnetFor,
+  withVnet,
+  type PacketSpec,
+  type VnetFields,
+} from '../helpers/packets.js';
 import { FakeDriver } from './fake-device.js';
-import { FakeLinkDriver, FakeNeighbourSource, FakeNextHops } from './fake-link.js';
+import { FakeLinkDriver, FakeLinkSource, FakeNeighbourSource, FakeNextHops } from './fake-link.js';
 
 const a = (text: string) => parseAddr(text)!;
 const VIP = '198.18.0.1';
@@ -28,9 +35,21 @@ const key: ServiceKey = { af: 4, protocol: IPPROTO_TCP, addr: a(VIP), port: 80, 
 const settings = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null };
 const masq = { method: 'masq' as const, weight: 1, uThreshold: 0, lThreshold: 0 };
 
-/** vnet | Ethernet (to the port's MAC, from `from`) | IP, as a ring slot holds it. */
-function frame(spec: PacketSpec, to: Uint8Array, from: Uint8Array): Uint8Array {
-  const packet = withVnet(buildPacket(spec));
+/**
+ * vnet | Ethernet (to the port's MAC, from `from`) | IP, as a ring slot holds it (the vnet
+ * header's offsets counted from the IP header in `vnet`, from the Ethernet header in the frame).
+ */
+function frame(
+  spec: PacketSpec,
+  to: Uint8Array,
+  from: Uint8Array,
+  vnet?: (ip: Uint8Array) => VnetFields,
+): Uint8Array {
+  const ip = buildPacket(spec);
+  const fields = vnet?.(ip) ?? {};
+  if (fields.csumStart !== undefined) fields.csumStart += 14;
+  if (fields.hdrLen !== undefined) fields.hdrLen += 14;
+  const packet = withVnet(ip, fields);
   const out = new Uint8Array(packet.length + 14);
   out.set(packet.subarray(0, 10));
   out.set([...to, ...from, 0x08, 0x00], 10);
@@ -50,6 +69,8 @@ function setup() {
     ['198.18.1.1', { kind: 'local' }],
   ]);
   const hops = new FakeNextHops(routes);
+  const links = new FakeLinkSource();
+  links.table.push({ ifindex: 1, mtu: 1500 }, { ifindex: 2, mtu: 1500 });
   const director = new Director({ clock, random: () => 0.5, connCapacity: 64 });
   const loop = new PacketLoop({
     report: () => undefined,
@@ -63,6 +84,7 @@ function setup() {
     link: {
       driver: link,
       neighbours: new Neighbours(source, clock),
+      links: new LinkMtus(links),
       nextHops: new NextHopCache(hops, clock, 5000),
     },
   });
@@ -78,7 +100,7 @@ function setup() {
   });
   const pub0 = link.ports.get('pub0')!;
   const br0 = link.ports.get('br0')!;
-  return { loop, clock, tun: tun.opened.get('lvs0')!, pub0, br0, source, hops };
+  return { loop, clock, tun: tun.opened.get('lvs0')!, pub0, br0, source, hops, links };
 }
 
 const syn = (sport = 40000): PacketSpec => ({ src: CLIENT, dst: VIP, sport, dport: 80, tcpFlags: 0x02 });
@@ -134,7 +156,7 @@ describe('the layer-2 loop', () => {
   });
 
   it("direct routing: the client's packet, still to the VIP, goes to the real server's MAC, and follows a new MAC", () => {
-    const { loop, clock, pub0, br0, source } = setup();
+    const { loop, clock, pub0, br0, source, tun } = setup();
     const route = { ...masq, method: 'route' as const };
     loop.execute({ op: 'edit-dest', key, addr: a(RS), port: 80, settings: route });
     source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
@@ -154,6 +176,12 @@ describe('the layer-2 loop', () => {
     loop.turn();
     assert.equal(sentIp(br0.sent[1]!).dst, [...moved].join('.'));
     assert.equal(pub0.sent.length, 0, 'nothing goes back: the real server answers the client itself');
+    // Too big for the link: refused, never given to the kernel, which would take it for the VIP.
+    br0.refuse = EMSGSIZE;
+    pub0.inbox.push(frame({ ...syn(), tcpFlags: 0x10 }, pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(tun.outbox.length, 0);
+    assert.equal(loop.counters().drops.writeFailed, 1);
   });
 
   it("gives the host what is not the director's through the TUN device, unchanged", () => {
@@ -190,6 +218,36 @@ describe('the layer-2 loop', () => {
     pub0.inbox.push(frame(syn(40003), pub0.mac, CLIENT_MAC));
     loop.turn();
     assert.equal(br0.sent.length, 1, 'the cached route still holds');
+  });
+
+  it("a super-packet whose segments the egress link cannot take goes to the host; once the link's MTU grows it goes out", () => {
+    const { loop, pub0, br0, tun, source, links } = setup();
+    source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
+    pub0.inbox.push(frame(syn(), pub0.mac, CLIENT_MAC));
+    loop.turn();
+    // Three 1500-byte segments as one TSO frame from the real server.
+    const reply: PacketSpec = {
+      src: RS,
+      dst: CLIENT,
+      sport: 80,
+      dport: 40000,
+      tcpFlags: 0x10,
+      payload: new Uint8Array(3 * 1460),
+      partial: true,
+    };
+    const tso = (ip: Uint8Array) => partialVnetFor(ip, { gsoSize: 1460 });
+    links.queued.push({ ifindex: 1, mtu: 1280 });
+    br0.inbox.push(frame(reply, br0.mac, RS_MAC, tso));
+    loop.turn();
+    assert.equal(pub0.sent.length, 0);
+    assert.equal(tun.outbox.length, 1, "the kernel's forwarding answers 'packet too big' to the VIP");
+    const p = parsePacket(tun.outbox[0]!, 10, tun.outbox[0]!.length - 10);
+    assert.ok(p.ok && formatAddr(p.saddr) === VIP && formatAddr(p.daddr) === CLIENT);
+    links.queued.push({ ifindex: 1, mtu: 1500 });
+    br0.inbox.push(frame(reply, br0.mac, RS_MAC, tso));
+    loop.turn();
+    assert.equal(pub0.sent.length, 1);
+    assert.equal(tun.outbox.length, 1);
   });
 
   it('changes ports with the plan and refuses a plan with an interface that cannot be opened, changing nothing', () => {

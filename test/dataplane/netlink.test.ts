@@ -6,12 +6,16 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseAddr } from '../../src/core/inet.js';
 import {
+  encodeLinkDump,
   encodeNeighbourDump,
   encodeResolve,
   encodeRouteGet,
+  parseLink,
   parseNeighbour,
   parseRoute,
+  RTM_DELLINK,
   RTM_DELNEIGH,
+  RTM_NEWLINK,
   RTM_NEWNEIGH,
   RTM_NEWROUTE,
   splitMessages,
@@ -86,9 +90,22 @@ describe('rtnetlink messages', () => {
     });
   });
 
+  it("reads an interface's MTU, and one that went away", () => {
+    // ifinfomsg: family, pad, type (ARPHRD_ETHER), index 5, flags, change; then IFLA_IFNAME, IFLA_MTU.
+    const ifinfo = [0, 0, 1, 0, 5, 0, 0, 0, 0x43, 0x10, 0, 0, 0, 0, 0, 0];
+    const name = attr(3, [...Buffer.from('pub0\0')]);
+    const [link] = splitMessages(nlmsg(RTM_NEWLINK, [...ifinfo, ...name, ...attr(4, [0x00, 0x05, 0, 0])]));
+    assert.deepEqual(parseLink(link!), { ifindex: 5, mtu: 1280 });
+    const [gone] = splitMessages(nlmsg(RTM_DELLINK, ifinfo));
+    assert.deepEqual(parseLink(gone!), { ifindex: 5, mtu: null });
+    const [noMtu] = splitMessages(nlmsg(RTM_NEWLINK, [...ifinfo, ...name]));
+    assert.equal(parseLink(noMtu!), null);
+  });
+
   it('encodes its requests with lengths and sequence numbers the kernel checks', () => {
     for (const request of [
       encodeNeighbourDump(7),
+      encodeLinkDump(10),
       encodeResolve(8, 3, parseAddr('198.18.1.11')!),
       encodeRouteGet(9, parseAddr('2001:db8::1')!),
     ]) {
@@ -106,6 +123,7 @@ describe('rtnetlink messages', () => {
       fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
         for (const msg of splitMessages(Buffer.from(bytes))) {
           parseNeighbour(msg);
+          parseLink(msg);
           parseRoute(msg);
         }
       }),

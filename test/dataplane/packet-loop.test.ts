@@ -119,6 +119,33 @@ test('a packet-path exception is counted, shown in the snapshot and reported, at
   assert.equal(main.outbox.length, 0);
 });
 
+test('the packet loop routes a directly routed real server as it does a tunnelled one, not a masqueraded one', () => {
+  const looked: string[] = [];
+  const routes: RouteLookup = {
+    lookup: (a: Addr) => {
+      looked.push(formatAddr(a));
+      return { source: addr('198.18.1.1'), mtu: 1500 };
+    },
+  };
+  const { loop, clock } = makeLoop(routes);
+  const key: ServiceKey = { af: 4, protocol: IPPROTO_TCP, addr: addr('198.18.0.1'), port: 80, fwmark: 0 };
+  loop.execute({
+    op: 'add-service',
+    key,
+    settings: { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null },
+  });
+  const settings = { weight: 1, uThreshold: 0, lThreshold: 0 };
+  for (const [rs, method] of [
+    ['198.18.1.11', 'route'],
+    ['198.18.1.12', 'masq'],
+  ] as const)
+    loop.execute({ op: 'add-dest', key, addr: addr(rs), port: 80, settings: { ...settings, method } });
+  assert.deepEqual(looked, ['198.18.1.11']);
+  clock.advance(ROUTE_REFRESH_MS);
+  loop.turn();
+  assert.deepEqual(looked, ['198.18.1.11', '198.18.1.11']);
+});
+
 test('the packet loop routes a tunnelled real server when it is added, and looks again later', () => {
   const looked: string[] = [];
   let mtu = 1500;

@@ -4,13 +4,14 @@
 // Checked as an operator would: Route in -Ln, round robin, the client's address in nginx's log,
 // 50 MB both ways intact with no reply through lvsd, the connection states in -Lnc, the doctor, a real
 // server whose MAC changes mid-transfer, the TUN data plane refusing -g, the host left as found.
+// Then the same over IPv6 (ND instead of ARP), curl -6 against nginx on the real servers' [::]:80.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DoctorReport } from '../../src/core/doctor.js';
-import { buildDirectRoutingLab, until, type Lab } from '../../src/lab/lab.js';
+import { buildDirectRoutingLab, until, type Lab, type LabAddresses } from '../../src/lab/lab.js';
 import {
   assertDownloadBypassesDirector,
   assertRoundRobinSeesClient,
@@ -21,6 +22,43 @@ import {
 import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
 
 const BULK_MB = 50;
+
+/** `[address]:port` for IPv6, as lvsadm takes and prints it. */
+const at = (address: string, port: number): string =>
+  address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+
+/**
+ * lvsd on the director of a direct-routing lab, serving the family's VIP:80 by round robin: -g
+ * on one real server, no method (ipvsadm's default, direct routing) on the other.
+ */
+async function serveByDirectRouting(lab: Lab, addr: LabAddresses): Promise<Lvsd> {
+  // No restart hold: the stop at the end is for good, and must leave the host as found.
+  const director = new Lvsd(lab, ['--dataplane', 'packet', '--restart-hold', '0']);
+  await director.ready();
+  director.adm(`-A -t ${at(addr.vip, 80)} -s rr`);
+  director.adm(`-a -t ${at(addr.vip, 80)} -r ${at(addr.realServers[0]!, 80)} -g`);
+  director.adm(`-a -t ${at(addr.vip, 80)} -r ${at(addr.realServers[1]!, 80)}`);
+  return director;
+}
+
+async function stopLeavingHostAsFound(lab: Lab, director: Lvsd | undefined, stateBefore: string) {
+  try {
+    await director?.stop();
+    assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
+  } finally {
+    director?.kill();
+    lab?.teardown();
+  }
+}
+
+/** -Ln lists both real servers as Route. */
+function assertListedAsRoute(director: Lvsd, addr: LabAddresses): void {
+  const [service] = director.list();
+  assert.deepEqual(
+    service!.dests.map((d) => [d.dest, d.forward]),
+    addr.realServers.map((rs) => [at(rs, 80), 'Route']),
+  );
+}
 
 describe(
   'LVS-DR end to end on --dataplane packet (root, netns)',
@@ -33,31 +71,13 @@ describe(
     before(async () => {
       lab = await buildDirectRoutingLab({ prefix: 'lvsdr', bulkFileMb: BULK_MB });
       stateBefore = hostState(lab);
-      // No restart hold: the stop at the end is for good, and must leave the host as found.
-      director = new Lvsd(lab, ['--dataplane', 'packet', '--restart-hold', '0']);
-      await director.ready();
-      director.adm(`-A -t ${lab.addr.vip}:80 -s rr`);
-      // -g on one, no method (ipvsadm's default, direct routing) on the other.
-      director.adm(`-a -t ${lab.addr.vip}:80 -r ${lab.addr.realServers[0]} -g`);
-      director.adm(`-a -t ${lab.addr.vip}:80 -r ${lab.addr.realServers[1]}`);
+      director = await serveByDirectRouting(lab, lab.addr);
     });
 
-    after(async () => {
-      try {
-        await director?.stop();
-        assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
-      } finally {
-        director?.kill();
-        lab?.teardown();
-      }
-    });
+    after(() => stopLeavingHostAsFound(lab, director, stateBefore));
 
     it('lists both real servers as Route, saved as -g', () => {
-      const [service] = director.list();
-      assert.deepEqual(
-        service!.dests.map((d) => [d.dest, d.forward]),
-        lab.addr.realServers.map((rs) => [`${rs}:80`, 'Route']),
-      );
+      assertListedAsRoute(director, lab.addr);
       assert.match(director.adm('-S -n'), /-a -t 198\.18\.2\.1:80 -r 198\.18\.1\.11:80 -g -w 1/);
     });
 
@@ -142,6 +162,64 @@ describe(
           await tun.stop();
           tun.kill();
         });
+    });
+  },
+);
+
+describe(
+  'LVS-DR over IPv6 end to end on --dataplane packet (root, netns)',
+  { skip: ROOT_SKIP, concurrency: false },
+  () => {
+    let lab: Lab;
+    let v6: LabAddresses;
+    let director: Lvsd;
+    let stateBefore: string;
+
+    before(async () => {
+      lab = await buildDirectRoutingLab({ prefix: 'lvsq6', bulkFileMb: BULK_MB, ipv6: true });
+      v6 = lab.addr6!;
+      stateBefore = hostState(lab);
+      director = await serveByDirectRouting(lab, v6);
+    });
+
+    after(() => stopLeavingHostAsFound(lab, director, stateBefore));
+
+    it('lists both real servers as Route, saved as -g', () => {
+      assertListedAsRoute(director, v6);
+      assert.match(director.adm('-S -n'), /-a -t \[2001:db8:2::1\]:80 -r \[2001:db8:1::11\]:80 -g -w 1/);
+    });
+
+    it('round-robins over both with curl -6, and each real server sees the client itself', () => {
+      assertRoundRobinSeesClient(lab, v6);
+      // The director found each real server's MAC by neighbour discovery.
+      for (const rs of v6.realServers)
+        assert.match(lab.run(lab.ns.director, ['ip', '-6', 'neigh', 'show', rs]), /lladdr/);
+    });
+
+    it('no real server answers neighbour discovery for the VIP it holds on lo', async () => {
+      // The router asks the LAN for the VIP itself, as it would with the VIP on the link.
+      const r = lab.ns.router!;
+      const route = ['ip', '-6', 'route', 'replace', `${v6.vip}/128`, 'dev', 'lan0'];
+      lab.run(r, route);
+      try {
+        lab.run(r, ['sh', '-c', `curl -6 -s --max-time 2 ${vipUrl(lab, '/', v6)} || true`]);
+        const macs = lab.ns.realServers.map((rs) =>
+          lab.run(rs, ['cat', '/sys/class/net/eth0/address']).trim(),
+        );
+        const entry = lab.run(r, ['ip', '-6', 'neigh', 'show', v6.vip, 'dev', 'lan0']);
+        for (const mac of macs) assert.doesNotMatch(entry, new RegExp(mac), entry);
+      } finally {
+        lab.run(r, ['ip', '-6', 'route', 'replace', `${v6.vip}/128`, 'via', v6.dip]);
+        lab.run(r, ['ip', '-6', 'neigh', 'flush', 'dev', 'lan0', 'to', v6.vip]);
+      }
+    });
+
+    it('carries 50 MB to the client intact; the replies never cross the director', () => {
+      assertDownloadBypassesDirector(lab, director, v6);
+    });
+
+    it('carries 50 MB from the client intact', () => {
+      assertUploadStoredOnce(lab, v6);
     });
   },
 );

@@ -45,7 +45,7 @@ export function dontFragment(buf: Uint8Array, p: ParsedPacket): boolean {
 }
 
 /**
- * The length of the largest IPv4 packet the frame becomes on the wire, before encapsulation:
+ * The length of the largest IP packet the frame becomes on the wire, before encapsulation:
  * one segment's for a super-packet, else the packet's.
  */
 export function wireLength(vnet: VnetHdr, p: ParsedPacket): number {

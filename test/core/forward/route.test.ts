@@ -1,6 +1,7 @@
 // Direct routing through the director: what a real server holding the VIP receives (the client's
 // packet, only the TTL one less), where the link must deliver it (nextHop), the TCP states of a
-// director that sees only the client, and the refusal by a data plane that cannot deliver it.
+// director that sees only the client, "packet too big" for what the real server's link cannot
+// take, and the refusal by a data plane that cannot deliver it.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -12,6 +13,7 @@ import type { DestSettings, ServiceKey } from '../../../src/core/model.js';
 import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
   addr,
+  addrBytes,
   buildPacket,
   fragmentedDatagram,
   ipv4HeaderValid,
@@ -143,6 +145,41 @@ test('IPv6: the hop limit goes down by one, nothing else changes', () => {
   assert.deepEqual(ip.subarray(8), packet.subarray(8));
   assert.ok(l4ChecksumValid(ip));
   assert.equal(nextHop(d), '2001:db8:1::11');
+});
+
+test("a packet the real server's link cannot take: packet too big from the VIP (IPv6, IPv4 with DF)", () => {
+  const d = new Director({ clock: new ManualClock(1000), random: () => 0.5, connCapacity: 64 });
+  const v6: ServiceKey = { af: 6, protocol: IPPROTO_TCP, addr: addr('2001:db8::1'), port: 80, fwmark: 0 };
+  d.execute({ op: 'add-service', key: v6, settings: { ...RR, netmaskPrefix: 128 } });
+  d.execute({ op: 'add-dest', key: v6, addr: addr('2001:db8:1::11'), port: 80, settings: route });
+  d.execute({ op: 'add-service', key, settings: RR });
+  d.execute({ op: 'add-dest', key, addr: addr(RIP), port: 80, settings: route });
+  d.setRealServerRoute(addr('2001:db8:1::11'), { source: addr('2001:db8:1::1'), mtu: 1280 });
+  d.setRealServerRoute(addr(RIP), { source: addr('198.18.1.1'), mtu: 1280 });
+  const payload = new Uint8Array(1400);
+  const client6 = '2001:db8:2::100';
+  send(d, withVnet(buildPacket(tcpSegment(client6, 40000, '2001:db8::1', 80, SYN))));
+  const big6 = buildPacket({ ...tcpSegment(client6, 40000, '2001:db8::1', 80, ACK), payload });
+  const [reply6] = send(d, withVnet(big6));
+  const icmp6 = reply6!.subarray(VNET_HDR_LEN);
+  assert.equal(icmp6[6], 58, 'ICMPv6');
+  assert.deepEqual(icmp6.subarray(8, 24), addrBytes('2001:db8::1'), 'from the VIP');
+  assert.deepEqual(icmp6.subarray(24, 40), addrBytes(client6), 'to the client');
+  assert.deepEqual([icmp6[40], icmp6[41]], [2, 0], 'packet too big');
+  assert.equal(((icmp6[44]! << 24) | (icmp6[45]! << 16) | (icmp6[46]! << 8) | icmp6[47]!) >>> 0, 1280);
+  assert.ok(l4ChecksumValid(icmp6));
+  assert.equal(nextHop(d), null, 'the error goes to the client, not the real server');
+  // IPv4: with DF, "fragmentation needed"; without, the packet goes (the link refuses it).
+  send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
+  const big4 = { ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload };
+  const [reply4] = send(d, withVnet(buildPacket({ ...big4, dontFragment: true })));
+  const icmp4 = reply4!.subarray(VNET_HDR_LEN);
+  assert.deepEqual([icmp4[9], icmp4[20], icmp4[21]], [1, 3, 4]);
+  assert.equal((icmp4[26]! << 8) | icmp4[27]!, 1280);
+  const [plain] = send(d, withVnet(buildPacket(big4)));
+  assert.equal(plain!.length, VNET_HDR_LEN + 20 + 20 + payload.length);
+  assert.equal(nextHop(d), RIP);
+  assert.equal(d.snapshot({ connections: false }).dataPath.drops['too-big'], 2);
 });
 
 test('the fragments of a datagram go to the real server too, a held one included', () => {
