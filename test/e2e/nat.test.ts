@@ -249,13 +249,8 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.match(direct, /This is Real Server 1, you are 198\.18\.1\.1$/m);
   });
 
-  // The packet plane's netdev ingress rule takes every frame from a real server's service port
-  // before conntrack or the direct-flow sets can tell a direct flow's reply from lvsd's.
-  const directFlows =
-    process.env.LVSD_DATAPLANE === 'packet' ? { skip: 'not yet on --dataplane packet (docs/host.md)' } : {};
   it(
     'a client reaching a real server directly through the director gets its page and its ICMP errors; the VIP still balances',
-    directFlows,
     () => {
       s.director.adm(`-A -t ${VIP}:80 -s rr`);
       s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
