@@ -31,6 +31,7 @@ import {
   type JournalLimits,
 } from './host-journal.js';
 import { EMPTY_FILTER, netdevScript, type FilterSpec } from './l2-filter.js';
+import { NftSession } from './nft-session.js';
 import type { LinkPlan } from './link-path.js';
 
 /** What the WorkerEngine asks of the host. */
@@ -55,12 +56,23 @@ export interface HostSteering {
 export interface System {
   /** Runs a command; throws with its stderr when it fails. */
   run(argv: readonly string[], input?: string): string;
+  /**
+   * Runs an nft script as one transaction in lvsd's own nft session (nft-session.ts): a table it
+   * makes with `flags owner` is removed by the kernel when lvsd dies. Throws with nft's error.
+   */
+  nftOwned(script: string): void;
   readFile(path: string): string | null;
   writeFile(path: string, data: string): void;
   removeFile(path: string): void;
 }
 
 export class RealSystem implements System {
+  private readonly nft = new NftSession();
+
+  nftOwned(script: string): void {
+    this.nft.run(script);
+  }
+
   run(argv: readonly string[], input?: string): string {
     try {
       return execFileSync(argv[0]!, argv.slice(1), { input, encoding: 'utf8', stdio: 'pipe' });
@@ -991,7 +1003,7 @@ export class HostNetwork implements HostSteering, HostRepair {
         this.nftShape = new HostListing(this.system, this.nftTable).nft();
         return;
       case 'nft-netdev':
-        this.system.run(['nft', '-f', '-'], netdevScript(change.table, this.plan.interfaces, this.plan.spec));
+        this.system.nftOwned(netdevScript(change.table, this.plan.interfaces, this.plan.spec));
         return;
       case 'rule-removed':
         this.system.run(this.argv(change, 'del'));
@@ -1011,7 +1023,8 @@ export class HostNetwork implements HostSteering, HostRepair {
         this.system.run(['nft', 'delete', 'table', 'inet', change.table]);
         return;
       case 'nft-netdev':
-        this.system.run(['nft', 'delete', 'table', 'netdev', change.table]);
+        // Only its owner may; after a crash the kernel removed it already.
+        this.system.nftOwned(`delete table netdev ${change.table}\n`);
         return;
       case 'rule-removed':
         this.system.run(this.argv(change, 'add'));

@@ -354,10 +354,13 @@ function setElements(spec: FilterSpec): Map<string, string[]> {
 export function netdevScript(table: string, interfaces: readonly string[], spec: FilterSpec): string {
   const t = `netdev ${table}`;
   const tuple = (af: 4 | 6) => `ipv${af}_addr . inet_proto . inet_service`;
+  // Lives as long as lvsd's nft session (nft-session.ts): a dead lvsd drops nothing here. (A table
+  // keeps the owner flag it was made with: the first line may not say otherwise.)
   const lines = [
-    `table ${t} {}`,
+    `table ${t} { flags owner; }`,
     `delete table ${t}`,
     `table ${t} {`,
+    '  flags owner',
     `  set svc4 { type ${tuple(4)}; }`,
     `  set svc6 { type ${tuple(6)}; }`,
     `  set real4 { type ${tuple(4)}; }`,

@@ -167,7 +167,14 @@ test("off the wire, a real server's packet or ICMP error of no connection is the
   setup(d);
   assert.equal(send(d, tcp(RS1, 8080, CLIENT, 40000, SYN | ACK), true), 'passed');
   const quote = buildPacket({ src: CLIENT, dst: RS1, protocol: 'udp', sport: 40000, dport: 9 });
-  const unreachable: PacketSpec = { src: RS1, dst: CLIENT, protocol: 'icmp', icmpType: 3, icmpCode: 3, payload: quote };
+  const unreachable: PacketSpec = {
+    src: RS1,
+    dst: CLIENT,
+    protocol: 'icmp',
+    icmpType: 3,
+    icmpCode: 3,
+    payload: quote,
+  };
   assert.equal(send(d, unreachable, true), 'passed');
   assert.equal(d.counters.passed['real-server-no-conn'], 2);
   assert.deepEqual(d.counters.drops, {});

@@ -638,10 +638,16 @@ describe('HostNetwork: flows that reach a real server directly', () => {
       ['ip', 'real4', 'rip4', 'icmp'],
       ['ip6', 'real6', 'rip6', 'icmpv6'],
     ] as const) {
-      const tracked = at(new RegExp(`^iifname "lvs0" ${ip} saddr \\. meta l4proto \\. th sport @${real} return$`));
+      const tracked = at(
+        new RegExp(`^iifname "lvs0" ${ip} saddr \\. meta l4proto \\. th sport @${real} return$`),
+      );
       const trackedError = at(new RegExp(`^iifname "lvs0" ${ip} saddr @${rip} ${icmp} type .* return$`));
       assert.ok(tracked < returns[0]! && trackedError < returns[0]!);
-      at(new RegExp(`^iifname "lvs0" ${ip} saddr \\. meta l4proto \\. th sport @${real} ct state != established drop$`));
+      at(
+        new RegExp(
+          `^iifname "lvs0" ${ip} saddr \\. meta l4proto \\. th sport @${real} ct state != established drop$`,
+        ),
+      );
       at(new RegExp(`^iifname "lvs0" ${ip} saddr @${rip} ${icmp} type .* ct state != related drop$`));
     }
     assert.ok(!lines.some((line) => /^ip6? saddr @rip[46] /.test(line) && !/ct state != related/.test(line)));

@@ -124,7 +124,10 @@ describe('the layer-2 frame filter', () => {
 
   it('writes the same set as nft: a chain per interface, the sets filled from the spec', () => {
     const script = netdevScript('lvsd', ['br0', 'pub0'], SPEC);
-    assert.match(script, /^table netdev lvsd \{\}\ndelete table netdev lvsd\n/);
+    assert.match(
+      script,
+      /^table netdev lvsd \{ flags owner; \}\ndelete table netdev lvsd\ntable netdev lvsd \{\n {2}flags owner\n/,
+    );
     assert.match(script, /hook ingress device "br0" priority -500/);
     assert.match(script, /hook ingress device "pub0" priority -500/);
     assert.match(

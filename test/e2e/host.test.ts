@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IPPROTO_TCP } from '../../src/core/inet.js';
 import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
+import { NftSession } from '../../src/dataplane/nft-session.js';
 import { buildLab, nginxCommand, nginxConfig, type Lab } from '../../src/lab/lab.js';
 import { serviceSnapshot } from '../helpers/snapshots.js';
 import { hostState, Lvsd, nftCounters, ROOT_SKIP } from './harness.js';
@@ -22,8 +23,15 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 /** A System whose commands and /proc/sys reads and writes happen inside a namespace. */
 class NetnsSystem implements System {
   private readonly real = new RealSystem();
+  private readonly nft: NftSession;
 
-  constructor(private readonly ns: string) {}
+  constructor(private readonly ns: string) {
+    this.nft = new NftSession(['ip', 'netns', 'exec', ns, 'nft']);
+  }
+
+  nftOwned(script: string): void {
+    this.nft.run(script);
+  }
 
   run(argv: readonly string[], input?: string): string {
     return this.real.run(['ip', 'netns', 'exec', this.ns, ...argv], input);
