@@ -449,7 +449,7 @@ export class HostNetwork implements HostSteering, HostRepair {
   private planLink(services: readonly ServiceSnapshot[]): LinkPlan {
     const held = this.localAddresses();
     const interfaces = new Set<string>();
-    const spec: FilterSpec = { services: [], realServers: [], locals: [] };
+    const spec: FilterSpec = { services: [], realServers: [], locals: [], directReplies: [] };
     const vips = new Set<string>();
     const own = (dev: string): boolean => dev === 'lo' || this.limits().ownDevice(dev);
     for (const { key, dests } of services) {
@@ -465,7 +465,17 @@ export class HostNetwork implements HostSteering, HostRepair {
       interfaces.add(dev);
       spec.services.push({ addr: key.addr, protocol: key.protocol, port: key.port });
       for (const dest of dests) {
-        if (dest.method !== 'masq') continue;
+        if (dest.method !== 'masq') {
+          // Its replies carry the VIP as source: routed back through a director that holds the VIP,
+          // they are martians for its kernel unless lvsd takes them (FilterSpec.directReplies).
+          const rdev = held.has(vip) ? this.routeDevice(dest.addr) : null;
+          if (!rdev || own(rdev)) continue;
+          interfaces.add(rdev);
+          const reply = { addr: key.addr, protocol: key.protocol, port: key.port };
+          if (!spec.directReplies.some((r) => JSON.stringify(r) === JSON.stringify(reply)))
+            spec.directReplies.push(reply);
+          continue;
+        }
         const rdev = this.routeDevice(dest.addr);
         if (!rdev || own(rdev))
           throw new Error(

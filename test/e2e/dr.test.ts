@@ -130,3 +130,52 @@ describe(
     });
   },
 );
+
+// Seed 000's director with -g: the VIP is the director's own address and the real servers' default
+// gateway is the director, so their replies (from the VIP) cross it. For the director's kernel those
+// are martians, its own address as a source (accept_local=0); kernel IPVS operators turn on
+// accept_local (and loosen rp_filter) on the real servers' interface. lvsd takes them off the wire
+// instead and hands them to the kernel through its own device, and the interface's sysctls stay as found.
+describe(
+  'LVS-DR with the VIP on the director itself, the real servers routing through it (root, netns)',
+  { skip: ROOT_SKIP, concurrency: false },
+  () => {
+    let lab: Lab;
+    let director: Lvsd;
+    let stateBefore: string;
+
+    before(async () => {
+      lab = await buildDirectRoutingLab({ prefix: 'lvsqp', bulkFileMb: 5, vipOnDirector: true });
+      stateBefore = hostState(lab);
+      director = new Lvsd(lab, ['--dataplane', 'packet', '--restart-hold', '0']);
+      await director.ready();
+      director.adm(`-A -t ${lab.addr.vip}:80 -s rr`);
+      for (const rs of lab.addr.realServers) director.adm(`-a -t ${lab.addr.vip}:80 -r ${rs} -g`);
+    });
+
+    after(async () => {
+      try {
+        await director?.stop();
+        assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
+      } finally {
+        director?.kill();
+        lab?.teardown();
+      }
+    });
+
+    it('curl through the director works, both real servers see the client, with accept_local left off', () => {
+      assertRoundRobinSeesClient(lab);
+      const expected = sha256(readFileSync(lab.bulkFile!));
+      const script = `curl -sS --max-time 60 ${vipUrl(lab, '/files/bulk.bin')} | sha256sum`;
+      assert.equal(
+        lab.run(lab.ns.client, ['sh', '-c', script], { timeoutMs: 70_000 }).split(' ')[0],
+        expected,
+      );
+      for (const conf of ['all', 'eth0'])
+        assert.equal(
+          lab.run(lab.ns.director, ['sysctl', '-n', `net.ipv4.conf.${conf}.accept_local`]).trim(),
+          '0',
+        );
+    });
+  },
+);
