@@ -172,16 +172,8 @@ function rules(spec: FilterSpec, af: 4 | 6): Instruction[] {
         { slot: M_DPORT, ks: [s.port] },
       ]),
     );
-  for (const r of spec.realServers.filter((r) => r.addr.af === af))
-    out.push(
-      ...block([
-        ...addrTests(M_SADDR, r.addr),
-        { slot: M_PROTO, ks: [r.protocol] },
-        { slot: M_SPORT, ks: [r.port] },
-        notLocal,
-      ]),
-    );
-  for (const r of spec.directReplies.filter((r) => r.addr.af === af))
+  // Replies: a masquerading real server's, and a directly answering one's from the host's own VIP.
+  for (const r of [...spec.realServers, ...spec.directReplies].filter((r) => r.addr.af === af))
     out.push(
       ...block([
         ...addrTests(M_SADDR, r.addr),

@@ -15,11 +15,21 @@ import {
   assertRoundRobinSeesClient,
   assertUploadStoredOnce,
   sha256,
+  stopForGood,
   vipUrl,
 } from './answers-directly.js';
 import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
 
 const BULK_MB = 50;
+
+/** lvsd on the packet plane with an rr service on the VIP's port 80. */
+async function startDirector(lab: Lab): Promise<Lvsd> {
+  // No restart hold: the stop at the end is for good, and must leave the host as found.
+  const director = new Lvsd(lab, ['--dataplane', 'packet', '--restart-hold', '0']);
+  await director.ready();
+  director.adm(`-A -t ${lab.addr.vip}:80 -s rr`);
+  return director;
+}
 
 describe(
   'LVS-DR end to end on --dataplane packet (root, netns)',
@@ -32,24 +42,13 @@ describe(
     before(async () => {
       lab = await buildDirectRoutingLab({ prefix: 'lvsdr', bulkFileMb: BULK_MB });
       stateBefore = hostState(lab);
-      // No restart hold: the stop at the end is for good, and must leave the host as found.
-      director = new Lvsd(lab, ['--dataplane', 'packet', '--restart-hold', '0']);
-      await director.ready();
-      director.adm(`-A -t ${lab.addr.vip}:80 -s rr`);
+      director = await startDirector(lab);
       // -g on one, no method (ipvsadm's default, direct routing) on the other.
       director.adm(`-a -t ${lab.addr.vip}:80 -r ${lab.addr.realServers[0]} -g`);
       director.adm(`-a -t ${lab.addr.vip}:80 -r ${lab.addr.realServers[1]}`);
     });
 
-    after(async () => {
-      try {
-        await director?.stop();
-        assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
-      } finally {
-        director?.kill();
-        lab?.teardown();
-      }
-    });
+    after(() => stopForGood(lab, director, stateBefore));
 
     it('lists both real servers as Route, saved as -g', () => {
       const [service] = director.list();
@@ -147,21 +146,11 @@ describe(
     before(async () => {
       lab = await buildDirectRoutingLab({ prefix: 'lvsqp', bulkFileMb: 5, vipOnDirector: true });
       stateBefore = hostState(lab);
-      director = new Lvsd(lab, ['--dataplane', 'packet', '--restart-hold', '0']);
-      await director.ready();
-      director.adm(`-A -t ${lab.addr.vip}:80 -s rr`);
+      director = await startDirector(lab);
       for (const rs of lab.addr.realServers) director.adm(`-a -t ${lab.addr.vip}:80 -r ${rs} -g`);
     });
 
-    after(async () => {
-      try {
-        await director?.stop();
-        assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
-      } finally {
-        director?.kill();
-        lab?.teardown();
-      }
-    });
+    after(() => stopForGood(lab, director, stateBefore));
 
     it('curl through the director works, both real servers see the client, with accept_local left off', () => {
       assertRoundRobinSeesClient(lab);
