@@ -44,7 +44,8 @@ export class NftSession {
 
   /** Ends the session: what it owns is removed by the kernel. */
   close(): void {
-    this.child?.stdin?.end();
+    // At once (not on a later turn of the event loop): nft reads the end of its input and exits.
+    this.child?.stdin?.destroy();
     this.child = null;
     if (this.output >= 0) closeSync(this.output);
     this.output = -1;
