@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { until } from '../../src/lab/lab.js';
 import {
   hostState,
   ROOT_SKIP,
@@ -249,7 +250,7 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.match(direct, /This is Real Server 1, you are 198\.18\.1\.1$/m);
   });
 
-  it('a client reaching a real server directly through the director gets its page and its ICMP errors; the VIP still balances', () => {
+  it('a client reaching a real server directly through the director gets its page and its ICMP errors; the VIP still balances', async () => {
     s.director.adm(`-A -t ${VIP}:80 -s rr`);
     s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
     s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
@@ -280,6 +281,13 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     // lvsd's, from the VIP, and not passed as the direct flow's.
     s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 0`);
     s.curl(`http://${RS1}/`, ['-H', 'Connection: close', '--local-port', '50100']);
+    // curl is done once it sent its FIN; the port is free when the real server's last ACK is back.
+    const portInUse = (): string => s.lab.run(s.lab.ns.client, ['ss', '-Htan', 'sport', '= :50100']).trim();
+    await until(
+      'the direct flow to leave client port 50100',
+      () => (portInUse() === '' ? true : undefined),
+      5000,
+    );
     const reused = s.lab.run(s.lab.ns.client, [
       'sh',
       '-c',
