@@ -243,15 +243,21 @@ export class Director {
    * returns the verdict: the bytes from offset to transmit, 0 to drop it (counted by reason), or
    * PASS_TO_HOST when it is not the director's (counted too): the device gives it back to the kernel
    * unchanged, as IPVS's NF_ACCEPT. Check `pending` afterwards.
+   *
+   * `fromWire`: the frame was read off an interface (--dataplane packet) rather than steered by the
+   * kernel. A real server's packet of no connection is then given back too: it may be the reply of
+   * a flow that reached the real server directly, which only the kernel saw (conntrack), and the
+   * kernel forwards it only as that (host.ts). A steered one was sorted by the kernel already, so
+   * it is dropped here.
    */
-  process(buf: Uint8Array, offset: number, length: number, fwmark = 0): number {
+  process(buf: Uint8Array, offset: number, length: number, fwmark = 0, fromWire = false): number {
     this.nextHop = null;
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
     const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
     if (!p.ok) return this.drop(p.reason);
     const vflags = vnetFlags(buf, offset);
     if (p.l4Offset < 0) return this.laterFragment(buf, offset, length, p, vflags);
-    if (isIcmpError(p)) return this.icmpError(buf, offset, length, p, vflags);
+    if (isIcmpError(p)) return this.icmpError(buf, offset, length, p, vflags, fromWire);
     if (!hasPorts(p.protocol)) return this.pass('not-a-service');
 
     let id = this.conns.findIn(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
@@ -272,7 +278,8 @@ export class Director {
     if (!service) {
       // A real server's packet that belongs to no connection (one that expired, or from before
       // a restart) must not leave with its own address: the client would see the real server.
-      return this.services.isRealServer(p.saddr, p.sport) ? this.drop('no-conn') : this.pass('not-a-service');
+      if (!this.services.isRealServer(p.saddr, p.sport)) return this.pass('not-a-service');
+      return fromWire ? this.pass('real-server-no-conn') : this.drop('no-conn');
     }
     // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
     if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {
@@ -498,9 +505,10 @@ export class Director {
     length: number,
     p: ParsedPacket,
     vflags: number,
+    fromWire: boolean,
   ): number {
     const inner = parseIcmpError(buf, p);
-    if (!inner) return this.icmpNotOurs(p);
+    if (!inner) return this.icmpNotOurs(p, fromWire);
     // About a client -> real server packet: on its way to the client.
     let id = this.conns.findOut(inner.af, inner.protocol, inner.daddr, inner.dport, inner.saddr, inner.sport);
     if (id >= 0) {
@@ -526,12 +534,16 @@ export class Director {
       this.counters.forwardedIn++;
       return length;
     }
-    return this.icmpNotOurs(p);
+    return this.icmpNotOurs(p, fromWire);
   }
 
-  /** An error for the host's own sockets on a VIP (ssh, path MTU) is the host's; any other is dropped. */
-  private icmpNotOurs(p: ParsedPacket): number {
-    return this.services.isVirtualAddress(p.daddr) ? this.pass('icmp-for-host') : this.drop('icmp-unmatched');
+  /**
+   * An error for the host's own sockets on a VIP (ssh, path MTU) is the host's. Any other is a real
+   * server's: from the wire, the kernel's to judge (a direct flow's, see process()), else dropped.
+   */
+  private icmpNotOurs(p: ParsedPacket, fromWire: boolean): number {
+    if (this.services.isVirtualAddress(p.daddr)) return this.pass('icmp-for-host');
+    return fromWire ? this.pass('real-server-no-conn') : this.drop('icmp-unmatched');
   }
 
   /**
@@ -577,7 +589,7 @@ export class Director {
     return 0;
   }
 
-  private pass(reason: 'not-a-service' | 'icmp-for-host'): typeof PASS_TO_HOST {
+  private pass(reason: 'not-a-service' | 'icmp-for-host' | 'real-server-no-conn'): typeof PASS_TO_HOST {
     this.counters.passed[reason] = (this.counters.passed[reason] ?? 0) + 1;
     return PASS_TO_HOST;
   }

@@ -31,6 +31,7 @@ import {
   type JournalLimits,
 } from './host-journal.js';
 import { EMPTY_FILTER, netdevScript, type FilterSpec } from './l2-filter.js';
+import { NftSession } from './nft-session.js';
 import type { LinkPlan } from './link-path.js';
 
 /** What the WorkerEngine asks of the host. */
@@ -58,12 +59,23 @@ export interface HostSteering {
 export interface System {
   /** Runs a command; throws with its stderr when it fails. */
   run(argv: readonly string[], input?: string): string;
+  /**
+   * Runs an nft script as one transaction in lvsd's own nft session (nft-session.ts): a table it
+   * makes with `flags owner` is removed by the kernel when lvsd dies. Throws with nft's error.
+   */
+  nftOwned(script: string): void;
   readFile(path: string): string | null;
   writeFile(path: string, data: string): void;
   removeFile(path: string): void;
 }
 
 export class RealSystem implements System {
+  private readonly nft = new NftSession();
+
+  nftOwned(script: string): void {
+    this.nft.run(script);
+  }
+
   run(argv: readonly string[], input?: string): string {
     try {
       return execFileSync(argv[0]!, argv.slice(1), { input, encoding: 'utf8', stdio: 'pipe' });
@@ -173,6 +185,9 @@ const PASS_SETS: readonly [name: string, type: string][] = [
 ];
 /** The blackhole that keeps marked packets from leaking when a device is gone: the last resort. */
 const FAIL_CLOSED_METRIC = 0xffff_ffff;
+/** The ICMP errors that belong to a flow (nft's names). */
+const ICMP4_ERRORS = 'destination-unreachable, time-exceeded, parameter-problem';
+const ICMP6_ERRORS = 'destination-unreachable, packet-too-big, time-exceeded, parameter-problem';
 
 function procPath(sysctl: string): string {
   return `/proc/sys/${sysctl}`;
@@ -438,7 +453,7 @@ export class HostNetwork implements HostSteering, HostRepair {
   private planLink(services: readonly ServiceSnapshot[]): LinkPlan {
     const held = this.localAddresses();
     const interfaces = new Set<string>();
-    const spec: FilterSpec = { services: [], realServers: [], locals: [] };
+    const spec: FilterSpec = { services: [], realServers: [], locals: [], directReplies: [] };
     const vips = new Set<string>();
     const own = (dev: string): boolean => dev === 'lo' || this.limits().ownDevice(dev);
     for (const { key, dests } of services) {
@@ -454,7 +469,17 @@ export class HostNetwork implements HostSteering, HostRepair {
       interfaces.add(dev);
       spec.services.push({ addr: key.addr, protocol: key.protocol, port: key.port });
       for (const dest of dests) {
-        if (dest.method !== 'masq') continue;
+        if (dest.method !== 'masq') {
+          // Its replies carry the VIP as source: routed back through a director that holds the VIP,
+          // they are martians for its kernel unless lvsd takes them (FilterSpec.directReplies).
+          const rdev = held.has(vip) ? this.routeDevice(dest.addr) : null;
+          if (!rdev || own(rdev)) continue;
+          interfaces.add(rdev);
+          const reply = { addr: key.addr, protocol: key.protocol, port: key.port };
+          if (!spec.directReplies.some((r) => JSON.stringify(r) === JSON.stringify(reply)))
+            spec.directReplies.push(reply);
+          continue;
+        }
         const rdev = this.routeDevice(dest.addr);
         if (!rdev || own(rdev))
           throw new Error(
@@ -687,6 +712,13 @@ export class HostNetwork implements HostSteering, HostRepair {
       // and ports (one that closed, its client port now reused): its replies are the director's.
       `    iifname ${devices} delete @pass4 { ${forward4} }`,
       `    iifname ${devices} delete @pass6 { ${forward6} }`,
+      // What the director read off the wire and gave back as no connection of its own (--dataplane
+      // packet): a real server's packet or ICMP error, maybe a direct flow's reply. Tracked, so
+      // that `errors` lets it pass only as one (lvsd's own flows are never tracked).
+      `    iifname ${tun} ip saddr . meta l4proto . th sport @real4 return`,
+      `    iifname ${tun} ip6 saddr . meta l4proto . th sport @real6 return`,
+      `    iifname ${tun} ip saddr @rip4 icmp type { ${ICMP4_ERRORS} } fib daddr type != local return`,
+      `    iifname ${tun} ip6 saddr @rip6 icmpv6 type { ${ICMP6_ERRORS} } fib daddr type != local return`,
       `    iifname ${tun} notrack return`,
       `    iifname ${fwmarkDevices} return`,
       `    ip daddr . meta l4proto . th dport @svc4 ${mark}`,
@@ -701,8 +733,8 @@ export class HostNetwork implements HostSteering, HostRepair {
       `    ip6 saddr . meta l4proto . th sport @real6 fib daddr type != local ${mark}`,
       `    ip6 saddr . meta l4proto . th sport @real6 ip6 daddr @vip6 ${mark}`,
       // ICMP errors to a VIP (path MTU for the replies, mostly) belong to the real server's flow.
-      `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
-      `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
+      `    ip daddr @vip4 icmp type { ${ICMP4_ERRORS} } ${mark}`,
+      `    ip6 daddr @vip6 icmpv6 type { ${ICMP6_ERRORS} } ${mark}`,
       // A request that reaches a real server's port directly (not from the device, not steered):
       // its flow is remembered briefly, and for longer once a second packet shows it is a flow,
       // so that a flood of one-packet flows ages out soon. When the set is full, the replies of a
@@ -723,10 +755,17 @@ export class HostNetwork implements HostSteering, HostRepair {
       // see it.
       '  chain errors {',
       '    type filter hook prerouting priority mangle - 10; policy accept;',
-      // (What lvsd gives back to the kernel comes out of its devices: never steered again.)
+      // A real server's packet the director gave back (above) leaves only as a direct flow's:
+      // conntrack saw its request pass (or, for an error, relates it to one). A reply of lvsd's
+      // (its connection lost, say after a crash) is new to conntrack and never leaves un-NATed.
+      `    iifname ${tun} ip saddr . meta l4proto . th sport @real4 ct state != established drop`,
+      `    iifname ${tun} ip6 saddr . meta l4proto . th sport @real6 ct state != established drop`,
+      `    iifname ${tun} ip saddr @rip4 icmp type { ${ICMP4_ERRORS} } fib daddr type != local ct state != related drop`,
+      `    iifname ${tun} ip6 saddr @rip6 icmpv6 type { ${ICMP6_ERRORS} } fib daddr type != local ct state != related drop`,
+      // (Anything else lvsd gives back to the kernel comes out of its devices: never steered again.)
       `    iifname ${devices} return`,
-      `    ip saddr @rip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
-      `    ip6 saddr @rip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } fib daddr type != local ct state != related ${mark}`,
+      `    ip saddr @rip4 icmp type { ${ICMP4_ERRORS} } fib daddr type != local ct state != related ${mark}`,
+      `    ip6 saddr @rip6 icmpv6 type { ${ICMP6_ERRORS} } fib daddr type != local ct state != related ${mark}`,
       '  }',
       '  chain output {',
       // Locally generated packets to a VIP (a client on the director): type route re-routes them.
@@ -736,8 +775,8 @@ export class HostNetwork implements HostSteering, HostRepair {
       // The host's own errors to a VIP: its forwarding refusing a rewritten reply (too big for
       // the client's link) tells the reply's source, the VIP. Through lo they would keep the
       // local route they were given here: steered now, they reach the real server as path MTU.
-      `    ip daddr @vip4 icmp type { destination-unreachable, time-exceeded, parameter-problem } ${mark}`,
-      `    ip6 daddr @vip6 icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ${mark}`,
+      `    ip daddr @vip4 icmp type { ${ICMP4_ERRORS} } ${mark}`,
+      `    ip6 daddr @vip6 icmpv6 type { ${ICMP6_ERRORS} } ${mark}`,
       '  }',
       '}',
     ].join('\n');
@@ -978,7 +1017,7 @@ export class HostNetwork implements HostSteering, HostRepair {
         this.nftShape = new HostListing(this.system, this.nftTable).nft();
         return;
       case 'nft-netdev':
-        this.system.run(['nft', '-f', '-'], netdevScript(change.table, this.plan.interfaces, this.plan.spec));
+        this.system.nftOwned(netdevScript(change.table, this.plan.interfaces, this.plan.spec));
         return;
       case 'rule-removed':
         this.system.run(this.argv(change, 'del'));
@@ -998,7 +1037,8 @@ export class HostNetwork implements HostSteering, HostRepair {
         this.system.run(['nft', 'delete', 'table', 'inet', change.table]);
         return;
       case 'nft-netdev':
-        this.system.run(['nft', 'delete', 'table', 'netdev', change.table]);
+        // Only its owner may; after a crash the kernel removed it already.
+        this.system.nftOwned(`delete table netdev ${change.table}\n`);
         return;
       case 'rule-removed':
         this.system.run(this.argv(change, 'add'));

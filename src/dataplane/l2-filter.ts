@@ -34,9 +34,17 @@ export interface FilterSpec {
   realServers: FilterEndpoint[];
   /** The host's own addresses that are no VIP. */
   locals: Addr[];
+  /**
+   * VIP, protocol, port of each service on one of the host's own addresses whose real servers answer
+   * the clients themselves (direct routing, tunnelling): their replies, when the real servers route
+   * them through the director, have the host's own address as source, which the kernel drops as
+   * martians (accept_local=0). lvsd takes them and gives them to the kernel through its device,
+   * which accepts local sources, and the kernel forwards them.
+   */
+  directReplies: FilterEndpoint[];
 }
 
-export const EMPTY_FILTER: FilterSpec = { services: [], realServers: [], locals: [] };
+export const EMPTY_FILTER: FilterSpec = { services: [], realServers: [], locals: [], directReplies: [] };
 
 // Classic BPF (linux/filter.h, linux/bpf_common.h).
 const LD = 0x00;
@@ -164,7 +172,8 @@ function rules(spec: FilterSpec, af: 4 | 6): Instruction[] {
         { slot: M_DPORT, ks: [s.port] },
       ]),
     );
-  for (const r of spec.realServers.filter((r) => r.addr.af === af))
+  // Replies: a masquerading real server's, and a directly answering one's from the host's own VIP.
+  for (const r of [...spec.realServers, ...spec.directReplies].filter((r) => r.addr.af === af))
     out.push(
       ...block([
         ...addrTests(M_SADDR, r.addr),
@@ -344,6 +353,8 @@ function setElements(spec: FilterSpec): Map<string, string[]> {
     add(`rip${r.addr.af}`, formatAddr(r.addr));
   }
   for (const l of spec.locals) add(`local${l.af}`, formatAddr(l));
+  for (const r of spec.directReplies)
+    add(`reply${r.addr.af}`, `${formatAddr(r.addr)} . ${protocolName(r.protocol)} . ${r.port}`);
   return sets;
 }
 
@@ -354,14 +365,19 @@ function setElements(spec: FilterSpec): Map<string, string[]> {
 export function netdevScript(table: string, interfaces: readonly string[], spec: FilterSpec): string {
   const t = `netdev ${table}`;
   const tuple = (af: 4 | 6) => `ipv${af}_addr . inet_proto . inet_service`;
+  // Lives as long as lvsd's nft session (nft-session.ts): a dead lvsd drops nothing here. (A table
+  // keeps the owner flag it was made with: the first line may not say otherwise.)
   const lines = [
-    `table ${t} {}`,
+    `table ${t} { flags owner; }`,
     `delete table ${t}`,
     `table ${t} {`,
+    '  flags owner',
     `  set svc4 { type ${tuple(4)}; }`,
     `  set svc6 { type ${tuple(6)}; }`,
     `  set real4 { type ${tuple(4)}; }`,
     `  set real6 { type ${tuple(6)}; }`,
+    `  set reply4 { type ${tuple(4)}; }`,
+    `  set reply6 { type ${tuple(6)}; }`,
     '  set vip4 { type ipv4_addr; }',
     '  set vip6 { type ipv6_addr; }',
     '  set rip4 { type ipv4_addr; }',
@@ -374,11 +390,13 @@ export function netdevScript(table: string, interfaces: readonly string[], spec:
     '    ether type ip ip frag-off & 0x3fff != 0 return',
     '    ether type ip ip daddr . ip protocol . th dport @svc4 drop',
     '    ether type ip ip saddr . ip protocol . th sport @real4 ip daddr != @local4 drop',
+    '    ether type ip ip saddr . ip protocol . th sport @reply4 ip daddr != @local4 drop',
     `    ether type ip ip protocol icmp icmp type { ${ICMP4_ERRORS.join(', ')} } ip daddr @vip4 drop`,
     `    ether type ip ip protocol icmp icmp type { ${ICMP4_ERRORS.join(', ')} } ip saddr @rip4 ip daddr != @local4 drop`,
     // `ip6 nexthdr`, not `meta l4proto`: no extension header, as the BPF program reads offset 40.
     '    ether type ip6 ip6 daddr . ip6 nexthdr . th dport @svc6 drop',
     '    ether type ip6 ip6 saddr . ip6 nexthdr . th sport @real6 ip6 daddr != @local6 drop',
+    '    ether type ip6 ip6 saddr . ip6 nexthdr . th sport @reply6 ip6 daddr != @local6 drop',
     `    ether type ip6 ip6 nexthdr icmpv6 icmpv6 type { ${ICMP6_ERRORS.join(', ')} } ip6 daddr @vip6 drop`,
     `    ether type ip6 ip6 nexthdr icmpv6 icmpv6 type { ${ICMP6_ERRORS.join(', ')} } ip6 saddr @rip6 ip6 daddr != @local6 drop`,
     '  }',

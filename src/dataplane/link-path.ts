@@ -134,7 +134,7 @@ export class LinkPath {
       stats.rxBytes += length;
       let out: number;
       try {
-        out = director.process(frame, LINK_HEADROOM, length, 0);
+        out = director.process(frame, LINK_HEADROOM, length, 0, true);
       } catch (error) {
         stats.drops.exception++;
         options.onException(error);

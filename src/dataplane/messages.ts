@@ -21,9 +21,10 @@ export interface PacketDirector {
   connections(from: number, limit: number): ConnPage;
   /**
    * Rewrites buf[offset..offset+length) in place; bytes to write back, or 0 to drop. `fwmark` is
-   * the mark of the device the frame came from (0 for none).
+   * the mark of the device the frame came from (0 for none); `fromWire`, whether it was read off an
+   * interface rather than steered to the device by the kernel.
    */
-  process(buf: Uint8Array, offset: number, length: number, fwmark: number): number;
+  process(buf: Uint8Array, offset: number, length: number, fwmark: number, fromWire?: boolean): number;
   /** Frames ready besides the one process() returned (held fragments released): send, then empty it. */
   readonly pending: Uint8Array[];
   /**

@@ -358,6 +358,11 @@ function labHandle(
 export interface RoutedLabOptions {
   prefix?: string;
   bulkFileMb?: number;
+  /**
+   * Seed 000's director: the VIP is the director's own address (on its eth0), and the real servers'
+   * default gateway is the director (DIP), so that their replies, from the VIP, cross it.
+   */
+  vipOnDirector?: boolean;
 }
 
 export interface TunnelLabOptions extends RoutedLabOptions {
@@ -476,12 +481,14 @@ async function buildRoutedLab(
       sh(['ip', '-n', r, 'link', 'set', port, 'master', 'lan0', 'up']);
       sh(['ip', '-n', host, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
       sh(['ip', '-n', host, 'link', 'set', 'eth0', 'up']);
-      sh(['ip', '-n', host, 'route', 'add', 'default', 'via', router.lan]);
+      const gateway = options.vipOnDirector && host !== ns.director ? addr.dip : router.lan;
+      sh(['ip', '-n', host, 'route', 'add', 'default', 'via', gateway]);
       if (address6) {
         addAddress6(host, 'eth0', address6);
         sh(['ip', '-n', host, '-6', 'route', 'add', 'default', 'via', router6.lan]);
       }
     }
+    if (options.vipOnDirector) sh(['ip', '-n', ns.director, 'addr', 'add', `${addr.vip}/32`, 'dev', 'eth0']);
     if (options.bulkFileMb) {
       bulkFile = join(tmpDir, 'bulk.bin');
       execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);

@@ -68,13 +68,21 @@ function setup(
  * dropped it, 'passed' when it gave it back to the kernel unchanged.
  */
 function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null;
-function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null | 'passed';
-function send(d: Director, spec: PacketSpec): { packet: Uint8Array; parsed: ParsedPacket } | null | 'passed' {
+function send(
+  d: Director,
+  spec: PacketSpec,
+  fromWire?: boolean,
+): { packet: Uint8Array; parsed: ParsedPacket } | null | 'passed';
+function send(
+  d: Director,
+  spec: PacketSpec,
+  fromWire = false,
+): { packet: Uint8Array; parsed: ParsedPacket } | null | 'passed' {
   const input = withVnet(buildPacket(spec));
   // Room to spare, as the data plane's read buffer has: the director may answer with a longer packet.
   const buf = new Uint8Array(input.length + 1500);
   buf.set(input);
-  const length = d.process(buf, 0, input.length);
+  const length = d.process(buf, 0, input.length, 0, fromWire);
   if (length === 0) return null;
   if (length === PASS_TO_HOST) {
     assert.deepEqual(buf.subarray(0, input.length), input, 'a passed packet is unchanged');
@@ -152,6 +160,30 @@ test("a real server's packet of no connection is dropped, never passed with the 
   assert.equal(d.counters.drops['no-conn'], 1);
   // Another port of the same host is no real server: the host's own traffic.
   assert.equal(send(d, tcp(RS1, 22, CLIENT, 40000, SYN | ACK)), 'passed');
+});
+
+test("off the wire, a real server's packet or ICMP error of no connection is the kernel's to judge (a direct flow's?)", () => {
+  const d = director();
+  setup(d);
+  assert.equal(send(d, tcp(RS1, 8080, CLIENT, 40000, SYN | ACK), true), 'passed');
+  const quote = buildPacket({ src: CLIENT, dst: RS1, protocol: 'udp', sport: 40000, dport: 9 });
+  const unreachable: PacketSpec = {
+    src: RS1,
+    dst: CLIENT,
+    protocol: 'icmp',
+    icmpType: 3,
+    icmpCode: 3,
+    payload: quote,
+  };
+  assert.equal(send(d, unreachable, true), 'passed');
+  assert.equal(d.counters.passed['real-server-no-conn'], 2);
+  assert.deepEqual(d.counters.drops, {});
+  // lvsd's own connections are still lvsd's: the reply leaves from the VIP.
+  const syn = send(d, tcp(CLIENT, 40001, VIP, 80, SYN), true);
+  assert.ok(syn !== null && syn !== 'passed');
+  const reply = send(d, tcp(formatAddr(syn.parsed.daddr), 8080, CLIENT, 40001, SYN | ACK), true);
+  assert.ok(reply !== null && reply !== 'passed');
+  assert.equal(reply.parsed.saddr.a, ip(VIP).a);
 });
 
 test('persistence keeps a client on one real server, across ports of a port-0 service and netmasks', () => {

@@ -65,6 +65,11 @@ export class FakeSystem implements System {
     throw new Error(`unexpected command ${line}`);
   }
 
+  /** As nft -f (the session's ownership is the kernel's to model, not this fake's). */
+  nftOwned(script: string): void {
+    this.run(['nft', '-f', '-'], script);
+  }
+
   /** What `nft flush ruleset` (a firewall reload) does. */
   flushRuleset(): void {
     for (const table of [...this.nftTables.keys()]) this.deleteTable(table);

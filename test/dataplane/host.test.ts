@@ -630,8 +630,26 @@ describe('HostNetwork: flows that reach a real server directly', () => {
     // flow (what lvsd gives back to the kernel is not steered again).
     assert.match(
       scripts[0]!,
-      /chain errors \{\n\s+type filter hook prerouting priority mangle - 10;[^\n]*\n\s+iifname \{ "lvs0", "lvsf\*" \} return\n\s+ip saddr @rip4 icmp type \{[^}]+\} fib daddr type != local ct state != related meta mark set 19542 notrack/,
+      /chain errors \{\n\s+type filter hook prerouting priority mangle - 10;[^\n]*\n(\s+iifname "lvs0" [^\n]+ drop\n){4}\s+iifname \{ "lvs0", "lvsf\*" \} return\n\s+ip saddr @rip4 icmp type \{[^}]+\} fib daddr type != local ct state != related meta mark set 19542 notrack/,
     );
+    // A real server's packet that the director read off the wire and gave back (--dataplane packet)
+    // is tracked, and leaves only as the reply of a flow conntrack saw (lvsd's are never tracked).
+    for (const [ip, real, rip, icmp] of [
+      ['ip', 'real4', 'rip4', 'icmp'],
+      ['ip6', 'real6', 'rip6', 'icmpv6'],
+    ] as const) {
+      const tracked = at(
+        new RegExp(`^iifname "lvs0" ${ip} saddr \\. meta l4proto \\. th sport @${real} return$`),
+      );
+      const trackedError = at(new RegExp(`^iifname "lvs0" ${ip} saddr @${rip} ${icmp} type .* return$`));
+      assert.ok(tracked < returns[0]! && trackedError < returns[0]!);
+      at(
+        new RegExp(
+          `^iifname "lvs0" ${ip} saddr \\. meta l4proto \\. th sport @${real} ct state != established drop$`,
+        ),
+      );
+      at(new RegExp(`^iifname "lvs0" ${ip} saddr @${rip} ${icmp} type .* ct state != related drop$`));
+    }
     assert.ok(!lines.some((line) => /^ip6? saddr @rip[46] /.test(line) && !/ct state != related/.test(line)));
   });
 

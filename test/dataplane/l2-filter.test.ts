@@ -29,6 +29,7 @@ const SPEC: FilterSpec = {
     { addr: a('2001:db8:1::11'), protocol: IPPROTO_TCP, port: 443 },
   ],
   locals: [a('198.18.1.1'), a('127.0.0.1'), a('2001:db8:1::1')],
+  directReplies: [{ addr: a('198.18.0.1'), protocol: IPPROTO_TCP, port: 80 }],
 };
 
 const HOST = { pkttype: 0, vlanTagged: false };
@@ -68,6 +69,16 @@ describe('the layer-2 frame filter', () => {
     assert.ok(!taken({ src: '2001:db8:1::11', dst: '2001:db8:1::1', sport: 443 }));
     assert.ok(!taken({ src: '198.18.1.11', dst: '198.18.0.2', sport: 8081 }));
     assert.ok(!taken({ src: '198.18.1.12', dst: '198.18.0.2', sport: 8080 }));
+  });
+
+  it("takes the replies of real servers that answer from the host's own VIP, not the host's own", () => {
+    assert.ok(taken({ src: '198.18.0.1', dst: '198.18.0.2', sport: 80 }));
+    assert.ok(!taken({ src: '198.18.0.1', dst: '198.18.1.1', sport: 80 }));
+    assert.ok(!taken({ src: '198.18.0.1', dst: '198.18.0.2', sport: 22 }));
+    assert.ok(!taken({ src: '198.18.0.1', dst: '198.18.0.2', protocol: 'udp', sport: 53 }));
+    const script = netdevScript('lvsd', ['eth0'], SPEC);
+    assert.match(script, /ip saddr \. ip protocol \. th sport @reply4 ip daddr != @local4 drop/);
+    assert.match(script, /add element netdev lvsd reply4 \{ 198\.18\.0\.1 \. tcp \. 80 \}/);
   });
 
   it('takes ICMP errors to a VIP and from a real server, not echo requests', () => {
@@ -118,13 +129,17 @@ describe('the layer-2 frame filter', () => {
       })),
       realServers: [],
       locals: [],
+      directReplies: [],
     };
     assert.throws(() => filterProgram(many), new RegExp(`more than the kernel's ${MAX_INSTRUCTIONS}`));
   });
 
   it('writes the same set as nft: a chain per interface, the sets filled from the spec', () => {
     const script = netdevScript('lvsd', ['br0', 'pub0'], SPEC);
-    assert.match(script, /^table netdev lvsd \{\}\ndelete table netdev lvsd\n/);
+    assert.match(
+      script,
+      /^table netdev lvsd \{ flags owner; \}\ndelete table netdev lvsd\ntable netdev lvsd \{\n {2}flags owner\n/,
+    );
     assert.match(script, /hook ingress device "br0" priority -500/);
     assert.match(script, /hook ingress device "pub0" priority -500/);
     assert.match(

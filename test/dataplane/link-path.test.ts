@@ -11,6 +11,7 @@ import { formatAddr, IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import { parsePacket } from '../../src/core/packet/parse.js';
 import { EMSGSIZE } from '../../src/dataplane/af-packet.js';
+import { EMPTY_FILTER } from '../../src/dataplane/l2-filter.js';
 import { Neighbours } from '../../src/dataplane/neighbours.js';
 import { PacketLoop } from '../../src/dataplane/packet-loop.js';
 import { NextHopCache, type NextHop } from '../../src/dataplane/routes.js';
@@ -96,6 +97,7 @@ function setup() {
       services: [{ addr: a(VIP), protocol: IPPROTO_TCP, port: 80 }],
       realServers: [{ addr: a(RS), protocol: IPPROTO_TCP, port: 80 }],
       locals: [a('198.18.1.1')],
+      directReplies: [],
     },
   });
   const pub0 = link.ports.get('pub0')!;
@@ -256,12 +258,12 @@ describe('the layer-2 loop', () => {
       () =>
         loop.setLinkPlan({
           interfaces: ['pub0', 'eth9'],
-          spec: { services: [], realServers: [], locals: [] },
+          spec: EMPTY_FILTER,
         }),
       /no interface eth9/,
     );
     assert.ok(!pub0.closed && !br0.closed);
-    loop.setLinkPlan({ interfaces: ['pub0'], spec: { services: [], realServers: [], locals: [] } });
+    loop.setLinkPlan({ interfaces: ['pub0'], spec: EMPTY_FILTER });
     assert.ok(br0.closed && !pub0.closed);
   });
 });

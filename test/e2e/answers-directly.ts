@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab, LabAddresses } from '../../src/lab/lab.js';
-import type { Lvsd } from './harness.js';
+import { hostState, type Lvsd } from './harness.js';
 
 export const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
@@ -57,4 +57,21 @@ export function assertUploadStoredOnce(lab: Lab, addr = lab.addr): void {
     });
   assert.equal(stored.length, 1, 'one real server stored the upload');
   assert.equal(sha256(readFileSync(stored[0]!)), sha256(readFileSync(lab.bulkFile!)));
+}
+
+/** A suite's end: lvsd stops for good and leaves the director host as found (`stateBefore`); the lab goes. */
+export async function stopForGood(
+  lab: Lab | undefined,
+  director: Lvsd | undefined,
+  stateBefore: string,
+  cleanup: () => void = () => undefined,
+): Promise<void> {
+  try {
+    await director?.stop();
+    if (lab) assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
+  } finally {
+    director?.kill();
+    cleanup();
+    lab?.teardown();
+  }
 }

@@ -40,12 +40,6 @@ function dataplaneFromEnv(value: string | undefined): DataplaneKind {
 }
 
 /**
- * Whether the data plane carries flows to a real server's own address through the director: not
- * yet --dataplane packet (docs/host.md). The tests' parts that need them run where it does.
- */
-export const CARRIES_DIRECT_FLOWS = DATAPLANE !== 'packet';
-
-/**
  * Throws unless the lvsd behind `adm` (lvsadm's arguments to its output) runs the data plane
  * `plane` (null: any): a suite asked for one plane must not go on, silently, on another.
  */

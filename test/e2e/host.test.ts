@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IPPROTO_TCP } from '../../src/core/inet.js';
 import { HostNetwork, RealSystem, type System } from '../../src/dataplane/host.js';
+import { NftSession } from '../../src/dataplane/nft-session.js';
 import { buildLab, nginxCommand, nginxConfig, type Lab } from '../../src/lab/lab.js';
 import { serviceSnapshot } from '../helpers/snapshots.js';
-import { CARRIES_DIRECT_FLOWS, hostState, Lvsd, nftCounters, ROOT_SKIP } from './harness.js';
+import { hostState, Lvsd, nftCounters, ROOT_SKIP } from './harness.js';
 
 const PREFIX = 'lvshost';
 const VIP = '198.18.0.1';
@@ -22,8 +23,15 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 /** A System whose commands and /proc/sys reads and writes happen inside a namespace. */
 class NetnsSystem implements System {
   private readonly real = new RealSystem();
+  private readonly nft: NftSession;
 
-  constructor(private readonly ns: string) {}
+  constructor(private readonly ns: string) {
+    this.nft = new NftSession(['ip', 'netns', 'exec', ns, 'nft']);
+  }
+
+  nftOwned(script: string): void {
+    this.nft.run(script);
+  }
 
   run(argv: readonly string[], input?: string): string {
     return this.real.run(['ip', 'netns', 'exec', this.ns, ...argv], input);
@@ -114,7 +122,7 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
     assert.equal(hostState(lab), stateBefore);
   });
 
-  it('lvsd killed mid-transfer: no packet of its flows from a real server address reaches the client', async (t) => {
+  it('lvsd killed mid-transfer: no packet of its flows from a real server address reaches the client', async () => {
     const watch = 'lvshostwatch';
     lab.run(lab.ns.client, ['nft', '-f', '-'], {
       input: `table inet ${watch} {
@@ -162,8 +170,7 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
       director.adm(`-A -t ${VIP}:80 -s rr`);
       for (const rs of lab.addr.realServers) director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
       // Replies of flows that reach a real server directly pass untouched, beside lvsd's.
-      if (CARRIES_DIRECT_FLOWS) assert.equal(answers(direct(), directPages), 2);
-      else t.diagnostic('no direct flows: not yet carried on --dataplane packet (docs/host.md)');
+      assert.equal(answers(direct(), directPages), 2);
       const download = lab.spawn(lab.ns.client, [
         'curl',
         '-s',
@@ -186,10 +193,10 @@ describe('host plumbing end to end (root, netns)', { skip: ROOT_SKIP, concurrenc
       assert.ok(sent() > atKill, 'the real server sent after the kill, so a leak was possible');
       await sleep(1000);
       // ...and, being the kernel's, while no lvsd runs, when lvsd's own replies are held back.
-      if (CARRIES_DIRECT_FLOWS) assert.equal(answers(direct(), directPages), 2);
+      assert.equal(answers(direct(), directPages), 2);
       const seen = nftCounters(lab, lab.ns.client, watch);
       assert.equal(seen.get('from-real-servers'), 0);
-      if (CARRIES_DIRECT_FLOWS) assert.ok(seen.get('direct')! >= 4, `${seen.get('direct')} direct replies`);
+      assert.ok(seen.get('direct')! >= 4, `${seen.get('direct')} direct replies`);
       // While no lvsd runs, a new connection waits (curl: timeout, 28) rather than being refused
       // by the host itself (7).
       const attempt = lab.run(lab.ns.client, [

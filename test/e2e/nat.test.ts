@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { until } from '../../src/lab/lab.js';
 import {
-  DATAPLANE,
   hostState,
   ROOT_SKIP,
   setupLab,
@@ -250,53 +250,53 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     assert.match(direct, /This is Real Server 1, you are 198\.18\.1\.1$/m);
   });
 
-  // The packet plane's netdev ingress rule takes every frame from a real server's service port
-  // before conntrack or the direct-flow sets can tell a direct flow's reply from lvsd's.
-  const directFlows = DATAPLANE === 'packet' ? { skip: 'not yet on --dataplane packet (docs/host.md)' } : {};
-  it(
-    'a client reaching a real server directly through the director gets its page and its ICMP errors; the VIP still balances',
-    directFlows,
-    () => {
-      s.director.adm(`-A -t ${VIP}:80 -s rr`);
-      s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
-      s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
-      s.director.adm(`-A -u ${VIP}:9 -s rr`);
-      s.director.adm(`-a -u ${VIP}:9 -r ${RS1}:9 -m`);
-      // The replies come from the real servers' own port 80, as lvsd's do, yet belong to no
-      // connection of lvsd's: the director forwards them untouched, as IPVS does (NF_ACCEPT).
-      // lvsd's drops so far (this lvsd ran the tests before this one).
-      const noConn = (): number =>
-        (JSON.parse(s.director.adm('-L --json')) as { dataPath: { drops: Record<string, number> } }).dataPath
-          .drops['no-conn'] ?? 0;
-      const droppedBefore = noConn();
-      const direct = s.curl(`http://${RS1}/`, ['-H', 'Connection: close', `http://${RS2}/`]);
-      assert.deepEqual(servers(direct).sort(), [1, 2], direct);
-      assert.ok(
-        [...direct.matchAll(/you are (\S+)/g)].every((m) => m[1] === s.lab.addr.client),
-        direct,
-      );
-      // Nothing listens on the real server's UDP port 9: its port unreachable reaches the client
-      // as it sent it, and through the VIP still as the director rewrote it.
-      assert.equal(probeUdp(RS1, 9), 'refused');
-      assert.equal(probeUdp(VIP, 9), 'refused');
-      const balanced = requests(4);
-      assert.deepEqual([count(balanced, 1), count(balanced, 2)], [2, 2], `${balanced}`);
-      assert.notEqual(balanced[0], balanced[1]);
-      // The client port of a finished direct flow (the server closed it: no TIME_WAIT on the client),
-      // reused for a connection to the VIP that goes to the same real server: its replies are
-      // lvsd's, from the VIP, and not passed as the direct flow's.
-      s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 0`);
-      s.curl(`http://${RS1}/`, ['-H', 'Connection: close', '--local-port', '50100']);
-      const reused = s.lab.run(s.lab.ns.client, [
-        'sh',
-        '-c',
-        `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socat -t 3 -T 3 - TCP:${VIP}:80,sourceport=50100,reuseaddr`,
-      ]);
-      assert.match(reused, /This is Real Server 1, you are 198\.18\.0\.2/);
-      // lvsd was handed no reply of a direct flow to drop.
-      assert.equal(noConn(), droppedBefore);
-    },
-  );
+  it('a client reaching a real server directly through the director gets its page and its ICMP errors; the VIP still balances', async () => {
+    s.director.adm(`-A -t ${VIP}:80 -s rr`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS1}:80 -m`);
+    s.director.adm(`-a -t ${VIP}:80 -r ${RS2}:80 -m`);
+    s.director.adm(`-A -u ${VIP}:9 -s rr`);
+    s.director.adm(`-a -u ${VIP}:9 -r ${RS1}:9 -m`);
+    // The replies come from the real servers' own port 80, as lvsd's do, yet belong to no
+    // connection of lvsd's: the director forwards them untouched, as IPVS does (NF_ACCEPT).
+    // lvsd's drops so far (this lvsd ran the tests before this one).
+    const noConn = (): number =>
+      (JSON.parse(s.director.adm('-L --json')) as { dataPath: { drops: Record<string, number> } }).dataPath
+        .drops['no-conn'] ?? 0;
+    const droppedBefore = noConn();
+    const direct = s.curl(`http://${RS1}/`, ['-H', 'Connection: close', `http://${RS2}/`]);
+    assert.deepEqual(servers(direct).sort(), [1, 2], direct);
+    assert.ok(
+      [...direct.matchAll(/you are (\S+)/g)].every((m) => m[1] === s.lab.addr.client),
+      direct,
+    );
+    // Nothing listens on the real server's UDP port 9: its port unreachable reaches the client
+    // as it sent it, and through the VIP still as the director rewrote it.
+    assert.equal(probeUdp(RS1, 9), 'refused');
+    assert.equal(probeUdp(VIP, 9), 'refused');
+    const balanced = requests(4);
+    assert.deepEqual([count(balanced, 1), count(balanced, 2)], [2, 2], `${balanced}`);
+    assert.notEqual(balanced[0], balanced[1]);
+    // The client port of a finished direct flow (the server closed it: no TIME_WAIT on the client),
+    // reused for a connection to the VIP that goes to the same real server: its replies are
+    // lvsd's, from the VIP, and not passed as the direct flow's.
+    s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 0`);
+    s.curl(`http://${RS1}/`, ['-H', 'Connection: close', '--local-port', '50100']);
+    // curl is done once it sent its FIN; the port is free when the real server's last ACK is back.
+    const portInUse = (): string => s.lab.run(s.lab.ns.client, ['ss', '-Htan', 'sport', '= :50100']).trim();
+    await until(
+      'the direct flow to leave client port 50100',
+      () => (portInUse() === '' ? true : undefined),
+      5000,
+    );
+    const reused = s.lab.run(s.lab.ns.client, [
+      'sh',
+      '-c',
+      `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socat -t 3 -T 3 - TCP:${VIP}:80,sourceport=50100,reuseaddr`,
+    ]);
+    assert.match(reused, /This is Real Server 1, you are 198\.18\.0\.2/);
+    // lvsd was handed no reply of a direct flow to drop.
+    assert.equal(noConn(), droppedBefore);
+  });
 
   it('other ports of the VIP (the director own address) still reach the director; local clients go through', async () => {
     s.director.adm(`-A -t ${VIP}:80 -s rr`);

@@ -12,15 +12,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanupStaleLabs, type Lab } from '../../src/lab/lab.js';
-import {
-  CARRIES_DIRECT_FLOWS,
-  hostState,
-  Lvsd,
-  nftCounters,
-  ROOT_SKIP,
-  setupLab,
-  type Setup,
-} from './harness.js';
+import { hostState, Lvsd, nftCounters, ROOT_SKIP, setupLab, type Setup } from './harness.js';
 
 const PREFIX = 'lvr11';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -161,16 +153,13 @@ describe(
       // paced by the server so that the client sends nothing between its bursts: the kernel passes
       // it, and the restart must not cut it.
       const directOut = join(lab.tmpDir, 'direct.bin');
-      const direct = CARRIES_DIRECT_FLOWS
-        ? collect(
-            lab.spawn(
-              lab.ns.client,
-              ['curl', '-sS', '--max-time', '60', '-o', directOut, `http://${realServers[0]}/slow/bulk.bin`],
-              { stdio: ['ignore', 'pipe', 'pipe'] },
-            ),
-          )
-        : null;
-      if (!direct) t.diagnostic('no direct download: not yet carried on --dataplane packet (docs/host.md)');
+      const direct = collect(
+        lab.spawn(
+          lab.ns.client,
+          ['curl', '-sS', '--max-time', '60', '-o', directOut, `http://${realServers[0]}/slow/bulk.bin`],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        ),
+      );
       // One UDP socket (one flow), a datagram every 100 ms for 14 s; socat stops on an ICMP error.
       const flow = collect(
         lab.spawn(
@@ -225,11 +214,9 @@ describe(
       assert.ok(statSync(out).size > sizeAtStop);
       const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
       assert.equal(sha(out), sha(lab.bulkFile!), 'the file arrived byte for byte');
-      if (direct) {
-        const directDone = await direct;
-        assert.equal(directDone.code, 0, `curl from ${realServers[0]}: ${directDone.stderr}`);
-        assert.equal(sha(directOut), sha(lab.bulkFile!), 'the direct download arrived byte for byte');
-      }
+      const directDone = await direct;
+      assert.equal(directDone.code, 0, `curl from ${realServers[0]}: ${directDone.stderr}`);
+      assert.equal(sha(directOut), sha(lab.bulkFile!), 'the direct download arrived byte for byte');
       const udp = await flow;
       assert.equal(udp.code, 0, `socat: ${udp.stderr}`);
       const replies = udp.stdout.split('\n').filter(Boolean);

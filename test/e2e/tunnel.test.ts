@@ -13,6 +13,7 @@ import {
   assertDownloadBypassesDirector,
   assertRoundRobinSeesClient,
   assertUploadStoredOnce,
+  stopForGood,
 } from './answers-directly.js';
 import { hostState, Lvsd, ROOT_SKIP } from './harness.js';
 
@@ -46,16 +47,11 @@ describe('LVS-TUN end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     for (const rs of lab.addr.realServers) director.adm(`-a -t ${lab.addr.vip}:80 -r ${rs} -i`);
   });
 
-  after(async () => {
-    try {
-      await director?.stop();
-      assert.equal(hostState(lab), stateBefore, 'the director host is left as found');
-    } finally {
-      director?.kill();
+  after(() =>
+    stopForGood(lab, director, stateBefore, () => {
       for (const child of decapsulators) child.stdin!.end();
-      lab?.teardown();
-    }
-  });
+    }),
+  );
 
   it('lists both real servers as Tunnel', () => {
     const [service] = director.list();
