@@ -35,11 +35,11 @@ export function assertDownloadBypassesDirector(lab: Lab, director: Lvsd): void {
   assert.ok(stats!.inPkts > 0);
 }
 
-/** The bulk file from the client, stored intact by one real server. */
-export function assertUploadStoredOnce(lab: Lab): void {
-  curl(lab, ['-T', lab.bulkFile!, vipUrl(lab, '/upload/up.bin')]);
+/** The bulk file from the client, stored intact (as `name`) by one real server. */
+export function assertUploadStoredOnce(lab: Lab, name = 'up.bin'): void {
+  curl(lab, ['-T', lab.bulkFile!, vipUrl(lab, `/upload/${name}`)]);
   const stored = [0, 1]
-    .map((i) => join(lab.tmpDir, `rs${i + 1}`, 'www', 'upload', 'up.bin'))
+    .map((i) => join(lab.tmpDir, `rs${i + 1}`, 'www', 'upload', name))
     .filter((path) => {
       try {
         return readFileSync(path).length > 0;
