@@ -343,19 +343,21 @@ function validateDest(
 }
 
 /**
- * lvsd tunnels IPv4 in IPv4, with the ipip type (ipvsadm's default) or gre; gue, remote checksum
+ * lvsd tunnels IPv4 in IPv4, with the ipip type (ipvsadm's default), gre or gue; remote checksum
  * offload and IPv6 are refused. Options a type does not take are refused as ipvsadm refuses them,
  * so that a control client that sends them gets no silent default.
  */
 function validateTunnel(service: Service, addr: Addr, settings: DestSettings): void {
   const tunnel = tunnelOf(settings)!;
-  if (tunnel.type === 'gue') {
+  if (tunnel.csum === 'remcsum' && tunnel.type === 'gue') {
     throw new LvsError(
       ErrorCodes.METHOD_UNSUPPORTED,
-      `lvsd cannot tunnel with --tun-type gue yet; use --tun-type ipip (the default) or gre`,
+      'lvsd cannot tunnel with --tun-remcsum (remote checksum offload) yet; use --tun-csum or --tun-nocsum',
     );
   }
-  if (tunnel.port !== 0)
+  if (tunnel.type === 'gue' && tunnel.port === 0)
+    throw new LvsError(ErrorCodes.INVALID, 'a gue tunnel needs --tun-port');
+  if (tunnel.type !== 'gue' && tunnel.port !== 0)
     throw new LvsError(ErrorCodes.INVALID, `a ${tunnel.type} tunnel takes no --tun-port`);
   if (tunnel.type === 'ipip' && tunnel.csum !== 'nocsum')
     throw new LvsError(ErrorCodes.INVALID, 'an ipip tunnel takes no checksum option');

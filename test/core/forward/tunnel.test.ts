@@ -208,10 +208,11 @@ test('a gre real server with --tun-csum gets the packet behind a checksummed GRE
   assert.deepEqual(d.snapshot({ connections: false }).services[0]!.dests[0]!.tunnel, GRE_CSUM);
 });
 
-test("path MTU leaves room for each type's headers: 1476 for gre, 1472 with its checksum", () => {
+test("path MTU leaves room for each type's headers: 1476 for gre, 1472 with its checksum, 1468 for gue", () => {
   for (const [settings, mtu] of [
     [{ type: 'gre', port: 0, csum: 'nocsum' }, 1476],
     [GRE_CSUM, 1472],
+    [{ type: 'gue', port: 6080, csum: 'csum' }, 1468],
   ] as const) {
     const d = tunnelDirector(1500, { ...tunnel, tunnel: settings });
     send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
@@ -234,6 +235,20 @@ test("path MTU leaves room for each type's headers: 1476 for gre, 1472 with its 
   }
 });
 
+test('a gue real server gets the packet in UDP to its --tun-port, one source port per connection', () => {
+  const d = tunnelDirector(1500, { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'csum' } });
+  const syn = buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN));
+  const ack = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload: new Uint8Array(300) });
+  const [first, second] = [syn, ack].map((packet) => {
+    const [frame] = send(d, withVnet(packet));
+    assert.equal(frame![VNET_HDR_LEN + 9], 17, 'protocol UDP');
+    return unwrapped(frame!);
+  });
+  assert.deepEqual([first!.kind, first!.checksummed, first!.inner], ['gue', true, syn]);
+  assert.deepEqual(second!.inner, ack);
+  assert.equal(first!.sourcePort, second!.sourcePort);
+});
+
 test('editing the tunnel type changes how the next packet of a connection is wrapped', () => {
   const d = tunnelDirector();
   send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
@@ -251,14 +266,10 @@ test('the service table refuses tunnels it cannot carry out, and changes nothing
   d.execute({ op: 'add-service', key: v6, settings: { ...RR, netmaskPrefix: 128 } });
   const unsupported = 'LVS_ERR_METHOD_UNSUPPORTED';
   const invalid = 'LVS_ERR_INVALID';
+  const RIP2 = '198.18.1.12';
   const refusals: [ServiceKey, string, DestSettings, string, RegExp][] = [
-    [
-      key,
-      '198.18.1.12',
-      { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'nocsum' } },
-      unsupported,
-      /gue/,
-    ],
+    [key, RIP2, { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'remcsum' } }, unsupported, /remcsum/],
+    [key, RIP2, { ...tunnel, tunnel: { type: 'gue', port: 0, csum: 'csum' } }, invalid, /--tun-port/],
     [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gre', port: 0, csum: 'remcsum' } }, invalid, /gre/],
     [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gre', port: 6080, csum: 'csum' } }, invalid, /port/],
     [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'ipip', port: 0, csum: 'csum' } }, invalid, /checksum/],
