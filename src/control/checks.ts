@@ -1,6 +1,8 @@
 // Field checks shared by the control protocol and the configuration document: each names the
 // field it refuses, so that a bad request or a bad file says exactly what is wrong and where.
 
+import type { TunnelCsum, TunnelSettings, TunnelType } from '../core/model.js';
+
 /** A value refused by a check; its message names the field. */
 export class Invalid extends Error {}
 
@@ -35,3 +37,24 @@ export const IFNAME = /^[^\s/]{1,15}$/;
 export const MAX_THRESHOLD = 0x7fffffff;
 /** The largest sync message that fits in an IPv4/UDP datagram. */
 export const MAX_SYNC_LEN = 65535 - 28;
+
+const TUNNEL_TYPES: readonly TunnelType[] = ['ipip', 'gue', 'gre'];
+const TUNNEL_CSUMS: readonly TunnelCsum[] = ['nocsum', 'csum', 'remcsum'];
+
+/** A tunnelling real server's encapsulation; what a type takes is the service table's to check. */
+export function tunnelSettings(value: unknown, what: string): TunnelSettings {
+  const o = record(value, what);
+  check(
+    TUNNEL_TYPES.includes(o.type as TunnelType),
+    `${what}.type must be one of ${TUNNEL_TYPES.join(', ')}`,
+  );
+  check(
+    TUNNEL_CSUMS.includes(o.csum as TunnelCsum),
+    `${what}.csum must be one of ${TUNNEL_CSUMS.join(', ')}`,
+  );
+  return {
+    type: o.type as TunnelType,
+    port: int(o.port, 0, 65535, `${what}.port`),
+    csum: o.csum as TunnelCsum,
+  };
+}

@@ -19,6 +19,7 @@ import {
 } from '../core/inet.js';
 import type { Addr, Protocol } from '../core/inet.js';
 import {
+  IPIP_TUNNEL,
   MAX_PERSISTENT_TIMEOUT,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -34,6 +35,7 @@ import type {
   ForwardMethod,
   ServiceKey,
   ServiceSettings,
+  TunnelSettings,
 } from '../core/model.js';
 import type { ControlOp, IpvsTimeouts, Snapshot, SyncDaemonConfig, SyncState } from '../core/ops.js';
 import { DEFAULT_MCAST_GROUP, DEFAULT_MCAST_PORT, DEFAULT_MCAST_TTL } from '../ipvsadm/parse.js';
@@ -47,6 +49,7 @@ import {
   NAME,
   record,
   str,
+  tunnelSettings,
   U32,
 } from './checks.js';
 
@@ -63,6 +66,8 @@ export interface RealServerConfig {
   weight: number;
   upperThreshold: number;
   lowerThreshold: number;
+  /** A tunnel's encapsulation; absent for ipip, the default (and for other methods). */
+  tunnel?: TunnelSettings;
 }
 
 export interface PersistenceConfig {
@@ -155,9 +160,10 @@ function address(value: unknown, what: string, family?: 4 | 6): Addr {
 
 function readRealServer(value: unknown, what: string): RealServerConfig {
   const o = record(value, what);
-  only(o, ['address', 'port', 'method', 'weight', 'upperThreshold', 'lowerThreshold'], what);
+  only(o, ['address', 'port', 'method', 'weight', 'upperThreshold', 'lowerThreshold', 'tunnel'], what);
   const method = optional(o, 'method', 'masq', (v) => v);
   check(METHODS.includes(method as ForwardMethod), `${what}.method must be one of ${METHODS.join(', ')}`);
+  if (o.tunnel !== undefined) check(method === 'tunnel', `${what}.tunnel is only for method tunnel`);
   return {
     address: formatAddr(address(o.address, `${what}.address`)),
     port: int(o.port, 0, 65535, `${what}.port`),
@@ -169,6 +175,7 @@ function readRealServer(value: unknown, what: string): RealServerConfig {
     lowerThreshold: optional(o, 'lowerThreshold', 0, (v) =>
       int(v, 0, MAX_THRESHOLD, `${what}.lowerThreshold`),
     ),
+    ...(o.tunnel === undefined ? {} : { tunnel: tunnelSettings(o.tunnel, `${what}.tunnel`) }),
   };
 }
 
@@ -359,7 +366,18 @@ export function serviceSettingsOf(s: ServiceConfig): ServiceSettings {
 }
 
 export function destSettingsOf(d: RealServerConfig): DestSettings {
-  return { method: d.method, weight: d.weight, uThreshold: d.upperThreshold, lThreshold: d.lowerThreshold };
+  const settings = {
+    method: d.method,
+    weight: d.weight,
+    uThreshold: d.upperThreshold,
+    lThreshold: d.lowerThreshold,
+  };
+  return d.tunnel ? { ...settings, tunnel: { ...d.tunnel } } : settings;
+}
+
+/** The document names a tunnel's settings only when they are not ipip's, the default (which takes no options). */
+function tunnelConfig(tunnel: TunnelSettings | undefined): Pick<RealServerConfig, 'tunnel'> {
+  return tunnel && tunnel.type !== IPIP_TUNNEL.type ? { tunnel: { ...tunnel } } : {};
 }
 
 export function syncConfigOf(d: SyncDaemonEntry): SyncDaemonConfig {
@@ -409,6 +427,7 @@ export function configFromSnapshot(snapshot: Snapshot, daemons: readonly SyncDae
         weight: d.configuredWeight,
         upperThreshold: d.uThreshold,
         lowerThreshold: d.lThreshold,
+        ...tunnelConfig(d.tunnel),
       })),
     };
   });

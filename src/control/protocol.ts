@@ -28,9 +28,6 @@ import type {
   HealthState,
   ServiceKey,
   ServiceSettings,
-  TunnelCsum,
-  TunnelSettings,
-  TunnelType,
 } from '../core/model.js';
 import { MAX_CAPACITY } from '../core/conn/table.js';
 import {
@@ -50,6 +47,7 @@ import {
   NAME,
   record,
   str,
+  tunnelSettings,
   U32,
 } from './checks.js';
 
@@ -132,20 +130,6 @@ function serviceSettings(value: unknown, af: 4 | 6): ServiceSettings {
 
 const METHODS: readonly ForwardMethod[] = ['masq', 'local', 'tunnel', 'route'];
 
-const TUNNEL_TYPES: readonly TunnelType[] = ['ipip', 'gue', 'gre'];
-const TUNNEL_CSUMS: readonly TunnelCsum[] = ['nocsum', 'csum', 'remcsum'];
-
-function tunnelSettings(value: unknown): TunnelSettings {
-  const o = record(value, 'settings.tunnel');
-  check(TUNNEL_TYPES.includes(o.type as TunnelType), 'settings.tunnel.type is not valid');
-  check(TUNNEL_CSUMS.includes(o.csum as TunnelCsum), 'settings.tunnel.csum is not valid');
-  return {
-    type: o.type as TunnelType,
-    port: int(o.port, 0, 65535, 'settings.tunnel.port'),
-    csum: o.csum as TunnelCsum,
-  };
-}
-
 function destSettings(value: unknown): DestSettings {
   const o = record(value, 'settings');
   check(METHODS.includes(o.method as ForwardMethod), 'settings.method is not valid');
@@ -157,7 +141,7 @@ function destSettings(value: unknown): DestSettings {
   };
   if (o.tunnel !== undefined) {
     check(settings.method === 'tunnel', 'settings.tunnel is only for method tunnel');
-    settings.tunnel = tunnelSettings(o.tunnel);
+    settings.tunnel = tunnelSettings(o.tunnel, 'settings.tunnel');
   }
   return settings;
 }

@@ -387,8 +387,8 @@ export class Director {
     const method = forwardingMethodById(this.conns.method(id));
     const inbound = direction === 'in';
     const target: XmitTarget = inbound
-      ? { addr: dest.addr, port: this.conns.dport(id), route: dest.route }
-      : { addr: this.conns.vaddr(id), port: this.conns.vport(id), route: null };
+      ? this.realServerTarget(id)
+      : { addr: this.conns.vaddr(id), port: this.conns.vport(id), route: null, tunnel: null };
     if (!inbound && !method.toClient) return this.drop('no-reply-path');
     // Measured before the method rewrites the frame (a tunnel replaces its virtio_net_hdr).
     const size = wireSize(buf, offset, p);
@@ -409,6 +409,12 @@ export class Director {
       }
     }
     return out;
+  }
+
+  /** Where connection `id`'s client packets go: its real server, by the route and tunnel it has now. */
+  private realServerTarget(id: number): XmitTarget {
+    const dest = this.conns.dest(id);
+    return { addr: dest.addr, port: this.conns.dport(id), route: dest.route, tunnel: dest.tunnel };
   }
 
   /**
@@ -462,7 +468,7 @@ export class Director {
       case XMIT_NO_ROUTE:
         return this.drop('no-route');
       case XMIT_TOO_BIG:
-        return this.packetTooBig(buf, offset, p, target.route!.mtu - method.headroom);
+        return this.packetTooBig(buf, offset, p, target.route!.mtu - method.headerLength(target));
       case XMIT_TTL_EXPIRED:
         return this.drop('ttl-expired');
       default:
@@ -522,8 +528,7 @@ export class Director {
     if (method !== null && method.toClient === null) {
       // A real server that answers the client itself holds the VIP: the error goes to it as it
       // is, the way the connection's packets go (ip_vs_icmp_xmit's packet_xmit for DR and TUN).
-      const dest = this.conns.dest(id);
-      const target = { addr: dest.addr, port: this.conns.dport(id), route: dest.route };
+      const target = this.realServerTarget(id);
       const out = this.transmit(buf, offset, length, p, vflags, method, true, target);
       if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
       this.counters.forwardedIn++;
@@ -887,6 +892,7 @@ function destSnapshot(dest: Dest): DestSnapshot {
     addr: dest.addr,
     port: dest.port,
     method: dest.method,
+    ...(dest.tunnel ? { tunnel: { ...dest.tunnel } } : {}),
     weight: dest.weight,
     configuredWeight: dest.configuredWeight,
     scheduled: dest.scheduled,

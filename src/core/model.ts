@@ -145,6 +145,8 @@ export class Dest {
   available = true;
   /** The host's path to it, for methods that need one (tunnels); set by the data plane's adapter. */
   route: RealServerRoute | null = null;
+  /** A tunnelling real server's encapsulation, as configured; null for other methods. */
+  tunnel: TunnelSettings | null;
   readonly stats = new Stats();
   rates: Rates = zeroRates();
 
@@ -156,6 +158,7 @@ export class Dest {
     settings: DestSettings,
   ) {
     this.method = settings.method;
+    this.tunnel = tunnelOf(settings);
     this.weight = settings.weight;
     this.configuredWeight = settings.weight;
     this.uThreshold = settings.uThreshold;
@@ -173,6 +176,15 @@ export interface TunnelSettings {
   /** gue's UDP destination port; 0 for ipip and gre. */
   port: number;
   csum: TunnelCsum;
+}
+
+/** A tunnel without settings of its own: ipip, the kernel's default type. */
+export const IPIP_TUNNEL: Readonly<TunnelSettings> = Object.freeze({ type: 'ipip', port: 0, csum: 'nocsum' });
+
+/** The encapsulation a real server's settings ask for: ipip when a tunnel names none, null when not a tunnel. */
+export function tunnelOf(settings: DestSettings): TunnelSettings | null {
+  if (settings.method !== 'tunnel') return null;
+  return { ...(settings.tunnel ?? IPIP_TUNNEL) };
 }
 
 export interface DestSettings {

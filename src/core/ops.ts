@@ -15,6 +15,7 @@ import type {
   Rates,
   ServiceKey,
   ServiceSettings,
+  TunnelSettings,
 } from './model.js';
 
 export type SyncState = 'master' | 'backup';
@@ -127,6 +128,8 @@ export interface DestSnapshot {
   addr: Addr;
   port: number;
   method: ForwardMethod;
+  /** A tunnelling real server's encapsulation (method 'tunnel' only). */
+  tunnel?: TunnelSettings;
   /** The effective weight (what -Ln shows); configuredWeight is what -S saves. */
   weight: number;
   configuredWeight: number;

@@ -14,6 +14,7 @@ import {
   Service,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
+  tunnelOf,
   type AdminState,
   type DestRuntimeChange,
   type HealthState,
@@ -171,6 +172,7 @@ export class ServiceTable {
     const dest = findDest(service, addr, port);
     if (!dest) throw new LvsError(ErrorCodes.NO_DEST, 'No such destination');
     dest.method = settings.method;
+    dest.tunnel = tunnelOf(settings);
     dest.configuredWeight = settings.weight;
     applyRuntime(dest);
     dest.uThreshold = settings.uThreshold;
@@ -340,22 +342,30 @@ function validateDest(
   }
 }
 
-/** lvsd tunnels IPv4 in IPv4 with the ipip type (ipvsadm's default); gue, gre and IPv6 are refused. */
+/**
+ * lvsd tunnels IPv4 in IPv4, with the ipip type (ipvsadm's default), gre or gue; remote checksum
+ * offload and IPv6 are refused. Options a type does not take are refused as ipvsadm refuses them,
+ * so that a control client that sends them gets no silent default.
+ */
 function validateTunnel(service: Service, addr: Addr, settings: DestSettings): void {
-  const type = settings.tunnel?.type ?? 'ipip';
-  if (type !== 'ipip') {
+  const tunnel = tunnelOf(settings)!;
+  if (tunnel.csum === 'remcsum' && tunnel.type === 'gue') {
     throw new LvsError(
       ErrorCodes.METHOD_UNSUPPORTED,
-      `lvsd cannot tunnel with --tun-type ${type} yet; use --tun-type ipip (the default)`,
+      'lvsd cannot tunnel with --tun-remcsum (remote checksum offload) yet; use --tun-csum or --tun-nocsum',
     );
   }
-  // ipvsadm refuses these for ipip; a control client that sends them gets no silent default.
-  if (settings.tunnel && (settings.tunnel.port !== 0 || settings.tunnel.csum !== 'nocsum')) {
+  if (tunnel.type === 'gue' && tunnel.port === 0)
+    throw new LvsError(ErrorCodes.INVALID, 'a gue tunnel needs --tun-port');
+  if (tunnel.type !== 'gue' && tunnel.port !== 0)
+    throw new LvsError(ErrorCodes.INVALID, `a ${tunnel.type} tunnel takes no --tun-port`);
+  if (tunnel.type === 'ipip' && tunnel.csum !== 'nocsum')
+    throw new LvsError(ErrorCodes.INVALID, 'an ipip tunnel takes no checksum option');
+  if (tunnel.type === 'gre' && tunnel.csum === 'remcsum')
     throw new LvsError(
-      ErrorCodes.METHOD_UNSUPPORTED,
-      'an ipip tunnel takes no --tun-port or checksum option',
+      ErrorCodes.INVALID,
+      'a gre tunnel takes --tun-csum or --tun-nocsum, not --tun-remcsum',
     );
-  }
   if (addr.af !== 4 || service.key.af !== 4) {
     throw new LvsError(
       ErrorCodes.METHOD_UNSUPPORTED,

@@ -4,6 +4,7 @@
 import { formatAddr, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from '../core/inet.js';
 import type { Addr } from '../core/inet.js';
 import {
+  IPIP_TUNNEL,
   COUNTERS,
   SVC_F_ONEPACKET,
   SVC_F_PERSISTENT,
@@ -130,9 +131,8 @@ const FORWARD_SWITCHES: Record<ForwardMethod, string> = {
 /** A real server as listed; `tunnel` where the snapshot carries a tunnel's settings. */
 type ListedDest = DestSnapshot & Pick<DestSettings, 'tunnel'>;
 
-/** A tunnel without recorded settings is ipip, the kernel's default type. */
 function tunnelOf(d: ListedDest): TunnelSettings {
-  return d.tunnel ?? { type: 'ipip', port: 0, csum: 'nocsum' };
+  return d.tunnel ?? IPIP_TUNNEL;
 }
 
 const CSUM_SWITCHES: Record<TunnelCsum, string> = {

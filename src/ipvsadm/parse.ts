@@ -16,6 +16,7 @@ import {
 } from '../core/inet.js';
 import type { Addr, Family, Protocol } from '../core/inet.js';
 import {
+  IPIP_TUNNEL,
   DEFAULT_PERSISTENT_TIMEOUT,
   DEFAULT_SCHEDULER,
   MAX_PERSISTENT_TIMEOUT,
@@ -815,7 +816,7 @@ function newEntry(command: CommandName): Entry {
       weight: 1,
       uThreshold: 0,
       lThreshold: 0,
-      tunnel: { type: 'ipip', port: 0, csum: 'nocsum' },
+      tunnel: { ...IPIP_TUNNEL },
     },
     daemon: {
       state: 'master',

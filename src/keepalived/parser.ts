@@ -13,7 +13,7 @@ import {
   SVC_F_SCHED2,
   SVC_F_SCHED3,
 } from '../core/model.js';
-import type { ForwardMethod } from '../core/model.js';
+import type { ForwardMethod, TunnelSettings } from '../core/model.js';
 import { BUILTIN_SCHEDULER_NAMES } from '../core/sched/index.js';
 import type { HttpUrl } from '../health/config.js';
 import { ConfigError, splitQuoted, type Diagnostic, type SourcePos } from './lexer.js';
@@ -34,8 +34,14 @@ export interface RawTiming {
   alpha?: boolean;
 }
 
-/** The forwarding methods a keepalived.conf may name here: NAT and DR. */
-export type KeepalivedMethod = Extract<ForwardMethod, 'masq' | 'route'>;
+/** The forwarding methods a keepalived.conf may name here: NAT, DR and TUN. */
+export type KeepalivedMethod = Extract<ForwardMethod, 'masq' | 'route' | 'tunnel'>;
+
+/** lb_kind / lvs_method as read: the method, and a tunnel's encapsulation (null for NAT and DR). */
+export interface KeepalivedForward {
+  method: KeepalivedMethod;
+  tunnel: TunnelSettings | null;
+}
 
 export type DnsType = 'A' | 'NS' | 'CNAME' | 'SOA' | 'MX' | 'TXT' | 'AAAA';
 
@@ -73,6 +79,7 @@ export interface RawRealServer {
   methodSet: boolean;
   /** lvs_method, else the virtual server's lb_kind when the real server began. */
   method: KeepalivedMethod;
+  tunnel: TunnelSettings | null;
   weight?: number;
   uThreshold: number;
   lThreshold: number;
@@ -101,6 +108,7 @@ export interface RawVirtualServer {
   methodSet: boolean;
   /** lb_kind (lvs_method): what real servers begun after it take. */
   method: KeepalivedMethod;
+  tunnel: TunnelSettings | null;
   timing: RawTiming;
   inhibit: boolean;
   omega: boolean;
@@ -110,7 +118,7 @@ export interface RawVirtualServer {
   quorumDown: ScriptConfig | null;
   weight: number;
   virtualhost?: string;
-  sorry: { pos: SourcePos; addr: Addr; port: number; inhibit: boolean; method: KeepalivedMethod } | null;
+  sorry: ({ pos: SourcePos; addr: Addr; port: number; inhibit: boolean } & KeepalivedForward) | null;
   realServers: RawRealServer[];
 }
 
@@ -363,6 +371,7 @@ class Parser {
       pe: null,
       methodSet: false,
       method: 'masq',
+      tunnel: null,
       timing: {},
       inhibit: false,
       omega: false,
@@ -434,7 +443,7 @@ class Parser {
         break;
       case 'lb_kind':
       case 'lvs_method':
-        vs.method = readMethod(node, 'virtual');
+        Object.assign(vs, readMethod(node, 'virtual'));
         vs.methodSet = true;
         return;
       case 'persistence_engine':
@@ -516,7 +525,7 @@ class Parser {
         const addr = readAddr(a0);
         const port = readPort(node.args[1]);
         if (!addr || port === null) fail(node, `Invalid sorry server IP address ${a0 ?? ''}`);
-        vs.sorry = { pos: node, addr, port, inhibit: false, method: vs.method };
+        vs.sorry = { pos: node, addr, port, inhibit: false, method: vs.method, tunnel: vs.tunnel };
         return;
       }
       case 'sorry_server_inhibit':
@@ -525,7 +534,7 @@ class Parser {
         return;
       case 'sorry_server_lvs_method':
         if (!vs.sorry) fail(node, 'sorry_server forwarding used without sorry_server');
-        vs.sorry.method = readMethod(node, 'sorry');
+        Object.assign(vs.sorry, readMethod(node, 'sorry'));
         return;
       case 'real_server':
         this.realServer(vs, node);
@@ -547,6 +556,7 @@ class Parser {
       port,
       methodSet: vs.methodSet,
       method: vs.method,
+      tunnel: vs.tunnel,
       uThreshold: 0,
       lThreshold: 0,
       notifyUp: null,
@@ -582,7 +592,7 @@ class Parser {
         );
         return;
       case 'lvs_method':
-        rs.method = readMethod(node, 'real');
+        Object.assign(rs, readMethod(node, 'real'));
         rs.methodSet = true;
         return;
       case 'uthreshold':
@@ -948,19 +958,47 @@ function readTiming(t: RawTiming, node: ConfigNode, level: TimingLevel): boolean
 }
 
 /**
- * lb_kind / lvs_method: NAT or DR (whether the data plane delivers DR is the service table's to
- * say when the file is applied); TUN, with its tunnel options, is not read from a file yet.
+ * lb_kind / lvs_method: NAT, DR, or TUN with its tunnel options, as keepalived's
+ * forwarding_handler reads them: `TUN [type ipip|gue|gre] [port N] [nocsum|csum|remcsum]`, each at
+ * most once, gue needing a port and taking any checksum option, gre nocsum or csum, ipip none
+ * (ipvsadm's tunnel matrix). Whether the data plane delivers the method, and lvsd the type and
+ * option, is the service table's to say when the file is applied.
  */
-function readMethod(node: ConfigNode, server: 'virtual' | 'real' | 'sorry'): KeepalivedMethod {
-  const [method] = node.args;
+function readMethod(node: ConfigNode, server: 'virtual' | 'real' | 'sorry'): KeepalivedForward {
+  const [method, ...options] = node.args;
   if (method === 'NAT' || method === 'DR') {
-    if (node.args.length > 1) fail(node, `Invalid tunnel option ${node.args[1]} for ${server} server.`);
-    return method === 'NAT' ? 'masq' : 'route';
+    if (options.length > 0) fail(node, `Invalid tunnel option ${options[0]} for ${server} server.`);
+    return { method: method === 'NAT' ? 'masq' : 'route', tunnel: null };
   }
-  if (method === 'TUN') {
-    fail(node, `${node.keyword} TUN: lvsd does not take tunnels from a keepalived.conf yet (lvsadm -i does)`);
+  if (method !== 'TUN') fail(node, `PARSER : unknown [${method ?? ''}] routing method for ${server} server.`);
+  const tunnel: TunnelSettings = { type: 'ipip', port: 0, csum: 'nocsum' };
+  const seen = new Set<string>();
+  for (let i = 0; i < options.length; i++) {
+    const option = options[i]!;
+    const which = option === 'csum' || option === 'remcsum' ? 'nocsum' : option;
+    if (seen.has(which)) fail(node, `${node.keyword} TUN: ${option} given twice`);
+    seen.add(which);
+    if (option === 'type') {
+      const type = options[++i];
+      if (type !== 'ipip' && type !== 'gue' && type !== 'gre')
+        fail(node, `${node.keyword} TUN: unknown tunnel type '${type ?? ''}' (ipip, gue or gre)`);
+      tunnel.type = type;
+    } else if (option === 'port') {
+      const port = readPort(options[++i]);
+      if (port === null || port === 0)
+        fail(node, `${node.keyword} TUN: invalid tunnel port '${options[i] ?? ''}'`);
+      tunnel.port = port;
+    } else if (option === 'nocsum' || option === 'csum' || option === 'remcsum') tunnel.csum = option;
+    else fail(node, `Invalid tunnel option ${option} for ${server} server.`);
   }
-  fail(node, `PARSER : unknown [${method ?? ''}] routing method for ${server} server.`);
+  if (tunnel.type === 'gue' && tunnel.port === 0) fail(node, `${node.keyword} TUN type gue needs a port`);
+  if (tunnel.type !== 'gue' && tunnel.port !== 0)
+    fail(node, `${node.keyword} TUN: port is for type gue only`);
+  if (tunnel.type === 'ipip' && seen.has('nocsum'))
+    fail(node, `${node.keyword} TUN: type ipip takes no checksum option`);
+  if (tunnel.type === 'gre' && tunnel.csum === 'remcsum')
+    fail(node, `${node.keyword} TUN: type gre takes nocsum or csum, not remcsum`);
+  return { method: 'tunnel', tunnel };
 }
 
 function readLvsTimeouts(node: ConfigNode): { tcp: number; tcpfin: number; udp: number } {

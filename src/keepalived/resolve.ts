@@ -246,6 +246,7 @@ class Resolver {
         weight,
         uThreshold: rs.uThreshold,
         lThreshold: rs.lThreshold,
+        ...(rs.tunnel ? { tunnel: { ...rs.tunnel } } : {}),
       };
       const checkPort = port !== 0 ? port : services[0]!.port;
       const checkers = rs.checkers
@@ -304,7 +305,13 @@ class Resolver {
       sorryServer = {
         addr: sorry.addr,
         port,
-        settings: { method: sorry.method, weight: 1, uThreshold: 0, lThreshold: 0 },
+        settings: {
+          method: sorry.method,
+          weight: 1,
+          uThreshold: 0,
+          lThreshold: 0,
+          ...(sorry.tunnel ? { tunnel: { ...sorry.tunnel } } : {}),
+        },
         inhibit: sorry.inhibit,
         pos: sorry.pos,
       };

@@ -7,7 +7,7 @@
 //   client 2001:db8::2 --- pub0 2001:db8::1 [director] br0 2001:db8:1::1 --- rs1 2001:db8:1::11, ...
 //
 // buildTunnelLab builds LVS-TUN's site instead: a router in front, the director and the real
-// servers on one LAN behind it, the VIP on each real server's tunl0 (see there);
+// servers on one LAN behind it, the VIP on each real server's tunl0 and gre0 (see there);
 // buildDirectRoutingLab the same site for LVS-DR, the VIP on lo, dual-stack with `ipv6`.
 //
 // Each real server runs nginx answering "This is Real Server N, you are <client>". Namespaces
@@ -365,12 +365,18 @@ export interface RoutedLabOptions {
   vipOnDirector?: boolean;
 }
 
+/** A kernel driver a tunnel lab's real servers decapsulate with. */
+export type TunnelDriver = 'ipip' | 'gre' | 'fou';
+
 export interface TunnelLabOptions extends RoutedLabOptions {
+  /** The UDP port every real server takes GUE on (`ip fou add port N gue`). */
+  guePort: number;
   /**
-   * Makes tunl0 in a real server's namespace when the kernel has no ipip module to give one
-   * (the lab then puts the VIP on it and sets it up as with the kernel's).
+   * Stands in, in a real server's namespace, for the tunnel drivers the kernel lacks: it must make
+   * tunl0 for ipip (into which fou's GUE also goes) and gre0 for gre, and take GUE on guePort;
+   * the lab then puts the VIP on those devices and sets them up as with the kernel's.
    */
-  tunl0Fallback(ns: string): Promise<void>;
+  driverFallback(ns: string, missing: TunnelDriver[]): Promise<void>;
 }
 
 /**
@@ -380,20 +386,34 @@ export interface TunnelLabOptions extends RoutedLabOptions {
  *                                                                     rs1 198.18.1.11, rs2 198.18.1.12
  *
  * The router sends the VIP 198.18.2.1 to the director; everyone's default gateway is the router.
- * Each real server holds the VIP on tunl0 (the kernel's fallback IPIP device), answers ARP only
- * for its own addresses (arp_ignore=1, arp_announce=2), accepts on tunl0 packets whose source it
- * routes elsewhere (rp_filter=0), and answers the client through the router: the director sees
- * only the client's side. nginx on each also takes PUT /upload/ (WebDAV), to check uploads.
+ * Each real server decapsulates ipip on tunl0 (the kernel's fallback IPIP device), gre on gre0
+ * (the fallback GRE device) and GUE with `ip fou add port N gue` (into tunl0), holds the VIP on
+ * tunl0 and gre0, answers ARP only for its own addresses (arp_ignore=1, arp_announce=2), accepts
+ * on them packets whose source it routes elsewhere (rp_filter=0), and answers the client through
+ * the router: the director sees only the client's side. nginx on each also takes PUT /upload/
+ * (WebDAV), to check uploads.
  */
 export function buildTunnelLab(options: TunnelLabOptions): Promise<Lab> {
   return buildRoutedLab(options, async (rs) => {
-    // With ipip in the kernel every namespace has tunl0; without it, the fallback makes one.
-    try {
-      sh(['ip', '-n', rs, 'link', 'show', 'tunl0']);
-    } catch {
-      await options.tunl0Fallback(rs);
+    const missing: TunnelDriver[] = [];
+    // With ipip and ip_gre in the kernel every namespace has tunl0 and gre0.
+    for (const [driver, device] of [
+      ['ipip', 'tunl0'],
+      ['gre', 'gre0'],
+    ] as const) {
+      try {
+        sh(['ip', '-n', rs, 'link', 'show', device]);
+      } catch {
+        missing.push(driver);
+      }
     }
-    return 'tunl0';
+    try {
+      sh(nsExec(rs, ['ip', 'fou', 'add', 'port', String(options.guePort), 'gue']));
+    } catch {
+      missing.push('fou');
+    }
+    if (missing.length > 0) await options.driverFallback(rs, missing);
+    return ['tunl0', 'gre0'];
   });
 }
 
@@ -414,16 +434,16 @@ export interface DirectRoutingLabOptions extends RoutedLabOptions {
  * and the real servers share the LAN: direct routing only changes the link-layer destination.
  */
 export function buildDirectRoutingLab(options: DirectRoutingLabOptions): Promise<Lab> {
-  return buildRoutedLab(options, async () => 'lo', options.ipv6 ?? false);
+  return buildRoutedLab(options, async () => ['lo'], options.ipv6 ?? false);
 }
 
 /**
- * The router-in-front lab shared by LVS-TUN and LVS-DR; `vipDevice` readies, in a real server's
- * namespace, the device that will hold the VIP, and names it.
+ * The router-in-front lab shared by LVS-TUN and LVS-DR; `vipDevices` readies, in a real server's
+ * namespace, the devices that will hold the VIP, and names them.
  */
 async function buildRoutedLab(
   options: RoutedLabOptions,
-  vipDevice: (rs: string) => Promise<string>,
+  vipDevices: (rs: string) => Promise<string[]>,
   ipv6 = false,
 ): Promise<Lab> {
   const prefix = options.prefix ?? 'lvslab';
@@ -494,17 +514,19 @@ async function buildRoutedLab(
       execFileSync('sh', ['-c', `head -c ${options.bulkFileMb * 1024 * 1024} /dev/urandom > ${bulkFile}`]);
     }
     for (const [i, rs] of ns.realServers.entries()) {
-      const dev = await vipDevice(rs);
-      sh(['ip', '-n', rs, 'addr', 'add', `${addr.vip}/32`, 'dev', dev]);
-      if (addr6) sh(['ip', '-n', rs, 'addr', 'add', `${addr6.vip}/128`, 'dev', dev]);
-      sh(['ip', '-n', rs, 'link', 'set', dev, 'up']);
+      const devices = await vipDevices(rs);
+      for (const dev of devices) {
+        sh(['ip', '-n', rs, 'addr', 'add', `${addr.vip}/32`, 'dev', dev]);
+        if (addr6) sh(['ip', '-n', rs, 'addr', 'add', `${addr6.vip}/128`, 'dev', dev]);
+        sh(['ip', '-n', rs, 'link', 'set', dev, 'up']);
+      }
       const sysctls = [
         'net.ipv4.conf.all.arp_ignore=1',
         'net.ipv4.conf.all.arp_announce=2',
         'net.ipv4.conf.eth0.arp_ignore=1',
         'net.ipv4.conf.eth0.arp_announce=2',
         'net.ipv4.conf.all.rp_filter=0',
-        `net.ipv4.conf.${dev}.rp_filter=0`,
+        ...devices.map((dev) => `net.ipv4.conf.${dev}.rp_filter=0`),
       ];
       sh(['ip', 'netns', 'exec', rs, 'sysctl', '-qw', ...sysctls]);
       const dir = join(tmpDir, `rs${i + 1}`);

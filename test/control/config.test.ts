@@ -14,7 +14,7 @@ import {
   renderConfig,
   serviceName,
 } from '../../src/control/config.js';
-import type { LvsdConfig, ServiceConfig } from '../../src/control/config.js';
+import type { LvsdConfig, RealServerConfig, ServiceConfig } from '../../src/control/config.js';
 import { InProcessEngine } from '../../src/control/in-process-engine.js';
 import { ControlService } from '../../src/control/service.js';
 import { ManualClock } from '../../src/core/clock.js';
@@ -104,6 +104,25 @@ test('every refusal names the field and says what is wrong', () => {
     ],
     [
       withService({
+        realServers: [{ address: '198.19.0.1', port: 80, tunnel: { type: 'gre', port: 0, csum: 'csum' } }],
+      }),
+      'services[0].realServers[0].tunnel is only for method tunnel',
+    ],
+    [
+      withService({
+        realServers: [
+          {
+            address: '198.19.0.1',
+            port: 80,
+            method: 'tunnel',
+            tunnel: { type: 'vxlan', port: 0, csum: 'csum' },
+          },
+        ],
+      }),
+      'services[0].realServers[0].tunnel.type must be one of ipip, gue, gre',
+    ],
+    [
+      withService({
         realServers: [
           { address: '198.19.0.1', port: 80 },
           { address: '198.19.0.1', port: 80 },
@@ -168,6 +187,14 @@ test('the plan between two configurations touches only what differs', async () =
   assert.equal(plan[0]!.entry, 'services[0].realServers[0] (TCP 198.18.0.1:80 -> 198.19.0.12:80)');
 });
 
+/** How a real server forwards: masquerading, or a tunnel of each type the document names. */
+const FORWARDS: Pick<RealServerConfig, 'method' | 'tunnel'>[] = [
+  { method: 'masq' },
+  { method: 'tunnel' },
+  { method: 'tunnel', tunnel: { type: 'gre', port: 0, csum: 'nocsum' } },
+  { method: 'tunnel', tunnel: { type: 'gre', port: 0, csum: 'csum' } },
+];
+
 const serviceArb: fc.Arbitrary<ServiceConfig> = fc
   .record({
     port: fc.integer({ min: 1, max: 4 }),
@@ -177,6 +204,7 @@ const serviceArb: fc.Arbitrary<ServiceConfig> = fc
     ),
     dests: fc.uniqueArray(fc.integer({ min: 1, max: 6 }), { maxLength: 4 }),
     weight: fc.integer({ min: 0, max: 3 }),
+    forward: fc.constantFrom(...FORWARDS),
   })
   .map((r) => ({
     protocol: 'tcp' as const,
@@ -189,10 +217,11 @@ const serviceArb: fc.Arbitrary<ServiceConfig> = fc
     realServers: r.dests.map((d) => ({
       address: `198.19.0.${d}`,
       port: 80,
-      method: 'masq' as const,
+      method: r.forward.method,
       weight: r.weight + d,
       upperThreshold: 0,
       lowerThreshold: 0,
+      ...(r.forward.tunnel ? { tunnel: r.forward.tunnel } : {}),
     })),
   }));
 

@@ -103,11 +103,11 @@ test('a corrupt state file stops lvsd with file, line and reason', async () => {
     // test/control/dataplane-methods.test.ts.
     await writeFile(
       file,
-      '-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -i --tun-type gre\n',
+      '-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -i --tun-type gue --tun-port 6080 --tun-remcsum\n',
     );
     const tunnelled = await runDaemonToExit(dir, stateDir);
     assert.equal(tunnelled.code, 1);
-    assert.match(tunnelled.stderr, /ipvsadm\.rules:2: lvsd cannot tunnel with --tun-type gre/);
+    assert.match(tunnelled.stderr, /ipvsadm\.rules:2: lvsd cannot tunnel with --tun-remcsum/);
 
     await writeFile(file, '-Ln\n');
     assert.equal((await runDaemonToExit(dir, stateDir)).code, 1);

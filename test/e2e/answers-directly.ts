@@ -43,11 +43,11 @@ export function assertDownloadBypassesDirector(lab: Lab, director: Lvsd, addr = 
   assert.ok(stats!.inPkts > 0);
 }
 
-/** The bulk file from the client, stored intact by one real server. */
-export function assertUploadStoredOnce(lab: Lab, addr = lab.addr): void {
-  curl(lab, addr, ['-T', lab.bulkFile!, vipUrl(lab, '/upload/up.bin', addr)]);
+/** The bulk file from the client, stored intact (as `name`) by one real server. */
+export function assertUploadStoredOnce(lab: Lab, addr = lab.addr, name = 'up.bin'): void {
+  curl(lab, addr, ['-T', lab.bulkFile!, vipUrl(lab, `/upload/${name}`, addr)]);
   const stored = [0, 1]
-    .map((i) => join(lab.tmpDir, `rs${i + 1}`, 'www', 'upload', 'up.bin'))
+    .map((i) => join(lab.tmpDir, `rs${i + 1}`, 'www', 'upload', name))
     .filter((path) => {
       try {
         return readFileSync(path).length > 0;

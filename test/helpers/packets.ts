@@ -249,6 +249,11 @@ export function ipv4HeaderValid(packet: Uint8Array, offset = 0): boolean {
   return fold16(sum16(packet, offset, offset + length)) === 0xffff;
 }
 
+/** Whether bytes[start, end) sum to all ones with `initial` added: an Internet checksum (RFC 1071) that verifies. */
+export function onesComplementValid(bytes: Uint8Array, start = 0, end = bytes.length, initial = 0): boolean {
+  return fold16(initial + sum16(bytes, start, end)) === 0xffff;
+}
+
 /**
  * Whether the L4 checksum of the whole (unfragmented) packet verifies: TCP, UDP (0 accepted as
  * "none" for IPv4), ICMP, ICMPv6 and SCTP.

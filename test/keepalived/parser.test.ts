@@ -596,14 +596,39 @@ describe('skipping', () => {
 describe('refusals: what lvsd cannot carry out yet', () => {
   const cases: Array<[string, string, RegExp]> = [
     [
-      'lb_kind TUN',
-      quietVs('').replace('lb_kind NAT', 'lb_kind TUN type gue port 6080'),
-      /^4: lb_kind TUN: lvsd does not take tunnels from a keepalived.conf yet \(lvsadm -i does\)/,
+      'lb_kind TUN type gue without a port',
+      quietVs('').replace('lb_kind NAT', 'lb_kind TUN type gue csum'),
+      /^4: lb_kind TUN type gue needs a port/,
     ],
     [
-      'lvs_method TUN on a real server',
-      quietVs('', 'real_server 192.168.1.10 80 {\n lvs_method TUN\n}\n'),
-      /^7: lvs_method TUN/,
+      'lb_kind TUN with a port for gre',
+      quietVs('').replace('lb_kind NAT', 'lb_kind TUN type gre port 6080'),
+      /^4: lb_kind TUN: port is for type gue only/,
+    ],
+    [
+      'lb_kind TUN ipip with a checksum option',
+      quietVs('').replace('lb_kind NAT', 'lb_kind TUN csum'),
+      /^4: lb_kind TUN: type ipip takes no checksum option/,
+    ],
+    [
+      'lb_kind TUN gre remcsum',
+      quietVs('').replace('lb_kind NAT', 'lb_kind TUN type gre remcsum'),
+      /^4: lb_kind TUN: type gre takes nocsum or csum, not remcsum/,
+    ],
+    [
+      'lvs_method TUN with an unknown type',
+      quietVs('', 'real_server 192.168.1.10 80 {\n lvs_method TUN type vxlan\n}\n'),
+      /^7: lvs_method TUN: unknown tunnel type 'vxlan' \(ipip, gue or gre\)/,
+    ],
+    [
+      'lvs_method TUN with an unknown option',
+      quietVs('', 'real_server 192.168.1.10 80 {\n lvs_method TUN key 5\n}\n'),
+      /^7: Invalid tunnel option key for real server\./,
+    ],
+    [
+      'lvs_method TUN with two checksum options',
+      quietVs('', 'real_server 192.168.1.10 80 {\n lvs_method TUN type gue port 6080 csum nocsum\n}\n'),
+      /^7: lvs_method TUN: nocsum given twice/,
     ],
     [
       'lb_kind DR with a tunnel option',
@@ -774,6 +799,48 @@ describe('lb_kind DR: direct routing (the data plane says at start whether it de
     const config = parse(quietVs(' sorry_server 192.168.1.99 8080\n sorry_server_lvs_method DR'));
     const sorry = config.virtualServers[0]!.sorryServer!;
     assert.deepEqual([sorry.port, sorry.settings.method], [80, 'route']);
+  });
+});
+
+describe("lb_kind TUN: tunnelling, with keepalived's tunnel options", () => {
+  const dests = (text: string) =>
+    toControlOps(parse(text)).flatMap((op) =>
+      op.op === 'add-dest' ? [[`${formatAddr(op.addr)}:${op.port}`, op.settings] as const] : [],
+    );
+
+  test('on the virtual server: every real server begun after it tunnels the same way, at the service port', () => {
+    const text = quietVs('').replace('lb_kind NAT', 'lb_kind TUN type gue port 6080 csum');
+    assert.deepEqual(dests(text), [
+      [
+        '192.168.1.10:80',
+        {
+          method: 'tunnel',
+          weight: 1,
+          uThreshold: 0,
+          lThreshold: 0,
+          tunnel: { type: 'gue', port: 6080, csum: 'csum' },
+        },
+      ],
+    ]);
+  });
+
+  test('lvs_method on a real server: bare TUN is ipip; gre with csum', () => {
+    const rs =
+      'real_server 192.168.1.10 80 {\n lvs_method TUN\n}\n' +
+      'real_server 192.168.1.11 80 {\n lvs_method TUN type gre csum\n}\n';
+    assert.deepEqual(
+      dests(quietVs('', rs)).map(([dest, settings]) => [dest, settings.method, settings.tunnel]),
+      [
+        ['192.168.1.10:80', 'tunnel', { type: 'ipip', port: 0, csum: 'nocsum' }],
+        ['192.168.1.11:80', 'tunnel', { type: 'gre', port: 0, csum: 'csum' }],
+      ],
+    );
+  });
+
+  test('sorry_server_lvs_method TUN: the sorry server is tunnelled', () => {
+    const config = parse(quietVs(' sorry_server 192.168.1.99 8080\n sorry_server_lvs_method TUN type gre'));
+    const sorry = config.virtualServers[0]!.sorryServer!;
+    assert.deepEqual([sorry.port, sorry.settings.method, sorry.settings.tunnel?.type], [80, 'tunnel', 'gre']);
   });
 });
 

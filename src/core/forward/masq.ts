@@ -10,6 +10,7 @@ registerForwardingMethod({
   name: 'masq',
   clientDirection: 'in',
   headroom: 0,
+  headerLength: () => 0,
   delivery: 'packet-destination',
   toRealServer: (frame, offset, length, p, target) =>
     rewriteDestination(frame, p, target.addr, target.port, vnetFlags(frame, offset))

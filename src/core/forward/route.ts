@@ -18,6 +18,7 @@ registerForwardingMethod({
   name: 'route',
   clientDirection: 'in-only',
   headroom: 0,
+  headerLength: () => 0,
   delivery: 'real-server',
   toRealServer(frame, offset, length, p, target) {
     // The service table admits real servers of the service's family only.

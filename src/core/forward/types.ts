@@ -3,7 +3,7 @@
 
 import type { Direction } from '../conn/tcp-state.js';
 import type { Addr } from '../inet.js';
-import type { ForwardMethod } from '../model.js';
+import type { ForwardMethod, TunnelSettings } from '../model.js';
 import type { ParsedPacket } from '../packet/parse.js';
 
 /**
@@ -23,6 +23,8 @@ export interface XmitTarget {
   readonly port: number;
   /** null while the adapter has not found one (or there is none). */
   readonly route: RealServerRoute | null;
+  /** A tunnelling real server's encapsulation (null: ipip, the kernel's default, or not a tunnel). */
+  readonly tunnel: TunnelSettings | null;
 }
 
 /** toRealServer could not rewrite the packet (drop it: 'not-rewritable'). */
@@ -48,10 +50,12 @@ export interface ForwardingMethod {
    */
   readonly clientDirection: Extract<Direction, 'in' | 'in-only'>;
   /**
-   * Bytes of the method's own headers (an outer IP header): what a frame may grow by on its way to
-   * the real server, and what of the route's MTU is not left for the client's packet. 0 for NAT.
+   * The most bytes of the method's own headers (an outer IP header and a tunnel's) for any target:
+   * what a frame may grow by on its way to the real server. 0 for NAT.
    */
   readonly headroom: number;
+  /** Bytes of the method's own headers towards this target: what of the route's MTU is not left for the client's packet. */
+  headerLength(target: XmitTarget): number;
   /**
    * Where the frame goes on the link: 'packet-destination', to the next hop of the IP destination
    * it leaves with (the real server after NAT, the outer header's after encapsulation);

@@ -1,11 +1,13 @@
-// IP-in-IP encapsulation (RFC 2003) of a client's IPv4 packet, as IPVS's ip_vs_tunnel_xmit does
-// it: an outer IPv4 header (protocol 4) from the director to the real server, copying the inner
-// header's TOS, TTL and DF, and the packet inside unchanged. The frame leaves with a plain
-// virtio_net_hdr: a partial checksum is completed here, and a TCP GSO super-packet is split into
-// the segments the kernel would have made (tcp_gso_segment), because virtio_net_hdr has no GSO
-// type for an IPIP packet and the kernel would segment the outer header as if it were TCP.
+// The IPv4 tunnels of IPVS's ip_vs_tunnel_xmit: an outer IPv4 header from the director to the
+// real server, copying the inner header's TOS, TTL and DF, then the encapsulation's own header
+// (none for IP-in-IP, RFC 2003; GRE and UDP + GUE in gre.ts and gue.ts), then the client's packet
+// unchanged. The frame leaves with a plain virtio_net_hdr: a partial checksum is completed here,
+// and a TCP GSO super-packet is split into the segments the kernel would have made
+// (tcp_gso_segment), because virtio_net_hdr has no GSO type for an encapsulated packet and the
+// kernel would segment the outer header as if it were TCP.
 
 import { IPPROTO_TCP, type Addr } from '../inet.js';
+import type { TunnelSettings } from '../model.js';
 import {
   completePartialChecksum,
   ipv4HeaderChecksum,
@@ -28,9 +30,32 @@ import {
 } from './vnet.js';
 
 /** The outer IPv4 header, without options. */
-export const IPIP_HEADER = 20;
-/** IPPROTO_IPIP: the outer header's protocol. */
+export const OUTER_IPV4_HEADER = 20;
+/** IPPROTO_IPIP: the outer header's protocol for IP-in-IP, and GUE's inner protocol. */
 export const IPPROTO_IPIP = 4;
+
+/**
+ * What a tunnel type puts between the outer IPv4 header and the client's packet (IPVS's
+ * ipvs_gre_encap, ipvs_gue_encap), for a real server's tunnel settings.
+ */
+export interface Encapsulation {
+  /** The outer header's protocol. */
+  readonly protocol: number;
+  /** Bytes between the outer IPv4 header and the inner packet. */
+  headerLength(t: TunnelSettings): number;
+  /**
+   * Writes them at buf[outer + OUTER_IPV4_HEADER, ...) once the outer header at buf[outer] (its
+   * addresses complete) and the inner packet after them, to `end`, are in place.
+   */
+  write(buf: Uint8Array, outer: number, end: number, t: TunnelSettings): void;
+}
+
+/** IP-in-IP (RFC 2003): the inner packet right after the outer header. */
+export const IPIP: Encapsulation = {
+  protocol: IPPROTO_IPIP,
+  headerLength: () => 0,
+  write: () => {},
+};
 /** The largest IPv4 packet. */
 const IPV4_MAX_LENGTH = 0xffff;
 
@@ -54,41 +79,51 @@ export function wireLength(vnet: VnetHdr, p: ParsedPacket): number {
     : p.end - p.l3Offset;
 }
 
-/** The outer header at buf[off], for the inner packet already at buf[off + IPIP_HEADER]. */
-function writeOuterHeader(
-  buf: Uint8Array,
-  off: number,
-  innerLength: number,
-  from: Addr,
-  to: Addr,
-  id: number,
-) {
-  const inner = off + IPIP_HEADER;
+/** Where a packet goes through the tunnel, and how it is wrapped. */
+export interface TunnelPath {
+  readonly from: Addr;
+  readonly to: Addr;
+  readonly encap: Encapsulation;
+  readonly settings: TunnelSettings;
+}
+
+/** The bytes a tunnel adds in front of the client's packet. */
+export function tunnelOverhead(path: Pick<TunnelPath, 'encap' | 'settings'>): number {
+  return OUTER_IPV4_HEADER + path.encap.headerLength(path.settings);
+}
+
+/**
+ * The outer header at buf[off] and the encapsulation's header after it, for the inner packet of
+ * `innerLength` bytes already in place behind them.
+ */
+function writeOuterHeaders(buf: Uint8Array, off: number, innerLength: number, path: TunnelPath, id: number) {
+  const overhead = tunnelOverhead(path);
+  const inner = off + overhead;
   buf[off] = 0x45;
   buf[off + 1] = buf[inner + 1];
-  writeU16(buf, off + 2, IPIP_HEADER + innerLength);
+  writeU16(buf, off + 2, overhead + innerLength);
   writeU16(buf, off + 4, id);
   buf[off + 6] = buf[inner + 6] & IPV4_DF;
   buf[off + 7] = 0;
   buf[off + 8] = buf[inner + 8];
-  buf[off + 9] = IPPROTO_IPIP;
-  writeU32(buf, off + 12, from.a);
-  writeU32(buf, off + 16, to.a);
-  writeU16(buf, off + 10, ipv4HeaderChecksum(buf, off, IPIP_HEADER));
+  buf[off + 9] = path.encap.protocol;
+  writeU32(buf, off + 12, path.from.a);
+  writeU32(buf, off + 16, path.to.a);
+  writeU16(buf, off + 10, ipv4HeaderChecksum(buf, off, OUTER_IPV4_HEADER));
+  path.encap.write(buf, off, inner + innerLength, path.settings);
 }
 
 /**
  * Encapsulates the (non-segmented) packet of the frame at buf[offset] in place, completing a
- * partial checksum first. The buffer needs IPIP_HEADER bytes after the packet and the packet
- * must leave room for the outer header under 64 KB. Returns the frame's new length, or 0 when its
- * virtio_net_hdr names a checksum outside the packet.
+ * partial checksum first. The buffer needs the tunnel's overhead in bytes after the packet and the
+ * packet must leave room for it under 64 KB (fitsEncapsulated). Returns the frame's new length, or
+ * 0 when its virtio_net_hdr names a checksum outside the packet.
  */
 export function encapsulate(
   buf: Uint8Array,
   offset: number,
   p: ParsedPacket,
-  from: Addr,
-  to: Addr,
+  path: TunnelPath,
   id: number,
 ): number {
   const vnet = readVnetHdr(buf, offset);
@@ -100,10 +135,11 @@ export function encapsulate(
   }
   const innerLength = p.end - p.l3Offset;
   const outer = offset + VNET_HDR_LEN;
-  buf.copyWithin(outer + IPIP_HEADER, p.l3Offset, p.end);
-  writeOuterHeader(buf, outer, innerLength, from, to, id);
+  const overhead = tunnelOverhead(path);
+  buf.copyWithin(outer + overhead, p.l3Offset, p.end);
+  writeOuterHeaders(buf, outer, innerLength, path, id);
   writePlainVnetHdr(buf, offset);
-  return VNET_HDR_LEN + IPIP_HEADER + innerLength;
+  return VNET_HDR_LEN + overhead + innerLength;
 }
 
 /**
@@ -120,14 +156,14 @@ function writeSegment(
   last: boolean,
   out: Uint8Array,
   outOffset: number,
-  from: Addr,
-  to: Addr,
+  path: TunnelPath,
   id: number,
 ): number {
   const headers = p.payloadOffset - p.l3Offset;
   const start = p.payloadOffset + index * gsoSize;
   const chunk = Math.min(gsoSize, p.end - start);
-  const ip = outOffset + VNET_HDR_LEN + IPIP_HEADER;
+  const overhead = tunnelOverhead(path);
+  const ip = outOffset + VNET_HDR_LEN + overhead;
   const innerLength = headers + chunk;
   const seq = readU32(src, p.l4Offset + 4);
   const ipId = readU16(src, p.l3Offset + 4);
@@ -145,9 +181,9 @@ function writeSegment(
   if (!last) out[tcp + 13] &= ~(TCP_FIN | TCP_PSH);
   if (index > 0) out[tcp + 13] &= ~TCP_CWR;
   writeU16(out, tcp + 16, l4Checksum(out, ip, 4, IPPROTO_TCP, tcp, ip + innerLength, tcp + 16));
-  writeOuterHeader(out, outOffset + VNET_HDR_LEN, innerLength, from, to, id);
+  writeOuterHeaders(out, outOffset + VNET_HDR_LEN, innerLength, path, id);
   writePlainVnetHdr(out, outOffset);
-  return VNET_HDR_LEN + IPIP_HEADER + innerLength;
+  return VNET_HDR_LEN + overhead + innerLength;
 }
 
 /**
@@ -159,8 +195,7 @@ export function encapsulateSegments(
   buf: Uint8Array,
   offset: number,
   p: ParsedPacket,
-  from: Addr,
-  to: Addr,
+  path: TunnelPath,
   nextId: () => number,
   extra: Uint8Array[],
 ): number {
@@ -169,19 +204,20 @@ export function encapsulateSegments(
     return 0;
   const headers = p.payloadOffset - p.l3Offset;
   const count = Math.ceil(p.payloadLength / vnet.gsoSize);
-  if (headers + vnet.gsoSize + IPIP_HEADER > IPV4_MAX_LENGTH) return 0;
+  const overhead = tunnelOverhead(path);
+  if (headers + vnet.gsoSize + overhead > IPV4_MAX_LENGTH) return 0;
   const firstId = nextId();
   // The later segments first: segment 0, written in place, overwrites their bytes.
   for (let i = 1; i < count; i++) {
     const chunk = Math.min(vnet.gsoSize, p.payloadLength - i * vnet.gsoSize);
-    const segment = new Uint8Array(VNET_HDR_LEN + IPIP_HEADER + headers + chunk);
-    writeSegment(buf, p, vnet.gsoSize, i, i === count - 1, segment, 0, from, to, nextId());
+    const segment = new Uint8Array(VNET_HDR_LEN + overhead + headers + chunk);
+    writeSegment(buf, p, vnet.gsoSize, i, i === count - 1, segment, 0, path, nextId());
     extra.push(segment);
   }
-  return writeSegment(buf, p, vnet.gsoSize, 0, count === 1, buf, offset, from, to, firstId);
+  return writeSegment(buf, p, vnet.gsoSize, 0, count === 1, buf, offset, path, firstId);
 }
 
-/** Whether the packet, with the outer header, still fits an IPv4 packet and the frame's buffer. */
-export function fitsEncapsulated(buf: Uint8Array, p: ParsedPacket): boolean {
-  return p.end - p.l3Offset + IPIP_HEADER <= IPV4_MAX_LENGTH && p.end + IPIP_HEADER <= buf.length;
+/** Whether the packet, with `overhead` bytes of tunnel headers, still fits an IPv4 packet and the frame's buffer. */
+export function fitsEncapsulated(buf: Uint8Array, p: ParsedPacket, overhead: number): boolean {
+  return p.end - p.l3Offset + overhead <= IPV4_MAX_LENGTH && p.end + overhead <= buf.length;
 }

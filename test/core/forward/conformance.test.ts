@@ -18,9 +18,15 @@ import type { ForwardingMethod, XmitTarget } from '../../../src/core/forward/typ
 import { parsePacket, type ParsedPacket } from '../../../src/core/packet/parse.js';
 import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import { addr, buildPacket, ipv4HeaderValid, l4ChecksumValid, withVnet } from '../../helpers/packets.js';
+import { decapsulate } from '../../helpers/tunnels.js';
 
 const RIP = '198.18.1.11';
-const TARGET: XmitTarget = { addr: addr(RIP), port: 8080, route: { source: addr('198.18.1.1'), mtu: 1500 } };
+const TARGET: XmitTarget = {
+  addr: addr(RIP),
+  port: 8080,
+  route: { source: addr('198.18.1.1'), mtu: 1500 },
+  tunnel: null,
+};
 /** The frame buffer a device reads into: room to spare after the frame. */
 const FRAME = 4096;
 
@@ -31,13 +37,28 @@ function frameOf(packet: Uint8Array): { frame: Uint8Array; length: number; p: Pa
   return { frame, length: framed.length, p: parsePacket(frame, VNET_HDR_LEN, packet.length) as ParsedPacket };
 }
 
-/** The packet the real server's stack sees: the frame's IP packet, unwrapped from an outer IPIP header. */
-function delivered(frame: Uint8Array, length: number): Uint8Array {
+/** Every tunnel type and checksum option lvsd carries out: the targets a tunnelling method is tried on. */
+const TUNNELS: XmitTarget['tunnel'][] = [
+  null,
+  { type: 'gre', port: 0, csum: 'nocsum' },
+  { type: 'gre', port: 0, csum: 'csum' },
+  { type: 'gue', port: 6080, csum: 'nocsum' },
+  { type: 'gue', port: 6080, csum: 'csum' },
+];
+
+/**
+ * The packet the real server's stack sees: the frame's IP packet, unwrapped from a tunnel's
+ * headers when the method must have wrapped it (the real server answers for the VIP, yet the
+ * packet goes to the real server's address).
+ */
+function delivered(method: ForwardingMethod, frame: Uint8Array, length: number): Uint8Array {
   const ip = frame.subarray(VNET_HDR_LEN, length);
   assert.ok(ipv4HeaderValid(ip));
-  if (ip[9] !== 4) return ip;
+  if (method.toClient !== null || method.delivery !== 'packet-destination') return ip;
   assert.deepEqual([...ip.subarray(16, 20)], [198, 18, 1, 11], 'the outer header goes to the real server');
-  return ip.subarray((ip[0] & 0xf) * 4);
+  const found = decapsulate(ip, 6080);
+  assert.equal(typeof found, 'object', String(found));
+  return typeof found === 'object' ? found.inner : ip;
 }
 
 const clientPacket = fc.record({
@@ -57,14 +78,16 @@ for (const name of forwardingMethodNames()) {
 
     it('sends a client packet to the real server, valid and within its headroom', () => {
       fc.assert(
-        fc.property(clientPacket, (spec) => {
+        fc.property(clientPacket, fc.constantFrom(...TUNNELS), (spec, tunnel) => {
           const packet = buildPacket({ src: '198.18.0.100', dst: '198.18.0.1', dport: 80, ...spec });
           const { frame, length, p } = frameOf(packet);
           const extra: Uint8Array[] = [];
-          const out = method.toRealServer(frame, 0, length, p, TARGET, extra);
-          assert.ok(out > 0 && out <= length + method.headroom, `frame length ${out}`);
+          const target = { ...TARGET, tunnel: name === 'tunnel' ? tunnel : null };
+          const out = method.toRealServer(frame, 0, length, p, target, extra);
+          assert.ok(out > 0 && out <= length + method.headerLength(target), `frame length ${out}`);
+          assert.ok(method.headerLength(target) <= method.headroom);
           assert.deepEqual(extra, []);
-          const inner = delivered(frame, out);
+          const inner = delivered(method, frame, out);
           assert.ok(l4ChecksumValid(inner));
           // A real server that answers the client itself holds the VIP: the packet still says VIP.
           const destination = method.toClient === null ? [198, 18, 0, 1] : [198, 18, 1, 11];

@@ -1,13 +1,14 @@
-// The tunnel method through the director: what a real server behind tunl0 receives, the TCP
-// states of a director that sees only the client, path MTU (ICMP "fragmentation needed" back to
-// the client), GSO super-packets split into valid segments, and what the service table refuses.
+// The tunnel method through the director: what a real server behind tunl0 (or gre0) receives, the
+// TCP states of a director that sees only the client, path MTU (ICMP "fragmentation needed" back
+// to the client, less each type's headers), GSO super-packets split into valid segments, an edit
+// of the tunnel type taking effect at once, and what the service table refuses.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../../../src/core/clock.js';
 import { Director } from '../../../src/core/director.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../../src/core/inet.js';
-import type { DestSettings, ServiceKey } from '../../../src/core/model.js';
+import type { DestSettings, ServiceKey, TunnelSettings } from '../../../src/core/model.js';
 import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
   addr,
@@ -20,6 +21,7 @@ import {
   tcpSegment,
   withVnet,
 } from '../../helpers/packets.js';
+import { decapsulate, type Decapsulated } from '../../helpers/tunnels.js';
 
 const VIP = '198.18.0.1';
 const CLIENT = '198.18.0.100';
@@ -35,17 +37,26 @@ const DF = 0x40;
 
 const RR = { scheduler: 'rr', flags: 0, timeout: 0, netmaskPrefix: 32, pe: null };
 
+const GRE_CSUM: TunnelSettings = { type: 'gre', port: 0, csum: 'csum' };
+
 /** A service with the tunnelled real server RIP, routed from the DIP. */
-function addTunnelService(d: Director, service: ServiceKey, mtu: number): void {
+function addTunnelService(d: Director, service: ServiceKey, mtu: number, settings = tunnel): void {
   d.execute({ op: 'add-service', key: service, settings: RR });
-  d.execute({ op: 'add-dest', key: service, addr: addr(RIP), port: service.port, settings: tunnel });
+  d.execute({ op: 'add-dest', key: service, addr: addr(RIP), port: service.port, settings });
   d.setRealServerRoute(addr(RIP), { source: addr(DIP), mtu });
 }
 
-function tunnelDirector(mtu = 1500): Director {
+function tunnelDirector(mtu = 1500, settings = tunnel): Director {
   const d = new Director({ clock: new ManualClock(1000), random: () => 0.5, connCapacity: 1024 });
-  addTunnelService(d, key, mtu);
+  addTunnelService(d, key, mtu, settings);
   return d;
+}
+
+/** What the real server's tunnel driver takes out of a frame the director sent. */
+function unwrapped(frame: Uint8Array): Decapsulated {
+  const found = decapsulate(frame.subarray(VNET_HDR_LEN), 6080);
+  assert.equal(typeof found, 'object', String(found));
+  return found as Decapsulated;
 }
 
 const send = sendFrame;
@@ -186,22 +197,90 @@ test('an ICMP error about the real server reply goes to the real server unchange
   assert.equal(frame![VNET_HDR_LEN + 9], 4);
 });
 
+test('a gre real server with --tun-csum gets the packet behind a checksummed GRE header', () => {
+  const d = tunnelDirector(1500, { ...tunnel, tunnel: GRE_CSUM });
+  const packet = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, SYN), ttl: 61, dontFragment: true });
+  const [frame] = send(d, withVnet(packet));
+  const outer = frame!.subarray(VNET_HDR_LEN);
+  assert.equal(outer[9], 47, 'protocol GRE');
+  assert.deepEqual([...outer.subarray(16, 20)], [198, 18, 1, 11]);
+  assert.deepEqual(unwrapped(frame!), { kind: 'gre', checksummed: true, inner: packet });
+  assert.deepEqual(d.snapshot({ connections: false }).services[0]!.dests[0]!.tunnel, GRE_CSUM);
+});
+
+test("path MTU leaves room for each type's headers: 1476 for gre, 1472 with its checksum, 1468 for gue", () => {
+  for (const [settings, mtu] of [
+    [{ type: 'gre', port: 0, csum: 'nocsum' }, 1476],
+    [GRE_CSUM, 1472],
+    [{ type: 'gue', port: 6080, csum: 'csum' }, 1468],
+  ] as const) {
+    const d = tunnelDirector(1500, { ...tunnel, tunnel: settings });
+    send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
+    const fits = buildPacket({
+      ...tcpSegment(CLIENT, 40000, VIP, 80, ACK),
+      payload: new Uint8Array(mtu - 40),
+      dontFragment: true,
+    });
+    const [frame] = send(d, withVnet(fits));
+    assert.equal(frame!.length, VNET_HDR_LEN + 1500, 'a packet of the MTU left goes, filling 1500 bytes');
+    const over = buildPacket({
+      ...tcpSegment(CLIENT, 40000, VIP, 80, ACK),
+      payload: new Uint8Array(mtu - 39),
+      dontFragment: true,
+    });
+    const [reply] = send(d, withVnet(over));
+    const icmp = reply!.subarray(VNET_HDR_LEN);
+    assert.deepEqual([icmp[9], icmp[20], icmp[21]], [1, 3, 4], 'fragmentation needed');
+    assert.equal((icmp[26]! << 8) | icmp[27]!, mtu);
+  }
+});
+
+test('a gue real server gets the packet in UDP to its --tun-port, one source port per connection', () => {
+  const d = tunnelDirector(1500, { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'csum' } });
+  const syn = buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN));
+  const ack = buildPacket({ ...tcpSegment(CLIENT, 40000, VIP, 80, ACK), payload: new Uint8Array(300) });
+  const [first, second] = [syn, ack].map((packet) => {
+    const [frame] = send(d, withVnet(packet));
+    assert.equal(frame![VNET_HDR_LEN + 9], 17, 'protocol UDP');
+    return unwrapped(frame!);
+  });
+  assert.deepEqual([first!.kind, first!.checksummed, first!.inner], ['gue', true, syn]);
+  assert.deepEqual(second!.inner, ack);
+  assert.equal(first!.sourcePort, second!.sourcePort);
+});
+
+test('editing the tunnel type changes how the next packet of a connection is wrapped', () => {
+  const d = tunnelDirector();
+  send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
+  const settings: DestSettings = { ...tunnel, tunnel: GRE_CSUM };
+  d.execute({ op: 'edit-dest', key, addr: addr(RIP), port: 80, settings });
+  const packet = buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, ACK));
+  const [frame] = send(d, withVnet(packet));
+  assert.deepEqual(unwrapped(frame!), { kind: 'gre', checksummed: true, inner: packet });
+  assert.equal(d.snapshot({ connections: true }).connections!.length, 1, 'the same connection');
+});
+
 test('the service table refuses tunnels it cannot carry out, and changes nothing', () => {
   const d = tunnelDirector();
   const v6: ServiceKey = { af: 6, protocol: IPPROTO_TCP, addr: addr('2001:db8::1'), port: 80, fwmark: 0 };
   d.execute({ op: 'add-service', key: v6, settings: { ...RR, netmaskPrefix: 128 } });
-  const refusals: [ServiceKey, string, DestSettings, RegExp][] = [
-    [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'nocsum' } }, /gue/],
-    [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gre', port: 0, csum: 'csum' } }, /gre/],
-    [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'ipip', port: 0, csum: 'csum' } }, /checksum/],
-    [v6, '2001:db8:1::11', tunnel, /IPv4 in IPv4/],
-    [v6, '198.18.1.12', tunnel, /IPv4 in IPv4/],
+  const unsupported = 'LVS_ERR_METHOD_UNSUPPORTED';
+  const invalid = 'LVS_ERR_INVALID';
+  const RIP2 = '198.18.1.12';
+  const refusals: [ServiceKey, string, DestSettings, string, RegExp][] = [
+    [key, RIP2, { ...tunnel, tunnel: { type: 'gue', port: 6080, csum: 'remcsum' } }, unsupported, /remcsum/],
+    [key, RIP2, { ...tunnel, tunnel: { type: 'gue', port: 0, csum: 'csum' } }, invalid, /--tun-port/],
+    [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gre', port: 0, csum: 'remcsum' } }, invalid, /gre/],
+    [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'gre', port: 6080, csum: 'csum' } }, invalid, /port/],
+    [key, '198.18.1.12', { ...tunnel, tunnel: { type: 'ipip', port: 0, csum: 'csum' } }, invalid, /checksum/],
+    [v6, '2001:db8:1::11', tunnel, unsupported, /IPv4 in IPv4/],
+    [v6, '198.18.1.12', tunnel, unsupported, /IPv4 in IPv4/],
   ];
   const before = JSON.stringify(d.snapshot({ connections: true }));
-  for (const [service, server, settings, message] of refusals) {
+  for (const [service, server, settings, code, message] of refusals) {
     assert.throws(
       () => d.execute({ op: 'add-dest', key: service, addr: addr(server), port: 80, settings }),
-      (e: Error & { code?: string }) => e.code === 'LVS_ERR_METHOD_UNSUPPORTED' && message.test(e.message),
+      (e: Error & { code?: string }) => e.code === code && message.test(e.message),
     );
   }
   assert.equal(JSON.stringify(d.snapshot({ connections: true })), before);
