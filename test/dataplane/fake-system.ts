@@ -179,7 +179,7 @@ export class FakeSystem implements System {
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!;
       let m: RegExpExecArray | null;
-      if ((m = /^table (\w+ \w+) \{\}$/.exec(line))) {
+      if ((m = /^table (\w+ \w+) \{(?: flags owner; )?\}$/.exec(line))) {
         if (!this.nftTables.has(m[1]!)) this.createTable(m[1]!, { chains: 0, rules: 0 });
       } else if ((m = /^delete table (\w+ \w+)$/.exec(line))) {
         this.deleteTable(m[1]!);
