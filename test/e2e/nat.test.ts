@@ -281,8 +281,10 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     // lvsd's, from the VIP, and not passed as the direct flow's.
     s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 0`);
     s.curl(`http://${RS1}/`, ['-H', 'Connection: close', '--local-port', '50100']);
-    // curl is done once it sent its FIN; the port is free when the real server's last ACK is back.
-    const portInUse = (): string => s.lab.run(s.lab.ns.client, ['ss', '-Htan', 'sport', '= :50100']).trim();
+    // curl is done once it sent its FIN; the port can be bound again (SO_REUSEADDR) once the flow
+    // is closed or in TIME_WAIT, which socat's connection to another address does not meet.
+    const portInUse = (): string =>
+      s.lab.run(s.lab.ns.client, ['ss', '-Htan', 'exclude', 'time-wait', 'sport', '= :50100']).trim();
     await until(
       'the direct flow to leave client port 50100',
       () => (portInUse() === '' ? true : undefined),
