@@ -276,13 +276,20 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
     const balanced = requests(4);
     assert.deepEqual([count(balanced, 1), count(balanced, 2)], [2, 2], `${balanced}`);
     assert.notEqual(balanced[0], balanced[1]);
-    // The client port of a finished direct flow (the server closed it: no TIME_WAIT on the client),
+    // The client port of a finished direct flow,
     // reused for a connection to the VIP that goes to the same real server: its replies are
     // lvsd's, from the VIP, and not passed as the direct flow's.
     s.director.adm(`-e -t ${VIP}:80 -r ${RS2}:80 -m -w 0`);
-    s.curl(`http://${RS1}/`, ['-H', 'Connection: close', '--local-port', '50100']);
-    // curl is done once it sent its FIN; the port can be bound again (SO_REUSEADDR) once the flow
-    // is closed or in TIME_WAIT, which socat's connection to another address does not meet.
+    // Both flows bind port 50100 with SO_REUSEADDR, so the first one's TIME_WAIT (when the client
+    // closed first) does not keep the second from it; the second goes to another address.
+    const fromPort50100 = (to: string): string =>
+      s.lab.run(s.lab.ns.client, [
+        'sh',
+        '-c',
+        `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socat -t 3 -T 3 - TCP:${to}:80,sourceport=50100,reuseaddr`,
+      ]);
+    assert.match(fromPort50100(RS1), /This is Real Server 1, you are 198\.18\.0\.2/);
+    // The direct flow's last segments are through before the port is taken again.
     const portInUse = (): string =>
       s.lab.run(s.lab.ns.client, ['ss', '-Htan', 'exclude', 'time-wait', 'sport', '= :50100']).trim();
     await until(
@@ -290,11 +297,7 @@ describe('LVS-NAT end to end (root, netns)', { skip: ROOT_SKIP, concurrency: fal
       () => (portInUse() === '' ? true : undefined),
       5000,
     );
-    const reused = s.lab.run(s.lab.ns.client, [
-      'sh',
-      '-c',
-      `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socat -t 3 -T 3 - TCP:${VIP}:80,sourceport=50100,reuseaddr`,
-    ]);
+    const reused = fromPort50100(VIP);
     assert.match(reused, /This is Real Server 1, you are 198\.18\.0\.2/);
     // lvsd was handed no reply of a direct flow to drop.
     assert.equal(noConn(), droppedBefore);
