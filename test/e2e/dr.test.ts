@@ -117,7 +117,7 @@ describe(
       for (const dest of report.services[0]!.dests) {
         assert.ok(
           dest.evidence.includes(
-            'direct routing: its replies go to the clients directly, around the s.director, as they should',
+            'direct routing: its replies go to the clients directly, around the director, as they should',
           ),
           dest.evidence.join('\n'),
         );
