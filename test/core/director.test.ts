@@ -19,6 +19,7 @@ import { parsePacket, type ParsedPacket } from '../../src/core/packet/parse.js';
 import { VNET_HDR_LEN } from '../../src/core/packet/vnet.js';
 import {
   buildPacket,
+  fragNeeded,
   fragmentedDatagram,
   ipv4HeaderValid,
   l4ChecksumValid,
@@ -239,15 +240,6 @@ test('ICMP errors about a tracked connection are translated both ways', () => {
   const d = director();
   setup(d);
   const syn = send(d, tcp(CLIENT, 40000, VIP, 80, SYN))!;
-  const icmp = (src: string, dst: string, quote: Uint8Array): PacketSpec => ({
-    src,
-    dst,
-    protocol: 'icmp',
-    icmpType: 3,
-    icmpCode: 4,
-    icmpRest: 1400,
-    payload: quote.subarray(0, 28),
-  });
   const quotedFlow = (packet: Uint8Array) => {
     const view = new DataView(packet.buffer, packet.byteOffset);
     return {
@@ -259,7 +251,7 @@ test('ICMP errors about a tracked connection are translated both ways', () => {
   };
 
   // A router on the client side says the VIP's reply was too big: it goes to the real server.
-  const toServer = send(d, icmp('198.18.0.254', VIP, buildPacket(tcp(VIP, 80, CLIENT, 40000, ACK))))!;
+  const toServer = send(d, fragNeeded('198.18.0.254', VIP, buildPacket(tcp(VIP, 80, CLIENT, 40000, ACK))))!;
   assert.equal(toServer.parsed.daddr.a, ip(RS2).a);
   assert.deepEqual(quotedFlow(toServer.packet), {
     saddr: ip(RS2).a,
@@ -270,7 +262,7 @@ test('ICMP errors about a tracked connection are translated both ways', () => {
   assert.ok(ipv4HeaderValid(toServer.packet) && l4ChecksumValid(toServer.packet));
 
   // A router on the server side rejects the forwarded SYN: the client hears it from the VIP.
-  const toClient = send(d, icmp('198.18.1.254', CLIENT, syn.packet))!;
+  const toClient = send(d, fragNeeded('198.18.1.254', CLIENT, syn.packet))!;
   assert.equal(toClient.parsed.saddr.a, ip(VIP).a);
   assert.equal(toClient.parsed.daddr.a, ip(CLIENT).a);
   assert.deepEqual(quotedFlow(toClient.packet), {
@@ -282,10 +274,13 @@ test('ICMP errors about a tracked connection are translated both ways', () => {
   assert.ok(ipv4HeaderValid(toClient.packet) && l4ChecksumValid(toClient.packet));
 
   // About nothing we track, on its way to a client: dropped.
-  assert.equal(send(d, icmp('198.18.1.254', CLIENT, buildPacket(tcp(CLIENT, 1, RS1, 2, SYN)))), null);
+  assert.equal(send(d, fragNeeded('198.18.1.254', CLIENT, buildPacket(tcp(CLIENT, 1, RS1, 2, SYN)))), null);
   assert.equal(d.counters.drops['icmp-unmatched'], 1);
   // To the VIP about the host's own socket on it (ssh's path MTU, say): the host's, given back.
-  assert.equal(send(d, icmp('198.18.0.254', VIP, buildPacket(tcp(VIP, 22, CLIENT, 40000, ACK)))), 'passed');
+  assert.equal(
+    send(d, fragNeeded('198.18.0.254', VIP, buildPacket(tcp(VIP, 22, CLIENT, 40000, ACK)))),
+    'passed',
+  );
   assert.equal(d.counters.passed['icmp-for-host'], 1);
 });
 

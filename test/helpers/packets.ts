@@ -280,6 +280,19 @@ export function completeAsKernel(packet: Uint8Array, csumStart: number, csumOffs
   return out;
 }
 
+/** ICMP "fragmentation needed" (MTU 1400) from `src` to `dst`, quoting the first 28 bytes of `quote`. */
+export function fragNeeded(src: string, dst: string, quote: Uint8Array): PacketSpec {
+  return {
+    src,
+    dst,
+    protocol: 'icmp',
+    icmpType: 3,
+    icmpCode: 4,
+    icmpRest: 1400,
+    payload: quote.subarray(0, 28),
+  };
+}
+
 /** A UDP datagram from src:5353 to dst:53 with `payloadLength` bytes, as fragments of 1480 bytes. */
 export function fragmentedDatagram(
   src: string,

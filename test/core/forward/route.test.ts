@@ -15,6 +15,7 @@ import {
   addr,
   addrBytes,
   buildPacket,
+  fragNeeded,
   fragmentedDatagram,
   ipv4HeaderValid,
   l4ChecksumValid,
@@ -206,15 +207,7 @@ test('an ICMP error about the real server reply goes to the real server as it is
   send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
   // The real server answered from the VIP, around the director; a router on the way sends this.
   const reply = buildPacket(tcpSegment(VIP, 80, CLIENT, 40000, SYN | ACK));
-  const error = buildPacket({
-    src: '198.18.0.254',
-    dst: VIP,
-    protocol: 'icmp',
-    icmpType: 3,
-    icmpCode: 4,
-    icmpRest: 1400,
-    payload: reply.subarray(0, 28),
-  });
+  const error = buildPacket(fragNeeded('198.18.0.254', VIP, reply));
   const [frame] = send(d, withVnet(error));
   const ip = frame!.subarray(VNET_HDR_LEN);
   assert.ok(ipv4HeaderValid(ip));

@@ -13,6 +13,7 @@ import { VNET_HDR_LEN } from '../../../src/core/packet/vnet.js';
 import {
   addr,
   buildPacket,
+  fragNeeded,
   fragmentedDatagram,
   ipv4HeaderValid,
   l4ChecksumValid,
@@ -183,15 +184,7 @@ test('an ICMP error about the real server reply goes to the real server unchange
   const d = tunnelDirector();
   send(d, withVnet(buildPacket(tcpSegment(CLIENT, 40000, VIP, 80, SYN))));
   const reply = buildPacket(tcpSegment(VIP, 80, CLIENT, 40000, SYN | ACK));
-  const error = buildPacket({
-    src: CLIENT,
-    dst: VIP,
-    protocol: 'icmp',
-    icmpType: 3,
-    icmpCode: 4,
-    icmpRest: 1400,
-    payload: reply.subarray(0, 28),
-  });
+  const error = buildPacket(fragNeeded(CLIENT, VIP, reply));
   const [frame] = send(d, withVnet(error));
   assert.deepEqual(frame!.subarray(VNET_HDR_LEN + 20), error);
   assert.equal(frame![VNET_HDR_LEN + 9], 4);
