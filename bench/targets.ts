@@ -243,9 +243,9 @@ function setSysctls(lab: Lab, ns: string, settings: readonly string[]): () => vo
  * What an operator sets up for LVS-DR in this topology, undone after the turn: each real server
  * holds the VIP on lo and neither answers ARP for it nor uses it as an ARP source (arp_ignore=1,
  * arp_announce=2); it answers the client itself, through its default gateway, the director's
- * DIP, whose kernel forwards the replies as any router would. Their source is the VIP, one of the
- * director's own addresses, which the director's kernel takes for a spoof unless the interface
- * they arrive on accepts local sources (accept_local=1 on br0). The director does not track them
+ * DIP. Their source is the VIP, one of the director's own addresses, a spoof for the director's
+ * kernel (accept_local stays 0): lvsd takes them off the wire and hands them to the kernel through
+ * its own device, which forwards them as any router would. The director does not track them
  * (notrack, as IPVS directors commonly exempt their traffic from conntrack): it sees only one
  * direction, and the half-connections it would keep would take a reused client port's SYN to
  * VIP:80 for a reply and leave it un-NATed in kernel NAT's next turn.
@@ -266,7 +266,6 @@ function directRoutingHosts(lab: Lab): { setUp(): void; tearDown(): void } {
         lab.run(ns, ['ip', 'addr', 'add', `${lab.addr.vip}/32`, 'dev', 'lo']);
         undo.push(() => lab.run(ns, ['ip', 'addr', 'del', `${lab.addr.vip}/32`, 'dev', 'lo']));
       }
-      undo.push(setSysctls(lab, lab.ns.director, [`net.ipv4.conf.${lab.dev.internal}.accept_local=1`]));
       const table = 'lvsbench_dr';
       lab.run(lab.ns.director, ['nft', '-f', '-'], {
         input: `table ip ${table} {
