@@ -76,6 +76,7 @@ export class PacketLoop {
       this.link = new LinkPath({
         ...options.link,
         host: this.devices[0]!,
+        clock: this.clock,
         stats: this.stats,
         batch: BATCH,
         onException: (error) => this.exception(error),

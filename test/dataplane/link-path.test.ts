@@ -185,6 +185,23 @@ describe('the layer-2 loop', () => {
     assert.equal(br0.sent.length, 1, 'the cached route still holds');
   });
 
+  it('sends a burst in order, a batch at a time, and gives every ring slot back by the end of the turn', () => {
+    const { loop, pub0, br0, source } = setup();
+    source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
+    for (let i = 0; i < 70; i++) pub0.inbox.push(frame(syn(41000 + i), pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(br0.sent.length, 64, 'one batch of the port per turn');
+    assert.deepEqual(
+      br0.sent.map((wire) => sentIp(wire).flow),
+      Array.from({ length: 64 }, (_, i) => `${CLIENT}:${41000 + i}>${RS}:80`),
+    );
+    assert.ok(pub0.mostTaken <= 32, `slots held at once: ${pub0.mostTaken}`);
+    assert.equal(pub0.taken, 0, 'all given back');
+    loop.turn();
+    assert.equal(br0.sent.length, 70);
+    assert.equal(loop.counters().txPackets, 70);
+  });
+
   it('changes ports with the plan and refuses a plan with an interface that cannot be opened, changing nothing', () => {
     const { loop, pub0, br0 } = setup();
     assert.throws(
