@@ -5,7 +5,6 @@
 // kernel (the netdev rule dropped it on the wire: through the TUN the kernel receives it as if
 // lvsd were not there).
 
-import type { Clock } from '../core/clock.js';
 import { PASS_TO_HOST, type DeviceCounters } from '../core/ops.js';
 import { VNET_HDR_LEN } from '../core/packet/vnet.js';
 import type { Addr } from '../core/inet.js';
@@ -29,7 +28,6 @@ export interface LinkPathOptions {
   nextHops: NextHopCache;
   /** The TUN device: how a frame reaches the host's own stack. */
   host: PacketDevice;
-  clock: Clock;
   /** The loop's counters, which this path adds to. */
   stats: DeviceCounters;
   /** Frames per port before the others get their turn. */
@@ -112,9 +110,8 @@ export class LinkPath {
     return drops;
   }
 
-  /** One batch from every port; how many frames were handled. */
-  drain(director: PacketDirector): number {
-    const now = this.options.clock.now();
+  /** One batch from every port (`now`: the loop's clock at the start of its turn); how many frames were handled. */
+  drain(director: PacketDirector, now: number): number {
     if (now - this.lastNeighbourUpdate >= NEIGHBOUR_UPDATE_MS) {
       this.lastNeighbourUpdate = now;
       this.options.neighbours.update();
