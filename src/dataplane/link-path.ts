@@ -101,7 +101,7 @@ export class LinkPath {
 
   /** Descriptors to poll: the receiving ports and the neighbour table's changes. */
   fds(): number[] {
-    return [...[...this.receiving.values()].map((p) => p.fd), this.options.neighbours.fd];
+    return [...[...this.receiving.values()].flatMap((p) => p.fds), this.options.neighbours.fd];
   }
 
   queueDrops(): number {

@@ -21,7 +21,7 @@ export class FakeLinkPort implements LinkPort {
     readonly name: string,
     readonly ifindex: number,
     readonly mac: Uint8Array,
-    readonly fd: number,
+    readonly fds: readonly number[],
   ) {}
 
   setFilter(program: Buffer): void {
@@ -83,7 +83,7 @@ export class FakeLinkDriver implements LinkDriver {
       name,
       i + 1,
       Uint8Array.from([2, 0, 0, 0, 0, i + 1]),
-      options.receive ? 100 + i : -1,
+      options.receive ? [100 + i] : [],
     );
     this.ports.set(name, port);
     return port;
