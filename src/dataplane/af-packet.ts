@@ -460,7 +460,7 @@ class AfPacketPort implements LinkPort {
 }
 
 /** A 64-bit pointer into a DataView, from an address held as a Number (exact below 2^53). */
-function setPointer(view: DataView, at: number, address: number): void {
+export function setPointer(view: DataView, at: number, address: number): void {
   view.setUint32(at, address >>> 0, true);
   view.setUint32(at + 4, Math.floor(address / 0x1_0000_0000), true);
 }

@@ -9,6 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import koffi from 'koffi';
 import { parseAddr } from '../../src/core/inet.js';
+import { setPointer } from '../../src/dataplane/af-packet.js';
 import { buildPacket } from '../helpers/packets.js';
 
 const [vip, maxPackets, seconds, rate] = [
@@ -47,10 +48,7 @@ const view = new DataView(bytes.buffer);
 const nameAt = BATCH * SYN_LEN;
 const iovAt = nameAt + 16;
 const msgAt = iovAt + BATCH * IOVEC;
-const pointer = (at: number, address: number): void => {
-  view.setUint32(at, address >>> 0, true);
-  view.setUint32(at + 4, Math.floor(address / 0x1_0000_0000), true);
-};
+const pointer = (at: number, address: number): void => setPointer(view, at, address);
 view.setUint16(nameAt, 2, true);
 bytes.set(
   [24, 16, 8, 0].map((shift) => (parseAddr(vip)!.a >>> shift) & 0xff),
