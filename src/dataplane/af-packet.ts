@@ -93,20 +93,6 @@ const VNET_HDR_LEN = 10;
 /** A 64 KB GSO packet, its headers and the ring's own: 17 pages. */
 export const RING_FRAME_SIZE = 69632;
 const RING_FRAMES = 64;
-/**
- * Frames of at most SMALL_FRAME_MAX bytes go to a second, deeper ring of one-page slots: in the
- * ring of 64 KB slots, 64 SYNs of a flood filled it whenever lvsd was off the CPU for a
- * millisecond (at 100k packets/s, 99% were lost to a full ring). A classic BPF fanout program
- * (PACKET_FANOUT_CBPF) picks the ring by the frame's length. Slack above SMALL_FRAME_MAX in the
- * page is the room the director's additions take (an ICMP error, an outer header).
- */
-const SMALL_RING_FRAME_SIZE = 4096;
-const SMALL_RING_FRAMES = 2048;
-const SMALL_FRAME_MAX = 2048;
-const PACKET_FANOUT = 18;
-const PACKET_FANOUT_DATA = 22;
-const PACKET_FANOUT_CBPF = 6;
-const PACKET_FANOUT_FLAG_UNIQUEID = 0x2000;
 /** Frames per sendmmsg(); struct mmsghdr is 64 bytes (a 56-byte msghdr and msg_len), iovec 16. */
 const MMSG_MAX = 64;
 const MMSGHDR_SIZE = 64;
@@ -178,159 +164,29 @@ function packetSocket(what: string): number {
   }
 }
 
-/** A TPACKET_V2 receive ring on its own socket: slots of one size, each taken and given back in order. */
-class RxRing {
-  readonly fd: number;
-  private readonly memory: unknown;
-  /** One view per slot (made once: none per frame). */
-  private readonly slots: Uint8Array[] = [];
-  private readonly status: DataView;
-  /** The next slot to look at, and how many before it are taken and not yet given back. */
-  private slot = 0;
-  private taken = 0;
-  private drops = 0;
-  private readonly stats = Buffer.alloc(8);
-
-  constructor(
-    private readonly port: string,
-    ifindex: number,
-    private readonly frameSize: number,
-    private readonly frames: number,
-    /** Frames per block: the kernel allocates a block as contiguous pages. */
-    perBlock: number,
-  ) {
-    this.fd = packetSocket(`${port} receive`);
-    try {
-      intOption(this.fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, `${port}: PACKET_VERSION`);
-      const req = Buffer.alloc(16);
-      req.writeUInt32LE(frameSize * perBlock, 0);
-      req.writeUInt32LE(frames / perBlock, 4);
-      req.writeUInt32LE(frameSize, 8);
-      req.writeUInt32LE(frames, 12);
-      if ((c.setsockopt(this.fd, SOL_PACKET, PACKET_RX_RING, req, 16) as number) < 0)
-        fail(`${port}: PACKET_RX_RING`);
-      const size = frameSize * frames;
-      const ring = c.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
-      if (ring === null || koffi.address(ring) === 0xffffffffffffffffn) fail(`${port}: mmap`);
-      this.memory = ring;
-      const memory = koffi.view(ring, size);
-      const address = Number(koffi.address(ring));
-      for (let i = 0; i < frames; i++) {
-        const slot = new Uint8Array(memory, i * frameSize, frameSize);
-        slotAddresses.set(slot, address + i * frameSize);
-        this.slots.push(slot);
-      }
-      this.status = new DataView(memory);
-      // Nothing until a filter says what is ours.
-      this.setFilter(Buffer.from([0x06, 0, 0, 0, 0, 0, 0, 0]));
-      const rx = linkAddress(ETH_P_ALL, ifindex);
-      if ((c.bind(this.fd, rx, rx.length) as number) < 0) fail(`${port} receive: bind`);
-    } catch (error) {
-      this.close();
-      throw error;
-    }
-  }
-
-  setFilter(program: Buffer): void {
-    const ok = c.setFilter(
-      this.fd,
-      SOL_SOCKET,
-      SO_ATTACH_FILTER,
-      { len: program.length / 8, filter: program },
-      16,
-    );
-    if ((ok as number) < 0) fail(`${this.port}: SO_ATTACH_FILTER`);
-  }
-
-  /** As LinkPort.receive, into `into`. */
-  receive(into: { frame: Uint8Array; frameAt: number }): number {
-    // With every slot taken, the next one is still ours: nothing new until release().
-    if (this.taken === this.frames) return 0;
-    const slot = this.slot;
-    const base = slot * this.frameSize;
-    const status = this.status;
-    if ((status.getUint32(base, true) & TP_STATUS_USER) === 0) return 0;
-    const len = status.getUint32(base + 4, true);
-    const snaplen = status.getUint32(base + 8, true);
-    const mac = status.getUint16(base + 12, true);
-    this.slot = (slot + 1) % this.frames;
-    this.taken++;
-    if (snaplen !== len || mac < VNET_HDR_LEN) return -1;
-    into.frame = this.slots[slot]!;
-    into.frameAt = mac - VNET_HDR_LEN;
-    return VNET_HDR_LEN + snaplen;
-  }
-
-  release(): void {
-    for (; this.taken > 0; this.taken--) {
-      const slot = (this.slot - this.taken + this.frames) % this.frames;
-      this.status.setUint32(slot * this.frameSize, 0, true);
-    }
-  }
-
-  queueDrops(): number {
-    // tpacket_stats { packets, drops }: reading resets them.
-    const len = [8];
-    if ((c.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, this.stats, len) as number) === 0)
-      this.drops += this.stats.readUInt32LE(4);
-    return this.drops;
-  }
-
-  close(): void {
-    if (this.memory) c.munmap(this.memory, this.frameSize * this.frames);
-    c.close(this.fd);
-  }
-}
-
-/**
- * Puts both rings in one fanout group whose program sends a frame longer than SMALL_FRAME_MAX
- * to the first (`big`), any other to the second: each frame reaches exactly one of them.
- */
-function joinBySize(port: string, big: number, small: number): void {
-  const join = Buffer.alloc(4);
-  join.writeUInt32LE(((PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_UNIQUEID) << 16) >>> 0);
-  if ((c.setsockopt(big, SOL_PACKET, PACKET_FANOUT, join, 4) as number) < 0) fail(`${port}: PACKET_FANOUT`);
-  // The kernel picked the group's id: the second ring joins it by that id.
-  const len = [4];
-  if ((c.getsockopt(big, SOL_PACKET, PACKET_FANOUT, join, len) as number) < 0) fail(`${port}: PACKET_FANOUT`);
-  const id = join.readUInt32LE() & 0xffff;
-  // ld len; jgt #SMALL_FRAME_MAX, 0, 1; ret #0 (big); ret #1 (small)
-  const program = Buffer.alloc(32);
-  const insn = (at: number, code: number, jt: number, jf: number, k: number): void => {
-    program.writeUInt16LE(code, at * 8);
-    program.writeUInt8(jt, at * 8 + 2);
-    program.writeUInt8(jf, at * 8 + 3);
-    program.writeUInt32LE(k, at * 8 + 4);
-  };
-  insn(0, 0x80, 0, 0, 0);
-  insn(1, 0x25, 0, 1, SMALL_FRAME_MAX);
-  insn(2, 0x06, 0, 0, 0);
-  insn(3, 0x06, 0, 0, 1);
-  const ok = c.setFilter(big, SOL_PACKET, PACKET_FANOUT_DATA, { len: 4, filter: program }, 16);
-  if ((ok as number) < 0) fail(`${port}: PACKET_FANOUT_DATA`);
-  join.writeUInt32LE(((PACKET_FANOUT_CBPF << 16) | id) >>> 0);
-  if ((c.setsockopt(small, SOL_PACKET, PACKET_FANOUT, join, 4) as number) < 0) fail(`${port}: PACKET_FANOUT`);
-}
-
 class AfPacketPort implements LinkPort {
   readonly ifindex: number;
   readonly mac: Uint8Array;
+  private fd = -1;
   fds: number[] = [];
   frame: Uint8Array = new Uint8Array(0);
   frameAt = 0;
   private txFd = -1;
-  /** The ring of 64 KB slots, then the deep one of small slots; empty for a port that only sends. */
-  private rings: RxRing[] = [];
-  /** Which ring receive() looks at first: they take turns, so neither starves the other. */
-  private first = 0;
+  private ring: unknown = null;
+  /** One view per ring slot (made once: none per frame). */
+  private slots: Uint8Array[] = [];
+  private status: DataView | null = null;
+  /** The next slot to look at, and how many before it are taken and not yet given back. */
+  private slot = 0;
+  private taken = 0;
   /** mmsghdr[MMSG_MAX] then iovec[MMSG_MAX], in memory of known address (each msghdr points at its iovec). */
   private txMemory: unknown = null;
   private mmsg = new Uint8Array(0);
   private iov: DataView | null = null;
   /** Which batch frame each staged message is. */
   private readonly staged = new Int32Array(MMSG_MAX);
-  /** Queue drops of the rings, read when they closed. */
-  private closedDrops = 0;
+  private drops = 0;
+  private readonly stats = Buffer.alloc(8);
 
   constructor(
     readonly name: string,
@@ -344,12 +200,7 @@ class AfPacketPort implements LinkPort {
       const tx = linkAddress(0, this.ifindex);
       if ((c.bind(this.txFd, tx, tx.length) as number) < 0) fail(`${name} transmit: bind`);
       this.openTxMemory();
-      if (receive) {
-        this.rings.push(new RxRing(name, this.ifindex, RING_FRAME_SIZE, RING_FRAMES, 1));
-        this.rings.push(new RxRing(name, this.ifindex, SMALL_RING_FRAME_SIZE, SMALL_RING_FRAMES, 16));
-        joinBySize(name, this.rings[0]!.fd, this.rings[1]!.fd);
-        this.fds = this.rings.map((ring) => ring.fd);
-      }
+      if (receive) this.openRing();
     } catch (error) {
       this.close();
       throw error;
@@ -372,21 +223,73 @@ class AfPacketPort implements LinkPort {
     }
   }
 
+  private openRing(): void {
+    const fd = packetSocket(`${this.name} receive`);
+    this.fd = fd;
+    this.fds = [fd];
+    intOption(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, `${this.name}: PACKET_VERSION`);
+    const req = Buffer.alloc(16);
+    req.writeUInt32LE(RING_FRAME_SIZE, 0);
+    req.writeUInt32LE(RING_FRAMES, 4);
+    req.writeUInt32LE(RING_FRAME_SIZE, 8);
+    req.writeUInt32LE(RING_FRAMES, 12);
+    if ((c.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, 16) as number) < 0)
+      fail(`${this.name}: PACKET_RX_RING`);
+    const size = RING_FRAME_SIZE * RING_FRAMES;
+    const ring = c.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (ring === null || koffi.address(ring) === 0xffffffffffffffffn) fail(`${this.name}: mmap`);
+    this.ring = ring;
+    const memory = koffi.view(ring, size);
+    const address = Number(koffi.address(ring));
+    for (let i = 0; i < RING_FRAMES; i++) {
+      const slot = new Uint8Array(memory, i * RING_FRAME_SIZE, RING_FRAME_SIZE);
+      slotAddresses.set(slot, address + i * RING_FRAME_SIZE);
+      this.slots.push(slot);
+    }
+    this.status = new DataView(memory);
+    // Nothing until a filter says what is ours.
+    this.setFilter(Buffer.from([0x06, 0, 0, 0, 0, 0, 0, 0]));
+    const rx = linkAddress(ETH_P_ALL, this.ifindex);
+    if ((c.bind(fd, rx, rx.length) as number) < 0) fail(`${this.name} receive: bind`);
+  }
+
   setFilter(program: Buffer): void {
-    for (const ring of this.rings) ring.setFilter(program);
+    if (this.fd < 0) return;
+    const ok = c.setFilter(
+      this.fd,
+      SOL_SOCKET,
+      SO_ATTACH_FILTER,
+      { len: program.length / 8, filter: program },
+      16,
+    );
+    if ((ok as number) < 0) fail(`${this.name}: SO_ATTACH_FILTER`);
   }
 
   receive(): number {
-    const rings = this.rings;
-    if (rings.length === 0) return 0;
-    const first = this.first;
-    this.first = first ^ 1;
-    const n = rings[first]!.receive(this);
-    return n !== 0 ? n : rings[first ^ 1]!.receive(this);
+    const status = this.status;
+    // With every slot taken, the next one is still ours: nothing new until release().
+    if (!status || this.taken === RING_FRAMES) return 0;
+    const slot = this.slot;
+    const base = slot * RING_FRAME_SIZE;
+    if ((status.getUint32(base, true) & TP_STATUS_USER) === 0) return 0;
+    const len = status.getUint32(base + 4, true);
+    const snaplen = status.getUint32(base + 8, true);
+    const mac = status.getUint16(base + 12, true);
+    this.slot = (slot + 1) % RING_FRAMES;
+    this.taken++;
+    if (snaplen !== len || mac < VNET_HDR_LEN) return -1;
+    this.frame = this.slots[slot]!;
+    this.frameAt = mac - VNET_HDR_LEN;
+    return VNET_HDR_LEN + snaplen;
   }
 
   release(): void {
-    for (const ring of this.rings) ring.release();
+    const status = this.status;
+    if (!status) return;
+    for (; this.taken > 0; this.taken--) {
+      const slot = (this.slot - this.taken + RING_FRAMES) % RING_FRAMES;
+      status.setUint32(slot * RING_FRAME_SIZE, 0, true);
+    }
   }
 
   /**
@@ -440,22 +343,25 @@ class AfPacketPort implements LinkPort {
   }
 
   queueDrops(): number {
-    let drops = this.closedDrops;
-    for (const ring of this.rings) drops += ring.queueDrops();
-    return drops;
+    if (this.fd >= 0) {
+      // tpacket_stats { packets, drops }: reading resets them.
+      const len = [8];
+      if ((c.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, this.stats, len) as number) === 0)
+        this.drops += this.stats.readUInt32LE(4);
+    }
+    return this.drops;
   }
 
   close(): void {
-    for (const ring of this.rings) {
-      this.closedDrops += ring.queueDrops();
-      ring.close();
-    }
-    this.rings = [];
-    this.fds = [];
+    if (this.ring !== null) c.munmap(this.ring, RING_FRAME_SIZE * RING_FRAMES);
     if (this.txMemory !== null) c.munmap(this.txMemory, TX_MEMORY);
-    this.txMemory = this.iov = null;
+    this.ring = this.status = this.txMemory = this.iov = null;
+    this.slots = [];
+    this.taken = 0;
+    if (this.fd >= 0) c.close(this.fd);
     if (this.txFd >= 0) c.close(this.txFd);
-    this.txFd = -1;
+    this.fd = this.txFd = -1;
+    this.fds = [];
   }
 }
 
