@@ -8,20 +8,55 @@
 import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 
+/**
+ * Frames to send, in order, each where it lies: bufs[i][ats[i], ats[i] + lengths[i]) is
+ * `vnet | Ethernet | IP`, to go out of ports[i]. Reused from batch to batch (no garbage per frame).
+ */
+export class TxBatch {
+  readonly ports: LinkPort[] = [];
+  readonly bufs: Uint8Array[] = [];
+  readonly ats: number[] = [];
+  readonly lengths: number[] = [];
+  /** Whether the frame is directly routed (it says VIP), which the kernel must not be given when refused. */
+  readonly routed: boolean[] = [];
+  /** After transmit: 0 for a frame sent, else the errno of the kernel's refusal. */
+  readonly errors: number[] = [];
+  count = 0;
+
+  push(port: LinkPort, buf: Uint8Array, at: number, length: number, routed: boolean): void {
+    const i = this.count++;
+    this.ports[i] = port;
+    this.bufs[i] = buf;
+    this.ats[i] = at;
+    this.lengths[i] = length;
+    this.routed[i] = routed;
+    this.errors[i] = 0;
+  }
+}
+
 /** What the layer-2 loop needs of one interface: frames in (`vnet | Ethernet | IP`), frames out. */
 export interface LinkPort {
   readonly name: string;
   readonly ifindex: number;
   /** The interface's own MAC: the source of what lvsd sends on it. */
   readonly mac: Uint8Array;
-  /** For poll(); -1 for a port that does not receive. */
-  readonly fd: number;
+  /** For poll(); none for a port that does not receive. */
+  readonly fds: readonly number[];
   /** Replaces the receive filter (sock_filter[] bytes, see l2-filter.ts encodeProgram). */
   setFilter(program: Buffer): void;
-  /** One frame into buf[0..): its length; 0 when none is queued; -1 for one cut short (counted, gone). */
-  receive(buf: Uint8Array): number;
-  /** Sends buf[0, length) (`vnet | Ethernet | IP`): 0, or the errno of the kernel's refusal. */
-  transmit(buf: Uint8Array, length: number): number;
+  /**
+   * Takes the next received frame, in place: its length, 0 when none is queued, -1 for one cut
+   * short (counted, gone). The frame is frame[frameAt, frameAt + length), with room after it for
+   * what the director adds (an outer header, an ICMP error), and stays lvsd's until release().
+   */
+  receive(): number;
+  /** Where the frame that receive() took lies. */
+  readonly frame: Uint8Array;
+  readonly frameAt: number;
+  /** Gives every frame taken since the last release back to the kernel. */
+  release(): void;
+  /** Sends batch frames [from, to), all of them this port's, and sets batch.errors for each. */
+  transmit(batch: TxBatch, from: number, to: number): void;
   /** Frames the kernel dropped because the ring was full, since open. */
   queueDrops(): number;
   close(): void;
@@ -51,6 +86,8 @@ const ETH_P_ALL = 0x0003;
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_ANONYMOUS = 0x20;
 const MSG_DONTWAIT = 0x40;
 /** What send() says of a frame larger than the interface's MTU that is no GSO packet. */
 export const EMSGSIZE = 90;
@@ -59,6 +96,13 @@ const VNET_HDR_LEN = 10;
 /** A 64 KB GSO packet, its headers and the ring's own: 17 pages. */
 export const RING_FRAME_SIZE = 69632;
 const RING_FRAMES = 64;
+/** Frames per sendmmsg(); struct mmsghdr is 64 bytes (a 56-byte msghdr and msg_len), iovec 16. */
+const MMSG_MAX = 64;
+const MMSGHDR_SIZE = 64;
+const IOVEC_SIZE = 16;
+const TX_MEMORY = MMSG_MAX * (MMSGHDR_SIZE + IOVEC_SIZE);
+/** Where each ring slot lies in memory, for the iovecs that send frames from it without a copy. */
+const slotAddresses = new WeakMap<Uint8Array, number>();
 
 const libc = koffi.load('libc.so.6');
 const SockFprog = koffi.struct('lvsd_sock_fprog', { len: 'uint16_t', filter: 'void *' });
@@ -71,6 +115,7 @@ const c = {
   mmap: libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t len)'),
   send: libc.func('long send(int fd, const void *buf, unsigned long len, int flags)'),
+  sendmmsg: libc.func('int sendmmsg(int fd, void *msgs, unsigned int vlen, int flags)'),
   close: libc.func('int close(int fd)'),
   strerror: libc.func('const char *strerror(int errnum)'),
   ifIndexToName: libc.func('char *if_indextoname(unsigned int ifindex, _Out_ char *name)'),
@@ -125,12 +170,24 @@ function packetSocket(what: string): number {
 class AfPacketPort implements LinkPort {
   readonly ifindex: number;
   readonly mac: Uint8Array;
-  fd = -1;
+  private fd = -1;
+  fds: number[] = [];
+  frame: Uint8Array = new Uint8Array(0);
+  frameAt = 0;
   private txFd = -1;
   private ring: unknown = null;
-  private view: Uint8Array | null = null;
+  /** One view per ring slot (made once: none per frame). */
+  private slots: Uint8Array[] = [];
   private status: DataView | null = null;
+  /** The next slot to look at, and how many before it are taken and not yet given back. */
   private slot = 0;
+  private taken = 0;
+  /** mmsghdr[MMSG_MAX] then iovec[MMSG_MAX], in memory of known address (each msghdr points at its iovec). */
+  private txMemory: unknown = null;
+  private mmsg = new Uint8Array(0);
+  private iov: DataView | null = null;
+  /** Which batch frame each staged message is. */
+  private readonly staged = new Int32Array(MMSG_MAX);
   private drops = 0;
   private readonly stats = Buffer.alloc(8);
 
@@ -145,6 +202,7 @@ class AfPacketPort implements LinkPort {
       intOption(this.txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1, `${name}: PACKET_QDISC_BYPASS`);
       const tx = linkAddress(0, this.ifindex);
       if ((c.bind(this.txFd, tx, tx.length) as number) < 0) fail(`${name} transmit: bind`);
+      this.openTxMemory();
       if (receive) this.openRing();
     } catch (error) {
       this.close();
@@ -152,9 +210,26 @@ class AfPacketPort implements LinkPort {
     }
   }
 
+  private openTxMemory(): void {
+    const memory = c.mmap(null, TX_MEMORY, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory === null || koffi.address(memory) === 0xffffffffffffffffn) fail(`${this.name}: mmap`);
+    this.txMemory = memory;
+    const bytes = koffi.view(memory, TX_MEMORY);
+    this.mmsg = new Uint8Array(bytes, 0, MMSG_MAX * MMSGHDR_SIZE);
+    this.iov = new DataView(bytes, MMSG_MAX * MMSGHDR_SIZE);
+    const headers = new DataView(bytes);
+    const iovAt = Number(koffi.address(memory)) + MMSG_MAX * MMSGHDR_SIZE;
+    for (let i = 0; i < MMSG_MAX; i++) {
+      // The mapping is zeroed: no name, no control data; one iovec each.
+      setPointer(headers, i * MMSGHDR_SIZE + 16, iovAt + i * IOVEC_SIZE);
+      headers.setUint32(i * MMSGHDR_SIZE + 24, 1, true);
+    }
+  }
+
   private openRing(): void {
     const fd = packetSocket(`${this.name} receive`);
     this.fd = fd;
+    this.fds = [fd];
     intOption(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, `${this.name}: PACKET_VERSION`);
     const req = Buffer.alloc(16);
     req.writeUInt32LE(RING_FRAME_SIZE, 0);
@@ -168,7 +243,12 @@ class AfPacketPort implements LinkPort {
     if (ring === null || koffi.address(ring) === 0xffffffffffffffffn) fail(`${this.name}: mmap`);
     this.ring = ring;
     const memory = koffi.view(ring, size);
-    this.view = new Uint8Array(memory);
+    const address = Number(koffi.address(ring));
+    for (let i = 0; i < RING_FRAMES; i++) {
+      const slot = new Uint8Array(memory, i * RING_FRAME_SIZE, RING_FRAME_SIZE);
+      slotAddresses.set(slot, address + i * RING_FRAME_SIZE);
+      this.slots.push(slot);
+    }
     this.status = new DataView(memory);
     // Nothing until a filter says what is ours.
     this.setFilter(Buffer.from([0x06, 0, 0, 0, 0, 0, 0, 0]));
@@ -188,28 +268,81 @@ class AfPacketPort implements LinkPort {
     if ((ok as number) < 0) fail(`${this.name}: SO_ATTACH_FILTER`);
   }
 
-  receive(buf: Uint8Array): number {
-    const view = this.view;
+  receive(): number {
     const status = this.status;
-    if (!view || !status) return 0;
-    const base = this.slot * RING_FRAME_SIZE;
+    // With every slot taken, the next one is still ours: nothing new until release().
+    if (!status || this.taken === RING_FRAMES) return 0;
+    const slot = this.slot;
+    const base = slot * RING_FRAME_SIZE;
     if ((status.getUint32(base, true) & TP_STATUS_USER) === 0) return 0;
     const len = status.getUint32(base + 4, true);
     const snaplen = status.getUint32(base + 8, true);
     const mac = status.getUint16(base + 12, true);
-    let n = -1;
-    if (snaplen === len && VNET_HDR_LEN + snaplen <= buf.length) {
-      buf.set(view.subarray(base + mac - VNET_HDR_LEN, base + mac + snaplen));
-      n = VNET_HDR_LEN + snaplen;
-    }
-    // The slot goes back to the kernel.
-    status.setUint32(base, 0, true);
-    this.slot = (this.slot + 1) % RING_FRAMES;
-    return n;
+    this.slot = (slot + 1) % RING_FRAMES;
+    this.taken++;
+    if (snaplen !== len || mac < VNET_HDR_LEN) return -1;
+    this.frame = this.slots[slot]!;
+    this.frameAt = mac - VNET_HDR_LEN;
+    return VNET_HDR_LEN + snaplen;
   }
 
-  transmit(buf: Uint8Array, length: number): number {
-    return (c.send(this.txFd, buf, length, MSG_DONTWAIT) as number) === length ? 0 : koffi.errno() || -1;
+  release(): void {
+    const status = this.status;
+    if (!status) return;
+    for (; this.taken > 0; this.taken--) {
+      const slot = (this.slot - this.taken + RING_FRAMES) % RING_FRAMES;
+      status.setUint32(slot * RING_FRAME_SIZE, 0, true);
+    }
+  }
+
+  /**
+   * One sendmmsg() for up to MMSG_MAX frames, their iovecs pointing into the rings where the
+   * frames were received and rewritten: no copy, one syscall. A frame in other memory (one the
+   * director made) goes alone with send(), in its turn.
+   */
+  transmit(batch: TxBatch, from: number, to: number): void {
+    const iov = this.iov!;
+    let staged = 0;
+    for (let i = from; i < to; i++) {
+      const slot = slotAddresses.get(batch.bufs[i]!);
+      if (slot === undefined) {
+        this.sendStaged(batch, staged);
+        staged = 0;
+        const at = batch.ats[i]!;
+        const sent = c.send(
+          this.txFd,
+          batch.bufs[i]!.subarray(at),
+          batch.lengths[i]!,
+          MSG_DONTWAIT,
+        ) as number;
+        batch.errors[i] = sent === batch.lengths[i] ? 0 : koffi.errno() || -1;
+        continue;
+      }
+      setPointer(iov, staged * IOVEC_SIZE, slot + batch.ats[i]!);
+      iov.setUint32(staged * IOVEC_SIZE + 8, batch.lengths[i]!, true);
+      iov.setUint32(staged * IOVEC_SIZE + 12, 0, true);
+      this.staged[staged++] = i;
+      if (staged === MMSG_MAX) {
+        this.sendStaged(batch, staged);
+        staged = 0;
+      }
+    }
+    this.sendStaged(batch, staged);
+  }
+
+  /** Sends the first `count` staged messages; a refused one is marked with its errno and skipped. */
+  private sendStaged(batch: TxBatch, count: number): void {
+    let done = 0;
+    while (done < count) {
+      const msgs = done === 0 ? this.mmsg : this.mmsg.subarray(done * MMSGHDR_SIZE);
+      const sent = c.sendmmsg(this.txFd, msgs, count - done, MSG_DONTWAIT) as number;
+      if (sent <= 0) {
+        // The kernel refused the first of them: that one is counted, the rest are tried again.
+        batch.errors[this.staged[done++]!] = koffi.errno() || -1;
+        continue;
+      }
+      for (const end = done + sent; done < end; done++) batch.errors[this.staged[done]!] = 0;
+    }
   }
 
   queueDrops(): number {
@@ -224,11 +357,21 @@ class AfPacketPort implements LinkPort {
 
   close(): void {
     if (this.ring !== null) c.munmap(this.ring, RING_FRAME_SIZE * RING_FRAMES);
-    this.ring = this.view = this.status = null;
+    if (this.txMemory !== null) c.munmap(this.txMemory, TX_MEMORY);
+    this.ring = this.status = this.txMemory = this.iov = null;
+    this.slots = [];
+    this.taken = 0;
     if (this.fd >= 0) c.close(this.fd);
     if (this.txFd >= 0) c.close(this.txFd);
     this.fd = this.txFd = -1;
+    this.fds = [];
   }
+}
+
+/** A 64-bit pointer into a DataView, from an address held as a Number (exact below 2^53). */
+export function setPointer(view: DataView, at: number, address: number): void {
+  view.setUint32(at, address >>> 0, true);
+  view.setUint32(at + 4, Math.floor(address / 0x1_0000_0000), true);
 }
 
 export class AfPacketDriver implements LinkDriver {

@@ -25,9 +25,10 @@ export interface DeviceDriver {
   open(name: string, fwmark: number): PacketDevice;
   /**
    * Blocks until one of `devices` (or of `moreFds`: the layer-2 plane's sockets) has a frame or
-   * `timeoutMs` passes (with nothing to wait on: sleeps).
+   * `timeoutMs` passes (with nothing to wait on: sleeps). Whether one of `devices` has a frame
+   * now (true when the driver cannot tell).
    */
-  wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds?: readonly number[]): void;
+  wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds?: readonly number[]): boolean;
 }
 
 /** The device of the fwmark service with this mark (IFNAMSIZ allows "lvsf" and ten digits). */

@@ -38,34 +38,42 @@ function shiftOffsets(buf: Uint8Array, vnet: number, by: number): void {
 }
 
 /**
- * buf[0, length) is `vnet | Ethernet | IP` as received. Copies the Ethernet header to `eth`,
- * leaves `vnet | IP` at buf[LINK_HEADROOM, LINK_HEADROOM + result) and returns that length;
- * -1 for a frame too short to hold an Ethernet header and an IP header's first byte (a runt).
+ * buf[at, at + length) is `vnet | Ethernet | IP` as received. Copies the Ethernet header to `eth`,
+ * leaves `vnet | IP` at buf[at + LINK_HEADROOM, at + LINK_HEADROOM + result) and returns that
+ * length; -1 for a frame too short to hold an Ethernet header and an IP header's first byte (a runt).
  */
-export function toDirectorLayout(buf: Uint8Array, length: number, eth: Uint8Array): number {
+export function toDirectorLayout(buf: Uint8Array, at: number, length: number, eth: Uint8Array): number {
   if (length <= VNET_HDR_LEN + ETH_HLEN) return -1;
-  const needsFix = (buf[0]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
-  const csumStart = buf[6]! | (buf[7]! << 8);
+  const needsFix = (buf[at]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+  const csumStart = buf[at + 6]! | (buf[at + 7]! << 8);
   // A partial checksum that starts inside the Ethernet header cannot be an IP packet's.
   if (needsFix && csumStart < ETH_HLEN) return -1;
-  eth.set(buf.subarray(VNET_HDR_LEN, VNET_HDR_LEN + ETH_HLEN));
-  buf.copyWithin(LINK_HEADROOM, 0, VNET_HDR_LEN);
-  shiftOffsets(buf, LINK_HEADROOM, -ETH_HLEN);
+  // Byte by byte: a subarray per packet would be garbage on the hot path.
+  for (let i = 0; i < ETH_HLEN; i++) eth[i] = buf[at + VNET_HDR_LEN + i]!;
+  buf.copyWithin(at + LINK_HEADROOM, at, at + VNET_HDR_LEN);
+  shiftOffsets(buf, at + LINK_HEADROOM, -ETH_HLEN);
   return length - ETH_HLEN;
 }
 
 /**
- * buf[LINK_HEADROOM, LINK_HEADROOM + length) is `vnet | IP` as the director left it. Makes
- * buf[0, result) the frame to send, `vnet | Ethernet(dst, src, IP version's type) | IP`.
+ * buf[at + LINK_HEADROOM, at + LINK_HEADROOM + length) is `vnet | IP` as the director left it.
+ * Makes buf[at, at + result) the frame to send, `vnet | Ethernet(dst, src, IP version's type) | IP`.
  */
-export function toWireLayout(buf: Uint8Array, length: number, dst: Uint8Array, src: Uint8Array): number {
-  buf.copyWithin(0, LINK_HEADROOM, LINK_HEADROOM + VNET_HDR_LEN);
-  shiftOffsets(buf, 0, ETH_HLEN);
-  const type = buf[LINK_HEADROOM + VNET_HDR_LEN]! >> 4 === 6 ? ETH_P_IPV6 : ETH_P_IP;
-  buf.set(dst, VNET_HDR_LEN);
-  buf.set(src, VNET_HDR_LEN + 6);
-  buf[VNET_HDR_LEN + 12] = type >> 8;
-  buf[VNET_HDR_LEN + 13] = type & 0xff;
+export function toWireLayout(
+  buf: Uint8Array,
+  at: number,
+  length: number,
+  dst: Uint8Array,
+  src: Uint8Array,
+): number {
+  buf.copyWithin(at, at + LINK_HEADROOM, at + LINK_HEADROOM + VNET_HDR_LEN);
+  shiftOffsets(buf, at, ETH_HLEN);
+  const type = buf[at + LINK_HEADROOM + VNET_HDR_LEN]! >> 4 === 6 ? ETH_P_IPV6 : ETH_P_IP;
+  const eth = at + VNET_HDR_LEN;
+  buf.set(dst, eth);
+  buf.set(src, eth + 6);
+  buf[eth + 12] = type >> 8;
+  buf[eth + 13] = type & 0xff;
   return length + ETH_HLEN;
 }
 

@@ -113,9 +113,15 @@ export class RealSystem implements System {
 export interface HostRepair {
   /** What the journal says is in place and the kernel lacks, one line each (empty when all is there). */
   verify(): string[];
-  /** Re-applies exactly what verify() would report; says what it put back and what it could not. */
-  repair(): RepairReport;
+  /**
+   * Re-applies exactly what verify() would report; says what it put back and what it could not.
+   * 'sysctls' looks only at the sysctls (files to read, no listing to fork for): what the kernel
+   * never announces, checked when nothing else was announced to have changed (HostEvents).
+   */
+  repair(scope?: RepairScope): RepairReport;
 }
+
+export type RepairScope = 'all' | 'sysctls';
 
 export interface RepairReport {
   repaired: string[];
@@ -524,11 +530,12 @@ export class HostNetwork implements HostSteering, HostRepair {
       .map(describeChange);
   }
 
-  repair(): RepairReport {
+  repair(scope: RepairScope = 'all'): RepairReport {
     const listing = new HostListing(this.system, this.nftTable);
     const report: RepairReport = { repaired: [], failed: [] };
     // In journal order: a table before its rules, ip_forward (which resets conf/*) before conf/*.
     for (const change of this.changes()) {
+      if (scope === 'sysctls' && change.kind !== 'sysctl') continue;
       if (this.inPlace(change, listing)) continue;
       try {
         this.apply(change);

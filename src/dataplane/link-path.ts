@@ -9,7 +9,7 @@ import { PASS_TO_HOST, type DeviceCounters } from '../core/ops.js';
 import { VNET_HDR_LEN } from '../core/packet/vnet.js';
 import type { Addr } from '../core/inet.js';
 import type { PacketDevice } from './device.js';
-import { EMSGSIZE, type LinkDriver, type LinkPort } from './af-packet.js';
+import { EMSGSIZE, TxBatch, type LinkDriver, type LinkPort } from './af-packet.js';
 import { encodeProgram, filterProgram, type FilterSpec } from './l2-filter.js';
 import { ETH_HLEN, largestWirePacket, LINK_HEADROOM, toDirectorLayout, toWireLayout } from './frame.js';
 import type { LinkMtus } from './links.js';
@@ -35,21 +35,40 @@ export interface LinkPathOptions {
   stats: DeviceCounters;
   /** Frames per port before the others get their turn. */
   batch: number;
+  /** Frames queued to send before they go (one sendmmsg per port) and their ring slots are given back. */
+  txBatch?: number;
   /** A packet-path exception (already counted). */
   onException(error: unknown): void;
 }
+
+/**
+ * Frames sent per flush. Their ring slots stay taken until the flush: a half of the 64-slot ring
+ * leaves the kernel room to keep receiving meanwhile.
+ */
+const DEFAULT_TX_BATCH = 32;
+/**
+ * How often the neighbour table's and the interfaces' changes are read (a recv() each) while frames
+ * keep coming: not every turn, where they cost as much as the frames. A new MAC or MTU waits at
+ * most this long.
+ */
+export const LINK_UPDATE_MS = 10;
 
 export class LinkPath {
   /** Receiving ports by name (the plan's), and every open port by ifindex (those we only send on too). */
   private readonly receiving = new Map<string, LinkPort>();
   private readonly byIndex = new Map<number, LinkPort>();
-  private readonly frame = new Uint8Array(LINK_HEADROOM + VNET_HDR_LEN + 65536 + ETH_HLEN);
-  private readonly extra = new Uint8Array(this.frame.length);
   private readonly eth = new Uint8Array(ETH_HLEN);
+  /** What this drain has to send, flushed every txBatch frames and at the end of each port's turn. */
+  private readonly tx = new TxBatch();
+  private readonly txBatch: number;
+  /** When the neighbour table's and the interfaces' changes were last taken in. */
+  private lastNetlinkUpdate = -Infinity;
   /** Queue drops of ports closed so far. */
   private closedDrops = 0;
 
-  constructor(private readonly options: LinkPathOptions) {}
+  constructor(private readonly options: LinkPathOptions) {
+    this.txBatch = options.txBatch ?? DEFAULT_TX_BATCH;
+  }
 
   /** Opens and closes ports to match the plan and gives each the plan's filter; throws (changing nothing) on a bad plan. */
   setPlan(plan: LinkPlan): void {
@@ -87,7 +106,7 @@ export class LinkPath {
   /** Descriptors to poll: the receiving ports and the neighbour table's and interfaces' changes. */
   fds(): number[] {
     const { neighbours, links } = this.options;
-    return [...[...this.receiving.values()].map((p) => p.fd), neighbours.fd, links.fd];
+    return [...[...this.receiving.values()].flatMap((p) => p.fds), neighbours.fd, links.fd];
   }
 
   queueDrops(): number {
@@ -96,10 +115,13 @@ export class LinkPath {
     return drops;
   }
 
-  /** One batch from every port; how many frames were handled. */
-  drain(director: PacketDirector): number {
-    this.options.neighbours.update();
-    this.options.links.update();
+  /** One batch from every port (`now`: the loop's clock at the start of its turn); how many frames were handled. */
+  drain(director: PacketDirector, now: number): number {
+    if (now - this.lastNetlinkUpdate >= LINK_UPDATE_MS) {
+      this.lastNetlinkUpdate = now;
+      this.options.neighbours.update();
+      this.options.links.update();
+    }
     let handled = 0;
     for (const port of this.receiving.values()) handled += this.drainPort(port, director);
     return handled;
@@ -119,13 +141,15 @@ export class LinkPath {
   }
 
   private drainPort(port: LinkPort, director: PacketDirector): number {
-    const { frame, eth, options } = this;
+    const { eth, options } = this;
     const { stats } = options;
     let handled = 0;
     for (; handled < options.batch; handled++) {
-      const n = port.receive(frame);
+      const n = port.receive();
       if (n === 0) break;
-      const length = n < 0 ? -1 : toDirectorLayout(frame, n, eth);
+      const buf = port.frame;
+      const at = port.frameAt;
+      const length = n < 0 ? -1 : toDirectorLayout(buf, at, n, eth);
       if (length < 0) {
         stats.drops.badFrame++;
         continue;
@@ -134,27 +158,57 @@ export class LinkPath {
       stats.rxBytes += length;
       let out: number;
       try {
-        out = director.process(frame, LINK_HEADROOM, length, 0, true);
+        out = director.process(buf, at + LINK_HEADROOM, length, 0, true);
       } catch (error) {
         stats.drops.exception++;
         options.onException(error);
         continue;
       }
       if (out === 0) stats.drops.verdict++;
-      else if (out === PASS_TO_HOST) this.toHost(frame, length);
-      else this.deliver(frame, out, director.nextHop);
+      else if (out === PASS_TO_HOST) this.toHost(buf, at, length);
+      else this.deliver(buf, at, out, director.nextHop);
       if (director.pending.length > 0) {
         for (const held of director.pending.splice(0)) {
-          this.extra.set(held, LINK_HEADROOM);
-          this.deliver(this.extra, held.length, director.nextHop);
+          // Rare (split segments, fragments): each gets a buffer of its own, as it waits in the batch.
+          const extra = new Uint8Array(LINK_HEADROOM + held.length);
+          extra.set(held, LINK_HEADROOM);
+          this.deliver(extra, 0, held.length, director.nextHop);
         }
       }
+      if (this.tx.count >= this.txBatch) this.flush();
     }
+    this.flush();
     return handled;
   }
 
-  private toHost(buf: Uint8Array, length: number): void {
-    if (this.options.host.write(buf.subarray(LINK_HEADROOM), length)) this.sent(length);
+  /** Sends what is queued, one transmit per run of frames to the same port, then gives the ring slots back. */
+  private flush(): void {
+    const { tx, eth } = this;
+    for (let from = 0; from < tx.count;) {
+      const port = tx.ports[from]!;
+      let to = from + 1;
+      while (to < tx.count && tx.ports[to] === port) to++;
+      port.transmit(tx, from, to);
+      for (let i = from; i < to; i++) {
+        const refused = tx.errors[i]!;
+        const wire = tx.lengths[i]!;
+        if (refused === 0) this.sent(wire - ETH_HLEN);
+        // Larger than the link takes (a datagram the bridge reassembled, say).
+        else if (refused === EMSGSIZE) {
+          const buf = tx.bufs[i]!;
+          const at = tx.ats[i]!;
+          this.tooBig(buf, at, toDirectorLayout(buf, at, wire, eth), tx.routed[i]!);
+        } else this.options.stats.drops.writeFailed++;
+      }
+      from = to;
+    }
+    tx.count = 0;
+    for (const port of this.receiving.values()) port.release();
+  }
+
+  /** buf[at + LINK_HEADROOM, +length) is `vnet | IP`: to the host's stack through the TUN device. */
+  private toHost(buf: Uint8Array, at: number, length: number): void {
+    if (this.options.host.write(buf.subarray(at + LINK_HEADROOM), length)) this.sent(length);
     else this.options.stats.drops.writeFailed++;
   }
 
@@ -164,17 +218,18 @@ export class LinkPath {
   }
 
   /**
-   * buf[LINK_HEADROOM, +length) is `vnet | IP`: out to the next hop of `to` (the director's
-   * nextHop: a directly routed real server, while the packet says VIP), else of its destination.
+   * buf[at + LINK_HEADROOM, +length) is `vnet | IP`: queued for the next hop of `to` (the
+   * director's nextHop: a directly routed real server, while the packet says VIP), else of its
+   * destination.
    */
-  private deliver(buf: Uint8Array, length: number, to: Addr | null): void {
+  private deliver(buf: Uint8Array, at: number, length: number, to: Addr | null): void {
     const { stats } = this.options;
-    const hop = this.options.nextHops.get(to ?? destination(buf, LINK_HEADROOM + VNET_HDR_LEN));
+    const hop = this.options.nextHops.get(to ?? destination(buf, at + LINK_HEADROOM + VNET_HDR_LEN));
     if (hop === null) {
       stats.drops.noRoute++;
       return;
     }
-    if (hop.kind === 'local') return this.toHost(buf, length);
+    if (hop.kind === 'local') return this.toHost(buf, at, length);
     const port = this.port(hop.ifindex);
     if (!port) {
       stats.drops.noRoute++;
@@ -186,18 +241,14 @@ export class LinkPath {
     // "packet too big" (IPv6, or IPv4 with DF) to its source, the VIP: lvsd takes that to the
     // real server as path MTU.
     const mtu = this.options.links.mtu(hop.ifindex);
-    if (mtu > 0 && largestWirePacket(buf, LINK_HEADROOM, length) > mtu) return this.tooBig(buf, length, to);
+    if (mtu > 0 && largestWirePacket(buf, at + LINK_HEADROOM, length) > mtu)
+      return this.tooBig(buf, at, length, to !== null);
     const mac = this.options.neighbours.mac(hop.ifindex, hop.via);
     if (!mac) {
       stats.drops.noNeighbour++;
       return;
     }
-    const wire = toWireLayout(buf, length, mac, port.mac);
-    const refused = port.transmit(buf, wire);
-    if (refused === 0) this.sent(length);
-    // Larger than the link takes (a datagram the bridge reassembled, say).
-    else if (refused === EMSGSIZE) this.tooBig(buf, toDirectorLayout(buf, wire, this.eth), to);
-    else stats.drops.writeFailed++;
+    this.tx.push(port, buf, at, toWireLayout(buf, at, length, mac, port.mac), to !== null);
   }
 
   /**
@@ -206,8 +257,8 @@ export class LinkPath {
    * kernel would keep it or send it back): the director fits those to the route's MTU, and one
    * that still does not fit (a route not looked up again yet, IPv4 without DF) is refused.
    */
-  private tooBig(buf: Uint8Array, length: number, to: Addr | null): void {
-    if (to === null) this.toHost(buf, length);
+  private tooBig(buf: Uint8Array, at: number, length: number, routed: boolean): void {
+    if (!routed) this.toHost(buf, at, length);
     else this.options.stats.drops.writeFailed++;
   }
 

@@ -226,6 +226,8 @@ const SOCK_RAW = 3;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
+/** nfnetlink: nftables announces its ruleset changes there. */
+export const NETLINK_NETFILTER = 12;
 const EAGAIN = 11;
 const EINTR = 4;
 const POLLIN = 1;
@@ -240,14 +242,14 @@ const c = {
   close: libc.func('int close(int fd)'),
 };
 
-/** A non-blocking NETLINK_ROUTE socket, joined to `groups` (0: requests only). */
+/** A non-blocking netlink socket (NETLINK_ROUTE unless told), joined to `groups` (0: requests only). */
 export class NetlinkSocket {
   readonly fd: number;
   private readonly buf = Buffer.alloc(65536);
   private readonly pollfd = Buffer.alloc(8);
 
-  constructor(groups: number) {
-    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
+  constructor(groups: number, protocol = NETLINK_ROUTE) {
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol) as number;
     if (fd < 0) throw new Error(`netlink socket: errno ${koffi.errno()}`);
     const addr = Buffer.alloc(12);
     addr.writeUInt16LE(AF_NETLINK, 0);

@@ -23,6 +23,12 @@ import type { RouteLookup } from './routes.js';
 
 /** Frames handled per device before control requests and the tick get their turn. */
 const BATCH = 64;
+/**
+ * With the layer-2 plane the devices carry only the host's side: read after poll() said they have
+ * a frame, and, while frames on the links keep the loop from poll(), this often (a read that finds
+ * nothing is a syscall, as dear as a frame's).
+ */
+const HOST_DEVICE_CHECK_MS = 1;
 /** Packet-path exceptions are reported at most this often (each is counted). */
 const EXCEPTION_REPORT_MS = 10_000;
 /** How often routed real servers' routes are looked up again (a route or an MTU changed). */
@@ -71,6 +77,9 @@ export class PacketLoop {
   private readonly link: LinkPath | null = null;
   /** The interfaces of the layer-2 plane's last plan, for the snapshot. */
   private linkInterfaces: string[] = [];
+  /** Layer-2 plane: whether the devices may have frames (the last wait said so, or a read found some). */
+  private devicesReady = true;
+  private lastDeviceRead = -Infinity;
 
   constructor(private readonly options: PacketLoopOptions) {
     this.director = options.director;
@@ -145,9 +154,21 @@ export class PacketLoop {
   /** One turn: a batch from every device (or a wait when all were idle), then the tick when due. */
   turn(): void {
     let handled = 0;
-    for (const device of this.devices) handled += this.drain(device);
-    if (this.link) handled += this.link.drain(this.director);
-    if (handled === 0) this.driver.wait(this.devices, this.options.idlePollMs, this.link?.fds());
+    if (this.link === null) {
+      for (const device of this.devices) handled += this.drain(device);
+    } else {
+      const started = this.clock.now();
+      if (this.devicesReady || started - this.lastDeviceRead >= HOST_DEVICE_CHECK_MS) {
+        this.lastDeviceRead = started;
+        for (const device of this.devices) handled += this.drain(device);
+        this.devicesReady = handled > 0;
+      }
+      handled += this.link.drain(this.director, started);
+    }
+    if (handled === 0) {
+      const ready = this.driver.wait(this.devices, this.options.idlePollMs, this.link?.fds());
+      this.devicesReady ||= ready;
+    }
     const now = this.clock.now();
     if (now - this.lastTick >= this.options.tickMs) {
       this.lastTick = now;

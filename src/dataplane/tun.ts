@@ -192,9 +192,12 @@ export class TunDriver implements DeviceDriver {
     return TunDevice.open({ name, mtu: this.mtu }, fwmark);
   }
 
-  wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds: readonly number[] = []): void {
+  wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds: readonly number[] = []): boolean {
     const fds = [...devices.map((device) => (device as TunDevice).fd), ...moreFds];
-    if (fds.length === 0) return sleepMs(timeoutMs);
+    if (fds.length === 0) {
+      sleepMs(timeoutMs);
+      return false;
+    }
     if (this.pollfds.length !== fds.length * 8) this.pollfds = Buffer.alloc(fds.length * 8);
     fds.forEach((fd, i) => {
       // struct pollfd { int fd; short events; short revents; }
@@ -202,6 +205,8 @@ export class TunDriver implements DeviceDriver {
       this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
       this.pollfds.writeInt16LE(0, i * 8 + 6);
     });
-    c.poll(this.pollfds, fds.length, timeoutMs);
+    if ((c.poll(this.pollfds, fds.length, timeoutMs) as number) <= 0) return false;
+    for (let i = 0; i < devices.length; i++) if (this.pollfds.readInt16LE(i * 8 + 6) !== 0) return true;
+    return false;
   }
 }

@@ -49,5 +49,7 @@ export class FakeDriver implements DeviceDriver {
     return device;
   }
 
-  wait(): void {}
+  wait(): boolean {
+    return true;
+  }
 }

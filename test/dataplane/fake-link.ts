@@ -1,9 +1,10 @@
 // In-memory layer-2 ports, neighbour and link sources and routes: the layer-2 loop runs over them without
 // root. A port can be made faulty (the kernel refusing what is sent, a frame cut short).
 
+import assert from 'node:assert/strict';
 import type { Addr } from '../../src/core/inet.js';
 import { formatAddr } from '../../src/core/inet.js';
-import type { LinkDriver, LinkPort } from '../../src/dataplane/af-packet.js';
+import type { LinkDriver, LinkPort, TxBatch } from '../../src/dataplane/af-packet.js';
 import type { LinkSource } from '../../src/dataplane/links.js';
 import type { LinkUpdate, NeighbourUpdate } from '../../src/dataplane/netlink.js';
 import type { NeighbourSource } from '../../src/dataplane/neighbours.js';
@@ -21,25 +22,43 @@ export class FakeLinkPort implements LinkPort {
     readonly name: string,
     readonly ifindex: number,
     readonly mac: Uint8Array,
-    readonly fd: number,
+    readonly fds: readonly number[],
   ) {}
 
   setFilter(program: Buffer): void {
     this.filter = program;
   }
 
-  receive(buf: Uint8Array): number {
+  frame = new Uint8Array(0);
+  frameAt = 0;
+  /** Frames received and not yet given back (the ring slots lvsd holds). */
+  taken = 0;
+  /** The most frames taken at once. */
+  mostTaken = 0;
+
+  /** Each frame in a slot of its own, at an offset, with room after it, as in a ring. */
+  receive(): number {
     const frame = this.inbox.shift();
     if (frame === undefined) return 0;
+    this.mostTaken = Math.max(this.mostTaken, ++this.taken);
     if (frame === 'cut-short') return -1;
-    buf.set(frame);
+    this.frameAt = 50;
+    this.frame = new Uint8Array(this.frameAt + frame.length + 2048);
+    this.frame.set(frame, this.frameAt);
     return frame.length;
   }
 
-  transmit(buf: Uint8Array, length: number): number {
-    if (this.refuse !== 0) return this.refuse;
-    this.sent.push(buf.slice(0, length));
-    return 0;
+  release(): void {
+    this.taken = 0;
+  }
+
+  transmit(batch: TxBatch, from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      assert.equal(batch.ports[i], this);
+      batch.errors[i] = this.refuse;
+      const at = batch.ats[i]!;
+      if (this.refuse === 0) this.sent.push(batch.bufs[i]!.slice(at, at + batch.lengths[i]!));
+    }
   }
 
   queueDrops(): number {
@@ -65,7 +84,7 @@ export class FakeLinkDriver implements LinkDriver {
       name,
       i + 1,
       Uint8Array.from([2, 0, 0, 0, 0, i + 1]),
-      options.receive ? 100 + i : -1,
+      options.receive ? [100 + i] : [],
     );
     this.ports.set(name, port);
     return port;

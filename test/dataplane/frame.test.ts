@@ -42,7 +42,7 @@ describe('the layer-2 frame layout', () => {
     });
     const buf = received(packet, true);
     const eth = new Uint8Array(ETH_HLEN);
-    const length = toDirectorLayout(buf, 10 + ETH_HLEN + packet.length, eth);
+    const length = toDirectorLayout(buf, 0, 10 + ETH_HLEN + packet.length, eth);
     assert.equal(length, 10 + packet.length);
     assert.deepEqual(eth.subarray(6, 12), SRC_MAC, 'the previous hop');
     const vnet = readVnetHdr(buf, LINK_HEADROOM);
@@ -52,22 +52,27 @@ describe('the layer-2 frame layout', () => {
     assert.deepEqual(buf.subarray(LINK_HEADROOM + 10, LINK_HEADROOM + 10 + packet.length), packet);
   });
 
-  it('and back: vnet | new Ethernet header | IP, the same vnet header as received', () => {
+  it('and back: vnet | new Ethernet header | IP, the same vnet header as received, wherever it sits in the slot', () => {
     fc.assert(
-      fc.property(fc.boolean(), fc.boolean(), fc.nat(2000), (v6, gso, size) => {
+      fc.property(fc.boolean(), fc.boolean(), fc.nat(2000), fc.nat(100), (v6, gso, size, at) => {
         const packet = v6
           ? buildPacket({ src: '2001:db8::2', dst: '2001:db8::1', dport: 80, payload: new Uint8Array(size) })
           : buildPacket({ src: '198.18.0.2', dst: '198.18.0.1', dport: 80, payload: new Uint8Array(size) });
-        const buf = received(packet, gso);
-        const original = buf.slice(0, 10);
-        const length = toDirectorLayout(buf, 10 + ETH_HLEN + packet.length, new Uint8Array(ETH_HLEN));
-        const wire = toWireLayout(buf, length, DST_MAC, SRC_MAC);
+        const frame = received(packet, gso);
+        // What precedes the frame in its ring slot (the ring's own header) is never touched.
+        const buf = new Uint8Array(at + frame.length).fill(0xee);
+        buf.set(frame, at);
+        const original = frame.slice(0, 10);
+        const length = toDirectorLayout(buf, at, 10 + ETH_HLEN + packet.length, new Uint8Array(ETH_HLEN));
+        assert.deepEqual(buf.subarray(at + LINK_HEADROOM + 10, at + LINK_HEADROOM + length), packet);
+        const wire = toWireLayout(buf, at, length, DST_MAC, SRC_MAC);
         assert.equal(wire, 10 + ETH_HLEN + packet.length);
-        assert.deepEqual(buf.subarray(0, 10), original);
-        assert.deepEqual(buf.subarray(10, 16), DST_MAC);
-        assert.deepEqual(buf.subarray(16, 22), SRC_MAC);
-        assert.deepEqual([...buf.subarray(22, 24)], v6 ? [0x86, 0xdd] : [0x08, 0x00]);
-        assert.deepEqual(buf.subarray(24, 24 + packet.length), packet);
+        assert.ok(buf.subarray(0, at).every((b) => b === 0xee));
+        assert.deepEqual(buf.subarray(at, at + 10), original);
+        assert.deepEqual(buf.subarray(at + 10, at + 16), DST_MAC);
+        assert.deepEqual(buf.subarray(at + 16, at + 22), SRC_MAC);
+        assert.deepEqual([...buf.subarray(at + 22, at + 24)], v6 ? [0x86, 0xdd] : [0x08, 0x00]);
+        assert.deepEqual(buf.subarray(at + 24, at + 24 + packet.length), packet);
       }),
     );
   });
@@ -105,8 +110,8 @@ describe('the layer-2 frame layout', () => {
 
   it('refuses runts and a partial checksum that starts inside the Ethernet header', () => {
     const eth = new Uint8Array(ETH_HLEN);
-    assert.equal(toDirectorLayout(new Uint8Array(100), 24, eth), -1);
+    assert.equal(toDirectorLayout(new Uint8Array(100), 0, 24, eth), -1);
     const bad = withVnet(new Uint8Array(80), { flags: 1, csumStart: 4, csumOffset: 16 });
-    assert.equal(toDirectorLayout(bad, bad.length, eth), -1);
+    assert.equal(toDirectorLayout(bad, 0, bad.length, eth), -1);
   });
 });

@@ -496,6 +496,20 @@ describe('HostNetwork: verify and repair', () => {
     );
   });
 
+  it('a sysctls-only repair puts back a reset sysctl without listing anything, and leaves the rest to a full one', () => {
+    const { system, host } = setup();
+    host.sync([web]);
+    const steered = system.state();
+    system.files.set('/proc/sys/net/ipv4/ip_forward', '0');
+    system.flushRuleset();
+    system.calls.length = 0;
+    assert.deepEqual(host.repair('sysctls'), { repaired: ['sysctl net.ipv4.ip_forward=1'], failed: [] });
+    assert.deepEqual(system.calls, [], 'no ip, no nft');
+    assert.equal(system.files.get('/proc/sys/net/ipv4/ip_forward'), '1');
+    assert.deepEqual(host.repair(), { repaired: ['nft table inet lvsd'], failed: [] });
+    assert.deepEqual(system.state(), steered);
+  });
+
   it('after a firewall reload (nft flush ruleset), puts the table back whole with its elements', () => {
     const { system, host } = setup();
     host.sync([web]);

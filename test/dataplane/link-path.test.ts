@@ -12,6 +12,7 @@ import type { ServiceKey } from '../../src/core/model.js';
 import { parsePacket } from '../../src/core/packet/parse.js';
 import { EMSGSIZE } from '../../src/dataplane/af-packet.js';
 import { EMPTY_FILTER } from '../../src/dataplane/l2-filter.js';
+import { LINK_UPDATE_MS } from '../../src/dataplane/link-path.js';
 import { Neighbours } from '../../src/dataplane/neighbours.js';
 import { PacketLoop } from '../../src/dataplane/packet-loop.js';
 import { NextHopCache, type NextHop } from '../../src/dataplane/routes.js';
@@ -223,7 +224,7 @@ describe('the layer-2 loop', () => {
   });
 
   it("a super-packet whose segments the egress link cannot take goes to the host; once the link's MTU grows it goes out", () => {
-    const { loop, pub0, br0, tun, source, links } = setup();
+    const { loop, clock, pub0, br0, tun, source, links } = setup();
     source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
     pub0.inbox.push(frame(syn(), pub0.mac, CLIENT_MAC));
     loop.turn();
@@ -239,6 +240,7 @@ describe('the layer-2 loop', () => {
     };
     const tso = (ip: Uint8Array) => partialVnetFor(ip, { gsoSize: 1460 });
     links.queued.push({ ifindex: 1, mtu: 1280 });
+    clock.advance(LINK_UPDATE_MS);
     br0.inbox.push(frame(reply, br0.mac, RS_MAC, tso));
     loop.turn();
     assert.equal(pub0.sent.length, 0);
@@ -246,10 +248,28 @@ describe('the layer-2 loop', () => {
     const p = parsePacket(tun.outbox[0]!, 10, tun.outbox[0]!.length - 10);
     assert.ok(p.ok && formatAddr(p.saddr) === VIP && formatAddr(p.daddr) === CLIENT);
     links.queued.push({ ifindex: 1, mtu: 1500 });
+    clock.advance(LINK_UPDATE_MS);
     br0.inbox.push(frame(reply, br0.mac, RS_MAC, tso));
     loop.turn();
     assert.equal(pub0.sent.length, 1);
     assert.equal(tun.outbox.length, 1);
+  });
+
+  it('sends a burst in order, a batch at a time, and gives every ring slot back by the end of the turn', () => {
+    const { loop, pub0, br0, source } = setup();
+    source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
+    for (let i = 0; i < 70; i++) pub0.inbox.push(frame(syn(41000 + i), pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(br0.sent.length, 64, 'one batch of the port per turn');
+    assert.deepEqual(
+      br0.sent.map((wire) => sentIp(wire).flow),
+      Array.from({ length: 64 }, (_, i) => `${CLIENT}:${41000 + i}>${RS}:80`),
+    );
+    assert.ok(pub0.mostTaken <= 32, `slots held at once: ${pub0.mostTaken}`);
+    assert.equal(pub0.taken, 0, 'all given back');
+    loop.turn();
+    assert.equal(br0.sent.length, 70);
+    assert.equal(loop.counters().txPackets, 70);
   });
 
   it('changes ports with the plan and refuses a plan with an interface that cannot be opened, changing nothing', () => {

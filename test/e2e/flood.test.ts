@@ -1,8 +1,11 @@
 // A SYN flood from random sources against a director with a small connection table
 // (--conn-capacity 2000): the flood fills the table, the legitimate client's requests still get
-// through, and `lvsadm -L --json` shows what the table evicted and refused.
+// through, and `lvsadm -L --json` shows what the table evicted and refused. Then a flood at the
+// rate the issue measured (FULL_RATE SYNs a second, for seconds): the legitimate client's
+// requests, made meanwhile, keep at least 99% success, as through the kernel's own NAT.
 
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +18,41 @@ const FLOODER = fileURLToPath(new URL('./syn-flooder.js', import.meta.url));
 /** Bounded: at most 60,000 SYNs, at 8,000 a second, for at most 8 s. */
 const FLOOD = { packets: 60_000, seconds: 8, rate: 8000 };
 const REQUESTS = 40;
+/**
+ * Bounded: at most 1,000,000 SYNs, at FULL_RATE a second, for at most 10 s. Run on demand
+ * (LVSD_FLOOD_RATE=100000): lvsd does not hold 99% at such rates yet (issue 13; on this machine
+ * 176-199 of 200 at about 85k SYNs/s, its ring full: rxPackets vs queueFull in the log), and CI must not fail on a known gap.
+ */
+const FULL_RATE = Number(process.env.LVSD_FLOOD_RATE ?? 100_000);
+const FULL_RATE_SKIP =
+  process.env.LVSD_FLOOD_RATE === undefined ? 'on demand: LVSD_FLOOD_RATE=<SYNs a second>' : false;
+const FULL_FLOOD = { packets: 1_000_000, seconds: 10, rate: FULL_RATE };
+const FULL_REQUESTS = 200;
+
+/** Starts the flooder in the client's namespace; resolves once it floods. */
+async function startFlood(
+  s: Setup,
+  flood: { packets: number; seconds: number; rate: number },
+): Promise<{ flooder: ChildProcess; exited: Promise<unknown>; output: () => string }> {
+  const flooder = s.lab.spawn(
+    s.lab.ns.client,
+    [process.execPath, FLOODER, VIP, String(flood.packets), String(flood.seconds), String(flood.rate)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let output = '';
+  flooder.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = once(flooder, 'exit');
+  for (const end = Date.now() + 10_000; !output.includes('flooding') && Date.now() < end;) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(output.includes('flooding'), 'the flooder started');
+  return { flooder, exited, output: () => output };
+}
+
+/** The flood's sources are reached back through the client; without that route the director's reverse-path filter drops the SYNs. */
+function routeFloodSources(s: Setup): void {
+  s.lab.run(s.lab.ns.director, ['ip', 'route', 'add', '198.18.128.0/17', 'via', s.lab.addr.client]);
+}
 
 describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, () => {
   let s: Setup;
@@ -23,9 +61,7 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
     s = await setupLab({ prefix: 'lvst13', lvsdArgs: () => ['--conn-capacity', String(CAPACITY)] });
     s.director.adm(`-A -t ${VIP}:80 -s rr`);
     for (const rs of s.lab.addr.realServers) s.director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
-    // Without a route back to the flood's sources the director's kernel would drop the SYNs
-    // (reverse-path filter) before lvsd saw them.
-    s.lab.run(s.lab.ns.director, ['ip', 'route', 'add', '198.18.128.0/17', 'via', s.lab.addr.client]);
+    routeFloodSources(s);
   });
 
   after(async () => {
@@ -33,19 +69,8 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
   });
 
   it('keeps serving the legitimate client while the flood fills the table', async () => {
-    const flooder = s.lab.spawn(
-      s.lab.ns.client,
-      [process.execPath, FLOODER, VIP, String(FLOOD.packets), String(FLOOD.seconds), String(FLOOD.rate)],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let output = '';
-    flooder.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const exited = once(flooder, 'exit');
+    const { exited, output } = await startFlood(s, FLOOD);
     try {
-      for (const end = Date.now() + 10_000; !output.includes('flooding') && Date.now() < end;) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      assert.ok(output.includes('flooding'), 'the flooder started');
       // Let the flood fill the table first.
       let table = await waitForFull();
       assert.equal(table.capacity, CAPACITY);
@@ -94,7 +119,7 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
     } finally {
       await exited;
     }
-    const sent = Number(output.trim().split('\n').at(-1));
+    const sent = Number(output().trim().split('\n').at(-1));
     assert.ok(sent > CAPACITY * 2, `the flood sent ${sent} SYNs`);
   });
 
@@ -115,3 +140,70 @@ describe('a full table under a SYN flood (root, netns)', { skip: ROOT_SKIP }, ()
     assert.fail(`the table never filled: ${JSON.stringify(connTable())}`);
   }
 });
+
+describe(
+  'a SYN flood at full rate from random sources (root, netns)',
+  { skip: ROOT_SKIP || FULL_RATE_SKIP },
+  () => {
+    let s: Setup;
+
+    before(async () => {
+      s = await setupLab({ prefix: 'lvst13f' });
+      s.director.adm(`-A -t ${VIP}:80 -s rr`);
+      for (const rs of s.lab.addr.realServers) s.director.adm(`-a -t ${VIP}:80 -r ${rs}:80 -m`);
+      routeFloodSources(s);
+    });
+
+    after(async () => {
+      await s?.teardown();
+    });
+
+    it(`legitimate requests made during a flood of ${FULL_RATE} SYNs/s keep at least 99% success`, async () => {
+      const { exited, output } = await startFlood(s, FULL_FLOOD);
+      let results: string[] = [];
+      try {
+        // The flood at full rate first, then the requests, 8 at a time, while it goes on.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        const curl = s.lab.spawn(
+          s.lab.ns.client,
+          [
+            'curl',
+            '-s',
+            '-Z',
+            '--parallel-max',
+            '8',
+            '-o',
+            '/dev/null',
+            '-w',
+            '%{http_code} %{time_connect} %{time_total}\n',
+            // Room for two SYN retransmissions (1 s, 3 s), as a user's client would wait.
+            '--max-time',
+            '6',
+            ...Array.from({ length: FULL_REQUESTS }, () => `http://${VIP}/`),
+          ],
+          { stdio: ['ignore', 'pipe', 'ignore'] },
+        );
+        let text = '';
+        curl.stdout!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+        await once(curl, 'exit');
+        results = text.split('\n').filter(Boolean);
+      } finally {
+        await exited;
+      }
+      const sent = Number(output().trim().split('\n').at(-1));
+      const succeeded = results.filter((line) => line.startsWith('200 ')).length;
+      const slow = results.filter((line) => Number(line.split(' ')[1]) >= 0.9).length;
+      const device = (JSON.parse(s.director.adm('-L --json')) as { dataPath: { device: unknown } }).dataPath
+        .device;
+      console.log(
+        `flood: ${sent} SYNs; legitimate ${succeeded}/${FULL_REQUESTS}, ${slow} after a SYN retransmission; ` +
+          `lvsd ${JSON.stringify(device)}`,
+      );
+      assert.ok(sent >= FULL_RATE, `the flood sent ${sent} SYNs`);
+      assert.ok(
+        succeeded >= FULL_REQUESTS * 0.99,
+        `legitimate requests through the flood: ${succeeded}/${FULL_REQUESTS}\n${results.join('\n')}\n${JSON.stringify(device)}`,
+      );
+    });
+  },
+);
