@@ -95,7 +95,14 @@ const TP_STATUS_USER = 1;
 const VNET_HDR_LEN = 10;
 /** A 64 KB GSO packet, its headers and the ring's own: 17 pages. */
 export const RING_FRAME_SIZE = 69632;
-const RING_FRAMES = 64;
+/**
+ * 15 frames (255 pages) a block: the kernel allocates a block as 256 pages, so one is lost. 240
+ * slots, 16 MB: deep enough to take a burst (a SYN flood, 64-byte datagrams) while lvsd is off
+ * the CPU, and slots held until a batch is sent leave room for the kernel to keep receiving.
+ */
+const FRAMES_PER_BLOCK = 15;
+const RING_BLOCKS = 16;
+const RING_FRAMES = FRAMES_PER_BLOCK * RING_BLOCKS;
 /** Frames per sendmmsg(); struct mmsghdr is 64 bytes (a 56-byte msghdr and msg_len), iovec 16. */
 const MMSG_MAX = 64;
 const MMSGHDR_SIZE = 64;
@@ -232,8 +239,8 @@ class AfPacketPort implements LinkPort {
     this.fds = [fd];
     intOption(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, `${this.name}: PACKET_VERSION`);
     const req = Buffer.alloc(16);
-    req.writeUInt32LE(RING_FRAME_SIZE, 0);
-    req.writeUInt32LE(RING_FRAMES, 4);
+    req.writeUInt32LE(RING_FRAME_SIZE * FRAMES_PER_BLOCK, 0);
+    req.writeUInt32LE(RING_BLOCKS, 4);
     req.writeUInt32LE(RING_FRAME_SIZE, 8);
     req.writeUInt32LE(RING_FRAMES, 12);
     if ((c.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, 16) as number) < 0)

@@ -41,10 +41,7 @@ export interface LinkPathOptions {
   onException(error: unknown): void;
 }
 
-/**
- * Frames sent per flush. Their ring slots stay taken until the flush: a half of the 64-slot ring
- * leaves the kernel room to keep receiving meanwhile.
- */
+/** Frames sent per flush (one sendmmsg); their ring slots stay taken until then. */
 const DEFAULT_TX_BATCH = 32;
 /**
  * How often the neighbour table's and the interfaces' changes are read (a recv() each) while frames
