@@ -29,6 +29,8 @@ export interface DeviceDriver {
    * now (true when the driver cannot tell).
    */
   wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds?: readonly number[]): boolean;
+  /** Lets any other thread that is ready run on this core for a moment (sched_yield), without sleeping. */
+  yieldCpu(): void;
 }
 
 /** The device of the fwmark service with this mark (IFNAMSIZ allows "lvsf" and ten digits). */

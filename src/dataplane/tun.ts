@@ -46,6 +46,7 @@ const c = {
   read: libc.func('long read(int fd, void *buf, unsigned long count)'),
   write: libc.func('long write(int fd, void *buf, unsigned long count)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  schedYield: libc.func('int sched_yield(void)'),
   strerror: libc.func('const char *strerror(int errnum)'),
 };
 
@@ -190,6 +191,10 @@ export class TunDriver implements DeviceDriver {
 
   open(name: string, fwmark: number): TunDevice {
     return TunDevice.open({ name, mtu: this.mtu }, fwmark);
+  }
+
+  yieldCpu(): void {
+    c.schedYield();
   }
 
   wait(devices: readonly PacketDevice[], timeoutMs: number, moreFds: readonly number[] = []): boolean {

@@ -41,6 +41,9 @@ export class FakeDevice implements PacketDevice {
 export class FakeDriver implements DeviceDriver {
   readonly opened = new Map<string, FakeDevice>();
   readonly refuse = new Set<string>();
+  /** How often the loop slept in poll(), and how often it gave the core away instead. */
+  waits = 0;
+  yields = 0;
 
   open(name: string, fwmark: number): FakeDevice {
     if (this.refuse.has(name)) throw new Error(`TUNSETIFF ${name}: Device or resource busy`);
@@ -50,6 +53,11 @@ export class FakeDriver implements DeviceDriver {
   }
 
   wait(): boolean {
+    this.waits++;
     return true;
+  }
+
+  yieldCpu(): void {
+    this.yields++;
   }
 }

@@ -14,7 +14,7 @@ import { EMSGSIZE } from '../../src/dataplane/af-packet.js';
 import { EMPTY_FILTER } from '../../src/dataplane/l2-filter.js';
 import { LINK_UPDATE_MS } from '../../src/dataplane/link-path.js';
 import { Neighbours } from '../../src/dataplane/neighbours.js';
-import { PacketLoop } from '../../src/dataplane/packet-loop.js';
+import { PacketLoop, SPIN_MS } from '../../src/dataplane/packet-loop.js';
 import { NextHopCache, type NextHop } from '../../src/dataplane/routes.js';
 import { LinkMtus } from '../../src/dataplane/links.js';
 import {
@@ -103,7 +103,7 @@ function setup() {
   });
   const pub0 = link.ports.get('pub0')!;
   const br0 = link.ports.get('br0')!;
-  return { loop, clock, tun: tun.opened.get('lvs0')!, pub0, br0, source, hops, links };
+  return { loop, clock, driver: tun, tun: tun.opened.get('lvs0')!, pub0, br0, source, hops, links };
 }
 
 const syn = (sport = 40000): PacketSpec => ({ src: CLIENT, dst: VIP, sport, dport: 80, tcpFlags: 0x02 });
@@ -253,6 +253,26 @@ describe('the layer-2 loop', () => {
     loop.turn();
     assert.equal(pub0.sent.length, 1);
     assert.equal(tun.outbox.length, 1);
+  });
+
+  it('keeps looking at the rings for a while after a frame, yielding the core, then sleeps in poll', () => {
+    const { loop, clock, driver, pub0, br0, source } = setup();
+    source.queued.push({ ifindex: 2, addr: a(RS), mac: RS_MAC });
+    pub0.inbox.push(frame(syn(), pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(br0.sent.length, 1);
+    driver.waits = 0;
+    loop.turn();
+    clock.advance(1);
+    loop.turn();
+    assert.deepEqual([driver.yields, driver.waits], [2, 0], 'looking again, not sleeping');
+    // The next frame, met while looking, is forwarded at once.
+    pub0.inbox.push(frame(syn(40001), pub0.mac, CLIENT_MAC));
+    loop.turn();
+    assert.equal(br0.sent.length, 2);
+    clock.advance(SPIN_MS);
+    loop.turn();
+    assert.deepEqual([driver.yields, driver.waits], [2, 1], 'idle for long enough: asleep in poll');
   });
 
   it('sends a burst in order, a batch at a time, and gives every ring slot back by the end of the turn', () => {
