@@ -139,7 +139,17 @@ function elapsed(started: number): number {
   return Math.round(performance.now() - started);
 }
 
-function probeTcp(target: ProbeTarget, timeoutMs: number, watcher: Watcher): Promise<ProbeFact> {
+/**
+ * `targets`: every target probed at once, this one among them. The kernel may give two probes the
+ * same local port (their destinations differ), so a SYN-ACK from another probed target is that
+ * probe's answer, not this one's from another address.
+ */
+function probeTcp(
+  target: ProbeTarget,
+  targets: readonly ProbeTarget[],
+  timeoutMs: number,
+  watcher: Watcher,
+): Promise<ProbeFact> {
   return new Promise((resolve) => {
     const started = performance.now();
     const socket = net.connect({ host: formatAddr(target.addr), port: target.port });
@@ -151,7 +161,8 @@ function probeTcp(target: ProbeTarget, timeoutMs: number, watcher: Watcher): Pro
     };
     const unlisten = watcher.listen(({ synAck }) => {
       if (!synAck || synAck.dport !== socket.localPort) return;
-      if (addrEquals(synAck.from, target.addr) && synAck.sport === target.port) return;
+      const probed = (t: ProbeTarget): boolean => addrEquals(synAck.from, t.addr) && synAck.sport === t.port;
+      if (targets.some((t) => t.protocol === 'TCP' && probed(t))) return;
       done({
         result: 'other-address',
         from: formatAddrPort(synAck.from, synAck.sport),
@@ -237,7 +248,7 @@ export async function probeAll(targets: readonly ProbeTarget[], timeoutMs: numbe
   try {
     return await Promise.all(
       targets.map((t) =>
-        t.protocol === 'TCP' ? probeTcp(t, timeoutMs, watcher) : probeUdp(t, timeoutMs, watcher),
+        t.protocol === 'TCP' ? probeTcp(t, targets, timeoutMs, watcher) : probeUdp(t, timeoutMs, watcher),
       ),
     );
   } finally {
