@@ -5,7 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lab } from '../src/lab/lab.js';
+import { kernelNatRuleset, type Lab } from '../src/lab/lab.js';
 import type { TargetName } from './summary.js';
 
 export const TCP_PORT = 80;
@@ -105,16 +105,10 @@ function directTarget(lab: Lab): Target {
 /** nftables DNAT with a round-robin counter: the kernel's own equivalent of LVS-NAT. */
 function kernelNatTarget(lab: Lab): Target {
   const table = 'lvsbench_nat';
-  const map = `{ ${lab.addr.realServers.map((rs, i) => `${i} : ${rs}`).join(', ')} }`;
-  const pick = `numgen inc mod ${lab.addr.realServers.length} map ${map}`;
-  const ruleset = `table ip ${table} {
-  chain prerouting {
-    type nat hook prerouting priority dstnat; policy accept;
-    ip daddr ${lab.addr.vip} tcp dport ${TCP_PORT} dnat to ${pick}
-    ip daddr ${lab.addr.vip} udp dport ${UDP_PORT} dnat to ${pick}
-  }
-}
-`;
+  const ruleset = kernelNatRuleset(table, lab.addr.vip, lab.addr.realServers, [
+    `tcp dport ${TCP_PORT}`,
+    `udp dport ${UDP_PORT}`,
+  ]);
   return {
     name: 'nat',
     tcp: `${lab.addr.vip}:${TCP_PORT}`,

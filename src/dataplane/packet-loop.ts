@@ -163,6 +163,8 @@ export class PacketLoop {
   /** One turn: a batch from every device (or a wait when all were idle), then the tick when due. */
   turn(): void {
     let handled = 0;
+    /** Frames came a moment ago: look at the rings again rather than sleep. */
+    let spin = false;
     if (this.link === null) {
       for (const device of this.devices) handled += this.drain(device);
     } else {
@@ -174,12 +176,10 @@ export class PacketLoop {
       }
       handled += this.link.drain(this.director, started);
       if (handled > 0) this.lastLinkFrame = started;
-      else if (started - this.lastLinkFrame < SPIN_MS) {
-        this.driver.yieldCpu();
-        handled = -1;
-      }
+      else spin = started - this.lastLinkFrame < SPIN_MS;
     }
-    if (handled === 0) {
+    if (spin) this.driver.yieldCpu();
+    else if (handled === 0) {
       const ready = this.driver.wait(this.devices, this.options.idlePollMs, this.link?.fds());
       this.devicesReady ||= ready;
     }

@@ -200,6 +200,26 @@ ${moreServers}}
 }
 
 /** The command that starts the nginx configured in `dir`; it daemonizes, its pid in dir/nginx.pid. */
+/**
+ * The kernel's own equivalent of LVS-NAT, for labs that compare with it: an nftables table that
+ * DNATs `vip` (each of `rules`, "tcp dport 80" say) round robin over the real servers.
+ */
+export function kernelNatRuleset(
+  table: string,
+  vip: string,
+  realServers: readonly string[],
+  rules: readonly string[],
+): string {
+  const map = `{ ${realServers.map((rs, i) => `${i} : ${rs}`).join(', ')} }`;
+  const pick = `numgen inc mod ${realServers.length} map ${map}`;
+  return `table ip ${table} {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+${rules.map((rule) => `    ip daddr ${vip} ${rule} dnat to ${pick}\n`).join('')}  }
+}
+`;
+}
+
 export function nginxCommand(dir: string): string[] {
   return ['nginx', '-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')];
 }

@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { kernelNatRuleset } from '../../src/lab/lab.js';
 import { DATAPLANE, ROOT_SKIP, setupLab, type Setup } from './harness.js';
 import type { ConnTableSnapshot } from '../../src/core/ops.js';
 
@@ -168,15 +169,8 @@ describe(
         void s.lab.run(s.lab.ns.director, ['sysctl', '-qw', `net.ipv4.ip_forward=${on ? 1 : 0}`]);
       forward(true);
       const table = 'lvst13knat';
-      const rs = s.lab.addr.realServers;
       s.lab.run(s.lab.ns.director, ['nft', '-f', '-'], {
-        input: `table ip ${table} {
-  chain prerouting {
-    type nat hook prerouting priority dstnat; policy accept;
-    ip daddr ${VIP} tcp dport 80 dnat to numgen inc mod ${rs.length} map { ${rs.map((a, i) => `${i} : ${a}`).join(', ')} }
-  }
-}
-`,
+        input: kernelNatRuleset(table, VIP, s.lab.addr.realServers, ['tcp dport 80']),
       });
       try {
         kernel = await legitimateThroughFlood();
