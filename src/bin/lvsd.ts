@@ -39,6 +39,7 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane | -
             [--http-token-file FILE]
             [--conn-capacity N] [--drop-entry MODE] [--secure-tcp MODE]
             [--defense-threshold PERCENT] [--early-drop on|off]
+            [--syn-proxy MODE] [--syn-proxy-threshold N]
             [--expire-nodest-conn 0|1] [--expire-quiescent-template 0|1]
             [--keepalived-conf FILE] [--floating-vips] [--restart-hold SECONDS]
        lvsd demo [--keep] [--ha]
@@ -63,6 +64,10 @@ const USAGE = `Usage: lvsd [--socket PATH] [--state-dir DIR] [--no-dataplane | -
                       (default ${DEFAULT_DEFENSE.secureTcp}; IPVS's secure_tcp)
   --defense-threshold PERCENT  share of the table in use that switches mode 1 on (default ${DEFAULT_DEFENSE.thresholdPercent})
   --early-drop on|off a new connection on a full table evicts a half-open one (default on)
+  --syn-proxy MODE    answer the SYNs of IPv4 NAT services with SYN cookies, so that a SYN flood
+                      reaches neither the table nor the real servers: 0, 1 or 3 as above; 1 switches
+                      on when a second leaves N handshakes unanswered (default ${DEFAULT_DEFENSE.synProxy}; docs/limits.md)
+  --syn-proxy-threshold N  the N of --syn-proxy 1 (default ${DEFAULT_DEFENSE.synProxyThreshold})
   --expire-nodest-conn 0|1  1: the connections of a real server taken out of scheduling (failed
                     check, maintenance) end at once; 0: they drain (default 0; IPVS's expire_nodest_conn)
   --expire-quiescent-template 0|1  1: persistence no longer sends returning clients to a real
@@ -111,6 +116,8 @@ const VALUE_OPTIONS = new Set([
   '--secure-tcp',
   '--defense-threshold',
   '--early-drop',
+  '--syn-proxy',
+  '--syn-proxy-threshold',
   '--expire-nodest-conn',
   '--expire-quiescent-template',
   '--keepalived-conf',
@@ -127,6 +134,8 @@ const DEFENSE_OPTIONS = {
   '--drop-entry': 'dropEntry',
   '--secure-tcp': 'secureTcp',
   '--defense-threshold': 'thresholdPercent',
+  '--syn-proxy': 'synProxy',
+  '--syn-proxy-threshold': 'synProxyThreshold',
 } as const;
 
 /** A whole decimal number, or NaN: Number() would take '', '0x10' and '1e3'. */

@@ -57,6 +57,7 @@ interface RecordLine {
   state: string;
   expiresMs: number;
   template: boolean;
+  seqOffset?: number;
 }
 
 const PROTOCOLS = new Set([0, 6, 17, 132]);
@@ -79,6 +80,7 @@ function recordLine(r: ConnRecord): RecordLine {
     // The data plane's clock counts fractions of a millisecond.
     expiresMs: Math.max(0, Math.round(r.expiresMs)),
     template: r.template,
+    ...(r.seqOffset === undefined ? {} : { seqOffset: r.seqOffset }),
   };
 }
 
@@ -149,8 +151,8 @@ export function decodeConnTable(file: string, text: string): SavedConnections {
   return { savedAtMs: savedAt!, records };
 }
 
-function exactKeys(value: object, keys: readonly string[]): string | null {
-  const extra = Object.keys(value).find((k) => !keys.includes(k));
+function exactKeys(value: object, keys: readonly string[], optional: readonly string[] = []): string | null {
+  const extra = Object.keys(value).find((k) => !keys.includes(k) && !optional.includes(k));
   if (extra !== undefined) return `unknown field ${extra.slice(0, 40)}`;
   const missing = keys.find((k) => !(k in value));
   return missing === undefined ? null : `missing field ${missing}`;
@@ -189,7 +191,7 @@ const RECORD_KEYS = [
 /** The record, or why it is not one lvsd could have written. */
 function checkRecord(raw: unknown, parsed: Map<string, Addr | null>): ConnRecord | string {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return 'not an object';
-  const problem = exactKeys(raw, RECORD_KEYS);
+  const problem = exactKeys(raw, RECORD_KEYS, ['seqOffset']);
   if (problem) return problem;
   const r = raw as RecordLine;
   const s = r.service as unknown;
@@ -215,6 +217,12 @@ function checkRecord(raw: unknown, parsed: Map<string, Addr | null>): ConnRecord
     return `state ${r.state} is not a ${r.template ? 'template' : 'connection'}'s`;
   if (!Number.isInteger(r.expiresMs) || r.expiresMs < 0 || r.expiresMs > MAX_EXPIRES_MS)
     return 'expiresMs is not a time left';
+  const { seqOffset } = r;
+  if (seqOffset !== undefined) {
+    if (!Number.isInteger(seqOffset) || seqOffset < 0 || seqOffset > 0xffff_ffff)
+      return 'seqOffset is not a 32-bit sequence offset';
+    if (r.protocol !== 6 || r.template) return 'seqOffset belongs to TCP connections only';
+  }
   const service: ServiceKey = {
     af: k.af,
     protocol: k.protocol as ServiceKey['protocol'],
@@ -235,6 +243,7 @@ function checkRecord(raw: unknown, parsed: Map<string, Addr | null>): ConnRecord
     state: r.state,
     expiresMs: r.expiresMs,
     template: r.template,
+    ...(seqOffset === undefined ? {} : { seqOffset }),
   };
 }
 

@@ -5,7 +5,15 @@ import type { Clock } from './clock.js';
 import { Defense, defenseSettings, type DefenseSettings } from './conn/defense.js';
 import { DEFAULT_EXPIRY, type ExpirySettings } from './conn/expiry.js';
 import { ConnTable, MAX_CAPACITY } from './conn/table.js';
-import { S_UDP, TCP_ACK, TCP_RST, TCP_SYN, type ConnStateName, type Direction } from './conn/tcp-state.js';
+import {
+  S_UDP,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+  type ConnStateName,
+  type Direction,
+} from './conn/tcp-state.js';
 import { Timeouts } from './conn/timeouts.js';
 import { Estimator } from './estimator.js';
 import { ErrorCodes, LvsError } from './errors.js';
@@ -54,9 +62,21 @@ import {
   rewriteIcmpErrorToRealServer,
 } from './packet/icmp.js';
 import { hasPorts, parsePacket, type DropReason, type ParsedPacket } from './packet/parse.js';
+import { readU32 } from './packet/checksum.js';
+import { cookieMssIndex, COOKIE_MSS, SynCookies } from './packet/syn-cookie.js';
+import {
+  readSynOptions,
+  segmentWindow,
+  shiftSequence,
+  TCP_ACK_SEQ,
+  TCP_SEQ,
+  writeSegment,
+  type SegmentSpec,
+} from './packet/tcp-segment.js';
+import { PROXY_SYN_RETRY_MS, ProxyHandshakes } from './syn-proxy.js';
 import { isSuperPacket, readVnetHdr, VNET_HDR_LEN, vnetFlags, writePlainVnetHdr } from './packet/vnet.js';
 import { ServiceTable } from './services.js';
-import { CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
+import { CONN_F_OUT_SEQ, CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
 import type { SyncTuning } from './sync/master.js';
 import { MAX_SCAN_SLOTS, type FullSyncPageRequest } from './sync/full-sync.js';
 import { SyncSource, syncWalkPage, type SyncPage } from './sync/source.js';
@@ -75,7 +95,8 @@ export type DirectorDrop =
   | 'too-big'
   | 'ttl-expired'
   | 'icmp-unmatched'
-  | 'fragment-unmatched';
+  | 'fragment-unmatched'
+  | 'syn-proxy-wait';
 
 /** Where the later fragments of a datagram go: the rewrite its first fragment got. */
 interface FragmentDecision {
@@ -126,6 +147,14 @@ export class Director {
    * a directly routed connection, while the packet still says VIP. null otherwise.
    */
   nextHop: Addr | null = null;
+  /**
+   * After `process` returned a frame: it answers the packet's sender itself (the SYN proxy's
+   * SYN-ACK), so the link sends it back to the previous hop the packet came from, with no route
+   * lookup for a source that may be one of a flood's millions.
+   */
+  replyToSender = false;
+  private readonly cookies: SynCookies;
+  private readonly handshakes: ProxyHandshakes;
   /** The master sync role's decisions, while a master sync daemon runs. */
   private syncSource: SyncSource | null = null;
   /** The identification of the next IPv6 datagram the director fragments: random start (RFC 7739). */
@@ -156,6 +185,8 @@ export class Director {
       random,
     });
     this.defense = new Defense(this.conns, defense);
+    this.cookies = new SynCookies(Math.floor(random() * 0x100000000), Math.floor(random() * 0x100000000));
+    this.handshakes = new ProxyHandshakes((id) => this.conns.isLive(id) && this.conns.isProxyWaiting(id));
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
@@ -252,6 +283,7 @@ export class Director {
    */
   process(buf: Uint8Array, offset: number, length: number, fwmark = 0, fromWire = false): number {
     this.nextHop = null;
+    this.replyToSender = false;
     if (length <= VNET_HDR_LEN) return this.drop('truncated');
     const p = parsePacket(buf, offset + VNET_HDR_LEN, length - VNET_HDR_LEN);
     if (!p.ok) return this.drop(p.reason);
@@ -267,9 +299,15 @@ export class Director {
       this.conns.expire(id);
       id = -1;
     }
-    if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'in');
+    if (id >= 0) {
+      if (this.conns.isProxyWaiting(id)) return this.clientWhileProxying(buf, offset, length, p, id);
+      return this.forward(buf, offset, length, p, vflags, id, 'in');
+    }
     id = this.conns.findOut(p.af, p.protocol, p.saddr, p.sport, p.daddr, p.dport);
-    if (id >= 0) return this.forward(buf, offset, length, p, vflags, id, 'out');
+    if (id >= 0) {
+      if (this.conns.isProxyWaiting(id)) return this.realServerAnswersProxy(buf, offset, p, id);
+      return this.forward(buf, offset, length, p, vflags, id, 'out');
+    }
 
     // As ip_vs_service_find: a marked packet matches the mark's service first.
     const service =
@@ -281,13 +319,19 @@ export class Director {
       if (!this.services.isRealServer(p.saddr, p.sport)) return this.pass('not-a-service');
       return fromWire ? this.pass('real-server-no-conn') : this.drop('no-conn');
     }
-    // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
-    if (p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK)) !== TCP_SYN) {
-      return this.drop('no-conn');
+    if (p.protocol === IPPROTO_TCP) {
+      // As IPVS without sloppy_tcp: only a SYN opens a TCP connection, or an ACK bringing back
+      // the SYN proxy's cookie.
+      const handshake = p.tcpFlags & (TCP_SYN | TCP_RST | TCP_ACK | TCP_FIN);
+      if (handshake === TCP_ACK && this.proxies(service, p))
+        return this.openProxied(buf, offset, length, p, service);
+      if ((handshake & ~TCP_FIN) !== TCP_SYN) return this.drop('no-conn');
+      if (this.defense.synProxyOn && this.proxies(service, p)) return this.answerSyn(buf, offset, p);
     }
     id = this.schedule(service, p);
     if (id === NO_DEST) return this.portUnreachable(buf, offset, p);
     if (id === TABLE_FULL) return this.drop('table-full');
+    if (p.protocol === IPPROTO_TCP) this.defense.checkSynProxy();
     return this.forward(buf, offset, length, p, vflags, id, 'in');
   }
 
@@ -392,6 +436,11 @@ export class Director {
     if (!inbound && !method.toClient) return this.drop('no-reply-path');
     // Measured before the method rewrites the frame (a tunnel replaces its virtio_net_hdr).
     const size = wireSize(buf, offset, p);
+    if (this.conns.isProxied(id)) {
+      const shift = this.conns.proxyOffset(id);
+      if (inbound) shiftSequence(buf, p, TCP_ACK_SEQ, -shift, vflags);
+      else shiftSequence(buf, p, TCP_SEQ, shift, vflags);
+    }
     const out = this.transmit(buf, offset, length, p, vflags, method, inbound, target);
     if (out <= 0) return this.notSent(buf, offset, p, out, method, target);
     this.count(service, dest, inbound, size);
@@ -409,6 +458,213 @@ export class Director {
       }
     }
     return out;
+  }
+
+  // ---- the SYN proxy (syn-proxy.ts) ----
+
+  /** IPv4 services whose real servers are all masqueraded: the director sees both directions, so it can join two handshakes. */
+  private proxies(service: Service, p: ParsedPacket): boolean {
+    return (
+      p.af === 4 &&
+      this.defense.synProxyEnabled &&
+      service.dests.length > 0 &&
+      service.dests.every((dest) => dest.method === 'masq')
+    );
+  }
+
+  /** A SYN answered with a SYN-ACK whose sequence number is the cookie; nothing is kept. */
+  private answerSyn(buf: Uint8Array, offset: number, p: ParsedPacket): number {
+    if (!mayReplyWithIcmpError(p)) return this.drop('no-conn');
+    const isn = readU32(buf, p.l4Offset + TCP_SEQ);
+    const { mss, sack } = readSynOptions(buf, p);
+    const mssIndex = cookieMssIndex(mss);
+    // prettier-ignore
+    const cookie = this.cookies.make(
+      p.saddr.a, 0, 0, 0, p.sport, p.daddr.a, 0, 0, 0, p.dport, isn, mssIndex, sack, this.clock.now(),
+    );
+    this.defense.cookiesSent++;
+    this.replyToSender = true;
+    return this.segment(buf, offset, p, {
+      saddr: p.daddr.a,
+      daddr: p.saddr.a,
+      sport: p.dport,
+      dport: p.sport,
+      seq: cookie,
+      ack: (isn + 1) >>> 0,
+      flags: TCP_SYN | TCP_ACK,
+      window: 0xffff,
+      mss: COOKIE_MSS[mssIndex]!,
+      sack,
+    });
+  }
+
+  /**
+   * An ACK of no connection: if it brings back a good cookie, the client has completed the
+   * handshake with the director, which schedules it and opens its own with the real server.
+   */
+  private openProxied(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    p: ParsedPacket,
+    service: Service,
+  ): number {
+    const isn = (readU32(buf, p.l4Offset + TCP_SEQ) - 1) >>> 0;
+    const cookie = (readU32(buf, p.l4Offset + TCP_ACK_SEQ) - 1) >>> 0;
+    // prettier-ignore
+    const contents = this.cookies.check(
+      p.saddr.a, 0, 0, 0, p.sport, p.daddr.a, 0, 0, 0, p.dport, isn, cookie, this.clock.now(),
+    );
+    if (contents === null) {
+      this.defense.cookiesRejected++;
+      return this.drop('no-conn');
+    }
+    if (!this.handshakes.hasRoom()) return this.drop('table-full');
+    const id = this.schedule(service, p);
+    if (id === TABLE_FULL) return this.drop('table-full');
+    if (id === NO_DEST) {
+      // The client believes it is connected: a reset, at the sequence number it expects, ends it.
+      this.drop('no-dest');
+      this.replyToSender = true;
+      return this.segment(buf, offset, p, {
+        saddr: p.daddr.a,
+        daddr: p.saddr.a,
+        sport: p.dport,
+        dport: p.sport,
+        seq: (cookie + 1) >>> 0,
+        ack: 0,
+        flags: TCP_RST,
+        window: 0,
+        mss: 0,
+        sack: false,
+      });
+    }
+    this.defense.cookiesAccepted++;
+    this.conns.beginProxied(id);
+    this.count(service, this.conns.dest(id), true, wireSize(buf, offset, p));
+    this.handshakes.begin(id, {
+      isn,
+      cookie,
+      mss: contents.mss,
+      sack: contents.sack,
+      window: segmentWindow(buf, p),
+      data: p.payloadLength > 0 ? buf.slice(offset, offset + length) : null,
+      sentAt: 0,
+    });
+    return this.synToRealServer(buf, offset, p, id);
+  }
+
+  /** The director's SYN to connection `id`'s real server, from the client's address and with its initial sequence number. */
+  private synToRealServer(buf: Uint8Array, offset: number, p: ParsedPacket, id: number): number {
+    const handshake = this.handshakes.get(id)!;
+    handshake.sentAt = this.clock.now();
+    const target = this.realServerTarget(id);
+    return this.segment(buf, offset, p, {
+      saddr: this.conns.caddrWord(id, 0),
+      daddr: target.addr.a,
+      sport: this.conns.cport(id),
+      dport: target.port,
+      seq: handshake.isn,
+      ack: 0,
+      flags: TCP_SYN,
+      window: handshake.window,
+      mss: handshake.mss,
+      sack: handshake.sack,
+    });
+  }
+
+  /**
+   * A client's packet while the real server has not answered yet: its first data is held, and a
+   * SYN lost on the way is sent again; the client's own retransmissions pace the retries.
+   */
+  private clientWhileProxying(
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    p: ParsedPacket,
+    id: number,
+  ): number {
+    const handshake = this.handshakes.get(id);
+    if (handshake === undefined || p.tcpFlags & TCP_RST) {
+      this.conns.expire(id);
+      return this.drop('no-conn');
+    }
+    if (p.payloadLength > 0 && handshake.data === null) handshake.data = buf.slice(offset, offset + length);
+    if (this.clock.now() - handshake.sentAt >= PROXY_SYN_RETRY_MS)
+      return this.synToRealServer(buf, offset, p, id);
+    return this.drop('syn-proxy-wait');
+  }
+
+  /**
+   * The real server's answer to the director's SYN. A SYN-ACK fixes the offset between the two
+   * sequence spaces and is acknowledged in the client's name; then the client's held data goes
+   * on. A reset is passed to the client, at the sequence number it expects.
+   */
+  private realServerAnswersProxy(buf: Uint8Array, offset: number, p: ParsedPacket, id: number): number {
+    const handshake = this.handshakes.get(id);
+    const service = this.services.byId(this.conns.serviceId(id));
+    if (handshake === undefined || !service) return this.drop('no-conn');
+    const seq = readU32(buf, p.l4Offset + TCP_SEQ);
+    const ack = readU32(buf, p.l4Offset + TCP_ACK_SEQ);
+    const client = {
+      saddr: p.daddr.a,
+      sport: p.dport,
+    };
+    if (p.tcpFlags & TCP_RST) {
+      const vaddr = this.conns.vaddrWord(id, 0);
+      const vport = this.conns.vport(id);
+      this.handshakes.end(id);
+      this.conns.expire(id);
+      return this.segment(buf, offset, p, {
+        saddr: vaddr,
+        daddr: client.saddr,
+        sport: vport,
+        dport: client.sport,
+        seq: (handshake.cookie + 1) >>> 0,
+        ack: 0,
+        flags: TCP_RST,
+        window: 0,
+        mss: 0,
+        sack: false,
+      });
+    }
+    if ((p.tcpFlags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK) || ack !== (handshake.isn + 1) >>> 0) {
+      return this.drop('no-conn');
+    }
+    const dest = this.conns.dest(id);
+    this.count(service, dest, false, wireSize(buf, offset, p));
+    this.conns.joinProxied(id, handshake.cookie - seq);
+    this.conns.onPacket(id, 'out', p.tcpFlags);
+    this.conns.onPacket(id, 'in', TCP_ACK);
+    this.handshakes.end(id);
+    const out = this.segment(buf, offset, p, {
+      saddr: client.saddr,
+      daddr: p.saddr.a,
+      sport: client.sport,
+      dport: p.sport,
+      seq: ack,
+      ack: (seq + 1) >>> 0,
+      flags: TCP_ACK,
+      window: handshake.window,
+      mss: 0,
+      sack: false,
+    });
+    const held = handshake.data;
+    if (out > 0 && held !== null) {
+      const q = parsePacket(held, VNET_HDR_LEN, held.length - VNET_HDR_LEN);
+      const sent =
+        q.ok && q.l4Offset >= 0 ? this.forward(held, 0, held.length, q, vnetFlags(held, 0), id, 'in') : 0;
+      if (sent > 0) this.pending.push(held.subarray(0, sent));
+    }
+    return out;
+  }
+
+  /** A segment of the director's own written over the packet in buf: the frame's length, 0 if it did not fit. */
+  private segment(buf: Uint8Array, offset: number, p: ParsedPacket, spec: SegmentSpec): number {
+    const length = writeSegment(buf, p.l3Offset, spec);
+    if (length === 0) return this.drop('not-rewritable');
+    writePlainVnetHdr(buf, offset);
+    return p.l3Offset - offset + length;
   }
 
   /** Where connection `id`'s client packets go: its real server, by the route and tunnel it has now. */
@@ -604,7 +860,10 @@ export class Director {
     const records: ConnRecord[] = [];
     for (const id of this.conns.liveIds()) {
       const service = this.services.byId(this.conns.serviceId(id));
-      if (service) records.push({ ...this.conns.snapshotOf(id), service: service.key });
+      if (!service) continue;
+      const record: ConnRecord = { ...this.conns.snapshotOf(id), service: service.key };
+      if (this.conns.isProxied(id)) record.seqOffset = this.conns.proxyOffset(id);
+      records.push(record);
     }
     return records;
   }
@@ -658,6 +917,8 @@ export class Director {
       }
       if (r.template) templates.push([id, r]);
       else this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
+      // A backup may have learnt the connection before the real server's answer fixed its offset.
+      if (!r.template && r.seqOffset !== undefined) this.conns.joinProxied(id, r.seqOffset);
       if (existing < 0) result.imported++;
     }
     for (const [id, r] of templates) this.conns.restore(id, r.state as ConnStateName, r.expiresMs);
@@ -715,6 +976,10 @@ export class Director {
       expiresMs: conn.timeoutSec > 0 ? conn.timeoutSec * 1000 : defaultMs,
       template,
       service: service.key,
+      // The kernel's ftp helper shifts sequence numbers the same way: out_seq.delta onto the real server's, off the client's acknowledgments.
+      ...(conn.flags & CONN_F_OUT_SEQ && conn.seq && !template && conn.protocol === IPPROTO_TCP
+        ? { seqOffset: conn.seq.out.delta >>> 0 }
+        : {}),
     };
   }
 

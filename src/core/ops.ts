@@ -201,6 +201,8 @@ export const MAX_CONN_PAGE = 4096;
  */
 export interface ConnRecord extends ConnSnapshot {
   service: ServiceKey;
+  /** A SYN-proxied connection's offset from the real server's sequence numbers to the client's (src/core/syn-proxy.ts). */
+  seqOffset?: number;
 }
 
 /** What a stop for a restart leaves the next run (Engine.handOver). */

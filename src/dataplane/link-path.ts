@@ -55,6 +55,8 @@ export class LinkPath {
   private readonly receiving = new Map<string, LinkPort>();
   private readonly byIndex = new Map<number, LinkPort>();
   private readonly eth = new Uint8Array(ETH_HLEN);
+  /** The received frame's source MAC: the previous hop, where an answer to its sender goes. */
+  private readonly ethSource = this.eth.subarray(6, 12);
   /** What this drain has to send, flushed every txBatch frames and at the end of each port's turn. */
   private readonly tx = new TxBatch();
   private readonly txBatch: number;
@@ -163,6 +165,8 @@ export class LinkPath {
       }
       if (out === 0) stats.drops.verdict++;
       else if (out === PASS_TO_HOST) this.toHost(buf, at, length);
+      else if (director.replyToSender)
+        this.tx.push(port, buf, at, toWireLayout(buf, at, out, this.ethSource, port.mac), false);
       else this.deliver(buf, at, out, director.nextHop);
       if (director.pending.length > 0) {
         for (const held of director.pending.splice(0)) {

@@ -33,6 +33,11 @@ export interface PacketDirector {
    * routing: the real server, while the packet still says VIP); null otherwise.
    */
   readonly nextHop: Addr | null;
+  /**
+   * After process() returned a frame: it answers the packet's sender (the SYN proxy's SYN-ACK),
+   * so a link sends it back to the hop the packet came from; a TUN device leaves it to the kernel.
+   */
+  readonly replyToSender: boolean;
   tick(): void;
   /** The host's route to a real server, for tunnels (the adapter looks it up; null: none). */
   setRealServerRoute(addr: Addr, route: RealServerRoute | null): void;

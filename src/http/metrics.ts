@@ -564,6 +564,26 @@ export const SERIES: readonly SeriesSpec[] = [
     (t) => t.defense.secureTcpActivations,
   ),
   series(
+    'lvsd_syn_proxy_cookies_total',
+    'counter',
+    "The SYN proxy's cookies: sent (SYNs answered), accepted (ACKs that brought one back), rejected (ACKs of no connection with a wrong or old one).",
+    ({ snapshot }) => {
+      const defense = snapshot.connTable?.defense;
+      if (!defense) return [];
+      return [
+        { labels: [['result', 'sent']], value: defense.cookiesSent },
+        { labels: [['result', 'accepted']], value: defense.cookiesAccepted },
+        { labels: [['result', 'rejected']], value: defense.cookiesRejected },
+      ];
+    },
+  ),
+  connTable(
+    'lvsd_syn_proxy_activations_total',
+    'counter',
+    'Times the SYN proxy switched itself on because handshakes went unanswered (lvsd --syn-proxy 1).',
+    (t) => t.defense.synProxyActivations,
+  ),
+  series(
     'lvsd_connection_table_defense_mode',
     'gauge',
     "Mode of a defense strategy as the kernel's sysctls: 0 never, 1 automatic and off, 2 automatic and on, 3 always.",
@@ -573,6 +593,7 @@ export const SERIES: readonly SeriesSpec[] = [
       return [
         { labels: [['strategy', 'drop_entry']], value: defense.dropEntry },
         { labels: [['strategy', 'secure_tcp']], value: defense.secureTcp },
+        { labels: [['strategy', 'syn_proxy']], value: defense.synProxy },
       ];
     },
   ),

@@ -21,6 +21,7 @@ export class Director implements PacketDirector {
   private ticks = 0;
   readonly pending: Uint8Array[] = [];
   readonly nextHop = null;
+  readonly replyToSender = false;
 
   execute(op: ControlOp): void {
     if (op.op === 'add-service') {

@@ -15,6 +15,8 @@ export interface PacketSpec {
   dport?: number;
   tcpFlags?: number;
   seq?: number;
+  /** The TCP acknowledgment number (default 0). */
+  ack?: number;
   /** TCP options, padded with zeros (end of options) to a multiple of 4 bytes. */
   tcpOptions?: Uint8Array;
   payload?: Uint8Array;
@@ -90,7 +92,7 @@ function l4Header(spec: PacketSpec, protocol: number): Uint8Array {
   if (protocol === PROTO.tcp) {
     const options = padTo4(spec.tcpOptions);
     const header = new Uint8Array(20 + options.length);
-    header.set([...be16(sport), ...be16(dport), ...be32(spec.seq ?? 1000), ...be32(0)]);
+    header.set([...be16(sport), ...be16(dport), ...be32(spec.seq ?? 1000), ...be32(spec.ack ?? 0)]);
     header[12] = ((20 + options.length) / 4) << 4;
     header[13] = spec.tcpFlags ?? 0x18;
     header.set(be16(65535), 14);

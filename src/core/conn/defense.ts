@@ -5,7 +5,9 @@
 // - secure_tcp: track TCP with the stricter state table (tcp_states_dos) and short half-open
 //   timeouts;
 // - early drop: a new connection that finds the table full evicts the idlest of a few half-open
-//   entries sampled at random instead of being refused (nf_conntrack's early_drop).
+//   entries sampled at random instead of being refused (nf_conntrack's early_drop);
+// - the SYN proxy: answer SYNs with cookies, so that a flood reaches neither the table nor the
+//   real servers (src/core/syn-proxy.ts); switched on by unanswered handshakes, not by the table.
 // The kernel switches its automatic modes on when free memory runs low; lvsd's table is bounded,
 // so the pressure here is the share of the table in use. Established connections are never evicted.
 
@@ -24,6 +26,10 @@ export interface DefenseSettings {
   thresholdPercent: number;
   /** Evict a half-open entry for a new connection when the table is full. */
   earlyDrop: boolean;
+  /** Answer the SYNs of IPv4 NAT services with SYN cookies. */
+  synProxy: DefenseMode;
+  /** Handshakes left unanswered within a defense period that switch the SYN proxy's mode 1 on. */
+  synProxyThreshold: number;
 }
 
 /**
@@ -35,6 +41,8 @@ export const DEFAULT_DEFENSE: Readonly<DefenseSettings> = {
   secureTcp: 1,
   thresholdPercent: 90,
   earlyDrop: true,
+  synProxy: 1,
+  synProxyThreshold: 1000,
 };
 
 /** The defense as `lvsadm -L --json` shows it. */
@@ -43,6 +51,12 @@ export interface DefenseSnapshot extends DefenseSettings {
   droppedEntries: number;
   /** Times secure_tcp switched on by itself. */
   secureTcpActivations: number;
+  /** SYNs answered with a cookie, ACKs that returned a good one, and ACKs of no connection whose cookie was wrong or old. */
+  cookiesSent: number;
+  cookiesAccepted: number;
+  cookiesRejected: number;
+  /** Times the SYN proxy switched on by itself. */
+  synProxyActivations: number;
 }
 
 /** How often the defense level is checked, as the kernel's DEFENSE_TIMER_PERIOD. */
@@ -55,6 +69,9 @@ export interface DefendedTable {
   readonly buckets: number;
   secureTcp: boolean;
   earlyDrop: boolean;
+  /** TCP connections created so far, and those of them that completed their handshake. */
+  readonly tcpOpened: number;
+  readonly handshakes: number;
   /** Evicts the half-open entries chained in `count` random buckets; returns how many. */
   dropHalfOpen(count: number): number;
 }
@@ -69,6 +86,7 @@ export function defenseSettings(partial: Partial<DefenseSettings> = {}): Defense
   for (const [name, sysctl] of [
     ['dropEntry', 'drop_entry'],
     ['secureTcp', 'secure_tcp'],
+    ['synProxy', 'syn_proxy'],
   ] as const) {
     // 2 is a state the automatic mode reaches, not a setting.
     if (!isMode(settings[name]) || settings[name] === 2) {
@@ -78,6 +96,13 @@ export function defenseSettings(partial: Partial<DefenseSettings> = {}): Defense
   const { thresholdPercent } = settings;
   if (!Number.isInteger(thresholdPercent) || thresholdPercent < 1 || thresholdPercent > 100) {
     throw new LvsError(ErrorCodes.INVALID, 'the defense threshold must be a percentage, 1..100');
+  }
+  const { synProxyThreshold } = settings;
+  if (!Number.isInteger(synProxyThreshold) || synProxyThreshold < 1 || synProxyThreshold > 1e9) {
+    throw new LvsError(
+      ErrorCodes.INVALID,
+      'the SYN proxy threshold must be a whole number of handshakes, 1..1000000000',
+    );
   }
   if (typeof settings.earlyDrop !== 'boolean') {
     throw new LvsError(ErrorCodes.INVALID, 'earlyDrop must be true or false');
@@ -95,7 +120,15 @@ export class Defense {
   private readonly settings: DefenseSettings;
   private droppedEntries = 0;
   private secureTcpActivations = 0;
+  private synProxyActivations = 0;
   private lastCheckMs = -Infinity;
+  cookiesSent = 0;
+  cookiesAccepted = 0;
+  cookiesRejected = 0;
+  /** Whether SYNs are answered with cookies now (mode 2 or 3). */
+  synProxyOn: boolean;
+  /** The counters at the last check: what a period added is the difference. */
+  private seen = { opened: 0, handshakes: 0, cookiesSent: 0, cookiesAccepted: 0 };
 
   constructor(
     private readonly table: DefendedTable,
@@ -104,6 +137,7 @@ export class Defense {
     this.settings = { ...settings };
     table.earlyDrop = settings.earlyDrop;
     table.secureTcp = settings.secureTcp === 3;
+    this.synProxyOn = settings.synProxy === 3;
   }
 
   /** defense_work: at most once a period, re-evaluate the modes, then scan if drop_entry is on. */
@@ -117,8 +151,54 @@ export class Defense {
     if (secureTcp === 2 && settings.secureTcp !== 2) this.secureTcpActivations++;
     settings.secureTcp = secureTcp;
     table.secureTcp = secureTcp >= 2;
+    const flood = this.unansweredHandshakes() >= settings.synProxyThreshold;
+    this.seen = {
+      opened: table.tcpOpened,
+      handshakes: table.handshakes,
+      cookiesSent: this.cookiesSent,
+      cookiesAccepted: this.cookiesAccepted,
+    };
+    this.setSynProxy(nextMode(settings.synProxy, flood));
     // ip_vs_random_dropentry scans 1/32 of the table every second.
     if (settings.dropEntry >= 2) this.droppedEntries += table.dropHalfOpen(Math.max(1, table.buckets >> 5));
+  }
+
+  /** Whether cookies are ever sent (and so ACKs bringing one back are looked at): mode 1, 2 or 3. */
+  get synProxyEnabled(): boolean {
+    return this.settings.synProxy !== 0;
+  }
+
+  /**
+   * Handshakes begun since the last check and not completed: SYNs that made an entry but no
+   * established connection, and cookies sent that no ACK brought back. A flood's spoofed sources
+   * never answer; real clients do, within a round trip.
+   */
+  private unansweredHandshakes(): number {
+    const { table, seen } = this;
+    return (
+      table.tcpOpened -
+      seen.opened -
+      (table.handshakes - seen.handshakes) +
+      (this.cookiesSent - seen.cookiesSent) -
+      (this.cookiesAccepted - seen.cookiesAccepted)
+    );
+  }
+
+  /**
+   * Mode 1 between checks, on a SYN that opened a connection: on as soon as the period's
+   * unanswered handshakes reach the threshold (a flood at 100,000 a second takes 10 ms to), not
+   * at the next check. Off again only at a check, after a quiet period.
+   */
+  checkSynProxy(): void {
+    if (this.settings.synProxy === 1 && this.unansweredHandshakes() >= this.settings.synProxyThreshold) {
+      this.setSynProxy(2);
+    }
+  }
+
+  private setSynProxy(mode: DefenseMode): void {
+    if (mode === 2 && this.settings.synProxy !== 2) this.synProxyActivations++;
+    this.settings.synProxy = mode;
+    this.synProxyOn = mode >= 2;
   }
 
   snapshot(): DefenseSnapshot {
@@ -126,6 +206,10 @@ export class Defense {
       ...this.settings,
       droppedEntries: this.droppedEntries,
       secureTcpActivations: this.secureTcpActivations,
+      cookiesSent: this.cookiesSent,
+      cookiesAccepted: this.cookiesAccepted,
+      cookiesRejected: this.cookiesRejected,
+      synProxyActivations: this.synProxyActivations,
     };
   }
 }

@@ -17,6 +17,7 @@ import {
   nextTcpState,
   S_ESTABLISHED,
   S_NONE,
+  S_SYN_RECV,
   S_UDP,
   STATE_NAMES,
   type ConnStateName,
@@ -35,6 +36,10 @@ const F_INACTIVE = 0x04;
 const F_ORPHAN = 0x08;
 /** A reply went back through the director: for UDP, the flow is no longer one-sided (conntrack's assured). */
 const F_REPLIED = 0x10;
+/** The SYN proxy answered the client; its own handshake with the real server is under way (syn-proxy.ts). */
+const F_PROXY_WAIT = 0x20;
+/** A SYN-proxied connection: its sequence numbers are shifted by the entry's offset word. */
+const F_PROXIED = 0x40;
 
 // The key fields of an entry share one 64-byte line of 16 words, so a lookup touches one bucket
 // word and then one line per chained entry:
@@ -154,6 +159,9 @@ export class ConnTable {
   earlyDrop = false;
   /** Track TCP with secure_tcp's state table and half-open timeouts. */
   secureTcp = false;
+  /** TCP connections created, and those that completed their handshake: what the SYN proxy's switch watches. */
+  tcpOpened = 0;
+  handshakes = 0;
 
   private readonly clock: Clock;
   private readonly timeouts: Timeouts;
@@ -174,6 +182,11 @@ export class ConnTable {
   private readonly serviceIds: Int32Array;
   private readonly methods: Uint8Array;
   private readonly controllers: Int32Array;
+  /**
+   * For a template, the connections it controls; for a SYN-proxied connection, the offset from
+   * the real server's sequence numbers to the client's. One word for both: the memory per entry
+   * stays as it was.
+   */
   private readonly controlled: Uint32Array;
   /** Packets from the client side (ip_vs_conn's in_pkts); a template counts its connections' packets. */
   private readonly inPkts: Uint32Array;
@@ -354,6 +367,7 @@ export class ConnTable {
     this.hash(this.outBuckets, OUT_NEXT, this.outBucket(id), id);
     this.arm(id, this.timeouts.stateMs(state, this.secureTcp));
     this.bind(id, spec.dest);
+    if (state === S_NONE) this.tcpOpened++;
     if (spec.template !== NIL) {
       this.controlled[spec.template]!++;
       this.rearm(spec.template);
@@ -546,7 +560,10 @@ export class ConnTable {
     if (this.protocol(id) === IPPROTO_TCP) {
       const old = this.states[id]!;
       state = nextTcpState(old, direction, tcpFlags, this.secureTcp);
-      if (state !== old) this.moveState(id, flags, state);
+      if (state !== old) {
+        if (state === S_ESTABLISHED && isHalfOpen(old)) this.handshakes++;
+        this.moveState(id, flags, state);
+      }
     } else if (direction === 'out' && !(flags & F_REPLIED)) {
       this.flags[id] = flags | F_REPLIED;
     }
@@ -607,7 +624,7 @@ export class ConnTable {
     const now = this.advanceNow;
     if (this.expiry[id]! > now) {
       this.wheel.insert(id, this.expiry[id]!);
-    } else if (this.controlled[id]! > 0) {
+    } else if (this.flags[id]! & F_TEMPLATE && this.controlled[id]! > 0) {
       // A template never expires while it controls connections (IPVS re-arms it).
       this.expiry[id] = now + this.timeoutMs[id]!;
       this.wheel.insert(id, this.expiry[id]!);
@@ -709,6 +726,35 @@ export class ConnTable {
     } else {
       dest.overloaded = false;
     }
+  }
+
+  // ---- the SYN proxy's connections (syn-proxy.ts) ----
+
+  /** A connection the SYN proxy opened on a client's ACK: half-open (SYN_RECV) until the real server answers. */
+  beginProxied(id: number): void {
+    this.moveState(id, this.flags[id]!, S_SYN_RECV);
+    this.flags[id]! |= F_PROXY_WAIT;
+    this.timeoutMs[id] = this.timeouts.stateMs(S_SYN_RECV, this.secureTcp);
+    this.rearm(id);
+  }
+
+  /** The real server answered: from now on its sequence numbers reach the client shifted by `offset`. */
+  joinProxied(id: number, offset: number): void {
+    this.flags[id] = (this.flags[id]! & ~F_PROXY_WAIT) | F_PROXIED;
+    this.controlled[id] = offset >>> 0;
+  }
+
+  isProxyWaiting(id: number): boolean {
+    return (this.flags[id]! & F_PROXY_WAIT) !== 0;
+  }
+
+  isProxied(id: number): boolean {
+    return (this.flags[id]! & F_PROXIED) !== 0;
+  }
+
+  /** The offset a SYN-proxied connection adds to the real server's sequence numbers. */
+  proxyOffset(id: number): number {
+    return this.controlled[id]!;
   }
 
   // ---- accessors ----

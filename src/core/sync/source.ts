@@ -8,7 +8,14 @@ import { IPPROTO_TCP } from '../inet.js';
 import { S_ESTABLISHED, S_UDP } from '../conn/tcp-state.js';
 import type { ConnTable } from '../conn/table.js';
 import type { Clock } from '../clock.js';
-import { CONN_F_INACTIVE, CONN_F_MASQ, CONN_F_TEMPLATE, syncStateName, type SyncConn } from './conn.js';
+import {
+  CONN_F_INACTIVE,
+  CONN_F_MASQ,
+  CONN_F_OUT_SEQ,
+  CONN_F_TEMPLATE,
+  syncStateName,
+  type SyncConn,
+} from './conn.js';
 import { DEFAULT_SYNC_TUNING, syncNeeded, type SyncTrack, type SyncTuning } from './master.js';
 
 /** Connections waiting between two takes; more are dropped and counted (the next sync resends them). */
@@ -115,7 +122,12 @@ export function syncRecordOf(
   if (fwmark === undefined) return null;
   const template = table.isTemplate(id);
   const state = kernelState(table, id);
-  const flags = (template ? CONN_F_TEMPLATE : 0) | CONN_F_MASQ | (inactive(table, id) ? CONN_F_INACTIVE : 0);
+  const proxied = !template && table.isProxied(id);
+  const flags =
+    (template ? CONN_F_TEMPLATE : 0) |
+    CONN_F_MASQ |
+    (inactive(table, id) ? CONN_F_INACTIVE : 0) |
+    (proxied ? CONN_F_OUT_SEQ : 0);
   const protocol = table.protocol(id);
   const stateName = syncStateName(protocol, flags, state);
   if (stateName === null) return null;
@@ -133,7 +145,16 @@ export function syncRecordOf(
     caddr: table.caddr(id),
     vaddr: table.vaddr(id),
     daddr: table.daddr(id),
+    // As the kernel's ftp helper: out_seq.delta onto the real server's sequence numbers, off the client's acknowledgments.
+    ...(proxied ? { seq: { in: NO_SEQ, out: proxySeq(table.proxyOffset(id)) } } : {}),
   };
+}
+
+const NO_SEQ = { initSeq: 0, delta: 0, previousDelta: 0 };
+
+/** A SYN-proxied connection's offset, for every sequence number (so previousDelta, for those before initSeq, is the same). */
+function proxySeq(offset: number) {
+  return { initSeq: 0, delta: offset, previousDelta: offset };
 }
 
 /** A stretch of the table as sync records (a full-table sync's page); `next` -1 when the stretch is done. */
