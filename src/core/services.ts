@@ -28,17 +28,21 @@ import type { Scheduler, SchedulerEnv } from './sched/types.js';
 
 const PERSISTENCE_ENGINES = new Set(['sip']);
 
-export function serviceKeyString(key: ServiceKey): string {
-  return key.fwmark > 0
-    ? fwmarkKeyString(key.af, key.fwmark)
-    : addrKeyString(key.protocol, key.addr, key.port);
+/** The service table's key for a service: a number for IPv4 address services (looked up on every new flow), else a string. */
+function tableKey(key: ServiceKey): string | number {
+  return key.fwmark > 0 ? fwmarkTableKey(key.af, key.fwmark) : addrTableKey(key.protocol, key.addr, key.port);
 }
 
-export const sameServiceKey = (a: ServiceKey, b: ServiceKey): boolean =>
-  serviceKeyString(a) === serviceKeyString(b);
+export const sameServiceKey = (a: ServiceKey, b: ServiceKey): boolean => tableKey(a) === tableKey(b);
 
-const fwmarkKeyString = (af: Family, fwmark: number) => `f${af}:${fwmark}`;
-const addrKeyString = (protocol: number, addr: Addr, port: number) => `${protocol}:${addrKey(addr)}:${port}`;
+const fwmarkTableKey = (af: Family, fwmark: number) => `f${af}:${fwmark}`;
+/** Service protocols (TCP, UDP, SCTP) as two bits, so that an IPv4 key fits a number exactly (50 bits). */
+const protocolBits = (protocol: number): number => (protocol === 6 ? 0 : protocol === 17 ? 1 : 2);
+// A string for each packet of a new flow would be built and hashed under a SYN flood 100,000 times a second.
+const addrTableKey = (protocol: number, addr: Addr, port: number): string | number =>
+  addr.af === 4
+    ? (addr.a * 0x10000 + port) * 4 + protocolBits(protocol)
+    : `${protocol}:${addrKey(addr)}:${port}`;
 
 /** What removing a service or a real server means for the connections bound to it. */
 export interface ServiceTableListener {
@@ -48,7 +52,7 @@ export interface ServiceTableListener {
 }
 
 export class ServiceTable {
-  private readonly byKey = new Map<string, Service>();
+  private readonly byKey = new Map<string | number, Service>();
   private readonly byServiceId = new Map<number, Service>();
   /** Insertion order, as the kernel's hash walk would give for a fresh table. */
   private readonly ordered: Service[] = [];
@@ -77,18 +81,18 @@ export class ServiceTable {
   }
 
   find(key: ServiceKey): Service | undefined {
-    return this.byKey.get(serviceKeyString(key));
+    return this.byKey.get(tableKey(key));
   }
 
   /** ip_vs_service_find: the exact port first, then a port-zero (all ports) service. */
   lookup(protocol: number, vaddr: Addr, vport: number): Service | undefined {
-    const exact = this.byKey.get(addrKeyString(protocol, vaddr, vport));
-    return exact ?? (vport !== 0 ? this.byKey.get(addrKeyString(protocol, vaddr, 0)) : undefined);
+    const exact = this.byKey.get(addrTableKey(protocol, vaddr, vport));
+    return exact ?? (vport !== 0 ? this.byKey.get(addrTableKey(protocol, vaddr, 0)) : undefined);
   }
 
   /** The firewall-mark service of this family and mark. */
   lookupFwmark(af: Family, fwmark: number): Service | undefined {
-    return this.byKey.get(fwmarkKeyString(af, fwmark));
+    return this.byKey.get(fwmarkTableKey(af, fwmark));
   }
 
   /** Whether `addr` is the address of a (protocol, address, port) service. */
@@ -102,7 +106,7 @@ export class ServiceTable {
   }
 
   add(key: ServiceKey, settings: ServiceSettings): Service {
-    const id = serviceKeyString(key);
+    const id = tableKey(key);
     // As the kernel: the service lookup comes before the scheduler's ("Service already exists" wins).
     if (this.byKey.has(id)) throw new LvsError(ErrorCodes.SERVICE_EXISTS, 'Service already exists');
     const scheduler = validateService(key, settings);
@@ -128,7 +132,7 @@ export class ServiceTable {
 
   delete(key: ServiceKey): void {
     const service = this.require(key);
-    this.byKey.delete(serviceKeyString(key));
+    this.byKey.delete(tableKey(key));
     this.byServiceId.delete(service.id);
     this.ordered.splice(this.ordered.indexOf(service), 1);
     this.retire([service]);
