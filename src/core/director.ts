@@ -73,7 +73,8 @@ import {
   writeSegment,
   type SegmentSpec,
 } from './packet/tcp-segment.js';
-import { PROXY_SYN_RETRY_MS, ProxyHandshakes } from './syn-proxy.js';
+import { PROXY_SYN_RETRY_MS, ProxyHandshakes, SHED_AFTER_OVERFLOW_MS } from './syn-proxy.js';
+import { RecentSyns } from './conn/recent-syns.js';
 import { isSuperPacket, readVnetHdr, VNET_HDR_LEN, vnetFlags, writePlainVnetHdr } from './packet/vnet.js';
 import { ServiceTable } from './services.js';
 import { CONN_F_OUT_SEQ, CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
@@ -96,7 +97,8 @@ export type DirectorDrop =
   | 'ttl-expired'
   | 'icmp-unmatched'
   | 'fragment-unmatched'
-  | 'syn-proxy-wait';
+  | 'syn-proxy-wait'
+  | 'syn-shed';
 
 /** Where the later fragments of a datagram go: the rewrite its first fragment got. */
 interface FragmentDecision {
@@ -155,6 +157,11 @@ export class Director {
   replyToSender = false;
   private readonly cookies: SynCookies;
   private readonly handshakes: ProxyHandshakes;
+  /** When the data plane last said its receive queue overflowed (receiveOverflowed). */
+  private overflowAt = -Infinity;
+  /** Made on the first overflow: 2 MB that a director never flooded does not need. */
+  private recentSyns: RecentSyns | null = null;
+  private readonly recentSynsSeed: number;
   /** The master sync role's decisions, while a master sync daemon runs. */
   private syncSource: SyncSource | null = null;
   /** The identification of the next IPv6 datagram the director fragments: random start (RFC 7739). */
@@ -187,6 +194,7 @@ export class Director {
     this.defense = new Defense(this.conns, defense);
     this.cookies = new SynCookies(Math.floor(random() * 0x100000000), Math.floor(random() * 0x100000000));
     this.handshakes = new ProxyHandshakes((id) => this.conns.isLive(id) && this.conns.isProxyWaiting(id));
+    this.recentSynsSeed = Math.floor(random() * 0x100000000);
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
@@ -472,15 +480,32 @@ export class Director {
     );
   }
 
+  /**
+   * The data plane's receive queue overflowed: it drops the flood's packets and the clients'
+   * alike. For a while the SYN proxy answers retransmitted SYNs only (conn/recent-syns.ts).
+   */
+  receiveOverflowed(): void {
+    this.overflowAt = this.clock.now();
+  }
+
   /** A SYN answered with a SYN-ACK whose sequence number is the cookie; nothing is kept. */
   private answerSyn(buf: Uint8Array, offset: number, p: ParsedPacket): number {
     if (!mayReplyWithIcmpError(p)) return this.drop('no-conn');
     const isn = readU32(buf, p.l4Offset + TCP_SEQ);
+    const now = this.clock.now();
+    if (now - this.overflowAt < SHED_AFTER_OVERFLOW_MS) {
+      this.recentSyns ??= new RecentSyns(this.recentSynsSeed, now);
+      const ports = ((p.sport << 16) | p.dport) >>> 0;
+      if (!this.recentSyns.seenBefore(p.saddr.a, ports, p.daddr.a, isn, now)) {
+        this.defense.synsShed++;
+        return this.drop('syn-shed');
+      }
+    }
     const { mss, sack } = readSynOptions(buf, p);
     const mssIndex = cookieMssIndex(mss);
     // prettier-ignore
     const cookie = this.cookies.make(
-      p.saddr.a, 0, 0, 0, p.sport, p.daddr.a, 0, 0, 0, p.dport, isn, mssIndex, sack, this.clock.now(),
+      p.saddr.a, 0, 0, 0, p.sport, p.daddr.a, 0, 0, 0, p.dport, isn, mssIndex, sack, now,
     );
     this.defense.cookiesSent++;
     this.replyToSender = true;

@@ -26,6 +26,8 @@ export interface ProxyHandshake {
 
 /** The SYN to the real server again if the client is still talking after this long without an answer. */
 export const PROXY_SYN_RETRY_MS = 1000;
+/** After the data plane's receive queue last overflowed, this long answering retransmitted SYNs only. */
+export const SHED_AFTER_OVERFLOW_MS = 1000;
 /** Handshakes with real servers under way at once, at most: each holds up to a frame. */
 export const MAX_PROXY_HANDSHAKES = 65536;
 

@@ -64,6 +64,8 @@ export class LinkPath {
   private lastNetlinkUpdate = -Infinity;
   /** Queue drops of ports closed so far. */
   private closedDrops = 0;
+  /** The rings' drops at the last look: more since means the kernel had no room for frames. */
+  private queueDropsSeen = 0;
 
   constructor(private readonly options: LinkPathOptions) {
     this.txBatch = options.txBatch ?? DEFAULT_TX_BATCH;
@@ -120,6 +122,9 @@ export class LinkPath {
       this.lastNetlinkUpdate = now;
       this.options.neighbours.update();
       this.options.links.update();
+      const drops = this.queueDrops();
+      if (drops > this.queueDropsSeen) director.receiveOverflowed();
+      this.queueDropsSeen = drops;
     }
     let handled = 0;
     for (const port of this.receiving.values()) handled += this.drainPort(port, director);

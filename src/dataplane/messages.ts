@@ -38,6 +38,8 @@ export interface PacketDirector {
    * so a link sends it back to the hop the packet came from; a TUN device leaves it to the kernel.
    */
   readonly replyToSender: boolean;
+  /** The receive queue overflowed (the kernel dropped frames for lack of room): the director sheds what it can. */
+  receiveOverflowed(): void;
   tick(): void;
   /** The host's route to a real server, for tunnels (the adapter looks it up; null: none). */
   setRealServerRoute(addr: Addr, route: RealServerRoute | null): void;

@@ -22,6 +22,7 @@ export class Director implements PacketDirector {
   readonly pending: Uint8Array[] = [];
   readonly nextHop = null;
   readonly replyToSender = false;
+  receiveOverflowed(): void {}
 
   execute(op: ControlOp): void {
     if (op.op === 'add-service') {

@@ -169,6 +169,7 @@ export const GOLDEN_SNAPSHOT: Snapshot = snapshot(
         cookiesSent: 120000,
         cookiesAccepted: 40,
         cookiesRejected: 3,
+        synsShed: 5000,
         synProxyActivations: 1,
       },
       expiry: { expireNodestConn: false, expireQuiescentTemplate: false },

@@ -55,6 +55,8 @@ export interface DefenseSnapshot extends DefenseSettings {
   cookiesSent: number;
   cookiesAccepted: number;
   cookiesRejected: number;
+  /** SYNs left unanswered while the data plane could not keep up, to be answered on their retransmission. */
+  synsShed: number;
   /** Times the SYN proxy switched on by itself. */
   synProxyActivations: number;
 }
@@ -125,10 +127,11 @@ export class Defense {
   cookiesSent = 0;
   cookiesAccepted = 0;
   cookiesRejected = 0;
+  synsShed = 0;
   /** Whether SYNs are answered with cookies now (mode 2 or 3). */
   synProxyOn: boolean;
   /** The counters at the last check: what a period added is the difference. */
-  private seen = { opened: 0, handshakes: 0, cookiesSent: 0, cookiesAccepted: 0 };
+  private seen = { opened: 0, handshakes: 0, cookiesSent: 0, cookiesAccepted: 0, synsShed: 0 };
 
   constructor(
     private readonly table: DefendedTable,
@@ -157,6 +160,7 @@ export class Defense {
       handshakes: table.handshakes,
       cookiesSent: this.cookiesSent,
       cookiesAccepted: this.cookiesAccepted,
+      synsShed: this.synsShed,
     };
     this.setSynProxy(nextMode(settings.synProxy, flood));
     // ip_vs_random_dropentry scans 1/32 of the table every second.
@@ -180,7 +184,8 @@ export class Defense {
       seen.opened -
       (table.handshakes - seen.handshakes) +
       (this.cookiesSent - seen.cookiesSent) -
-      (this.cookiesAccepted - seen.cookiesAccepted)
+      (this.cookiesAccepted - seen.cookiesAccepted) +
+      (this.synsShed - seen.synsShed)
     );
   }
 
@@ -209,6 +214,7 @@ export class Defense {
       cookiesSent: this.cookiesSent,
       cookiesAccepted: this.cookiesAccepted,
       cookiesRejected: this.cookiesRejected,
+      synsShed: this.synsShed,
       synProxyActivations: this.synProxyActivations,
     };
   }
