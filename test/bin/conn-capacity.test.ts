@@ -22,6 +22,9 @@ test('--conn-capacity, the defense and the expiry options show in -L --json; -Ln
       '--secure-tcp=0',
       '--defense-threshold',
       '75',
+      '--syn-proxy',
+      '3',
+      '--syn-proxy-threshold=500',
     ];
     daemon = await spawnDaemon(dir, undefined, {
       args: [...args, '--early-drop', 'off', '--expire-nodest-conn', '1', '--expire-quiescent-template=1'],
@@ -43,6 +46,13 @@ test('--conn-capacity, the defense and the expiry options show in -L --json; -Ln
         earlyDrop: false,
         droppedEntries: 0,
         secureTcpActivations: 0,
+        synProxy: 3,
+        synProxyThreshold: 500,
+        cookiesSent: 0,
+        cookiesAccepted: 0,
+        cookiesRejected: 0,
+        synsShed: 0,
+        synProxyActivations: 0,
       },
       expiry: { expireNodestConn: true, expireQuiescentTemplate: true },
     });
@@ -73,6 +83,11 @@ test('a bad table option stops lvsd before it starts: exit 2, the option named, 
         /--defense-threshold 0: the defense threshold must be a percentage, 1\.\.100/,
       ],
       [['--early-drop', 'yes'], /--early-drop: yes is not on or off/],
+      [['--syn-proxy', '2'], /--syn-proxy 2: syn_proxy must be 0 \(off\), 1 \(automatic\) or 3 \(always\)/],
+      [
+        ['--syn-proxy-threshold', '0'],
+        /--syn-proxy-threshold 0: the SYN proxy threshold must be a whole number/,
+      ],
       [['--expire-nodest-conn', 'on'], /--expire-nodest-conn: on is not 0 or 1/],
       [['--expire-quiescent-template', '2'], /--expire-quiescent-template: 2 is not 0 or 1/],
     ];

@@ -354,3 +354,38 @@ test('cookies: every one the director made is good for its connection alone, for
     ),
   );
 });
+
+test('while the receive queue overflows, a SYN is answered only on its retransmission; a second after, every one again', () => {
+  const { d, clock } = director();
+  const syn = (sport: number) => tcp({ src: CLIENT, dst: VIP, sport, tcpFlags: SYN, seq: 1000 + sport });
+  d.receiveOverflowed();
+  assert.deepEqual(send(d, syn(40000)), [], 'a first SYN is shed');
+  clock.advance(1000);
+  d.receiveOverflowed();
+  assert.equal(send(d, syn(40000))[0]?.flags, SYN | ACK, 'its retransmission is answered');
+  const { defense } = d.snapshot({ connections: false }).connTable!;
+  assert.deepEqual([defense.synsShed, defense.cookiesSent], [1, 1]);
+  assert.equal(d.counters.drops['syn-shed'], 1);
+  clock.advance(1000);
+  assert.equal(send(d, syn(40001))[0]?.flags, SYN | ACK, 'no overflow for a second: answered at once');
+});
+
+test("a proxied connection's offset goes with its record to the next lvsd, which goes on translating", () => {
+  const { d } = director();
+  const cookie = handshake(d);
+  send(d, tcp({ src: CLIENT, dst: VIP, tcpFlags: ACK, seq: 1001, ack: cookie + 1 }));
+  send(
+    d,
+    tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: SYN | ACK, seq: 70000, ack: 1001 }),
+  );
+  const records = d.exportConnections();
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.seqOffset, (cookie - 70000) >>> 0);
+  const { d: next } = director();
+  assert.equal(next.importConnections(records).imported, 1);
+  const [toClient] = send(
+    next,
+    tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: ACK, seq: 70001, ack: 1001 }),
+  );
+  assert.equal(toClient?.seq, (cookie + 1) >>> 0);
+});

@@ -175,7 +175,6 @@ export class Lvsd {
       [
         ...(site.launcher ?? []),
         process.execPath,
-        ...(process.env.LVSD_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.LVSD_PROF] : []),
         LVSD,
         '--socket',
         this.socket,
