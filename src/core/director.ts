@@ -508,18 +508,28 @@ export class Director {
       p.saddr.a, 0, 0, 0, p.sport, p.daddr.a, 0, 0, 0, p.dport, isn, mssIndex, sack, now,
     );
     this.defense.cookiesSent++;
-    this.replyToSender = true;
-    return this.segment(buf, offset, p, {
-      saddr: p.daddr.a,
-      daddr: p.saddr.a,
-      sport: p.dport,
-      dport: p.sport,
-      seq: cookie,
-      ack: (isn + 1) >>> 0,
-      flags: TCP_SYN | TCP_ACK,
-      window: 0xffff,
-      mss: COOKIE_MSS[mssIndex]!,
+    return this.answerSender(
+      buf,
+      offset,
+      p,
+      cookie,
+      (isn + 1) >>> 0,
+      TCP_SYN | TCP_ACK,
+      COOKIE_MSS[mssIndex]!,
       sack,
+    );
+  }
+
+  /** A segment of the director's back to the packet's sender, from where it was sent, out to the hop it came from. */
+  // prettier-ignore
+  private answerSender(
+    buf: Uint8Array, offset: number, p: ParsedPacket,
+    seq: number, ack: number, flags: number, mss: number, sack: boolean,
+  ): number {
+    this.replyToSender = true;
+    const window = flags & TCP_RST ? 0 : 0xffff;
+    return this.segment(buf, offset, p, {
+      saddr: p.daddr.a, daddr: p.saddr.a, sport: p.dport, dport: p.sport, seq, ack, flags, window, mss, sack,
     });
   }
 
@@ -550,19 +560,7 @@ export class Director {
     if (id === NO_DEST) {
       // The client believes it is connected: a reset, at the sequence number it expects, ends it.
       this.drop('no-dest');
-      this.replyToSender = true;
-      return this.segment(buf, offset, p, {
-        saddr: p.daddr.a,
-        daddr: p.saddr.a,
-        sport: p.dport,
-        dport: p.sport,
-        seq: (cookie + 1) >>> 0,
-        ack: 0,
-        flags: TCP_RST,
-        window: 0,
-        mss: 0,
-        sack: false,
-      });
+      return this.answerSender(buf, offset, p, (cookie + 1) >>> 0, 0, TCP_RST, 0, false);
     }
     this.defense.cookiesAccepted++;
     this.conns.beginProxied(id);

@@ -10,6 +10,9 @@ import { Director } from '../../src/core/director.js';
 import { formatAddr, IPPROTO_TCP, parseAddr } from '../../src/core/inet.js';
 import type { ServiceKey } from '../../src/core/model.js';
 import { SynCookies } from '../../src/core/packet/syn-cookie.js';
+import { CONN_F_OUT_SEQ } from '../../src/core/sync/conn.js';
+import { decode, packSyncMessages } from '../../src/core/sync/message.js';
+import { syncRecordOf } from '../../src/core/sync/source.js';
 import {
   buildPacket,
   ipv4HeaderValid,
@@ -388,4 +391,25 @@ test("a proxied connection's offset goes with its record to the next lvsd, which
     tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: ACK, seq: 70001, ack: 1001 }),
   );
   assert.equal(toClient?.seq, (cookie + 1) >>> 0);
+});
+
+test("a proxied connection's offset reaches a backup director in the sync message (the kernel's OUT_SEQ), which goes on translating", () => {
+  const { d } = director();
+  const cookie = handshake(d);
+  send(d, tcp({ src: CLIENT, dst: VIP, tcpFlags: ACK, seq: 1001, ack: cookie + 1 }));
+  send(
+    d,
+    tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: SYN | ACK, seq: 70000, ack: 1001 }),
+  );
+  const record = syncRecordOf(d.conns, 0, () => 0)!;
+  assert.ok(record.flags & CONN_F_OUT_SEQ);
+  const [datagram] = packSyncMessages([record], 1, 1500);
+  const decoded = decode(datagram!);
+  assert.ok(decoded.ok);
+  const [conn] = decoded.conns;
+  assert.equal(conn!.seq!.out.delta, (cookie - 70000) >>> 0);
+  const { d: backup } = director();
+  assert.equal(backup.importSynced([conn!]).imported, 1);
+  const [ack] = send(backup, tcp({ src: CLIENT, dst: VIP, tcpFlags: ACK, seq: 1001, ack: cookie + 1 }));
+  assert.equal(ack?.ack, 70001);
 });

@@ -35,20 +35,24 @@ export interface SynOptions {
 export function readSynOptions(buf: Uint8Array, p: ParsedPacket): SynOptions {
   const result: SynOptions = { mss: DEFAULT_MSS, sack: false };
   const end = p.payloadOffset;
-  for (let at = p.l4Offset + 20; at < end;) {
+  for (let at = optionAt(buf, p.l4Offset + 20, end); at >= 0; at = optionAt(buf, at + buf[at + 1]!, end)) {
     const kind = buf[at]!;
-    if (kind === OPT_END) break;
-    if (kind === OPT_NOP) {
-      at++;
-      continue;
-    }
-    const length = at + 1 < end ? buf[at + 1]! : 0;
-    if (length < 2 || at + length > end) break;
+    const length = buf[at + 1]!;
     if (kind === OPT_MSS && length === 4) result.mss = readU16(buf, at + 2);
     else if (kind === OPT_SACK_PERM && length === 2) result.sack = true;
-    at += length;
   }
   return result;
+}
+
+/**
+ * Where the option at or after `at` (NOPs skipped) starts, its kind at `at` and its length after;
+ * -1 at the end of the list, or at an option that does not fit (what came before stands).
+ */
+function optionAt(buf: Uint8Array, at: number, end: number): number {
+  while (at < end && buf[at] === OPT_NOP) at++;
+  if (at + 1 >= end || buf[at] === OPT_END) return -1;
+  const length = buf[at + 1]!;
+  return length >= 2 && at + length <= end ? at : -1;
 }
 
 /** The fields of a segment to write. */
@@ -144,19 +148,9 @@ function shiftWord(buf: Uint8Array, off: number, delta: number): number {
 function shiftSackBlocks(buf: Uint8Array, p: ParsedPacket, delta: number): number {
   let sum = 0;
   const end = p.payloadOffset;
-  for (let at = p.l4Offset + 20; at < end;) {
-    const kind = buf[at]!;
-    if (kind === OPT_END) break;
-    if (kind === OPT_NOP) {
-      at++;
-      continue;
-    }
-    const length = at + 1 < end ? buf[at + 1]! : 0;
-    if (length < 2 || at + length > end) break;
-    if (kind === OPT_SACK) {
-      for (let edge = at + 2; edge + 4 <= at + length; edge += 4) sum += shiftWord(buf, edge, delta);
-    }
-    at += length;
+  for (let at = optionAt(buf, p.l4Offset + 20, end); at >= 0; at = optionAt(buf, at + buf[at + 1]!, end)) {
+    if (buf[at] !== OPT_SACK) continue;
+    for (let edge = at + 2; edge + 4 <= at + buf[at + 1]!; edge += 4) sum += shiftWord(buf, edge, delta);
   }
   return sum;
 }
