@@ -162,6 +162,7 @@ export class Director {
   /** Made on the first overflow: 2 MB that a director never flooded does not need. */
   private recentSyns: RecentSyns | null = null;
   private readonly recentSynsSeed: number;
+  private readonly random: () => number;
   /** The master sync role's decisions, while a master sync daemon runs. */
   private syncSource: SyncSource | null = null;
   /** The identification of the next IPv6 datagram the director fragments: random start (RFC 7739). */
@@ -180,6 +181,7 @@ export class Director {
     this.expiry = { ...DEFAULT_EXPIRY, ...options.expiry };
     this.fragments = new FragmentTracker(this.clock);
     const random = options.random ?? Math.random;
+    this.random = random;
     this.nextFragmentId = Math.floor(random() * 0x100000000);
     // Validated before the table's memory is taken.
     const defense = defenseSettings(options.defense);
@@ -493,10 +495,14 @@ export class Director {
     if (!mayReplyWithIcmpError(p)) return this.drop('no-conn');
     const isn = readU32(buf, p.l4Offset + TCP_SEQ);
     const now = this.clock.now();
-    if (now - this.overflowAt < SHED_AFTER_OVERFLOW_MS) {
+    const sinceOverflow = now - this.overflowAt;
+    if (sinceOverflow < SHED_AFTER_OVERFLOW_MS) {
       this.recentSyns ??= new RecentSyns(this.recentSynsSeed, now);
       const ports = ((p.sport << 16) | p.dport) >>> 0;
-      if (!this.recentSyns.seenBefore(p.saddr.a, ports, p.daddr.a, isn, now)) {
+      const seen = this.recentSyns.seenBefore(p.saddr.a, ports, p.daddr.a, isn, now);
+      // First SYNs are answered at a share that grows from none, at the overflow, to all a second
+      // later: when the queue overflows again, it settles at what the director can answer.
+      if (!seen && this.random() * SHED_AFTER_OVERFLOW_MS >= sinceOverflow) {
         this.defense.synsShed++;
         return this.drop('syn-shed');
       }

@@ -358,7 +358,7 @@ test('cookies: every one the director made is good for its connection alone, for
   );
 });
 
-test('while the receive queue overflows, a SYN is answered only on its retransmission; a second after, every one again', () => {
+test('while the receive queue overflows, a SYN is answered on its retransmission, a first one at a share growing back to all over a second', () => {
   const { d, clock } = director();
   const syn = (sport: number) => tcp({ src: CLIENT, dst: VIP, sport, tcpFlags: SYN, seq: 1000 + sport });
   d.receiveOverflowed();
@@ -371,6 +371,12 @@ test('while the receive queue overflows, a SYN is answered only on its retransmi
   assert.equal(d.counters.drops['syn-shed'], 1);
   clock.advance(1000);
   assert.equal(send(d, syn(40001))[0]?.flags, SYN | ACK, 'no overflow for a second: answered at once');
+  // In between, a share of first SYNs that grows with the time since the overflow (random() is 0.37 here).
+  d.receiveOverflowed();
+  clock.advance(300);
+  assert.deepEqual(send(d, syn(40002)), [], '0.3 s after: 30% are answered, not this one');
+  clock.advance(100);
+  assert.equal(send(d, syn(40003))[0]?.flags, SYN | ACK, '0.4 s after: 40%, this one among them');
 });
 
 test("a proxied connection's offset goes with its record to the next lvsd, which goes on translating", () => {
