@@ -42,8 +42,8 @@ export interface LinkPort {
   readonly mac: Uint8Array;
   /** For poll(); none for a port that does not receive. */
   readonly fds: readonly number[];
-  /** Replaces the receive filter (sock_filter[] bytes, see l2-filter.ts encodeProgram). */
-  setFilter(program: Buffer): void;
+  /** Replaces the receive filters (sock_filter[] bytes, see l2-filter.ts encodeProgram). */
+  setFilter(filter: PortFilter): void;
   /**
    * Takes the next received frame, in place: its length, 0 when none is queued, -1 for one cut
    * short (counted, gone). The frame is frame[frameAt, frameAt + length), with room after it for
@@ -60,6 +60,15 @@ export interface LinkPort {
   /** Frames the kernel dropped because the ring was full, since open. */
   queueDrops(): number;
   close(): void;
+}
+
+/** The programs of a port's receive filter, by the part of lvsd's frames each takes (l2-filter.ts). */
+export interface PortFilter {
+  /** Every frame of lvsd's: for a port with one queue. */
+  readonly all: Buffer;
+  /** The two queues of a port that keeps small SYNs apart. */
+  readonly handshakes: Buffer;
+  readonly rest: Buffer;
 }
 
 export interface LinkDriver {
@@ -102,7 +111,14 @@ export const RING_FRAME_SIZE = 69632;
  */
 const FRAMES_PER_BLOCK = 15;
 const RING_BLOCKS = 16;
-const RING_FRAMES = FRAMES_PER_BLOCK * RING_BLOCKS;
+/**
+ * The handshake ring: SYNs of at most 1 KB (l2-filter.ts) in 2 KB slots, 4096 of them (8 MB): a
+ * flood's burst waits there instead of overflowing the ring that the connections' packets use.
+ * The two are read in the order their frames came in.
+ */
+const SMALL_FRAME_SIZE = 2048;
+const SMALL_FRAMES_PER_BLOCK = 32;
+const SMALL_RING_BLOCKS = 128;
 /** Frames per sendmmsg(); struct mmsghdr is 64 bytes (a 56-byte msghdr and msg_len), iovec 16. */
 const MMSG_MAX = 64;
 const MMSGHDR_SIZE = 64;
@@ -174,29 +190,151 @@ function packetSocket(what: string): number {
   }
 }
 
+/** One TPACKET_V2 receive ring on an interface: its socket, its mapped slots, where lvsd reads. */
+class RxRing {
+  readonly fd: number;
+  private readonly frames: number;
+  private ring: unknown;
+  /** One view per ring slot (made once: none per frame). */
+  private readonly slots: Uint8Array[] = [];
+  private readonly status: DataView;
+  /** The next slot to look at, and how many before it are taken and not yet given back. */
+  private slot = 0;
+  private taken = 0;
+  private drops = 0;
+  private readonly stats = Buffer.alloc(8);
+  /** Where the frame that receive() took lies. */
+  frame: Uint8Array = new Uint8Array(0);
+  frameAt = 0;
+
+  constructor(
+    private readonly what: string,
+    ifindex: number,
+    private readonly frameSize: number,
+    framesPerBlock: number,
+    blocks: number,
+  ) {
+    this.frames = framesPerBlock * blocks;
+    const fd = packetSocket(what);
+    this.fd = fd;
+    try {
+      intOption(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, `${what}: PACKET_VERSION`);
+      const req = Buffer.alloc(16);
+      req.writeUInt32LE(frameSize * framesPerBlock, 0);
+      req.writeUInt32LE(blocks, 4);
+      req.writeUInt32LE(frameSize, 8);
+      req.writeUInt32LE(this.frames, 12);
+      if ((c.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, 16) as number) < 0)
+        fail(`${what}: PACKET_RX_RING`);
+      const size = frameSize * this.frames;
+      const ring = c.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (ring === null || koffi.address(ring) === 0xffffffffffffffffn) fail(`${what}: mmap`);
+      this.ring = ring;
+      const memory = koffi.view(ring, size);
+      const address = Number(koffi.address(ring));
+      for (let i = 0; i < this.frames; i++) {
+        const slot = new Uint8Array(memory, i * frameSize, frameSize);
+        slotAddresses.set(slot, address + i * frameSize);
+        this.slots.push(slot);
+      }
+      this.status = new DataView(memory);
+      // Nothing until a filter says what is ours.
+      this.setFilter(Buffer.from([0x06, 0, 0, 0, 0, 0, 0, 0]));
+      const rx = linkAddress(ETH_P_ALL, ifindex);
+      if ((c.bind(fd, rx, rx.length) as number) < 0) fail(`${what}: bind`);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  setFilter(program: Buffer): void {
+    const ok = c.setFilter(
+      this.fd,
+      SOL_SOCKET,
+      SO_ATTACH_FILTER,
+      { len: program.length / 8, filter: program },
+      16,
+    );
+    if ((ok as number) < 0) fail(`${this.what}: SO_ATTACH_FILTER`);
+  }
+
+  /**
+   * When the next frame arrived (tpacket2_hdr's tp_sec and tp_nsec, in µs), Infinity when none is
+   * ready: two rings on one interface are read in the order their frames came in.
+   */
+  nextArrival(): number {
+    if (this.ring === null || this.taken === this.frames) return Infinity;
+    const base = this.slot * this.frameSize;
+    const status = this.status;
+    if ((status.getUint32(base, true) & TP_STATUS_USER) === 0) return Infinity;
+    return status.getUint32(base + 16, true) * 1e6 + status.getUint32(base + 20, true) / 1000;
+  }
+
+  /** As LinkPort.receive, from this ring. */
+  receive(): number {
+    const status = this.status;
+    // With every slot taken, the next one is still ours: nothing new until release().
+    if (this.ring === null || this.taken === this.frames) return 0;
+    const slot = this.slot;
+    const base = slot * this.frameSize;
+    if ((status.getUint32(base, true) & TP_STATUS_USER) === 0) return 0;
+    const len = status.getUint32(base + 4, true);
+    const snaplen = status.getUint32(base + 8, true);
+    const mac = status.getUint16(base + 12, true);
+    this.slot = (slot + 1) % this.frames;
+    this.taken++;
+    if (snaplen !== len || mac < VNET_HDR_LEN) return -1;
+    this.frame = this.slots[slot]!;
+    this.frameAt = mac - VNET_HDR_LEN;
+    return VNET_HDR_LEN + snaplen;
+  }
+
+  release(): void {
+    if (this.ring === null) return;
+    for (; this.taken > 0; this.taken--) {
+      const slot = (this.slot - this.taken + this.frames) % this.frames;
+      this.status.setUint32(slot * this.frameSize, 0, true);
+    }
+  }
+
+  queueDrops(): number {
+    // tpacket_stats { packets, drops }: reading resets them.
+    const len = [8];
+    if (
+      this.ring !== null &&
+      (c.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, this.stats, len) as number) === 0
+    )
+      this.drops += this.stats.readUInt32LE(4);
+    return this.drops;
+  }
+
+  close(): void {
+    if (this.ring) c.munmap(this.ring, this.frameSize * this.frames);
+    this.ring = null;
+    this.taken = 0;
+    c.close(this.fd);
+  }
+}
+
 class AfPacketPort implements LinkPort {
   readonly ifindex: number;
   readonly mac: Uint8Array;
-  private fd = -1;
   fds: number[] = [];
   frame: Uint8Array = new Uint8Array(0);
   frameAt = 0;
   private txFd = -1;
-  private ring: unknown = null;
-  /** One view per ring slot (made once: none per frame). */
-  private slots: Uint8Array[] = [];
-  private status: DataView | null = null;
-  /** The next slot to look at, and how many before it are taken and not yet given back. */
-  private slot = 0;
-  private taken = 0;
+  /** Every frame but the small SYNs, and the small SYNs (none for a port that only sends). */
+  private rest: RxRing | null = null;
+  private handshakes: RxRing | null = null;
+  /** Queue drops of rings closed so far. */
+  private closedDrops = 0;
   /** mmsghdr[MMSG_MAX] then iovec[MMSG_MAX], in memory of known address (each msghdr points at its iovec). */
   private txMemory: unknown = null;
   private mmsg = new Uint8Array(0);
   private iov: DataView | null = null;
   /** Which batch frame each staged message is. */
   private readonly staged = new Int32Array(MMSG_MAX);
-  private drops = 0;
-  private readonly stats = Buffer.alloc(8);
 
   constructor(
     readonly name: string,
@@ -210,7 +348,7 @@ class AfPacketPort implements LinkPort {
       const tx = linkAddress(0, this.ifindex);
       if ((c.bind(this.txFd, tx, tx.length) as number) < 0) fail(`${name} transmit: bind`);
       this.openTxMemory();
-      if (receive) this.openRing();
+      if (receive) this.openRings();
     } catch (error) {
       this.close();
       throw error;
@@ -233,73 +371,44 @@ class AfPacketPort implements LinkPort {
     }
   }
 
-  private openRing(): void {
-    const fd = packetSocket(`${this.name} receive`);
-    this.fd = fd;
-    this.fds = [fd];
-    intOption(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, `${this.name}: PACKET_VERSION`);
-    const req = Buffer.alloc(16);
-    req.writeUInt32LE(RING_FRAME_SIZE * FRAMES_PER_BLOCK, 0);
-    req.writeUInt32LE(RING_BLOCKS, 4);
-    req.writeUInt32LE(RING_FRAME_SIZE, 8);
-    req.writeUInt32LE(RING_FRAMES, 12);
-    if ((c.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, 16) as number) < 0)
-      fail(`${this.name}: PACKET_RX_RING`);
-    const size = RING_FRAME_SIZE * RING_FRAMES;
-    const ring = c.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (ring === null || koffi.address(ring) === 0xffffffffffffffffn) fail(`${this.name}: mmap`);
-    this.ring = ring;
-    const memory = koffi.view(ring, size);
-    const address = Number(koffi.address(ring));
-    for (let i = 0; i < RING_FRAMES; i++) {
-      const slot = new Uint8Array(memory, i * RING_FRAME_SIZE, RING_FRAME_SIZE);
-      slotAddresses.set(slot, address + i * RING_FRAME_SIZE);
-      this.slots.push(slot);
-    }
-    this.status = new DataView(memory);
-    // Nothing until a filter says what is ours.
-    this.setFilter(Buffer.from([0x06, 0, 0, 0, 0, 0, 0, 0]));
-    const rx = linkAddress(ETH_P_ALL, this.ifindex);
-    if ((c.bind(fd, rx, rx.length) as number) < 0) fail(`${this.name} receive: bind`);
+  private openRings(): void {
+    this.rest = new RxRing(
+      `${this.name} receive`,
+      this.ifindex,
+      RING_FRAME_SIZE,
+      FRAMES_PER_BLOCK,
+      RING_BLOCKS,
+    );
+    this.fds = [this.rest.fd];
+    this.handshakes = new RxRing(
+      `${this.name} receive (SYNs)`,
+      this.ifindex,
+      SMALL_FRAME_SIZE,
+      SMALL_FRAMES_PER_BLOCK,
+      SMALL_RING_BLOCKS,
+    );
+    this.fds = [this.rest.fd, this.handshakes.fd];
   }
 
-  setFilter(program: Buffer): void {
-    if (this.fd < 0) return;
-    const ok = c.setFilter(
-      this.fd,
-      SOL_SOCKET,
-      SO_ATTACH_FILTER,
-      { len: program.length / 8, filter: program },
-      16,
-    );
-    if ((ok as number) < 0) fail(`${this.name}: SO_ATTACH_FILTER`);
+  setFilter(filter: PortFilter): void {
+    this.rest?.setFilter(filter.rest);
+    this.handshakes?.setFilter(filter.handshakes);
   }
 
   receive(): number {
-    const status = this.status;
-    // With every slot taken, the next one is still ours: nothing new until release().
-    if (!status || this.taken === RING_FRAMES) return 0;
-    const slot = this.slot;
-    const base = slot * RING_FRAME_SIZE;
-    if ((status.getUint32(base, true) & TP_STATUS_USER) === 0) return 0;
-    const len = status.getUint32(base + 4, true);
-    const snaplen = status.getUint32(base + 8, true);
-    const mac = status.getUint16(base + 12, true);
-    this.slot = (slot + 1) % RING_FRAMES;
-    this.taken++;
-    if (snaplen !== len || mac < VNET_HDR_LEN) return -1;
-    this.frame = this.slots[slot]!;
-    this.frameAt = mac - VNET_HDR_LEN;
-    return VNET_HDR_LEN + snaplen;
+    const { rest, handshakes } = this;
+    if (rest === null || handshakes === null) return 0;
+    // As they came in: a client's SYN and what follows it keep their order.
+    const ring = handshakes.nextArrival() < rest.nextArrival() ? handshakes : rest;
+    const n = ring.receive();
+    this.frame = ring.frame;
+    this.frameAt = ring.frameAt;
+    return n;
   }
 
   release(): void {
-    const status = this.status;
-    if (!status) return;
-    for (; this.taken > 0; this.taken--) {
-      const slot = (this.slot - this.taken + RING_FRAMES) % RING_FRAMES;
-      status.setUint32(slot * RING_FRAME_SIZE, 0, true);
-    }
+    this.rest?.release();
+    this.handshakes?.release();
   }
 
   /**
@@ -353,24 +462,18 @@ class AfPacketPort implements LinkPort {
   }
 
   queueDrops(): number {
-    if (this.fd >= 0) {
-      // tpacket_stats { packets, drops }: reading resets them.
-      const len = [8];
-      if ((c.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, this.stats, len) as number) === 0)
-        this.drops += this.stats.readUInt32LE(4);
-    }
-    return this.drops;
+    return this.closedDrops + (this.rest?.queueDrops() ?? 0) + (this.handshakes?.queueDrops() ?? 0);
   }
 
   close(): void {
-    if (this.ring !== null) c.munmap(this.ring, RING_FRAME_SIZE * RING_FRAMES);
+    this.closedDrops = this.queueDrops();
+    this.rest?.close();
+    this.handshakes?.close();
+    this.rest = this.handshakes = null;
     if (this.txMemory !== null) c.munmap(this.txMemory, TX_MEMORY);
-    this.ring = this.status = this.txMemory = this.iov = null;
-    this.slots = [];
-    this.taken = 0;
-    if (this.fd >= 0) c.close(this.fd);
+    this.txMemory = this.iov = null;
     if (this.txFd >= 0) c.close(this.txFd);
-    this.fd = this.txFd = -1;
+    this.txFd = -1;
     this.fds = [];
   }
 }

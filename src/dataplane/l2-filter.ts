@@ -11,6 +11,10 @@
 //   - an ICMP error to a VIP, or from such a real server to an address not the host's.
 // What is left (fragments, IPv6 extension headers, fwmark services) reaches the kernel, whose
 // `table inet lvsd` steers it to the TUN device as on --dataplane tun: a slower path, not a lost one.
+//
+// lvsd's frames are split between two rings per interface (FilterPart): a small SYN's (a TCP
+// segment with SYN and none of ACK, RST, FIN: a new connection, or a flood) and everything else,
+// so that a SYN flood fills its own ring and not the one the connections' packets arrive in.
 
 import {
   IPPROTO_ICMP,
@@ -84,6 +88,17 @@ const M_SPORT = 9;
 const M_DPORT = 10;
 const M_ICMP_TYPE = 11;
 const M_LOCAL = 12;
+/** 1 for a SYN small enough for the handshake ring (see FilterPart), else 0. */
+const M_SYN = 13;
+/** TCP flags FIN, SYN, RST, ACK: a SYN has SYN alone of them. */
+const HANDSHAKE_FLAGS = 0x17;
+const SYN_ONLY = 0x02;
+
+/**
+ * Which of lvsd's frames a program takes: all of them (what nft drops for the kernel), the SYNs of
+ * at most 1023 bytes of IPv4 or 511 of IPv6 payload (the handshake ring's small slots), or the rest.
+ */
+export type FilterPart = 'all' | 'handshakes' | 'rest';
 
 const ICMP4_ERRORS = [3, 11, 12];
 const ICMP6_ERRORS = [1, 2, 3, 4];
@@ -157,6 +172,35 @@ function localFlag(locals: Addr[]): Instruction[] {
   return out;
 }
 
+/**
+ * M_SYN from the loaded slots and the frame: `flagsLoad` reads the TCP flags byte (the IPv4 header's
+ * length in X), `lengthLoad` the IP length field, which must be clear under `lengthMask`.
+ */
+function synFlag(flagsLoad: Instruction, lengthLoad: Instruction, lengthMask: number): Instruction[] {
+  const notSyn = [insn(LD | IMM, 0)];
+  const store = [insn(ST, M_SYN)];
+  const body = [
+    // Each failed test jumps to `notSyn`, just past this body's end.
+    insn(LD | MEM, M_PROTO),
+    insn(JMP | JEQ, IPPROTO_TCP, 0, 8),
+    flagsLoad,
+    insn(ALU | AND, HANDSHAKE_FLAGS),
+    insn(JMP | JEQ, SYN_ONLY, 0, 5),
+    lengthLoad,
+    insn(ALU | AND, lengthMask),
+    insn(JMP | JEQ, 0, 0, 2),
+    insn(LD | IMM, 1),
+    insn(JMP | JA, notSyn.length),
+  ];
+  return [...body, ...notSyn, ...store];
+}
+
+/** For a part of the frames, the frames of the other part stop here. */
+function partTest(part: FilterPart): Instruction[] {
+  if (part === 'all') return [];
+  return [insn(LD | MEM, M_SYN), ...require(part === 'handshakes' ? 1 : 0)];
+}
+
 function rules(spec: FilterSpec, af: 4 | 6): Instruction[] {
   const icmp = af === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
   const errors = af === 4 ? ICMP4_ERRORS : ICMP6_ERRORS;
@@ -200,7 +244,7 @@ function locals(spec: FilterSpec, af: 4 | 6): Instruction[] {
   return localFlag(spec.locals.filter((l) => l.af === af));
 }
 
-function ipv4(spec: FilterSpec): Instruction[] {
+function ipv4(spec: FilterSpec, part: FilterPart): Instruction[] {
   const ip = ETH_HLEN;
   return [
     insn(LD | B | ABS, ip),
@@ -224,12 +268,14 @@ function ipv4(spec: FilterSpec): Instruction[] {
     insn(ST, M_DPORT),
     insn(LD | B | IND, ip),
     insn(ST, M_ICMP_TYPE),
+    ...synFlag(insn(LD | B | IND, ip + 13), insn(LD | H | ABS, ip + 2), 0xfc00),
+    ...partTest(part),
     ...locals(spec, 4),
     ...rules(spec, 4),
   ];
 }
 
-function ipv6(spec: FilterSpec): Instruction[] {
+function ipv6(spec: FilterSpec, part: FilterPart): Instruction[] {
   const ip = ETH_HLEN;
   const load = (offset: number, slot: number, size = W): Instruction[] => [
     insn(LD | size | ABS, ip + offset),
@@ -245,15 +291,17 @@ function ipv6(spec: FilterSpec): Instruction[] {
     ...load(40, M_SPORT, H),
     ...load(42, M_DPORT, H),
     ...load(40, M_ICMP_TYPE, B),
+    ...synFlag(insn(LD | B | ABS, ip + 40 + 13), insn(LD | H | ABS, ip + 4), 0xfe00),
+    ...partTest(part),
     ...locals(spec, 6),
     ...rules(spec, 6),
   ];
 }
 
 /** The program, as instructions. Throws when the spec needs more than the kernel takes. */
-export function filterProgram(spec: FilterSpec): Instruction[] {
-  const v4 = ipv4(spec);
-  const v6 = ipv6(spec);
+export function filterProgram(spec: FilterSpec, part: FilterPart = 'all'): Instruction[] {
+  const v4 = ipv4(spec, part);
+  const v6 = ipv6(spec, part);
   const head = [
     insn(LD | W | ABS, AD_PKTTYPE),
     ...require(PACKET_HOST),

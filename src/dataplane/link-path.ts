@@ -9,7 +9,7 @@ import { PASS_TO_HOST, type DeviceCounters } from '../core/ops.js';
 import { VNET_HDR_LEN } from '../core/packet/vnet.js';
 import type { Addr } from '../core/inet.js';
 import type { PacketDevice } from './device.js';
-import { EMSGSIZE, TxBatch, type LinkDriver, type LinkPort } from './af-packet.js';
+import { EMSGSIZE, TxBatch, type LinkDriver, type LinkPort, type PortFilter } from './af-packet.js';
 import { encodeProgram, filterProgram, type FilterSpec } from './l2-filter.js';
 import { ETH_HLEN, largestWirePacket, LINK_HEADROOM, toDirectorLayout, toWireLayout } from './frame.js';
 import type { LinkMtus } from './links.js';
@@ -73,7 +73,11 @@ export class LinkPath {
 
   /** Opens and closes ports to match the plan and gives each the plan's filter; throws (changing nothing) on a bad plan. */
   setPlan(plan: LinkPlan): void {
-    const program = encodeProgram(filterProgram(plan.spec));
+    const filter: PortFilter = {
+      all: encodeProgram(filterProgram(plan.spec)),
+      handshakes: encodeProgram(filterProgram(plan.spec, 'handshakes')),
+      rest: encodeProgram(filterProgram(plan.spec, 'rest')),
+    };
     const opened: LinkPort[] = [];
     try {
       for (const name of plan.interfaces) {
@@ -96,7 +100,7 @@ export class LinkPath {
       this.byIndex.delete(port.ifindex);
       this.closePort(port);
     }
-    for (const port of this.receiving.values()) port.setFilter(program);
+    for (const port of this.receiving.values()) port.setFilter(filter);
     // Resolving the real servers now spares their first packets a "no-neighbour" drop.
     for (const { addr } of plan.spec.realServers) {
       const hop = this.options.nextHops.get(addr);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { Addr } from '../../src/core/inet.js';
 import { formatAddr } from '../../src/core/inet.js';
-import type { LinkDriver, LinkPort, TxBatch } from '../../src/dataplane/af-packet.js';
+import type { LinkDriver, LinkPort, PortFilter, TxBatch } from '../../src/dataplane/af-packet.js';
 import type { LinkSource } from '../../src/dataplane/links.js';
 import type { LinkUpdate, NeighbourUpdate } from '../../src/dataplane/netlink.js';
 import type { NeighbourSource } from '../../src/dataplane/neighbours.js';
@@ -13,7 +13,7 @@ import type { NextHop, NextHopLookup } from '../../src/dataplane/routes.js';
 export class FakeLinkPort implements LinkPort {
   readonly inbox: (Uint8Array | 'cut-short')[] = [];
   readonly sent: Uint8Array[] = [];
-  filter: Buffer | null = null;
+  filter: PortFilter | null = null;
   /** The errno transmit() answers with; 0: sent. */
   refuse = 0;
   closed = false;
@@ -25,8 +25,8 @@ export class FakeLinkPort implements LinkPort {
     readonly fds: readonly number[],
   ) {}
 
-  setFilter(program: Buffer): void {
-    this.filter = program;
+  setFilter(filter: PortFilter): void {
+    this.filter = filter;
   }
 
   frame = new Uint8Array(0);

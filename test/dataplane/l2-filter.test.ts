@@ -51,6 +51,34 @@ const taken = (packet: PacketSpec | Uint8Array, meta = HOST, type?: number): boo
 };
 
 describe('the layer-2 frame filter', () => {
+  it("splits lvsd's frames between the handshake ring (small SYNs) and the other, each frame to one", () => {
+    const handshakes = filterProgram(SPEC, 'handshakes');
+    const rest = filterProgram(SPEC, 'rest');
+    const ring = (spec: PacketSpec): string => {
+      const frame = ethernet(buildPacket(spec));
+      const h = runProgram(handshakes, frame, HOST) > 0;
+      const r = runProgram(rest, frame, HOST) > 0;
+      assert.equal(runProgram(program, frame, HOST) > 0, h || r, 'the two parts make the whole');
+      assert.ok(!(h && r), 'no frame in both rings');
+      return h ? 'handshakes' : r ? 'rest' : 'none';
+    };
+    const syn = { src: '198.18.0.2', dst: '198.18.0.1', dport: 80, tcpFlags: 0x02 };
+    assert.equal(ring(syn), 'handshakes');
+    assert.equal(ring({ ...syn, src: '2001:db8::2', dst: '2001:db8::1', dport: 443 }), 'handshakes');
+    // A SYN with data too large for a small slot (TCP Fast Open), and every other segment.
+    assert.equal(ring({ ...syn, payload: new Uint8Array(1100) }), 'rest');
+    assert.equal(
+      ring({ ...syn, src: '2001:db8::2', dst: '2001:db8::1', dport: 443, payload: new Uint8Array(600) }),
+      'rest',
+    );
+    for (const tcpFlags of [0x12, 0x10, 0x18, 0x11, 0x04, 0x03])
+      assert.equal(ring({ ...syn, tcpFlags }), 'rest', `flags ${tcpFlags}`);
+    assert.equal(ring({ src: '198.18.0.2', dst: '198.18.0.1', protocol: 'udp', dport: 53 }), 'rest');
+    assert.equal(ring({ src: '198.18.1.11', dst: '198.18.0.2', sport: 8080, tcpFlags: 0x12 }), 'rest');
+    // Not lvsd's at all: in neither.
+    assert.equal(ring({ ...syn, dport: 22 }), 'none');
+  });
+
   it("takes a client's packet to a VIP's protocol and port, and nothing else of the VIP", () => {
     assert.ok(taken({ src: '198.18.0.2', dst: '198.18.0.1', dport: 80 }));
     assert.ok(taken({ src: '198.18.0.2', dst: '198.18.0.1', protocol: 'udp', dport: 53 }));
