@@ -73,8 +73,7 @@ import {
   writeSegment,
   type SegmentSpec,
 } from './packet/tcp-segment.js';
-import { PROXY_SYN_RETRY_MS, ProxyHandshakes, SHED_AFTER_OVERFLOW_MS } from './syn-proxy.js';
-import { RecentSyns } from './conn/recent-syns.js';
+import { PROXY_SYN_RETRY_MS, ProxyHandshakes, SynShedding } from './syn-proxy.js';
 import { isSuperPacket, readVnetHdr, VNET_HDR_LEN, vnetFlags, writePlainVnetHdr } from './packet/vnet.js';
 import { ServiceTable } from './services.js';
 import { CONN_F_OUT_SEQ, CONN_F_TEMPLATE, type SyncConn } from './sync/conn.js';
@@ -157,12 +156,7 @@ export class Director {
   replyToSender = false;
   private readonly cookies: SynCookies;
   private readonly handshakes: ProxyHandshakes;
-  /** When the data plane last said its receive queue overflowed (receiveOverflowed). */
-  private overflowAt = -Infinity;
-  /** Made on the first overflow: 2 MB that a director never flooded does not need. */
-  private recentSyns: RecentSyns | null = null;
-  private readonly recentSynsSeed: number;
-  private readonly random: () => number;
+  private readonly shedding: SynShedding;
   /** The master sync role's decisions, while a master sync daemon runs. */
   private syncSource: SyncSource | null = null;
   /** The identification of the next IPv6 datagram the director fragments: random start (RFC 7739). */
@@ -181,7 +175,6 @@ export class Director {
     this.expiry = { ...DEFAULT_EXPIRY, ...options.expiry };
     this.fragments = new FragmentTracker(this.clock);
     const random = options.random ?? Math.random;
-    this.random = random;
     this.nextFragmentId = Math.floor(random() * 0x100000000);
     // Validated before the table's memory is taken.
     const defense = defenseSettings(options.defense);
@@ -196,7 +189,7 @@ export class Director {
     this.defense = new Defense(this.conns, defense);
     this.cookies = new SynCookies(Math.floor(random() * 0x100000000), Math.floor(random() * 0x100000000));
     this.handshakes = new ProxyHandshakes((id) => this.conns.isLive(id) && this.conns.isProxyWaiting(id));
-    this.recentSynsSeed = Math.floor(random() * 0x100000000);
+    this.shedding = new SynShedding(random, Math.floor(random() * 0x100000000));
     this.services = new ServiceTable(
       { clock: this.clock, random },
       {
@@ -474,20 +467,12 @@ export class Director {
 
   /** IPv4 services whose real servers are all masqueraded: the director sees both directions, so it can join two handshakes. */
   private proxies(service: Service, p: ParsedPacket): boolean {
-    return (
-      p.af === 4 &&
-      this.defense.synProxyEnabled &&
-      service.dests.length > 0 &&
-      service.dests.every((dest) => dest.method === 'masq')
-    );
+    return p.af === 4 && this.defense.synProxyEnabled && service.masqueradedOnly;
   }
 
-  /**
-   * The data plane's receive queue overflowed: it drops the flood's packets and the clients'
-   * alike. For a while the SYN proxy answers retransmitted SYNs only (conn/recent-syns.ts).
-   */
+  /** The data plane's receive queue overflowed: for a while the SYN proxy sheds first SYNs (SynShedding). */
   receiveOverflowed(): void {
-    this.overflowAt = this.clock.now();
+    this.shedding.overflowed(this.clock.now());
   }
 
   /** A SYN answered with a SYN-ACK whose sequence number is the cookie; nothing is kept. */
@@ -495,17 +480,9 @@ export class Director {
     if (!mayReplyWithIcmpError(p)) return this.drop('no-conn');
     const isn = readU32(buf, p.l4Offset + TCP_SEQ);
     const now = this.clock.now();
-    const sinceOverflow = now - this.overflowAt;
-    if (sinceOverflow < SHED_AFTER_OVERFLOW_MS) {
-      this.recentSyns ??= new RecentSyns(this.recentSynsSeed, now);
-      const ports = ((p.sport << 16) | p.dport) >>> 0;
-      const seen = this.recentSyns.seenBefore(p.saddr.a, ports, p.daddr.a, isn, now);
-      // First SYNs are answered at a share that grows from none, at the overflow, to all a second
-      // later: when the queue overflows again, it settles at what the director can answer.
-      if (!seen && this.random() * SHED_AFTER_OVERFLOW_MS >= sinceOverflow) {
-        this.defense.synsShed++;
-        return this.drop('syn-shed');
-      }
+    if (!this.shedding.answers(p.saddr.a, ((p.sport << 16) | p.dport) >>> 0, p.daddr.a, isn, now)) {
+      this.defense.synsShed++;
+      return this.drop('syn-shed');
     }
     const { mss, sack } = readSynOptions(buf, p);
     const mssIndex = cookieMssIndex(mss);
@@ -635,10 +612,7 @@ export class Director {
     if (handshake === undefined || !service) return this.drop('no-conn');
     const seq = readU32(buf, p.l4Offset + TCP_SEQ);
     const ack = readU32(buf, p.l4Offset + TCP_ACK_SEQ);
-    const client = {
-      saddr: p.daddr.a,
-      sport: p.dport,
-    };
+    // The real server's packet is to the client, p.daddr:p.dport.
     if (p.tcpFlags & TCP_RST) {
       const vaddr = this.conns.vaddrWord(id, 0);
       const vport = this.conns.vport(id);
@@ -646,9 +620,9 @@ export class Director {
       this.conns.expire(id);
       return this.segment(buf, offset, p, {
         saddr: vaddr,
-        daddr: client.saddr,
+        daddr: p.daddr.a,
         sport: vport,
-        dport: client.sport,
+        dport: p.dport,
         seq: (handshake.cookie + 1) >>> 0,
         ack: 0,
         flags: TCP_RST,
@@ -667,9 +641,9 @@ export class Director {
     this.conns.onPacket(id, 'in', TCP_ACK);
     this.handshakes.end(id);
     const out = this.segment(buf, offset, p, {
-      saddr: client.saddr,
+      saddr: p.daddr.a,
       daddr: p.saddr.a,
-      sport: client.sport,
+      sport: p.dport,
       dport: p.sport,
       seq: ack,
       ack: (seq + 1) >>> 0,

@@ -225,6 +225,8 @@ export class Service {
   readonly view: ServiceView & { dests: Dest[] };
   readonly stats = new Stats();
   rates: Rates = zeroRates();
+  /** Every real server masquerades, and there is one: the replies cross the director (what the SYN proxy needs). */
+  masqueradedOnly = false;
 
   constructor(
     readonly id: number,
@@ -249,6 +251,7 @@ export class Service {
   /** After any change to its real servers: what the scheduler sees follows. */
   refreshView(): void {
     this.view.dests = this.dests.filter((d) => d.scheduled);
+    this.masqueradedOnly = this.dests.length > 0 && this.dests.every((d) => d.method === 'masq');
   }
 }
 

@@ -6,7 +6,9 @@
 // sequence numbers differ from the cookie's by a fixed offset, which the director adds to what
 // the real server sends and takes from what the client acknowledges (conn/table.ts keeps it).
 // What the handshake needs until the real server answers lives here, for the few connections
-// that are at that point.
+// that are at that point; and which SYNs are still answered while the data plane cannot keep up.
+
+import { RecentSyns } from './conn/recent-syns.js';
 
 /** A handshake with a real server, from the client's validated ACK until the real server's SYN-ACK. */
 export interface ProxyHandshake {
@@ -26,8 +28,38 @@ export interface ProxyHandshake {
 
 /** The SYN to the real server again if the client is still talking after this long without an answer. */
 export const PROXY_SYN_RETRY_MS = 1000;
-/** After the data plane's receive queue last overflowed, this long answering retransmitted SYNs only. */
+/** After the data plane's receive queue last overflowed, this long shedding first SYNs. */
 export const SHED_AFTER_OVERFLOW_MS = 1000;
+/**
+ * While the data plane's receive queue overflows, it drops the flood's packets and the clients'
+ * alike: a SYN is answered when it is a retransmission (conn/recent-syns.ts), a first one at a
+ * share that grows from none, at the overflow, to all a second later. When the queue overflows
+ * again the share starts over, so it settles at what the director can answer.
+ */
+export class SynShedding {
+  private overflowAt = -Infinity;
+  /** Made on the first overflow: 2 MB that a director never flooded does not need. */
+  private recent: RecentSyns | null = null;
+
+  constructor(
+    private readonly random: () => number,
+    private readonly seed: number,
+  ) {}
+
+  overflowed(nowMs: number): void {
+    this.overflowAt = nowMs;
+  }
+
+  /** Whether the SYN from caddr:cport to vaddr:vport (`ports` = cport << 16 | vport) with `isn` is answered. */
+  answers(caddr: number, ports: number, vaddr: number, isn: number, nowMs: number): boolean {
+    const sinceOverflow = nowMs - this.overflowAt;
+    if (sinceOverflow >= SHED_AFTER_OVERFLOW_MS) return true;
+    this.recent ??= new RecentSyns(this.seed, nowMs);
+    const seen = this.recent.seenBefore(caddr, ports, vaddr, isn, nowMs);
+    return seen || this.random() * SHED_AFTER_OVERFLOW_MS < sinceOverflow;
+  }
+}
+
 /** Handshakes with real servers under way at once, at most: each holds up to a frame. */
 export const MAX_PROXY_HANDSHAKES = 65536;
 

@@ -64,9 +64,7 @@ export interface LinkPort {
 
 /** The programs of a port's receive filter, by the part of lvsd's frames each takes (l2-filter.ts). */
 export interface PortFilter {
-  /** Every frame of lvsd's: for a port with one queue. */
-  readonly all: Buffer;
-  /** The two queues of a port that keeps small SYNs apart. */
+  /** The small SYNs' ring, and the other's. */
   readonly handshakes: Buffer;
   readonly rest: Buffer;
 }

@@ -177,10 +177,8 @@ function localFlag(locals: Addr[]): Instruction[] {
  * length in X), `lengthLoad` the IP length field, which must be clear under `lengthMask`.
  */
 function synFlag(flagsLoad: Instruction, lengthLoad: Instruction, lengthMask: number): Instruction[] {
-  const notSyn = [insn(LD | IMM, 0)];
-  const store = [insn(ST, M_SYN)];
-  const body = [
-    // Each failed test jumps to `notSyn`, just past this body's end.
+  // Each failed test jumps to `ld #0`, the second instruction from the end.
+  return [
     insn(LD | MEM, M_PROTO),
     insn(JMP | JEQ, IPPROTO_TCP, 0, 8),
     flagsLoad,
@@ -190,9 +188,10 @@ function synFlag(flagsLoad: Instruction, lengthLoad: Instruction, lengthMask: nu
     insn(ALU | AND, lengthMask),
     insn(JMP | JEQ, 0, 0, 2),
     insn(LD | IMM, 1),
-    insn(JMP | JA, notSyn.length),
+    insn(JMP | JA, 1),
+    insn(LD | IMM, 0),
+    insn(ST, M_SYN),
   ];
-  return [...body, ...notSyn, ...store];
 }
 
 /** For a part of the frames, the frames of the other part stop here. */

@@ -74,7 +74,6 @@ export class LinkPath {
   /** Opens and closes ports to match the plan and gives each the plan's filter; throws (changing nothing) on a bad plan. */
   setPlan(plan: LinkPlan): void {
     const filter: PortFilter = {
-      all: encodeProgram(filterProgram(plan.spec)),
       handshakes: encodeProgram(filterProgram(plan.spec, 'handshakes')),
       rest: encodeProgram(filterProgram(plan.spec, 'rest')),
     };

@@ -110,6 +110,17 @@ function handshake(d: Director, sport = 40000, isn = 1000): number {
   return synAck.seq;
 }
 
+/** A client's connection the proxy has joined to the real server (its ISN 1000, the real server's 70000): returns the cookie. */
+function joined(d: Director): number {
+  const cookie = handshake(d);
+  send(d, tcp({ src: CLIENT, dst: VIP, tcpFlags: ACK, seq: 1001, ack: cookie + 1 }));
+  send(
+    d,
+    tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: SYN | ACK, seq: 70000, ack: 1001 }),
+  );
+  return cookie;
+}
+
 test('a SYN is answered by the director with a cookie, and nothing is kept', () => {
   const { d } = director();
   const [synAck, ...rest] = send(
@@ -381,12 +392,7 @@ test('while the receive queue overflows, a SYN is answered on its retransmission
 
 test("a proxied connection's offset goes with its record to the next lvsd, which goes on translating", () => {
   const { d } = director();
-  const cookie = handshake(d);
-  send(d, tcp({ src: CLIENT, dst: VIP, tcpFlags: ACK, seq: 1001, ack: cookie + 1 }));
-  send(
-    d,
-    tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: SYN | ACK, seq: 70000, ack: 1001 }),
-  );
+  const cookie = joined(d);
   const records = d.exportConnections();
   assert.equal(records.length, 1);
   assert.equal(records[0]!.seqOffset, (cookie - 70000) >>> 0);
@@ -401,12 +407,7 @@ test("a proxied connection's offset goes with its record to the next lvsd, which
 
 test("a proxied connection's offset reaches a backup director in the sync message (the kernel's OUT_SEQ), which goes on translating", () => {
   const { d } = director();
-  const cookie = handshake(d);
-  send(d, tcp({ src: CLIENT, dst: VIP, tcpFlags: ACK, seq: 1001, ack: cookie + 1 }));
-  send(
-    d,
-    tcp({ src: RS, sport: 8080, dst: CLIENT, dport: 40000, tcpFlags: SYN | ACK, seq: 70000, ack: 1001 }),
-  );
+  const cookie = joined(d);
   const record = syncRecordOf(d.conns, 0, () => 0)!;
   assert.ok(record.flags & CONN_F_OUT_SEQ);
   const [datagram] = packSyncMessages([record], 1, 1500);
